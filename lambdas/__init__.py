@@ -1,0 +1,1 @@
+"""Thin Lambda entry points: Powertools decorators, event parsing, one library call."""

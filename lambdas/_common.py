@@ -1,0 +1,43 @@
+"""What every handler shares: Powertools instances and the step-name wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from trainship.errors import InternalError, TrainshipError, tail
+
+logger = Logger(service="trainship")
+tracer = Tracer(service="trainship")
+metrics = Metrics(namespace="trainship", service="trainship")
+
+T = TypeVar("T")
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Name the failing step in errors; count outcomes; never let a bare exception out."""
+    try:
+        yield
+    except TrainshipError as exc:
+        exc.step = exc.step or name
+        metrics.add_metric(name=f"{name}Failed", unit=MetricUnit.Count, value=1)
+        logger.warning("step failed", extra={"error": exc.name, "step": exc.step})
+        raise
+    except Exception as exc:
+        import traceback
+
+        metrics.add_metric(name=f"{name}Failed", unit=MetricUnit.Count, value=1)
+        logger.exception("step crashed")
+        raise InternalError(f"{name} crashed: {type(exc).__name__}: {exc}"[:500],
+                            details=tail(traceback.format_exc()), step=name) from exc
+    metrics.add_metric(name=f"{name}Succeeded", unit=MetricUnit.Count, value=1)
+
+
+def run_step(name: str, fn: Callable[[], T]) -> T:
+    with step(name):
+        return fn()

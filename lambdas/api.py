@@ -1,0 +1,89 @@
+"""The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs].
+
+Also POST /mlops/deploy, the original API's path (same body shapes). Behind API Gateway
+on AWS; behind trainship.local.api_server locally, with the same proxy events.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas._common import logger, metrics, tracer
+from trainship.config import Settings
+from trainship.deployments import DeploymentStore
+from trainship.errors import InvalidRequest, TrainshipError
+from trainship.submit import submit
+
+app = APIGatewayRestResolver()
+
+
+def _store() -> DeploymentStore:
+    settings = Settings.from_env()
+    return DeploymentStore(boto3.client("stepfunctions"), settings.state_machine_arn,
+                           settings.archive_dir)
+
+
+def _json(status: int, body: Any) -> Response[str]:
+    return Response(status_code=status, content_type="application/json",
+                    body=json.dumps(body, default=str))
+
+
+@app.exception_handler(TrainshipError)
+def _error(exc: TrainshipError) -> Response[str]:
+    return _json(exc.http_status if exc.user_caused or exc.http_status < 500 else 500,
+                 exc.document().model_dump())
+
+
+@app.not_found
+def _not_found(exc: NotFoundError) -> Response[str]:
+    return _json(404, {"error": "NotFound", "message": f"No route {app.current_event.path}",
+                       "details": "", "help": "Routes: POST /deployments, GET /deployments, "
+                       "GET /deployments/{id}, GET /deployments/{id}/logs"})
+
+
+def _body() -> Any:
+    raw = app.current_event.body or ""
+    if len(raw) > 300 * 1024:
+        raise InvalidRequest("The request body is larger than 300 KiB",
+                             details=f"{len(raw)} bytes")
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError as exc:
+        raise InvalidRequest("The request body is not valid JSON", details=str(exc)) from exc
+
+
+@app.post("/deployments")
+@app.post("/mlops/deploy")
+def create_deployment() -> Response[str]:
+    key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get(
+        "idempotency-key")
+    return _json(202, submit(_body(), store=_store(), idempotency_key=key))
+
+
+@app.get("/deployments")
+def list_deployments() -> Response[str]:
+    return _json(200, {"deployments": _store().list()})
+
+
+@app.get("/deployments/<deployment_id>")
+def get_deployment(deployment_id: str) -> Response[str]:
+    return _json(200, _store().get(deployment_id))
+
+
+@app.get("/deployments/<deployment_id>/logs")
+def get_logs(deployment_id: str) -> Response[str]:
+    return Response(status_code=200, content_type="text/plain; charset=utf-8",
+                    body=_store().logs(deployment_id))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,56 @@
+"""Runs a user's training script as ``__main__`` after small compatibility fixes.
+
+MLflow 3.14 and later save scikit-learn models with skops by default, and skops refuses
+to save a model whose types are not on its trusted list (tree ensembles among them), so
+the classic ``mlflow.sklearn.log_model(model, "model")`` fails as written. The fix kept
+here: when the script gives neither ``serialization_format`` nor ``skops_trusted_types``,
+trust exactly the types of the model the script itself just trained (what
+``skops.io.get_untrusted_types`` reports for it). The model stays in the safe skops
+format, its trusted list is stored in its MLmodel file, and loading it later needs no
+pickle. Scripts that set either argument are left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import runpy
+import sys
+from typing import Any
+
+
+def patch_sklearn_skops_default() -> bool:
+    try:
+        import mlflow.sklearn as mlflow_sklearn
+    except ImportError:
+        return False
+    original = mlflow_sklearn.save_model
+    if getattr(original, "__trainship_patched__", False):
+        return True
+    if "skops_trusted_types" not in inspect.signature(original).parameters:
+        return False  # MLflow before skops support: cloudpickle is the default already
+
+    @functools.wraps(original)
+    def save_model(sk_model: Any, *args: Any, **kwargs: Any) -> Any:
+        fmt = kwargs.get("serialization_format") or mlflow_sklearn._get_default_serialization_format()
+        if fmt == "skops" and kwargs.get("skops_trusted_types") is None:
+            import skops.io
+
+            kwargs["skops_trusted_types"] = skops.io.get_untrusted_types(
+                data=skops.io.dumps(sk_model)) or None
+        return original(sk_model, *args, **kwargs)
+
+    save_model.__trainship_patched__ = True  # type: ignore[attr-defined]
+    mlflow_sklearn.save_model = save_model
+    return True
+
+
+def main(argv: list[str]) -> None:
+    script = argv[0]
+    patch_sklearn_skops_default()
+    sys.argv = [script, *argv[1:]]
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

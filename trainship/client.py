@@ -1,0 +1,73 @@
+"""A small client for the trainship API (local or on AWS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, document: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}: {document.get('error')}: {document.get('message')}")
+        self.status = status
+        self.document = document
+
+
+class Client:
+    def __init__(self, base_url: str, timeout: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                raw = response.read().decode()
+                ctype = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read().decode(errors="replace")
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                doc = {"error": f"HTTP{exc.code}", "message": raw[:500]}
+            raise ApiError(exc.code, doc) from None
+        return json.loads(raw) if ctype.startswith("application/json") else raw
+
+    def submit(self, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", "/deployments", body, headers)
+
+    def get(self, deployment_id: str) -> Any:
+        return self.request("GET", f"/deployments/{deployment_id}")
+
+    def list(self) -> Any:
+        return self.request("GET", "/deployments")["deployments"]
+
+    def logs(self, deployment_id: str) -> str:
+        return str(self.request("GET", f"/deployments/{deployment_id}/logs"))
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TRAINSHIP_HOME", ".trainship"))
+
+
+def resolve_api(api: str | None, *, start: bool = True) -> str:
+    """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
+    if api:
+        return api
+    if os.environ.get("TRAINSHIP_API"):
+        return os.environ["TRAINSHIP_API"]
+    from trainship.local import stack
+
+    info = stack.read_info(default_home()) if not start else stack.up(default_home())
+    if info is None:
+        raise SystemExit("the local stack is not running: `trainship local up` starts it")
+    return str(info["api"])

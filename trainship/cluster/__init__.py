@@ -1,0 +1,49 @@
+"""Cluster drivers behind one interface.
+
+DeployModel, CheckRollout, PromoteModel and RecordFailure call a driver chosen by
+configuration (``TRAINSHIP_CLUSTER``); the handlers never know which one runs.
+``process`` (the local default) serves the image bundle as a local process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from trainship.config import Settings
+
+
+@dataclass
+class RolloutStatus:
+    ready: bool
+    message: str
+    inference_url: str = ""
+    failed: bool = False
+    details: str = ""
+
+
+@dataclass
+class Applied:
+    inference_url: str
+    handle: dict[str, Any] = field(default_factory=dict)
+
+
+class ClusterDriver(Protocol):
+    def apply(self, *, model_name: str, version: str, image_uri: str, replicas: int,
+              deployment_id: str, requirements: list[str]) -> Applied: ...
+
+    def status(self, handle: dict[str, Any]) -> RolloutStatus: ...
+
+    def promote(self, handle: dict[str, Any]) -> None:
+        """The new version is live: retire the versions it replaces."""
+
+    def discard(self, handle: dict[str, Any]) -> None:
+        """The new version failed: remove it, leaving the previous one serving."""
+
+
+def driver_from_settings(settings: Settings) -> ClusterDriver:
+    if settings.cluster == "process":
+        from trainship.cluster.process import ProcessDriver
+
+        return ProcessDriver(settings.home / "serving")
+    raise ValueError(f"unknown TRAINSHIP_CLUSTER {settings.cluster!r} (known: process)")

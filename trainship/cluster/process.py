@@ -1,0 +1,160 @@
+"""The ``process`` cluster driver: each model version is served by a local process.
+
+The image bundle (see trainship.image) holds the model; the service runs with the python
+of the model's requirements environment (the one training used). Records of what serves
+live in ``<home>/serving/<model>/v<version>.json`` so that ``trainship local down`` stops
+every server and a restart finds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from trainship.cluster import Applied, RolloutStatus
+from trainship.errors import tail
+from trainship.image import resolve_bundle
+from trainship.training import prepare_environment
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as gone
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int, grace: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class ProcessDriver:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _record_path(self, model_name: str, version: str) -> Path:
+        return self.root / model_name / f"v{version}.json"
+
+    def records(self, model_name: str | None = None) -> list[dict[str, Any]]:
+        pattern = f"{model_name}/v*.json" if model_name else "*/v*.json"
+        return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
+
+    def apply(self, *, model_name: str, version: str, image_uri: str, replicas: int,
+              deployment_id: str, requirements: list[str]) -> Applied:
+        return self._start(model_name, version, image_uri, deployment_id, requirements,
+                           port=free_port(), state="starting")
+
+    def _start(self, model_name: str, version: str, image_uri: str, deployment_id: str,
+               requirements: list[str], *, port: int, state: str) -> Applied:
+        bundle = resolve_bundle(image_uri)
+        python = prepare_environment(requirements, self.root.parent / "envs")
+        log = self.root / model_name / f"v{version}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [python, "-m", "trainship.serving", "--model-dir", str(bundle / "model"),
+                 "--host", "127.0.0.1", "--port", str(port)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": _library_path()})
+        url = f"http://127.0.0.1:{port}"
+        handle = {"model_name": model_name, "version": version, "pid": proc.pid, "port": port,
+                  "url": url, "log": str(log), "image_uri": image_uri,
+                  "deployment_id": deployment_id, "requirements": requirements,
+                  "state": state}
+        self._record_path(model_name, version).write_text(json.dumps(handle, indent=2))
+        return Applied(inference_url=url, handle=handle)
+
+    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+        log_tail = tail(Path(handle["log"]).read_text(errors="replace"), 30) \
+            if Path(handle["log"]).exists() else ""
+        if not pid_alive(int(handle["pid"])):
+            return RolloutStatus(ready=False, failed=True,
+                                 message=f"the inference server for {handle['model_name']} "
+                                         f"v{handle['version']} exited", details=log_tail)
+        try:
+            with urllib.request.urlopen(f"{handle['url']}/ping", timeout=2) as response:
+                ready = response.status == 200
+        except (urllib.error.URLError, OSError):
+            ready = False
+        return RolloutStatus(ready=ready, inference_url=handle["url"],
+                             message="ready" if ready else "starting", details=log_tail)
+
+    def promote(self, handle: dict[str, Any]) -> None:
+        for record in self.records(handle["model_name"]):
+            if record["version"] != handle["version"]:
+                stop_pid(int(record["pid"]))
+                self._record_path(record["model_name"], record["version"]).unlink(
+                    missing_ok=True)
+        handle = {**handle, "state": "serving"}
+        self._record_path(handle["model_name"], handle["version"]).write_text(
+            json.dumps(handle, indent=2))
+
+    def discard(self, handle: dict[str, Any]) -> None:
+        stop_pid(int(handle["pid"]))
+        self._record_path(handle["model_name"], handle["version"]).unlink(missing_ok=True)
+
+    def restore(self) -> list[str]:
+        """After a restart: serve again what served before, on the same port."""
+        restored = []
+        for record in self.records():
+            if record.get("state") != "serving" or pid_alive(int(record["pid"])):
+                continue
+            applied = self._start(record["model_name"], record["version"], record["image_uri"],
+                                  record["deployment_id"], record.get("requirements", []),
+                                  port=int(record["port"]), state="serving")
+            restored.append(applied.inference_url)
+        return restored
+
+    def stop_all(self) -> int:
+        count = 0
+        for record in self.records():
+            if pid_alive(int(record["pid"])):
+                stop_pid(int(record["pid"]))
+                count += 1
+        return count
+
+
+def _library_path() -> str:
+    """Make the trainship package importable from the model's environment."""
+    here = str(Path(__file__).resolve().parents[2])
+    existing = os.environ.get("PYTHONPATH")
+    return f"{here}:{existing}" if existing else here
+
+
+__all__ = ["ProcessDriver", "free_port", "pid_alive", "stop_pid"]

@@ -1,0 +1,47 @@
+"""Runtime settings read from the environment.
+
+The same handlers run on AWS and on the local stack; what differs (where scripts are
+staged, which MLflow, which cluster driver) is configuration injected here, never an
+``if local:`` branch in a handler.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    staging_uri: str
+    tracking_uri: str
+    cluster: str
+    model_alias: str
+    rollout_timeout_seconds: int
+    rollout_poll_seconds: int
+    state_machine_arn: str
+    archive_dir: str
+    build_logs_dir: str
+    home: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("TRAINSHIP_HOME", ".trainship")).resolve()
+        return cls(
+            staging_uri=os.environ.get("TRAINSHIP_STAGING_URI", str(home / "staging")),
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+            cluster=os.environ.get("TRAINSHIP_CLUSTER", "process"),
+            model_alias=os.environ.get("TRAINSHIP_MODEL_ALIAS", "live"),
+            rollout_timeout_seconds=_int("TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS", 600),
+            rollout_poll_seconds=_int("TRAINSHIP_ROLLOUT_POLL_SECONDS", 10),
+            state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+            archive_dir=os.environ.get("TRAINSHIP_ARCHIVE_DIR", ""),
+            build_logs_dir=os.environ.get("TRAINSHIP_BUILD_LOGS_DIR", ""),
+            home=home,
+        )

@@ -1,0 +1,218 @@
+"""Error names, help texts and the error document.
+
+Every failure a user can cause has its own exception class. The class name is the
+error name everywhere: the Lambda's ``errorType``, the ASL ``ErrorEquals`` value, the
+``error`` field of the error document and the Fail state's Error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+
+class ErrorDocument(BaseModel):
+    """What a user sees when something fails: API 4xx bodies, the Fail state's cause."""
+
+    error: str
+    message: str
+    details: str = ""
+    help: str = ""
+    step: str | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class TrainshipError(Exception):
+    """Base class. ``str(exc)`` is the JSON error document (Lambda's errorMessage)."""
+
+    help_text: ClassVar[str] = "See docs/troubleshooting.md for this error name."
+    http_status: ClassVar[int] = 500
+    user_caused: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, details: str = "", help: str | None = None,
+                 step: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.help = help if help is not None else self.help_text
+        self.step = step
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def document(self) -> ErrorDocument:
+        return ErrorDocument(error=self.name, message=self.message, details=self.details,
+                             help=self.help, step=self.step)
+
+    def __str__(self) -> str:
+        return self.document().to_json()
+
+
+# --- request ------------------------------------------------------------------------
+
+class InvalidRequest(TrainshipError):
+    http_status = 400
+    help_text = (
+        "Fix the request fields listed in details. Example body: "
+        '{"model_name": "iris-classifier", "script": "import mlflow ...", '
+        '"requirements": ["scikit-learn==1.9.1"], "timeout_seconds": 900}'
+    )
+
+
+class DeploymentNotFound(TrainshipError):
+    http_status = 404
+    help_text = "List deployments with `trainship list` or GET /deployments and use one of their ids."
+
+
+# --- training -----------------------------------------------------------------------
+
+class ScriptSyntaxError(TrainshipError):
+    help_text = (
+        "The script does not compile. Run `python -m py_compile train.py` locally and fix the "
+        "line named in details before deploying again."
+    )
+
+
+class MissingRequirement(TrainshipError):
+    help_text = (
+        "The script imports a package that is not installed. Add it to `requirements`, e.g. "
+        '"requirements": ["xgboost==2.1.4"] (the import name may differ from the package name).'
+    )
+
+
+class RequirementsInstallFailed(TrainshipError):
+    help_text = (
+        "pip could not install the requirements. Check the names and versions in details, e.g. "
+        '"requirements": ["scikit-learn==1.9.1", "pandas>=2"].'
+    )
+
+
+class ScriptTimeout(TrainshipError):
+    help_text = (
+        "The script ran longer than timeout_seconds. Raise it (at most 7200), e.g. "
+        '"timeout_seconds": 3600, or train on less data or fewer iterations.'
+    )
+
+
+class ScriptFailed(TrainshipError):
+    help_text = (
+        "The script raised an exception or exited with a non-zero status. Read the traceback "
+        "in details (or `trainship logs ID`), fix the script and run it locally first."
+    )
+
+
+class NoMlflowRun(TrainshipError):
+    help_text = (
+        "The script must log to MLflow. Use `with mlflow.start_run():` (trainship binds it to "
+        "the run it created) or `mlflow.autolog()`, and do not point MLFLOW_TRACKING_URI elsewhere."
+    )
+
+
+class NoModelLogged(TrainshipError):
+    help_text = (
+        "The MLflow run has no model. Log one, e.g. "
+        '`mlflow.sklearn.log_model(model, name="model")` (MLflow 3) or '
+        "`mlflow.sklearn.log_model(model, artifact_path=\"model\")` (MLflow 2)."
+    )
+
+
+class MultipleModelsLogged(TrainshipError):
+    help_text = (
+        'Log exactly one model, or name the one to deploy "model", e.g. '
+        '`mlflow.sklearn.log_model(model, name="model")`.'
+    )
+
+
+class TrainingBuildFailed(TrainshipError):
+    user_caused = False
+    help_text = (
+        "The training build failed outside the script (build environment, permissions, quota). "
+        "Open the build log with `trainship logs ID`; retry once the cause is fixed."
+    )
+
+
+# --- registry / image / deploy -------------------------------------------------------
+
+class RegistrationFailed(TrainshipError):
+    help_text = (
+        "MLflow refused to register the model version. Check that model_name is allowed in "
+        "the registry and that the tracking server accepts writes; details has MLflow's answer."
+    )
+
+
+class ImageBuildFailed(TrainshipError):
+    help_text = (
+        "The inference image could not be built. The build log is in details; a common cause "
+        "is a model requirement that does not install on the serving base image."
+    )
+
+
+class RolloutFailed(TrainshipError):
+    help_text = (
+        "The new version did not become ready (or failed its smoke test). The previous version "
+        "keeps serving. Read the container log lines in details; check that the model loads "
+        "with `mlflow.pyfunc.load_model` and that requests/limits fit."
+    )
+
+
+class TransientError(TrainshipError):
+    """A dependency was briefly unavailable; the state machine retries it."""
+
+    user_caused = False
+    help_text = "A service trainship depends on was briefly unavailable; retrying usually works."
+
+
+class InternalError(TrainshipError):
+    user_caused = False
+    help_text = "An unexpected error inside trainship. Please report it with the deployment id."
+
+
+USER_ERRORS: tuple[type[TrainshipError], ...] = (
+    InvalidRequest, ScriptSyntaxError, MissingRequirement, RequirementsInstallFailed,
+    ScriptTimeout, ScriptFailed, NoMlflowRun, NoModelLogged, MultipleModelsLogged,
+    RegistrationFailed, ImageBuildFailed, RolloutFailed,
+)
+
+_BY_NAME: dict[str, type[TrainshipError]] = {
+    cls.__name__: cls
+    for cls in (*USER_ERRORS, DeploymentNotFound, TrainingBuildFailed, TransientError,
+                InternalError)
+}
+
+
+def error_class(name: str) -> type[TrainshipError] | None:
+    return _BY_NAME.get(name)
+
+
+def document_from_json(text: str) -> ErrorDocument | None:
+    """Parse an error document (e.g. a Lambda errorMessage); None if it is not one."""
+    try:
+        data: Any = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(data, dict) and "error" in data and "message" in data:
+        try:
+            return ErrorDocument.model_validate(data)
+        except ValueError:
+            return None
+    return None
+
+
+def tail(text: str, lines: int = 40, max_chars: int = 6000) -> str:
+    """The last lines of a log, bounded so that it fits in a state payload."""
+    kept = "\n".join(text.rstrip("\n").splitlines()[-lines:])
+    return kept[-max_chars:]
+
+
+class IdempotencyConflict(TrainshipError):
+    http_status = 409
+    help_text = ("This Idempotency-Key was used before with a different body. Use a new key "
+                 "for a different request, or resend the original body unchanged.")
+
+
+_BY_NAME[IdempotencyConflict.__name__] = IdempotencyConflict

@@ -1,0 +1,188 @@
+"""A local CodeBuild: runs a buildspec (version 0.2) phase by phase.
+
+What it keeps of CodeBuild's behaviour: phases install, pre_build, build, post_build in
+order, each command in a shell that sees the variables exported by earlier commands;
+a failing install/pre_build ends the build, a failing build still runs post_build;
+``env.variables`` then the project's variables then the StartBuild overrides; the
+``env.exported-variables`` read at the end of the build and returned the way CodeBuild's
+build result does (``Build.ExportedEnvironmentVariables``); one log per build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PHASES = ("install", "pre_build", "build", "post_build")
+
+
+class BuildFailed(Exception):
+    def __init__(self, build: dict[str, Any]) -> None:
+        super().__init__(f"build {build['Id']} {build['BuildStatus']}")
+        self.build = build
+
+
+@dataclass
+class Project:
+    name: str
+    buildspec: Path
+    source_dir: Path
+    environment: dict[str, str] = field(default_factory=dict)
+    timeout_seconds: int = 3600
+
+
+@dataclass
+class LocalCodeBuild:
+    projects: dict[str, Project]
+    logs_dir: Path
+    work_root: Path
+    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    _counter: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _active: set[int] = field(default_factory=set)
+
+    def kill_all(self) -> None:
+        """Stop every running build (the local stack is stopping)."""
+        for pgid in list(self._active):
+            try:
+                os.killpg(pgid, 9)
+            except ProcessLookupError:
+                pass
+
+    def log_path(self, build_id: str) -> Path:
+        project, _, run = build_id.partition(":")
+        return self.logs_dir / project / f"{run}.log"
+
+    def start_build(self, project_name: str,
+                    overrides: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """Run a build to completion; return CodeBuild's build result or raise BuildFailed."""
+        project = self.projects.get(project_name)
+        if project is None:
+            raise KeyError(f"no CodeBuild project {project_name!r}")
+        with self._lock:
+            self._counter += 1
+            number = self._counter
+        run = str(uuid.uuid4())
+        build_id = f"{project_name}:{run}"
+        log = self.log_path(build_id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        workdir = self.work_root / run
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec = yaml.safe_load(project.buildspec.read_text())
+        env_spec = spec.get("env", {}) or {}
+        env = dict(self.base_env)
+        env.update({str(k): str(v) for k, v in (env_spec.get("variables") or {}).items()})
+        env.update(project.environment)
+        for item in overrides or []:
+            env[item["Name"]] = str(item.get("Value", ""))
+        env.update({
+            "CODEBUILD_BUILD_ID": build_id,
+            "CODEBUILD_BUILD_NUMBER": str(number),
+            "CODEBUILD_SRC_DIR": str(project.source_dir),
+            "CODEBUILD_BUILD_SUCCEEDING": "1",
+            "CODEBUILD_INITIATOR": "states/local",
+        })
+        started = datetime.now(timezone.utc)
+        deadline = time.monotonic() + project.timeout_seconds
+        state_file = workdir / ".codebuild-env"
+        state_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+        phases: list[dict[str, Any]] = []
+        status = "SUCCEEDED"
+        with open(log, "w") as out:
+            out.write(f"[Container] {started.isoformat()} Running build {build_id}\n")
+            for phase in PHASES:
+                if status != "SUCCEEDED" and phase != "post_build":
+                    continue
+                commands = ((spec.get("phases") or {}).get(phase) or {}).get("commands") or []
+                if not commands:
+                    continue
+                t0 = time.monotonic()
+                phase_status = "SUCCEEDED"
+                out.write(f"[Container] Entering phase {phase.upper()}\n")
+                for command in commands:
+                    out.write(f"[Container] Running command {command}\n")
+                    out.flush()
+                    rc = self._run_command(str(command), state_file, workdir, out, deadline,
+                                           self._active)
+                    if rc != 0:
+                        out.write(f"[Container] Command did not exit successfully {command} "
+                                  f"exit status {rc}\n")
+                        phase_status = "TIMED_OUT" if rc == 124 else "FAILED"
+                        break
+                out.write(f"[Container] Phase complete: {phase.upper()} State: {phase_status}\n")
+                phases.append({"PhaseType": phase.upper(), "PhaseStatus": phase_status,
+                               "DurationInSeconds": round(time.monotonic() - t0)})
+                if phase_status != "SUCCEEDED" and status == "SUCCEEDED":
+                    status = "FAILED" if phase_status == "FAILED" else "TIMED_OUT"
+                    self._set(state_file, "CODEBUILD_BUILD_SUCCEEDING", "0")
+            exported = self._exported(state_file, env_spec.get("exported-variables") or [])
+            out.write(f"[Container] Build {status}\n")
+        build = {
+            "Id": build_id,
+            "Arn": f"arn:aws:codebuild:us-east-1:000000000000:build/{build_id}",
+            "BuildNumber": number,
+            "ProjectName": project_name,
+            "BuildStatus": status,
+            "BuildComplete": True,
+            "CurrentPhase": "COMPLETED",
+            "StartTime": started.isoformat(),
+            "EndTime": datetime.now(timezone.utc).isoformat(),
+            "Phases": phases,
+            "Logs": {"GroupName": f"/aws/codebuild/{project_name}", "StreamName": run,
+                     "DeepLink": log.resolve().as_uri()},
+            "Environment": {"EnvironmentVariables": [
+                {"Name": o["Name"], "Value": str(o.get("Value", "")),
+                 "Type": o.get("Type", "PLAINTEXT")} for o in overrides or []]},
+            "ExportedEnvironmentVariables": exported,
+        }
+        if status != "SUCCEEDED":
+            raise BuildFailed(build)
+        return build
+
+    @staticmethod
+    def _set(state_file: Path, name: str, value: str) -> None:
+        with open(state_file, "a") as handle:
+            handle.write(f"export {name}={shlex.quote(value)}\n")
+
+    @staticmethod
+    def _run_command(command: str, state_file: Path, workdir: Path, out: Any,
+                     deadline: float, active: set[int]) -> int:
+        script = (f". {shlex.quote(str(state_file))}\n{command}\n__rc=$?\n"
+                  f"export -p > {shlex.quote(str(state_file))}\nexit $__rc\n")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return 124
+        proc = subprocess.Popen(["bash", "-c", script], cwd=workdir, stdout=out,
+                                stderr=subprocess.STDOUT, env={"PATH": os.environ["PATH"]},
+                                start_new_session=True)
+        active.add(proc.pid)
+        try:
+            return proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            return 124
+        finally:
+            active.discard(proc.pid)
+
+    @staticmethod
+    def _exported(state_file: Path, names: list[str]) -> list[dict[str, str]]:
+        script = (f". {shlex.quote(str(state_file))}\n"
+                  "python3 -c 'import json,os,sys; "
+                  "print(json.dumps({n: os.environ.get(n, \"\") for n in sys.argv[1:]}))' "
+                  + " ".join(shlex.quote(n) for n in names))
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"]})
+        values = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+        return [{"Name": n, "Value": values.get(n, "")} for n in names]

@@ -1,0 +1,396 @@
+"""The local stack: the embedded default, one machine, no AWS account.
+
+One daemon process (``python -m trainship.local.stack``) holds:
+  * a real MLflow tracking server (sqlite + local artifact store), as a child process;
+  * moto's Step Functions as a server on 127.0.0.1 executing infra/statemachine/deploy.asl.json,
+    with Task states routed (trainship.local.sfn) to the Lambda handlers, called in
+    process, and to the local CodeBuild runner (trainship.local.codebuild);
+  * the API adapter (trainship.local.api_server) in front of lambdas.api.handler.
+State lives under the home directory (``.trainship/`` by default) and survives restarts:
+MLflow's database and artifacts, staged scripts, build logs, finished deployments,
+image bundles and what serves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ASL_PATH = REPO_ROOT / "infra" / "statemachine" / "deploy.asl.json"
+BUILDSPECS = REPO_ROOT / "buildspecs"
+REGION = "us-east-1"
+STATE_MACHINE_NAME = "TrainAndDeploy"
+LAMBDA_MODULES = {
+    "ValidateRequest": "lambdas.validate_request",
+    "RegisterModel": "lambdas.register_model",
+    "DeployModel": "lambdas.deploy_model",
+    "CheckRollout": "lambdas.check_rollout",
+    "SmokeTestModel": "lambdas.smoke_test_model",
+    "PromoteModel": "lambdas.promote_model",
+    "RecordFailure": "lambdas.record_failure",
+}
+TRAIN_PROJECT = "trainship-train"
+IMAGE_PROJECT = "trainship-image"
+
+
+def local_function_arn(step: str) -> str:
+    return f"arn:aws:lambda:{REGION}:000000000000:function:trainship-{step}"
+
+
+def substitutions() -> dict[str, str]:
+    subs = {f"{step}FunctionArn": local_function_arn(step) for step in LAMBDA_MODULES}
+    subs.update({"TrainProjectName": TRAIN_PROJECT, "ImageProjectName": IMAGE_PROJECT})
+    return subs
+
+
+def render_definition(subs: dict[str, str], path: Path = ASL_PATH) -> str:
+    """The ASL file with ``${Name}`` substitutions, as CDK's definition_substitutions does."""
+    text = path.read_text()
+    for key, value in subs.items():
+        text = text.replace("${" + key + "}", value)
+    if "${" in text:
+        missing = text[text.index("${"):text.index("}", text.index("${")) + 1]
+        raise ValueError(f"no substitution for {missing}")
+    json.loads(text)
+    return text
+
+
+@dataclass
+class Paths:
+    home: Path
+
+    @property
+    def info(self) -> Path:
+        return self.home / "stack.json"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "stack.log"
+
+    def sub(self, name: str) -> Path:
+        path = self.home / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class LambdaContext:
+    """The parts of Lambda's context object that Powertools reads."""
+
+    def __init__(self, step: str) -> None:
+        self.function_name = f"trainship-{step}"
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = local_function_arn(step)
+        self.memory_limit_in_mb = 1024
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/trainship-{step}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + 900
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+def invoke_lambda(step: str, payload: Any) -> Any:
+    """Call a handler as Lambda would: JSON in, JSON out, exceptions as errorType."""
+    module = importlib.import_module(LAMBDA_MODULES[step])
+    result = module.handler(json.loads(json.dumps(payload)), LambdaContext(step))
+    return json.loads(json.dumps(result))
+
+
+class TaskRouter:
+    """Routes the state machine's service Tasks to local Lambdas and CodeBuild."""
+
+    def __init__(self, codebuild: Any) -> None:
+        self.codebuild = codebuild
+        self.by_arn = {local_function_arn(step): step for step in LAMBDA_MODULES}
+
+    def __call__(self, resource_arn: str, parameters: dict[str, Any]) -> Any:
+        from trainship.local.codebuild import BuildFailed
+        from trainship.local.sfn import TaskFailure, lambda_error_cause
+
+        if resource_arn.endswith(":lambda:invoke"):
+            step = self.by_arn.get(str(parameters.get("FunctionName")))
+            if step is None:
+                raise TaskFailure("Lambda.ResourceNotFoundException",
+                                  f"Function not found: {parameters.get('FunctionName')}")
+            try:
+                payload = invoke_lambda(step, parameters.get("Payload"))
+            except Exception as exc:  # noqa: BLE001 - every handler error becomes errorType
+                raise TaskFailure(type(exc).__name__, lambda_error_cause(
+                    exc, traceback.format_tb(exc.__traceback__))) from exc
+            return {"Payload": payload, "StatusCode": 200, "ExecutedVersion": "$LATEST"}
+        if ":codebuild:startBuild" in resource_arn:
+            try:
+                build = self.codebuild.start_build(
+                    str(parameters["ProjectName"]),
+                    parameters.get("EnvironmentVariablesOverride") or [])
+            except BuildFailed as exc:
+                raise TaskFailure("States.TaskFailed", json.dumps({"Build": exc.build})) from exc
+            except KeyError as exc:
+                raise TaskFailure("CodeBuild.ResourceNotFoundException", str(exc)) from exc
+            return {"Build": build}
+        raise TaskFailure("States.Runtime", f"no local integration for {resource_arn}")
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _port(saved: dict[str, int], name: str) -> int:
+    from trainship.cluster.process import free_port
+
+    port = saved.get(name)
+    if port:
+        import socket
+
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                pass
+    return free_port()
+
+
+class LocalStack:
+    def __init__(self, home: Path) -> None:
+        self.paths = Paths(home.resolve())
+        self.mlflow: subprocess.Popen[bytes] | None = None
+        self.moto: Any = None
+        self.api: Any = None
+        self.codebuild: Any = None
+        self.store: Any = None
+        self.urls: dict[str, str] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> dict[str, str]:
+        import boto3
+
+        from trainship.cluster.process import ProcessDriver
+        from trainship.deployments import DeploymentStore
+        from trainship.local import sfn
+        from trainship.local.api_server import ApiServer
+        from trainship.local.codebuild import LocalCodeBuild, Project
+
+        paths = self.paths
+        paths.home.mkdir(parents=True, exist_ok=True)
+        ports_file = paths.home / "ports.json"
+        saved = json.loads(ports_file.read_text()) if ports_file.exists() else {}
+        ports = {name: _port(saved, name) for name in ("api", "mlflow", "stepfunctions")}
+        ports_file.write_text(json.dumps(ports))
+        mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
+        sfn_url = f"http://127.0.0.1:{ports['stepfunctions']}"
+        api_url = f"http://127.0.0.1:{ports['api']}"
+        venv_bin = str(Path(sys.executable).parent)
+        os.environ.update({
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            "PYTHONPATH": f"{REPO_ROOT}:{os.environ['PYTHONPATH']}"
+            if os.environ.get("PYTHONPATH") else str(REPO_ROOT),
+            "TRAINSHIP_HOME": str(paths.home),
+            "TRAINSHIP_STAGING_URI": str(paths.sub("staging")),
+            "TRAINSHIP_ARCHIVE_DIR": str(paths.sub("deployments")),
+            "TRAINSHIP_CLUSTER": os.environ.get("TRAINSHIP_CLUSTER", "process"),
+            "TRAINSHIP_ROLLOUT_POLL_SECONDS": os.environ.get(
+                "TRAINSHIP_ROLLOUT_POLL_SECONDS", "1"),
+            "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": os.environ.get(
+                "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS", "180"),
+            "MLFLOW_TRACKING_URI": mlflow_url,
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL_SFN": sfn_url,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "trainship",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
+        })
+
+        # MLflow: a real tracking server with a sqlite backend and local artifacts.
+        mlflow_dir = paths.sub("mlflow")
+        self.mlflow = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server",
+             "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+             "--artifacts-destination", str(mlflow_dir / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "1"],
+            stdout=open(paths.home / "mlflow.log", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+        # Step Functions: moto's server, executing state machines, Tasks routed locally.
+        from moto.server import ThreadedMotoServer
+
+        self.codebuild = LocalCodeBuild(
+            projects={
+                TRAIN_PROJECT: Project(TRAIN_PROJECT, BUILDSPECS / "train.yml", REPO_ROOT, {
+                    "MLFLOW_TRACKING_URI": mlflow_url,
+                    "TRAINSHIP_ENV_CACHE": str(paths.sub("envs"))}),
+                IMAGE_PROJECT: Project(IMAGE_PROJECT, BUILDSPECS / "image.yml", REPO_ROOT, {
+                    "MLFLOW_TRACKING_URI": mlflow_url,
+                    "TRAINSHIP_IMAGE_BUILDER": "bundle",
+                    "TRAINSHIP_REGISTRY": str(paths.sub("registry"))}),
+            },
+            logs_dir=paths.sub("builds"), work_root=paths.sub("work"),
+            base_env={k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR")
+                      if k in os.environ})
+        sfn.install(TaskRouter(self.codebuild))
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=ports["stepfunctions"],
+                                       verbose=False)
+        self.moto.start()
+        request = urllib.request.Request(
+            f"{sfn_url}/moto-api/config", method="POST",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+        client = boto3.client("stepfunctions")
+        arn = client.create_state_machine(
+            name=STATE_MACHINE_NAME, definition=render_definition(substitutions()),
+            roleArn="arn:aws:iam::123456789012:role/trainship-local")["stateMachineArn"]
+        os.environ["STATE_MACHINE_ARN"] = arn
+        self.store = DeploymentStore(client, arn, os.environ["TRAINSHIP_ARCHIVE_DIR"])
+        interrupted = self.store.mark_interrupted()
+
+        _wait_http(f"{mlflow_url}/health", 120, self.mlflow)
+        restored = ProcessDriver(paths.home / "serving").restore()
+
+        self.api = ApiServer("127.0.0.1", ports["api"])
+        self.api.start()
+        threading.Thread(target=self._archive_loop, daemon=True).start()
+        self.urls = {"api": api_url, "mlflow": mlflow_url, "stepfunctions": sfn_url,
+                     "state_machine_arn": arn}
+        print(f"local stack up: {self.urls}; interrupted deployments: {interrupted}; "
+              f"restored servers: {restored}", flush=True)
+        return self.urls
+
+    def _archive_loop(self) -> None:
+        while not self._stop.wait(2.0):
+            try:
+                self.store.sync_archive()
+            except Exception:  # noqa: BLE001 - keep archiving through transient errors
+                traceback.print_exc()
+
+    def stop(self) -> None:
+        from trainship.cluster.process import ProcessDriver, stop_pid
+
+        self._stop.set()
+        if self.api is not None:
+            self.api.stop()
+        if self.codebuild is not None:
+            self.codebuild.kill_all()
+        try:
+            if self.store is not None:
+                self.store.sync_archive()
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+        ProcessDriver(self.paths.home / "serving").stop_all()
+        if self.mlflow is not None:
+            stop_pid(self.mlflow.pid)
+        if self.moto is not None:
+            self.moto.stop()
+
+
+# --- the daemon and its control ------------------------------------------------------------
+
+def read_info(home: Path) -> dict[str, Any] | None:
+    info = Paths(home.resolve()).info
+    if not info.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(info.read_text())
+    except ValueError:
+        return None
+    from trainship.cluster.process import pid_alive
+
+    if not pid_alive(int(data.get("pid", 0))) or not data.get("ready"):
+        return None
+    return data
+
+
+def serve_forever(home: Path) -> None:
+    stack = LocalStack(home)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    info_path = stack.paths.info
+    try:
+        urls = stack.start()
+        info_path.write_text(json.dumps({"pid": os.getpid(), "ready": True, **urls}))
+        done.wait()
+    finally:
+        print("local stack stopping", flush=True)
+        info_path.unlink(missing_ok=True)
+        stack.stop()
+        print("local stack stopped", flush=True)
+
+
+def up(home: Path, timeout: float = 180) -> dict[str, Any]:
+    """Start the daemon unless it runs; return its URLs."""
+    running = read_info(home)
+    if running is not None:
+        return running
+    paths = Paths(home.resolve())
+    paths.home.mkdir(parents=True, exist_ok=True)
+    paths.info.unlink(missing_ok=True)
+    log = open(paths.log, "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "trainship.local.stack", str(paths.home)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=str(REPO_ROOT),
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_info(paths.home)
+        if info is not None:
+            return info
+        if proc.poll() is not None:
+            raise RuntimeError(f"the local stack exited ({proc.returncode}); see {paths.log}")
+        time.sleep(0.3)
+    proc.terminate()
+    raise TimeoutError(f"the local stack did not start within {timeout:.0f} s; see {paths.log}")
+
+
+def down(home: Path, timeout: float = 60) -> bool:
+    """Stop the daemon (and everything it started). False if it was not running."""
+    from trainship.cluster.process import ProcessDriver, pid_alive
+
+    paths = Paths(home.resolve())
+    data = json.loads(paths.info.read_text()) if paths.info.exists() else None
+    if data is None or not pid_alive(int(data.get("pid", 0))):
+        ProcessDriver(paths.home / "serving").stop_all()
+        return False
+    os.kill(int(data["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(int(data["pid"])):
+        time.sleep(0.2)
+    if pid_alive(int(data["pid"])):
+        os.kill(int(data["pid"]), signal.SIGKILL)
+    return True
+
+
+if __name__ == "__main__":
+    serve_forever(Path(sys.argv[1] if len(sys.argv) > 1 else ".trainship"))

@@ -1,0 +1,207 @@
+"""The deployment request: parsing, limits and normalisation.
+
+Used by the API (to answer 400 before any execution starts) and by ValidateRequest (for
+executions started directly with ``aws stepfunctions start-execution``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainship.errors import InvalidRequest
+
+MAX_SCRIPT_BYTES = 100 * 1024  # keeps the execution input far below Step Functions' 256 KiB
+MAX_REQUIREMENTS = 50
+MAX_REQUIREMENT_CHARS = 200
+MAX_TIMEOUT_SECONDS = 7200
+MAX_REPLICAS = 20
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SHELL_CHARS = set("`$|&<>\\!*?{}()'\"\n\r\t")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str = Field(default="500m", description="CPU request, Kubernetes quantity")
+    memory: str = Field(default="1Gi", description="memory request and limit")
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not _QUANTITY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m or 1Gi")
+        return value
+
+
+class DeploymentRequest(BaseModel):
+    """The POST /deployments body (also the state machine input)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(description="DNS-1123 label: lower case, digits, '-', <= 63")
+    script: str | None = Field(default=None, description="the training script as text")
+    script_base64: str | None = Field(default=None, description="the script, base64")
+    script_content: str | None = Field(default=None,
+                                       description="the script, base64 (original /mlops/deploy)")
+    requirements: list[str] = Field(default_factory=list)
+    experiment_name: str | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS,
+                                description="original /mlops/deploy name of timeout_seconds")
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    resources: Resources | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if len(value) > 63 or not DNS_1123_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a DNS-1123 label (lower case letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63 characters)")
+        return value
+
+    @field_validator("experiment_name")
+    @classmethod
+    def _experiment_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or len(value) > 200):
+            raise ValueError("must be 1 to 200 characters")
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_REQUIREMENTS:
+            raise ValueError(f"at most {MAX_REQUIREMENTS} requirements")
+        return [check_requirement(item) for item in value]
+
+
+def check_requirement(text: str) -> str:
+    """A PEP 508 requirement without pip options, URLs or shell metacharacters."""
+    stripped = text.strip()
+    if not stripped or len(stripped) > MAX_REQUIREMENT_CHARS:
+        raise ValueError(f"{text!r}: empty or longer than {MAX_REQUIREMENT_CHARS} characters")
+    if stripped.startswith("-"):
+        raise ValueError(f"{text!r}: pip options are not allowed, only PEP 508 requirements")
+    if "://" in stripped or any(ch in _SHELL_CHARS for ch in stripped):
+        raise ValueError(f"{text!r}: URLs and shell metacharacters are not allowed")
+    try:
+        requirement = Requirement(stripped)
+    except InvalidRequirement as exc:
+        raise ValueError(f"{text!r} is not a PEP 508 requirement: {exc}") from exc
+    if requirement.url:
+        raise ValueError(f"{text!r}: direct URL requirements are not allowed")
+    return stripped
+
+
+class NormalizedRequest(BaseModel):
+    """The request after validation: what the state machine carries (no script text)."""
+
+    deployment_id: str
+    model_name: str
+    experiment_name: str
+    script_uri: str
+    script_sha256: str
+    requirements: list[str]
+    timeout_seconds: int
+    replicas: int
+    resources: Resources
+    started_at: str = ""
+
+
+DEFAULT_TIMEOUT_SECONDS = 1800
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{where}: {message}")
+    return "\n".join(lines)
+
+
+def decode_script(request: DeploymentRequest) -> str:
+    given = [name for name in ("script", "script_base64", "script_content")
+             if getattr(request, name) is not None]
+    if len(given) != 1:
+        raise InvalidRequest(
+            "Give the training script in exactly one of script, script_base64, script_content",
+            details=f"fields given: {given or 'none'}")
+    field = given[0]
+    raw = getattr(request, field)
+    if field == "script":
+        text = str(raw)
+    else:
+        try:
+            data = base64.b64decode(str(raw), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"{field} is not valid base64", details=str(exc)) from exc
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"{field} does not decode to UTF-8 text",
+                                 details=str(exc)) from exc
+    size = len(text.encode())
+    if size > MAX_SCRIPT_BYTES:
+        raise InvalidRequest(f"The script is {size} bytes; the limit is {MAX_SCRIPT_BYTES}",
+                             details="Move data loading into the script (read from S3 or a "
+                                     "URL) instead of embedding data.")
+    if not text.strip():
+        raise InvalidRequest("The script is empty", details=f"field: {field}")
+    if "\x00" in text:
+        raise InvalidRequest("The script contains NUL bytes", details=f"field: {field}")
+    return text
+
+
+def parse_request(body: Any) -> tuple[DeploymentRequest, str]:
+    """Validate a request body; return the model and the decoded script, or InvalidRequest."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object",
+                             details=f"got {type(body).__name__}")
+    try:
+        request = DeploymentRequest.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest("The request has invalid fields",
+                             details=_format_validation_error(exc)) from exc
+    if request.timeout is not None and request.timeout_seconds is not None:
+        raise InvalidRequest("Give timeout_seconds or timeout, not both",
+                             details="timeout is the original /mlops/deploy name")
+    return request, decode_script(request)
+
+
+def effective_timeout(request: DeploymentRequest) -> int:
+    return request.timeout_seconds or request.timeout or DEFAULT_TIMEOUT_SECONDS
+
+
+def normalize(request: DeploymentRequest, script: str, *, deployment_id: str,
+              script_uri: str, started_at: str = "") -> NormalizedRequest:
+    return NormalizedRequest(
+        deployment_id=deployment_id,
+        model_name=request.model_name,
+        experiment_name=request.experiment_name or request.model_name,
+        script_uri=script_uri,
+        script_sha256=hashlib.sha256(script.encode()).hexdigest(),
+        requirements=request.requirements,
+        timeout_seconds=effective_timeout(request),
+        replicas=request.replicas,
+        resources=request.resources or Resources(),
+        started_at=started_at,
+    )
+
+
+def deployment_id_for(idempotency_key: str | None, fresh: str) -> str:
+    """The execution name: derived from the idempotency key when there is one."""
+    if idempotency_key:
+        return "d-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+    return fresh

@@ -1,0 +1,95 @@
+"""The state that flows through the state machine, one typed model per step's output.
+
+Each Lambda receives the whole state and returns it with its own part filled in (the
+ASL uses ``OutputPath: $.Payload``); CodeBuild steps add ``training`` and ``image``
+through ResultSelector/ResultPath.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainship.request import NormalizedRequest
+
+
+class ExportedVariable(BaseModel):
+    Name: str
+    Value: str = ""
+
+
+class BuildResult(BaseModel):
+    """What ResultSelector keeps of CodeBuild's build result."""
+
+    build_id: str
+    exported_variables: list[ExportedVariable] = Field(default_factory=list)
+
+    def variable(self, name: str) -> str | None:
+        for item in self.exported_variables:
+            if item.Name == name:
+                return item.Value
+        return None
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    deployment_id: str
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    source: str
+    flavors: list[str] = Field(default_factory=list)
+    requirements: list[str] = Field(default_factory=list)
+    replicas: int = 1
+
+
+class RolloutState(BaseModel):
+    ready: bool = False
+    poll_seconds: int = 10
+    deadline: float = 0.0
+    inference_url: str = ""
+    image_uri: str = ""
+    handle: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+    checks: int = 0
+
+
+class SmokeTest(BaseModel):
+    ran: bool
+    message: str
+
+
+class DeploymentResult(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: str = "SUCCEEDED"
+    deployment_id: str
+    inference_url: str
+    invocations_url: str
+    model_name: str
+    model_version: str
+    model_uri: str
+    run_id: str
+    image_uri: str
+    alias: str
+    deployment_time_seconds: float
+
+
+class DeploymentState(NormalizedRequest):
+    """The whole state. Later steps' fields are empty until those steps ran."""
+
+    model_config = ConfigDict(protected_namespaces=(), extra="ignore")
+
+    training: BuildResult | None = None
+    model: ModelInfo | None = None
+    image: BuildResult | None = None
+    rollout: RolloutState | None = None
+    smoke_test: SmokeTest | None = None
+    result: DeploymentResult | None = None
+    failure: dict[str, Any] | None = None
+
+    def out(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)

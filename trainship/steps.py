@@ -1,0 +1,208 @@
+"""The logic of each Lambda step: plain functions, typed in and out.
+
+Handlers in lambdas/ parse the event and call one of these with the settings and
+drivers; nothing here knows whether it runs on AWS or on the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainship import registry, staging
+from trainship.cluster import ClusterDriver
+from trainship.config import Settings
+from trainship.errors import (
+    ImageBuildFailed,
+    InternalError,
+    RolloutFailed,
+    TrainingBuildFailed,
+    TrainshipError,
+    document_from_json,
+    error_class,
+)
+from trainship.request import normalize, parse_request
+from trainship.state import DeploymentResult, DeploymentState, RolloutState, SmokeTest
+from trainship.training import error_uri
+
+
+def validate_request(body: Any, *, deployment_id: str, started_at: str,
+                     settings: Settings) -> DeploymentState:
+    request, script = parse_request(body)
+    script_uri = staging.join(settings.staging_uri, deployment_id, "train.py")
+    staging.put_text(script_uri, script)
+    normalized = normalize(request, script, deployment_id=deployment_id, script_uri=script_uri,
+                           started_at=started_at)
+    return DeploymentState.model_validate(normalized.model_dump())
+
+
+def register_model(state: DeploymentState, *, settings: Settings) -> DeploymentState:
+    assert state.training is not None
+    run_id = state.training.variable("MLFLOW_RUN_ID") or ""
+    state.model = registry.register(tracking_uri=settings.tracking_uri,
+                                    deployment_id=state.deployment_id,
+                                    model_name=state.model_name, run_id=run_id,
+                                    replicas=state.replicas)
+    return state
+
+
+def deploy_model(state: DeploymentState, *, settings: Settings,
+                 driver: ClusterDriver) -> DeploymentState:
+    assert state.model is not None and state.image is not None
+    image_uri = state.image.variable("IMAGE_URI") or ""
+    if not image_uri:
+        raise ImageBuildFailed("BuildImage exported no IMAGE_URI", step="DeployModel")
+    applied = driver.apply(model_name=state.model_name, version=state.model.version,
+                           image_uri=image_uri, replicas=state.replicas,
+                           deployment_id=state.deployment_id, requirements=state.requirements)
+    state.rollout = RolloutState(
+        ready=False, poll_seconds=settings.rollout_poll_seconds,
+        deadline=time.time() + settings.rollout_timeout_seconds,
+        inference_url=applied.inference_url, image_uri=image_uri, handle=applied.handle,
+        message="applied")
+    return state
+
+
+def check_rollout(state: DeploymentState, *, driver: ClusterDriver,
+                  now: float | None = None) -> DeploymentState:
+    assert state.rollout is not None
+    rollout = state.rollout
+    status = driver.status(rollout.handle)
+    rollout.checks += 1
+    rollout.message = status.message
+    if status.inference_url:
+        rollout.inference_url = status.inference_url
+    if status.failed:
+        raise RolloutFailed(f"{state.model_name} did not roll out: {status.message}",
+                            details=status.details, step="CheckRollout")
+    if not status.ready and (now or time.time()) > rollout.deadline:
+        raise RolloutFailed(
+            f"{state.model_name} was not ready before the rollout deadline: {status.message}",
+            details=status.details, step="CheckRollout")
+    rollout.ready = status.ready
+    return state
+
+
+def smoke_test(state: DeploymentState, *, settings: Settings) -> DeploymentState:
+    """POST the model's logged input example to /invocations (when it logged one)."""
+    assert state.model is not None and state.rollout is not None
+    example = registry.serving_input_example(state.model.model_uri, settings.tracking_uri)
+    if example is None:
+        state.smoke_test = SmokeTest(ran=False, message="the model has no input example")
+        return state
+    url = f"{state.rollout.inference_url}/invocations"
+    request = urllib.request.Request(url, data=json.dumps(example).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read().decode()
+    except urllib.error.HTTPError as exc:
+        raise RolloutFailed(f"The smoke test got HTTP {exc.code} from {url}",
+                            details=exc.read().decode(errors="replace")[-4000:],
+                            step="SmokeTestModel") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RolloutFailed(f"The smoke test could not reach {url}", details=str(exc),
+                            step="SmokeTestModel") from exc
+    state.smoke_test = SmokeTest(ran=True, message=f"input example answered: {body[:200]}")
+    return state
+
+
+def _seconds_since(started_at: str, now: datetime | None = None) -> float:
+    if not started_at:
+        return 0.0
+    start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    return round(((now or datetime.now(timezone.utc)) - start).total_seconds(), 1)
+
+
+def promote_model(state: DeploymentState, *, settings: Settings,
+                  driver: ClusterDriver) -> DeploymentState:
+    assert state.model is not None and state.rollout is not None
+    driver.promote(state.rollout.handle)
+    registry.promote(tracking_uri=settings.tracking_uri, model_name=state.model_name,
+                     version=state.model.version, alias=settings.model_alias)
+    url = state.rollout.inference_url
+    state.result = DeploymentResult(
+        deployment_id=state.deployment_id, inference_url=url,
+        invocations_url=f"{url}/invocations", model_name=state.model_name,
+        model_version=state.model.version, model_uri=state.model.model_uri,
+        run_id=state.model.run_id, image_uri=state.rollout.image_uri,
+        alias=settings.model_alias,
+        deployment_time_seconds=_seconds_since(state.started_at))
+    return state
+
+
+class FailureContext(BaseModel):
+    """What RecordFailure needs of the state; the state may be partial (or a raw request)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    failure: dict[str, Any] = Field(default_factory=dict)
+    script_uri: str = ""
+    rollout: RolloutState | None = None
+    result: DeploymentResult | None = None
+
+
+_STEP_OF_PROJECT = {"train": "TrainModel", "image": "BuildImage"}
+
+
+def _build_step(build: dict[str, Any]) -> str | None:
+    project = str(build.get("ProjectName") or build.get("projectName") or "")
+    for marker, step in _STEP_OF_PROJECT.items():
+        if marker in project.lower():
+            return step
+    return None
+
+
+def failure_document(state: FailureContext) -> TrainshipError:
+    """Turn the Catch output (``$.failure``: Error + Cause) into the precise error."""
+    failure = state.failure or {}
+    error = str(failure.get("Error", "States.Runtime"))
+    cause = str(failure.get("Cause", ""))
+    cause_json: Any = None
+    try:
+        cause_json = json.loads(cause)
+    except ValueError:
+        pass
+    # A Lambda step: the cause is Lambda's error payload whose errorMessage is our document.
+    if isinstance(cause_json, dict) and "errorMessage" in cause_json:
+        doc = document_from_json(str(cause_json["errorMessage"]))
+        if doc is not None:
+            cls = error_class(doc.error) or InternalError
+            exc = cls(doc.message, details=doc.details, help=doc.help, step=doc.step)
+            return exc
+        return InternalError(f"{cause_json.get('errorType', error)}: "
+                             f"{cause_json.get('errorMessage', '')}"[:500],
+                             details="\n".join(cause_json.get("stackTrace") or [])[-4000:])
+    # A CodeBuild step: the cause is the build; the step staged its document.
+    if isinstance(cause_json, dict) and ("Build" in cause_json or "BuildStatus" in cause_json
+                                         or "buildStatus" in cause_json):
+        build = cause_json.get("Build", cause_json)
+        staged = staging.get_text(error_uri(state.script_uri)) if state.script_uri else None
+        doc = document_from_json(staged) if staged else None
+        if doc is not None:
+            cls = error_class(doc.error) or InternalError
+            return cls(doc.message, details=doc.details, help=doc.help, step=doc.step)
+        step = _build_step(build)
+        status = build.get("BuildStatus") or build.get("buildStatus")
+        cls_build: type[TrainshipError] = (ImageBuildFailed if step == "BuildImage"
+                                           else TrainingBuildFailed)
+        return cls_build(f"Build {build.get('Id') or build.get('id')} ended {status}",
+                         details=f"logs: {json.dumps(build.get('Logs') or build.get('logs'))}",
+                         step=step)
+    return InternalError(f"{error}: {cause[:500]}", details=cause[-4000:])
+
+
+def record_failure(state: FailureContext, *, driver: ClusterDriver) -> dict[str, str]:
+    exc = failure_document(state)
+    if state.rollout is not None and state.rollout.handle and state.result is None:
+        driver.discard(state.rollout.handle)
+    doc = exc.document()
+    return {"error": doc.error, "cause": doc.to_json()}

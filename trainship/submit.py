@@ -1,0 +1,32 @@
+"""Submitting a deployment: validate first (400, no execution), then start it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from trainship.deployments import DeploymentStore
+from trainship.errors import IdempotencyConflict, InvalidRequest
+from trainship.request import deployment_id_for, parse_request
+
+
+def new_deployment_id() -> str:
+    return "d-" + uuid.uuid4().hex[:16]
+
+
+def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = None
+           ) -> dict[str, Any]:
+    request, _ = parse_request(body)
+    key = idempotency_key or request.idempotency_key
+    if idempotency_key and request.idempotency_key and idempotency_key != request.idempotency_key:
+        raise InvalidRequest("The Idempotency-Key header and idempotency_key field differ")
+    deployment_id = deployment_id_for(key, new_deployment_id())
+    execution_input = dict(body)
+    execution_input.pop("idempotency_key", None)
+    try:
+        arn = store.start(deployment_id, execution_input)
+    except store.sfn.exceptions.ExecutionAlreadyExists as exc:
+        raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another request",
+                                  details=str(exc)) from exc
+    return {"deployment_id": deployment_id, "status": "RUNNING", "execution_arn": arn,
+            "status_url": f"/deployments/{deployment_id}"}

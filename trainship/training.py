@@ -1,0 +1,288 @@
+"""The training runner that buildspecs/train.yml calls.
+
+``python -m trainship.training create-run`` creates the MLflow run first (tagged with the
+deployment id) and prints its id; ``python -m trainship.training run`` installs the
+requirements into an environment cached by their hash, runs the script bound to that run
+under the timeout, streams and keeps its log, and classifies failures. On failure it
+stages the error document next to the script and exits 1, so the build (and the
+TrainModel state) fails and RecordFailure reports the precise error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+
+from trainship import staging
+from trainship.errors import (
+    MissingRequirement,
+    RequirementsInstallFailed,
+    ScriptFailed,
+    ScriptSyntaxError,
+    ScriptTimeout,
+    TrainshipError,
+    TransientError,
+    tail,
+)
+from trainship.request import NormalizedRequest
+
+STEP = "TrainModel"
+DEPLOYMENT_TAG = "trainship.deployment_id"
+LOG_TAIL_LINES = 40
+# Variables the script never needs; removed from its environment (see docs/reliability).
+_SECRET_ENV = re.compile(
+    r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|AWS_CONTAINER_CREDENTIALS_.*|"
+    r"MLFLOW_TRACKING_PASSWORD|MLFLOW_TRACKING_TOKEN|.*_SECRET.*|.*_PASSWORD)$")
+
+
+def load_job() -> NormalizedRequest:
+    return NormalizedRequest.model_validate_json(os.environ["TRAINSHIP_JOB"])
+
+
+def error_uri(script_uri: str) -> str:
+    """Where a step stages its error document: beside the deployment's script."""
+    return script_uri.rsplit("/", 1)[0] + "/error.json"
+
+
+def check_syntax(source: str, filename: str = "train.py") -> None:
+    try:
+        compile(source, filename, "exec")
+    except SyntaxError as exc:
+        line = (exc.text or "").rstrip("\n")
+        pointer = " " * max((exc.offset or 1) - 1, 0) + "^"
+        raise ScriptSyntaxError(
+            f"{filename} line {exc.lineno}: {exc.msg}",
+            details=f'  File "{filename}", line {exc.lineno}\n    {line}\n    {pointer}\n'
+                    f"SyntaxError: {exc.msg}") from exc
+
+
+# --- MLflow run binding --------------------------------------------------------------
+
+def create_run(job: NormalizedRequest, tracking_uri: str) -> str:
+    """Create the run the script will attach to; return its id."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        experiment = client.get_experiment_by_name(job.experiment_name)
+        experiment_id = (experiment.experiment_id if experiment is not None
+                         else client.create_experiment(job.experiment_name))
+        run = client.create_run(experiment_id, run_name=f"trainship-{job.deployment_id}", tags={
+            DEPLOYMENT_TAG: job.deployment_id,
+            "trainship.model_name": job.model_name,
+            "trainship.script_sha256": job.script_sha256,
+            "mlflow.source.name": "train.py",
+        })
+    except MlflowException as exc:
+        raise TransientError(f"MLflow at {tracking_uri} refused to create the run",
+                             details=str(exc), step=STEP) from exc
+    return str(run.info.run_id)
+
+
+def finish_run(tracking_uri: str, run_id: str, status: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(run_id)
+    if run.info.status in ("RUNNING", "SCHEDULED"):
+        client.set_terminated(run_id, status=status)
+
+
+# --- requirements environment --------------------------------------------------------
+
+def env_key(requirements: list[str]) -> str:
+    canonical = "\n".join(sorted(r.strip() for r in requirements))
+    return hashlib.sha256(f"{sys.version_info[:2]}\n{canonical}".encode()).hexdigest()[:16]
+
+
+def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
+    """The python to run the script with: the base one, or a cached venv with the extras."""
+    if not requirements:
+        return sys.executable
+    env_dir = cache_dir / env_key(requirements)
+    python = env_dir / "bin" / "python"
+    if (env_dir / ".complete").exists():
+        return str(python)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = cache_dir / f"{env_dir.name}.lock"
+    import fcntl
+
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if (env_dir / ".complete").exists():
+            return str(python)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--clear",
+                        str(env_dir)], check=True, capture_output=True)
+        req_file = env_dir / "requirements.txt"
+        req_file.write_text("\n".join(requirements) + "\n")
+        print(f"[trainship] installing requirements into {env_dir.name}: {requirements}",
+              flush=True)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
+                               "--no-input", "-r", str(req_file)],
+                              capture_output=True, text=True, timeout=1800)
+        print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", flush=True)
+        if proc.returncode != 0:
+            raise RequirementsInstallFailed(
+                f"pip could not install {requirements}",
+                details=tail(proc.stderr or proc.stdout), step=STEP)
+        (env_dir / ".complete").write_text(json.dumps(requirements))
+    return str(python)
+
+
+# --- running the script --------------------------------------------------------------
+
+def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
+                       experiment_name: str) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not _SECRET_ENV.match(k)}
+    env.update({
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_EXPERIMENT_NAME": experiment_name,
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    return env
+
+
+_MODULE_NOT_FOUND = re.compile(r"^(?:ModuleNotFoundError|ImportError): No module named '([^']+)'",
+                               re.MULTILINE)
+_SYNTAX = re.compile(r"^(?:SyntaxError|IndentationError|TabError): ", re.MULTILINE)
+
+
+def last_traceback(output: str) -> str:
+    index = output.rfind("Traceback (most recent call last):")
+    return tail(output[index:] if index >= 0 else output)
+
+
+def classify_failure(returncode: int, output: str) -> TrainshipError:
+    """Turn a failed script run into the precise error."""
+    trace = last_traceback(output)
+    missing = _MODULE_NOT_FOUND.findall(trace)
+    if missing:
+        module = missing[-1]
+        return MissingRequirement(
+            f"The script imports {module!r}, which is not installed",
+            details=trace, step=STEP,
+            help=f"Add the package that provides {module!r} to requirements, e.g. "
+                 f'"requirements": ["{module.split(".")[0]}"] (the package name may differ '
+                 "from the import name, e.g. sklearn -> scikit-learn).")
+    if _SYNTAX.search(trace):
+        return ScriptSyntaxError("A module the script runs has a syntax error",
+                                 details=trace, step=STEP)
+    if "Traceback (most recent call last):" in output:
+        last = trace.strip().splitlines()[-1] if trace.strip() else "an exception"
+        return ScriptFailed(f"The script raised {last}", details=trace, step=STEP)
+    return ScriptFailed(f"The script exited with status {returncode}",
+                        details=tail(output), step=STEP)
+
+
+def _stream(proc: subprocess.Popen[str], kept: deque[str], log: Path | None) -> None:
+    assert proc.stdout is not None
+    handle = open(log, "a") if log else None
+    try:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            kept.append(line)
+            if handle:
+                handle.write(line)
+    finally:
+        if handle:
+            handle.close()
+
+
+def run_script(python: str, script: Path, env: dict[str, str], timeout_seconds: int,
+               log: Path | None = None) -> tuple[int, str]:
+    """Run the script bound to the MLflow run; return (exit status, kept output)."""
+    kept: deque[str] = deque(maxlen=400)
+    proc = subprocess.Popen([python, "-m", "trainship.bootstrap", str(script)],
+                            cwd=script.parent, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace",
+                            start_new_session=True)
+    reader = threading.Thread(target=_stream, args=(proc, kept, log), daemon=True)
+    reader.start()
+    try:
+        returncode = proc.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=5)
+        raise ScriptTimeout(f"The script did not finish within {timeout_seconds} s",
+                            details=tail("".join(kept)), step=STEP) from None
+    reader.join(timeout=10)
+    return returncode, "".join(kept)
+
+
+def run(job: NormalizedRequest, *, tracking_uri: str, run_id: str, workdir: Path,
+        env_cache: Path) -> None:
+    script_text = staging.get_text(job.script_uri)
+    if script_text is None:
+        raise ScriptFailed(f"The staged script {job.script_uri} is missing", step=STEP)
+    check_syntax(script_text)
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "train.py"
+    script.write_text(script_text)
+    python = prepare_environment(job.requirements, env_cache)
+    env = script_environment(dict(os.environ), tracking_uri=tracking_uri, run_id=run_id,
+                             experiment_name=job.experiment_name)
+    print(f"[trainship] running train.py bound to MLflow run {run_id} "
+          f"(timeout {job.timeout_seconds} s)", flush=True)
+    started = time.monotonic()
+    returncode, output = run_script(python, script, env, job.timeout_seconds)
+    print(f"[trainship] script exited with {returncode} after "
+          f"{time.monotonic() - started:.1f} s", flush=True)
+    if returncode != 0:
+        raise classify_failure(returncode, output)
+
+
+def _fail(job: NormalizedRequest | None, exc: TrainshipError) -> int:
+    exc.step = exc.step or STEP
+    print(f"[trainship] {exc.name}: {exc.message}", file=sys.stderr, flush=True)
+    if job is not None:
+        staging.put_text(error_uri(job.script_uri), exc.document().to_json())
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "run"
+    job = load_job()
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    try:
+        if command == "create-run":
+            print(create_run(job, tracking_uri))
+            return 0
+        run_id = os.environ["MLFLOW_RUN_ID"]
+        try:
+            run(job, tracking_uri=tracking_uri, run_id=run_id,
+                workdir=Path(os.environ.get("TRAINSHIP_WORKDIR", "work")).resolve(),
+                env_cache=Path(os.environ.get("TRAINSHIP_ENV_CACHE",
+                                              str(Path.home() / ".cache/trainship/envs"))))
+        except TrainshipError:
+            finish_run(tracking_uri, run_id, "FAILED")
+            raise
+        finish_run(tracking_uri, run_id, "FINISHED")
+        return 0
+    except TrainshipError as exc:
+        return _fail(job, exc)
+    except Exception as exc:  # noqa: BLE001 - anything else is still reported as a document
+        return _fail(job, ScriptFailed(f"The training runner failed: {exc}",
+                                       details=tail(traceback.format_exc()), step=STEP))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
