@@ -1,0 +1,62 @@
+"""The local stack for end-to-end tests: started once in a temporary home, stopped after."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainship.client import Client
+from trainship.local import stack
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "docs" / "examples"
+
+
+@pytest.fixture(scope="session")
+def local_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("trainship-home")
+
+
+@pytest.fixture(scope="session")
+def local_stack(local_home: Path) -> Iterator[dict[str, Any]]:
+    info = stack.up(local_home)
+    try:
+        yield info
+    finally:
+        stack.down(local_home)
+
+
+@pytest.fixture(scope="session")
+def api(local_stack: dict[str, Any]) -> Client:
+    return Client(local_stack["api"])
+
+
+def wait_done(client: Client, deployment_id: str, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record: dict[str, Any] = client.get(deployment_id)
+        if record["status"] not in ("RUNNING",):
+            return record
+        time.sleep(1)
+    raise AssertionError(f"{deployment_id} still running after {timeout} s")
+
+
+def deploy(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    accepted = client.submit(body)
+    return wait_done(client, accepted["deployment_id"])
+
+
+def post_json(url: str, payload: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
