@@ -118,6 +118,10 @@ class DeploymentStore:
 
     # --- reading ---------------------------------------------------------------------
 
+    def execution_input(self, deployment_id: str) -> Any:
+        execution = self.sfn.describe_execution(executionArn=self.execution_arn(deployment_id))
+        return json.loads(execution.get("input") or "null")
+
     def _history(self, arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}

@@ -23,7 +23,9 @@ MAX_REQUIREMENT_CHARS = 200
 MAX_TIMEOUT_SECONDS = 7200
 MAX_REPLICAS = 20
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SHELL_CHARS = set("`$|&<>\\!*?{}()'\"\n\r\t")
+# Never passed through a shell (pip reads a requirements file), but refused all the same;
+# < > ! * ( ) ; and quotes stay allowed: PEP 508 specifiers and markers use them.
+_SHELL_CHARS = set("`$|&\\?{}#\n\r\t\x00")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 

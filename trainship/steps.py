@@ -150,14 +150,13 @@ class FailureContext(BaseModel):
     result: DeploymentResult | None = None
 
 
-_STEP_OF_PROJECT = {"train": "TrainModel", "image": "BuildImage"}
-
-
 def _build_step(build: dict[str, Any]) -> str | None:
-    project = str(build.get("ProjectName") or build.get("projectName") or "")
-    for marker, step in _STEP_OF_PROJECT.items():
-        if marker in project.lower():
-            return step
+    """The state that ran the build: the ASL passes it as the TRAINSHIP_STEP override."""
+    environment = build.get("Environment") or build.get("environment") or {}
+    for item in environment.get("EnvironmentVariables") or environment.get(
+            "environmentVariables") or []:
+        if (item.get("Name") or item.get("name")) == "TRAINSHIP_STEP":
+            return str(item.get("Value") or item.get("value"))
     return None
 
 

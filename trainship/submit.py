@@ -26,7 +26,11 @@ def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = N
     try:
         arn = store.start(deployment_id, execution_input)
     except store.sfn.exceptions.ExecutionAlreadyExists as exc:
-        raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another request",
-                                  details=str(exc)) from exc
+        # Step Functions is idempotent only while the execution runs; after that the same
+        # key with the same body still answers with the original deployment.
+        if not key or store.execution_input(deployment_id) != execution_input:
+            raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another request",
+                                      details=str(exc)) from exc
+        arn = store.execution_arn(deployment_id)
     return {"deployment_id": deployment_id, "status": "RUNNING", "execution_arn": arn,
             "status_url": f"/deployments/{deployment_id}"}

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainship.local.codebuild import BuildFailed, LocalCodeBuild, Project
+
+
+def make(tmp_path: Path, spec: str) -> LocalCodeBuild:
+    buildspec = tmp_path / "spec.yml"
+    buildspec.write_text(spec)
+    return LocalCodeBuild(projects={"p": Project("p", buildspec, tmp_path, {"FROM_PROJECT": "1"})},
+                          logs_dir=tmp_path / "logs", work_root=tmp_path / "work",
+                          base_env={"PATH": "/usr/bin:/bin"})
+
+
+SPEC = """
+version: 0.2
+env:
+  variables: {GREETING: hello}
+  exported-variables: [RESULT, GREETING]
+phases:
+  install:
+    commands:
+      - export STEP1=one
+  build:
+    commands:
+      - export RESULT="$STEP1-$FROM_PROJECT-$OVERRIDE"
+      - echo "built $RESULT"
+"""
+
+
+def test_phases_share_variables_and_export(tmp_path: Path) -> None:
+    cb = make(tmp_path, SPEC)
+    build = cb.start_build("p", [{"Name": "OVERRIDE", "Value": "x", "Type": "PLAINTEXT"}])
+    assert build["BuildStatus"] == "SUCCEEDED"
+    exported = {v["Name"]: v["Value"] for v in build["ExportedEnvironmentVariables"]}
+    assert exported == {"RESULT": "one-1-x", "GREETING": "hello"}
+    assert [p["PhaseType"] for p in build["Phases"]] == ["INSTALL", "BUILD"]
+    log = cb.log_path(build["Id"]).read_text()
+    assert "built one-1-x" in log and "Build SUCCEEDED" in log
+
+
+def test_failed_build_runs_post_build_and_raises(tmp_path: Path) -> None:
+    cb = make(tmp_path, """
+version: 0.2
+phases:
+  build:
+    commands:
+      - echo before
+      - exit 3
+      - echo never
+  post_build:
+    commands:
+      - echo "post $CODEBUILD_BUILD_SUCCEEDING"
+""")
+    with pytest.raises(BuildFailed) as caught:
+        cb.start_build("p")
+    build = caught.value.build
+    assert build["BuildStatus"] == "FAILED"
+    log = cb.log_path(build["Id"]).read_text()
+    assert "before" in log and "never" not in log and "post 0" in log
+
+
+def test_failed_install_skips_build(tmp_path: Path) -> None:
+    cb = make(tmp_path, """
+version: 0.2
+phases:
+  install:
+    commands: [false]
+  build:
+    commands: [echo building]
+""")
+    with pytest.raises(BuildFailed) as caught:
+        cb.start_build("p")
+    assert "building" not in cb.log_path(caught.value.build["Id"]).read_text().replace(
+        "Running command echo building", "")
+
+
+def test_unknown_project(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        make(tmp_path, SPEC).start_build("nope")

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trainship import steps
+from trainship.cluster import Applied, RolloutStatus
+from trainship.deployments import summarize_history
+from trainship.errors import RolloutFailed
+from trainship.state import DeploymentState, RolloutState
+
+
+def state(tmp_path: Path, **extra: Any) -> DeploymentState:
+    return DeploymentState.model_validate({
+        "deployment_id": "d-1", "model_name": "m", "experiment_name": "m",
+        "script_uri": str(tmp_path / "d-1" / "train.py"), "script_sha256": "0" * 64,
+        "requirements": [], "timeout_seconds": 60, "replicas": 1,
+        "resources": {"cpu": "1", "memory": "1Gi"}, **extra})
+
+
+class FakeDriver:
+    def __init__(self, statuses: list[RolloutStatus]) -> None:
+        self.statuses = statuses
+        self.discarded: list[dict[str, Any]] = []
+
+    def apply(self, **kwargs: Any) -> Applied:
+        return Applied("http://h", {"n": 1})
+
+    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+        return self.statuses.pop(0)
+
+    def promote(self, handle: dict[str, Any]) -> None: ...
+
+    def discard(self, handle: dict[str, Any]) -> None:
+        self.discarded.append(handle)
+
+
+def test_lambda_failure_becomes_its_document(tmp_path: Path) -> None:
+    doc = {"error": "NoModelLogged", "message": "no model", "details": "",
+           "help": "log one", "step": "RegisterModel"}
+    ctx = steps.FailureContext.model_validate({"failure": {
+        "Error": "NoModelLogged",
+        "Cause": json.dumps({"errorMessage": json.dumps(doc), "errorType": "NoModelLogged"})}})
+    out = steps.record_failure(ctx, driver=FakeDriver([]))
+    assert out["error"] == "NoModelLogged"
+    assert json.loads(out["cause"]) == doc
+
+
+def test_build_failure_uses_the_staged_document(tmp_path: Path) -> None:
+    (tmp_path / "d-1").mkdir()
+    (tmp_path / "d-1" / "error.json").write_text(json.dumps({
+        "error": "ScriptTimeout", "message": "slow", "details": "tail", "help": "h",
+        "step": "TrainModel"}))
+    ctx = steps.FailureContext.model_validate({
+        "script_uri": str(tmp_path / "d-1" / "train.py"),
+        "failure": {"Error": "States.TaskFailed",
+                    "Cause": json.dumps({"Build": {"Id": "trainship-train:1",
+                                                   "ProjectName": "trainship-train",
+                                                   "BuildStatus": "FAILED"}})}})
+    assert steps.record_failure(ctx, driver=FakeDriver([]))["error"] == "ScriptTimeout"
+
+
+def test_build_failure_without_document_is_a_build_error(tmp_path: Path) -> None:
+    ctx = steps.FailureContext.model_validate({
+        "script_uri": str(tmp_path / "none" / "train.py"),
+        "failure": {"Error": "States.TaskFailed", "Cause": json.dumps({"Build": {
+            "Id": "trainship-image:1", "ProjectName": "trainship-image",
+            "BuildStatus": "FAILED", "Environment": {"EnvironmentVariables": [
+                {"Name": "TRAINSHIP_STEP", "Value": "BuildImage"}]}}})}})
+    exc = steps.failure_document(ctx)
+    assert exc.name == "ImageBuildFailed" and exc.step == "BuildImage"
+
+
+def test_failed_rollout_is_discarded(tmp_path: Path) -> None:
+    driver = FakeDriver([])
+    ctx = steps.FailureContext.model_validate({
+        "rollout": {"handle": {"pid": 1}}, "failure": {"Error": "X", "Cause": "y"}})
+    steps.record_failure(ctx, driver=driver)
+    assert driver.discarded == [{"pid": 1}]
+
+
+def test_check_rollout_loops_then_fails_at_deadline(tmp_path: Path) -> None:
+    s = state(tmp_path, rollout=RolloutState(deadline=100.0, handle={"x": 1}).model_dump())
+    driver = FakeDriver([RolloutStatus(False, "starting"), RolloutStatus(False, "starting")])
+    assert steps.check_rollout(s, driver=driver, now=50).rollout.ready is False  # type: ignore
+    try:
+        steps.check_rollout(s, driver=driver, now=150)
+    except RolloutFailed as exc:
+        assert "deadline" in exc.message
+    else:
+        raise AssertionError("expected RolloutFailed")
+
+
+def test_crashed_server_is_rollout_failed_with_log(tmp_path: Path) -> None:
+    s = state(tmp_path, rollout=RolloutState(deadline=1e12).model_dump())
+    driver = FakeDriver([RolloutStatus(False, "exited", failed=True, details="Traceback x")])
+    try:
+        steps.check_rollout(s, driver=driver)
+    except RolloutFailed as exc:
+        assert exc.details == "Traceback x" and exc.step == "CheckRollout"
+    else:
+        raise AssertionError("expected RolloutFailed")
+
+
+def test_history_summary_marks_failed_step() -> None:
+    t = "2026-01-01T00:00:0{}+00:00"
+    events = [
+        {"type": "TaskStateEntered", "timestamp": t.format(0),
+         "stateEnteredEventDetails": {"name": "TrainModel"}},
+        {"type": "TaskFailed", "timestamp": t.format(3), "taskFailedEventDetails": {
+            "resourceType": "codebuild", "cause": json.dumps({"Build": {
+                "Id": "p:1", "BuildStatus": "FAILED", "Logs": {"DeepLink": "file:///x"}}})}},
+        {"type": "TaskStateExited", "timestamp": t.format(4),
+         "stateExitedEventDetails": {"name": "TrainModel"}},
+        {"type": "TaskStateEntered", "timestamp": t.format(4),
+         "stateEnteredEventDetails": {"name": "RecordFailure"}},
+    ]
+    steps_, builds = summarize_history(events)
+    assert [(s["name"], s["status"]) for s in steps_] == [("TrainModel", "FAILED"),
+                                                          ("RecordFailure", "RUNNING")]
+    assert steps_[0]["seconds"] == 4.0
+    assert builds == [{"step": "TrainModel", "build_id": "p:1", "status": "FAILED",
+                       "logs": {"DeepLink": "file:///x"}}]

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainship import training
+from trainship.errors import MissingRequirement, ScriptFailed, ScriptSyntaxError, ScriptTimeout
+
+
+def test_syntax_error_names_the_line() -> None:
+    with pytest.raises(ScriptSyntaxError) as caught:
+        training.check_syntax("x = 1\ndef f(:\n    pass\n")
+    assert "line 2" in caught.value.message
+    assert "def f(:" in caught.value.details
+
+
+def test_missing_module_is_missing_requirement() -> None:
+    output = ("Traceback (most recent call last):\n  File \"train.py\", line 1, in <module>\n"
+              "ModuleNotFoundError: No module named 'xgboost'\n")
+    exc = training.classify_failure(1, output)
+    assert isinstance(exc, MissingRequirement)
+    assert "xgboost" in exc.message and "xgboost" in exc.help
+
+
+def test_exception_and_exit_status() -> None:
+    exc = training.classify_failure(1, "Traceback (most recent call last):\n"
+                                       "ValueError: bad data\n")
+    assert isinstance(exc, ScriptFailed) and "ValueError: bad data" in exc.message
+    exc = training.classify_failure(3, "done\n")
+    assert isinstance(exc, ScriptFailed) and "status 3" in exc.message
+
+
+def test_run_script_streams_and_times_out(tmp_path: Path) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("import os,time\nprint('run', os.environ['MLFLOW_RUN_ID'], flush=True)\n"
+                      "time.sleep(30)\n")
+    env = training.script_environment({"PATH": "/usr/bin", "AWS_SECRET_ACCESS_KEY": "s3cr3t"},
+                                      tracking_uri="http://x", run_id="r1",
+                                      experiment_name="e")
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    with pytest.raises(ScriptTimeout) as caught:
+        training.run_script(sys.executable, script, env, timeout_seconds=3)
+    assert "run r1" in caught.value.details
+
+
+def test_run_script_returns_status_and_output(tmp_path: Path) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("import sys\nprint('hello')\nsys.exit(4)\n")
+    env = {"PATH": "/usr/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    code, output = training.run_script(sys.executable, script, env, timeout_seconds=60)
+    assert code == 4 and "hello" in output
+
+
+def test_env_key_ignores_order() -> None:
+    assert training.env_key(["a", "b"]) == training.env_key(["b", "a"])
+    assert training.env_key(["a"]) != training.env_key(["a", "b"])
+
+
+def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    script_uri = str(tmp_path / "d-1" / "train.py")
+    (tmp_path / "d-1").mkdir()
+    Path(script_uri).write_text("def f(:\n")
+    job = {"deployment_id": "d-1", "model_name": "m", "experiment_name": "m",
+           "script_uri": script_uri, "script_sha256": "0" * 64, "requirements": [],
+           "timeout_seconds": 10, "replicas": 1, "resources": {"cpu": "1", "memory": "1Gi"}}
+    monkeypatch.setenv("TRAINSHIP_JOB", json.dumps(job))
+    monkeypatch.setenv("MLFLOW_RUN_ID", "r")
+    monkeypatch.setattr(training, "finish_run", lambda *a: None)
+    assert training.main(["run"]) == 1
+    doc = json.loads((tmp_path / "d-1" / "error.json").read_text())
+    assert doc["error"] == "ScriptSyntaxError" and doc["step"] == "TrainModel"
