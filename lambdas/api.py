@@ -68,7 +68,7 @@ def create_deployment() -> Response[str]:
 
 @app.get("/deployments")
 def list_deployments() -> Response[str]:
-    return _json(200, {"deployments": _store().list()})
+    return _json(200, {"deployments": _store().recent()})
 
 
 @app.get("/deployments/<deployment_id>")

@@ -18,4 +18,5 @@ from trainship.state import DeploymentState
 @metrics.log_metrics
 @event_parser(model=DeploymentState)
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
-    return run_step("RegisterModel", lambda: steps.register_model(event, settings=Settings.from_env())).out()
+    settings = Settings.from_env()
+    return run_step("RegisterModel", lambda: steps.register_model(event, settings=settings)).out()

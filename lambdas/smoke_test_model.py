@@ -18,4 +18,5 @@ from trainship.state import DeploymentState
 @metrics.log_metrics
 @event_parser(model=DeploymentState)
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
-    return run_step("SmokeTestModel", lambda: steps.smoke_test(event, settings=Settings.from_env())).out()
+    settings = Settings.from_env()
+    return run_step("SmokeTestModel", lambda: steps.smoke_test(event, settings=settings)).out()

@@ -32,7 +32,8 @@ def patch_sklearn_skops_default() -> bool:
 
     @functools.wraps(original)
     def save_model(sk_model: Any, *args: Any, **kwargs: Any) -> Any:
-        fmt = kwargs.get("serialization_format") or mlflow_sklearn._get_default_serialization_format()
+        fmt = (kwargs.get("serialization_format")
+               or mlflow_sklearn._get_default_serialization_format())
         if fmt == "skops" and kwargs.get("skops_trusted_types") is None:
             import skops.io
 

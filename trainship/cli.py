@@ -182,12 +182,12 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.action == "down":
         print("local stack stopped" if stack.down(home) else "local stack was not running")
         return 0
-    info = stack.read_info(home)
-    if info is None:
+    running = stack.read_info(home)
+    if running is None:
         print("local stack: not running")
         return 1
-    print(f"API: {info['api']}\nMLflow UI: {info['mlflow']}\n"
-          f"Step Functions: {info['stepfunctions']}")
+    print(f"API: {running['api']}\nMLflow UI: {running['mlflow']}\n"
+          f"Step Functions: {running['stepfunctions']}")
     return 0
 
 

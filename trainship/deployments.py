@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ def _iso(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat()
+        return value.astimezone(UTC).isoformat()
     return str(value)
 
 
@@ -176,7 +176,7 @@ class DeploymentStore:
             return archived
         raise DeploymentNotFound(f"No deployment {deployment_id!r}")
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         items: dict[str, dict[str, Any]] = {}
         if self.archive is not None:
             for path in self.archive.glob("*.json"):
@@ -247,7 +247,7 @@ class DeploymentStore:
                     help="Deploy again; nothing of this deployment is serving.")
                 self._write_archive(record["deployment_id"], {
                     "status": "FAILED", "started_at": record.get("started_at"),
-                    "stopped_at": _iso(datetime.now(timezone.utc)), "steps": [],
+                    "stopped_at": _iso(datetime.now(UTC)), "steps": [],
                     "builds": [], "error": doc.model_dump()})
                 marked.append(record["deployment_id"])
         return marked

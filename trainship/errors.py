@@ -66,7 +66,8 @@ class InvalidRequest(TrainshipError):
 
 class DeploymentNotFound(TrainshipError):
     http_status = 404
-    help_text = "List deployments with `trainship list` or GET /deployments and use one of their ids."
+    help_text = ("List deployments with `trainship list` or GET /deployments and use one of "
+                 "their ids.")
 
 
 # --- training -----------------------------------------------------------------------

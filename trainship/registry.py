@@ -120,8 +120,8 @@ def _model_metadata(model_uri: str, tracking_uri: str) -> tuple[list[str], list[
         with open(path) as handle:
             requirements = [line.strip() for line in handle
                             if line.strip() and not line.startswith("#")]
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - requirements are informative; serving reads the model
+        requirements = []
     return flavors, requirements
 
 

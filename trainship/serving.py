@@ -50,7 +50,7 @@ class Metrics:
                              f"{count}")
             lines += ["# HELP trainship_request_seconds Latency of /invocations.",
                       "# TYPE trainship_request_seconds histogram"]
-            for bound, count in zip(LATENCY_BUCKETS, self.buckets):
+            for bound, count in zip(LATENCY_BUCKETS, self.buckets, strict=True):
                 lines.append(f'trainship_request_seconds_bucket{{le="{bound}"}} {count}')
             lines.append(f'trainship_request_seconds_bucket{{le="+Inf"}} {self.latency_count}')
             lines.append(f"trainship_request_seconds_sum {self.latency_sum}")
@@ -94,7 +94,7 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             started = time.perf_counter()
             path = self.path.split("?", 1)[0]
             if path in ("/ping", "/health"):
@@ -111,7 +111,7 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             service.metrics.observe(path, 200 if path != "/" else 404,
                                     time.perf_counter() - started)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             started = time.perf_counter()
             path = self.path.split("?", 1)[0]
             if path != "/invocations":

@@ -10,7 +10,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -118,8 +118,8 @@ def _seconds_since(started_at: str, now: datetime | None = None) -> float:
         return 0.0
     start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
     if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    return round(((now or datetime.now(timezone.utc)) - start).total_seconds(), 1)
+        start = start.replace(tzinfo=UTC)
+    return round(((now or datetime.now(UTC)) - start).total_seconds(), 1)
 
 
 def promote_model(state: DeploymentState, *, settings: Settings,

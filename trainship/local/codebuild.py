@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ class LocalCodeBuild:
             "CODEBUILD_BUILD_SUCCEEDING": "1",
             "CODEBUILD_INITIATOR": "states/local",
         })
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         deadline = time.monotonic() + project.timeout_seconds
         state_file = workdir / ".codebuild-env"
         state_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
@@ -137,7 +137,7 @@ class LocalCodeBuild:
             "BuildComplete": True,
             "CurrentPhase": "COMPLETED",
             "StartTime": started.isoformat(),
-            "EndTime": datetime.now(timezone.utc).isoformat(),
+            "EndTime": datetime.now(UTC).isoformat(),
             "Phases": phases,
             "Logs": {"GroupName": f"/aws/codebuild/{project_name}", "StreamName": run,
                      "DeepLink": log.resolve().as_uri()},

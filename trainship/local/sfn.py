@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
     CustomErrorName,
 )
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-    StatesErrorName,
-)
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
     ServiceResource,
@@ -50,7 +50,7 @@ class TaskFailure(Exception):
 
 
 _route: Route | None = None
-_original_state_task_for = preprocessor.state_task_for
+_original_state_task_for = getattr(preprocessor, "state_task_for")  # noqa: B009
 
 
 class LocalServiceTask(StateTaskService):
@@ -64,7 +64,8 @@ class LocalServiceTask(StateTaskService):
         return resource.api_action + (f".{resource.condition}" if resource.condition else "")
 
     def _eval_service_task(self, env: Any, resource_runtime_part: Any,
-                           normalised_parameters: dict[str, Any], **kwargs: Any) -> None:
+                           normalised_parameters: dict[Any, Any],
+                           state_credentials: Any) -> None:
         if _route is None:
             raise RuntimeError("no local task route installed")
         result = _route(self.resource.resource_arn, aws_json(normalised_parameters))
@@ -77,7 +78,8 @@ class LocalServiceTask(StateTaskService):
                 error_name=(StatesErrorName.from_name(ex.error)
                             if ex.error.startswith("States.") else CustomErrorName(ex.error)),
                 event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    taskFailedEventDetails=TaskFailedEventDetails(
                     error=ex.error, cause=ex.cause, resource=self._get_sfn_resource(),
                     resourceType=self._get_sfn_resource_type())),
             )
@@ -97,7 +99,7 @@ def install(route: Route) -> None:
     """Route every service Task of every execution in this process to ``route``."""
     global _route
     _route = route
-    preprocessor.state_task_for = _state_task_for
+    setattr(preprocessor, "state_task_for", _state_task_for)  # noqa: B010
     # Expected task failures are part of normal operation; moto logs them at ERROR.
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
@@ -105,7 +107,7 @@ def install(route: Route) -> None:
 def uninstall() -> None:
     global _route
     _route = None
-    preprocessor.state_task_for = _original_state_task_for
+    setattr(preprocessor, "state_task_for", _original_state_task_for)  # noqa: B010
 
 
 def aws_json(value: Any) -> Any:
@@ -114,7 +116,7 @@ def aws_json(value: Any) -> Any:
 
     def default(obj: Any) -> Any:
         if isinstance(obj, datetime):
-            return obj.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+            return obj.astimezone(UTC).isoformat().replace("+00:00", "Z")
         raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
     return json.loads(json.dumps(value, default=default))

@@ -129,7 +129,7 @@ class TaskRouter:
                                   f"Function not found: {parameters.get('FunctionName')}")
             try:
                 payload = invoke_lambda(step, parameters.get("Payload"))
-            except Exception as exc:  # noqa: BLE001 - every handler error becomes errorType
+            except Exception as exc:
                 raise TaskFailure(type(exc).__name__, lambda_error_cause(
                     exc, traceback.format_tb(exc.__traceback__))) from exc
             return {"Payload": payload, "StatusCode": 200, "ExecutedVersion": "$LATEST"}
