@@ -70,10 +70,19 @@ class Service:
                                          if meta_file.exists() else {})
 
     def invoke(self, body: bytes, content_type: str) -> tuple[int, str, bytes]:
+        """Score a request; errors answer as MLflow's server does (status from the error)."""
+        from mlflow.exceptions import MlflowException
         from mlflow.pyfunc import scoring_server
 
-        result = scoring_server.invocations(body.decode("utf-8", "replace"), content_type,
-                                            self.model, self.input_schema)
+        try:
+            result = scoring_server.invocations(body.decode("utf-8", "replace"), content_type,
+                                                self.model, self.input_schema)
+        except MlflowException as exc:
+            return (exc.get_http_status_code(), "application/json",
+                    exc.serialize_as_json().encode())
+        except Exception as exc:  # noqa: BLE001 - a bad request must never kill the server
+            error = MlflowException(f"{type(exc).__name__}: {exc}")
+            return 500, "application/json", error.serialize_as_json().encode()
         return result.status, result.mimetype, result.response.encode()
 
 

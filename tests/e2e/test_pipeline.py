@@ -195,3 +195,18 @@ def test_cli_deploy_prints_result_and_fails_nonzero(local_stack: dict[str, Any],
     listing = subprocess.run([sys.executable, "-m", "trainship.cli", "list"], env=env,
                              capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out["deployment_id"] in listing.stdout
+
+
+@pytest.mark.parametrize(("script", "rows"), [
+    ("autolog_no_start_run.py", [[0.01] * 10]),
+    ("mlflow2_artifact_layout.py", [[5.1, 3.5, 1.4, 0.2]]),
+])
+def test_other_script_styles_deploy(api: Client, script: str, rows: list[list[float]]
+                                    ) -> None:
+    name = script.split(".")[0].replace("_", "-")
+    record = deploy(api, {"model_name": name, "script": (EXAMPLES / script).read_text()})
+    assert record["status"] == "SUCCEEDED", record.get("error")
+    status, body = post_json(f"{record['result']['inference_url']}/invocations",
+                             {"inputs": rows})
+    assert status == 200, body
+    assert len(body["predictions"]) == 1

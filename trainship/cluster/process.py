@@ -130,16 +130,21 @@ class ProcessDriver:
         self._record_path(handle["model_name"], handle["version"]).unlink(missing_ok=True)
 
     def restore(self) -> list[str]:
-        """After a restart: serve again what served before, on the same port."""
-        restored = []
+        """After a restart: serve again what served before, on the same port; wait for it."""
+        restored: list[Applied] = []
         for record in self.records():
             if record.get("state") != "serving" or pid_alive(int(record["pid"])):
                 continue
             applied = self._start(record["model_name"], record["version"], record["image_uri"],
                                   record["deployment_id"], record.get("requirements", []),
                                   port=int(record["port"]), state="serving")
-            restored.append(applied.inference_url)
-        return restored
+            restored.append(applied)
+        deadline = time.monotonic() + 120
+        for applied in restored:
+            while time.monotonic() < deadline and not self.status(applied.handle).ready \
+                    and not self.status(applied.handle).failed:
+                time.sleep(0.3)
+        return [applied.inference_url for applied in restored]
 
     def stop_all(self) -> int:
         count = 0
