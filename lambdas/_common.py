@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from trainship.errors import InternalError, TrainshipError, tail
 
@@ -38,6 +42,23 @@ def step(name: str) -> Iterator[None]:
     metrics.add_metric(name=f"{name}Succeeded", unit=MetricUnit.Count, value=1)
 
 
-def run_step(name: str, fn: Callable[[], T]) -> T:
-    with step(name):
-        return fn()
+M = TypeVar("M", bound=BaseModel)
+
+
+def step_handler(name: str, model: type[M]) -> Callable[
+        [Callable[[M, LambdaContext], T]], Callable[[dict[str, Any], LambdaContext], T]]:
+    """A state's Lambda: Powertools logging, tracing and metrics; the event parsed into
+    ``model`` with the Powertools parser; every failure named after the state."""
+
+    def decorate(fn: Callable[[M, LambdaContext], T]
+                 ) -> Callable[[dict[str, Any], LambdaContext], T]:
+        @functools.wraps(fn)
+        def handler(event: dict[str, Any], context: LambdaContext) -> T:
+            with step(name):
+                return fn(parse(event=event, model=model), context)
+
+        wrapped: Callable[[dict[str, Any], LambdaContext], T] = logger.inject_lambda_context(
+            tracer.capture_lambda_handler(metrics.log_metrics(handler)))
+        return wrapped
+
+    return decorate

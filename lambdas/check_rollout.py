@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas._common import logger, metrics, run_step, tracer
+from lambdas._common import step_handler
 from trainship import steps
 from trainship.cluster import driver_from_settings
 from trainship.config import Settings
 from trainship.state import DeploymentState
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=DeploymentState)
+@step_handler("CheckRollout", DeploymentState)
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
     driver = driver_from_settings(Settings.from_env())
-    return run_step("CheckRollout", lambda: steps.check_rollout(event, driver=driver)).out()
+    return steps.check_rollout(event, driver=driver).out()

@@ -1,22 +1,17 @@
-"""RegisterModel: see trainship.steps.register_model."""
+"""RegisterModel: check the bound MLflow run logged a model; register a new version."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas._common import logger, metrics, run_step, tracer
+from lambdas._common import step_handler
 from trainship import steps
 from trainship.config import Settings
 from trainship.state import DeploymentState
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=DeploymentState)
+@step_handler("RegisterModel", DeploymentState)
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
-    settings = Settings.from_env()
-    return run_step("RegisterModel", lambda: steps.register_model(event, settings=settings)).out()
+    return steps.register_model(event, settings=Settings.from_env()).out()
