@@ -200,6 +200,8 @@ def test_cli_deploy_prints_result_and_fails_nonzero(local_stack: dict[str, Any],
 @pytest.mark.parametrize(("script", "rows"), [
     ("autolog_no_start_run.py", [[0.01] * 10]),
     ("mlflow2_artifact_layout.py", [[5.1, 3.5, 1.4, 0.2]]),
+    ("log_model_no_start_run.py", [[13.0, 2.0, 2.4, 19.0, 100.0, 2.5, 2.5, 0.3, 1.6, 5.0,
+                                    1.0, 3.0, 1000.0]]),
 ])
 def test_other_script_styles_deploy(api: Client, script: str, rows: list[list[float]]
                                     ) -> None:

@@ -74,3 +74,22 @@ def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.M
     assert training.main(["run"]) == 1
     doc = json.loads((tmp_path / "d-1" / "error.json").read_text())
     assert doc["error"] == "ScriptSyntaxError" and doc["step"] == "TrainModel"
+
+
+def test_requirements_env_is_built_once_and_cached(tmp_path: Path) -> None:
+    python = training.prepare_environment(["six"], tmp_path)
+    env_dir = Path(python).parents[1]
+    assert (env_dir / ".complete").exists()
+    assert env_dir.name == training.env_key(["six"])
+    marker = (env_dir / ".complete").stat().st_mtime_ns
+    assert training.prepare_environment(["six"], tmp_path) == python
+    assert (env_dir / ".complete").stat().st_mtime_ns == marker
+    assert training.prepare_environment([], tmp_path) == sys.executable
+
+
+def test_requirements_that_do_not_install(tmp_path: Path) -> None:
+    from trainship.errors import RequirementsInstallFailed
+
+    with pytest.raises(RequirementsInstallFailed) as caught:
+        training.prepare_environment(["trainship-surely-no-such-package==0.0.1"], tmp_path)
+    assert "trainship-surely-no-such-package" in caught.value.details
