@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv demo test test-unit test-e2e lint typecheck statelint down clean
+CHECKOV := $(VENV)/checkov/bin/checkov
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: venv demo test test-unit test-e2e test-infra lint typecheck statelint synth down clean
 
 venv: $(STAMP)
 
@@ -19,8 +22,13 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/python -m trainship.demo
 
-## test: lint, type-check, validate the ASL, then unit and end-to-end tests
-test: venv lint typecheck statelint
+# checkov lives in its own venv: its pins (packaging<24) clash with pytest's.
+$(CHECKOV):
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
+
+## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests
+test: venv $(CHECKOV) lint typecheck statelint
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: venv
@@ -29,11 +37,20 @@ test-unit: venv
 test-e2e: venv
 	$(BIN)/python -m pytest -q -ra -m e2e
 
+test-infra: venv $(CHECKOV)
+	$(BIN)/python -m pytest -q -ra tests/infra
+
+## synth: the CloudFormation template in cdk.out (Lambda code bundled with pip, no Docker), linted
+synth: venv $(CHECKOV)
+	$(BIN)/python -m infra.app
+	$(BIN)/cfn-lint cdk.out/Trainship.template.json --ignore-checks W3005
+	$(CHECKOV) -f cdk.out/Trainship.template.json --framework cloudformation --skip-download --compact --quiet
+
 lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
-	$(BIN)/mypy trainship lambdas
+	$(BIN)/mypy trainship lambdas infra
 
 statelint: venv
 	$(BIN)/statelint infra/statemachine/deploy.asl.json

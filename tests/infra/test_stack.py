@@ -1,0 +1,226 @@
+"""The CDK app: key properties of each resource, least privilege, the lint gates."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.stack import ASL_PATH, definition_with_substitutions
+from tests.infra.conftest import synth
+
+REPO = Path(__file__).resolve().parents[2]
+Synth = tuple[Any, dict[str, Any], Path]
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def role_statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    role_ids = [k for k in resources(template, "AWS::IAM::Role") if k.startswith(role_prefix)]
+    assert len(role_ids) == 1, role_ids
+    statements: list[dict[str, Any]] = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_ids[0]} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    role = template["Resources"][role_ids[0]]["Properties"]
+    assert not role.get("ManagedPolicyArns"), "no managed policies on trainship roles"
+    return statements
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    found: set[str] = set()
+    for st in statements:
+        acts = st["Action"]
+        found.update([acts] if isinstance(acts, str) else acts)
+    return found
+
+
+def test_training_role_cannot_push_images_or_touch_eks(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    granted = actions(role_statements(template, "TrainRole"))
+    assert "s3:GetObject" in granted and "s3:PutObject" in granted
+    assert not any(a.startswith(("ecr:", "eks:")) for a in granted), granted  # no push, no EKS
+    assert not any(a in ("*", "s3:*", "iam:PassRole") for a in granted)
+    image = actions(role_statements(template, "ImageRole"))
+    assert "ecr:PutImage" in image and not any(a.startswith("eks:") for a in image)
+
+
+def test_api_role_only_starts_and_reads_this_state_machine(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    machine_id = next(iter(resources(template, "AWS::StepFunctions::StateMachine")))
+    statements = role_statements(template, "ApiRole")
+    states = [st for st in statements if any(a.startswith("states:") for a in
+                                             ([st["Action"]] if isinstance(st["Action"], str)
+                                              else st["Action"]))]
+    assert actions(states) == {"states:StartExecution", "states:ListExecutions",
+                               "states:DescribeExecution", "states:GetExecutionHistory"}
+    for st in states:
+        assert machine_id in json.dumps(st["Resource"]), st
+    others = actions(statements) - actions(states)
+    assert others <= {"logs:GetLogEvents", "logs:CreateLogStream", "logs:PutLogEvents",
+                      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt"}, others
+
+
+def test_state_machine_definition_is_the_asl_file(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    definition, substitutions = definition_with_substitutions(template)
+    assert definition == json.loads(ASL_PATH.read_text())
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_PATH.read_text()))
+    assert set(substitutions) == placeholders
+    machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine").values()))
+    props = machine["Properties"]
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
+
+
+def test_state_machine_role_is_explicit(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    statements = role_statements(template, "StateMachineRole")
+    granted = actions(statements)
+    assert {"lambda:InvokeFunction", "codebuild:StartBuild", "codebuild:StopBuild",
+            "codebuild:BatchGetBuilds", "events:PutTargets", "events:PutRule",
+            "events:DescribeRule"} <= granted
+    events = next(st for st in statements if "events:PutRule" in st["Action"])
+    assert "StepFunctionsGetEventForCodeBuildStartBuildRule" in json.dumps(events["Resource"])
+    build = next(st for st in statements if "codebuild:StartBuild" in st["Action"])
+    assert len(build["Resource"]) == 2
+
+
+def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    methods = resources(template, "AWS::ApiGateway::Method")
+    assert len(methods) == 5
+    for method in methods.values():
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+    posts = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"]
+    assert all("RequestValidatorId" in m["Properties"] for m in posts)
+    assert all(m["Properties"]["RequestModels"] for m in posts)
+    stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
+    assert stage["TracingEnabled"] is True and "AccessLogSetting" in stage
+    assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 10
+    model = next(iter(resources(template, "AWS::ApiGateway::Model").values()))["Properties"]
+    assert model["Schema"]["additionalProperties"] is False
+    assert model["Schema"]["required"] == ["model_name"]
+
+
+def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    functions = resources(template, "AWS::Lambda::Function")
+    assert len(functions) == 8
+    for fn in functions.values():
+        props = fn["Properties"]
+        assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["Handler"].startswith("lambdas.")
+    api = next(f for k, f in functions.items() if k.startswith("ApiFunction"))
+    assert api["Properties"]["ReservedConcurrentExecutions"] == 10
+    for group in resources(template, "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] == 30
+
+
+def test_codebuild_projects(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    projects = {k.rstrip("0123456789ABCDEF"): v["Properties"]
+                for k, v in resources(template, "AWS::CodeBuild::Project").items()}
+    train, image = projects["Train"], projects["Image"]
+    assert train["Environment"].get("PrivilegedMode") is not True
+    assert image["Environment"]["PrivilegedMode"] is True
+    assert train["Source"]["BuildSpec"] == "buildspecs/train.yml"
+    assert image["Source"]["BuildSpec"] == "buildspecs/image.yml"
+    assert train["TimeoutInMinutes"] == 120 and image["TimeoutInMinutes"] == 60
+    env = {v["Name"] for v in image["Environment"]["EnvironmentVariables"]}
+    assert {"TRAINSHIP_REGISTRY", "TRAINSHIP_BUILD_CACHE", "MLFLOW_TRACKING_URI"} <= env
+
+
+def test_storage_repository_and_eks_access(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    repo = next(iter(resources(template, "AWS::ECR::Repository").values()))["Properties"]
+    assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert repo["ImageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert "LifecyclePolicy" in repo
+    buckets = resources(template, "AWS::S3::Bucket")
+    staging = next(v for k, v in buckets.items() if k.startswith("Staging"))["Properties"]
+    assert staging["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert staging["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+    assert "LoggingConfiguration" in staging and "LifecycleConfiguration" in staging
+    policies = json.dumps(resources(template, "AWS::S3::BucketPolicy"))
+    assert '"aws:SecureTransport": "false"' in policies
+    entry = next(iter(resources(template, "AWS::EKS::AccessEntry").values()))["Properties"]
+    scope = entry["AccessPolicies"][0]["AccessScope"]
+    assert scope == {"Type": "namespace", "Namespaces": ["trainship"]}
+    keys = resources(template, "AWS::KMS::Key")
+    assert all(k["Properties"]["EnableKeyRotation"] for k in keys.values())
+
+
+def test_managed_mlflow_vs_existing_tracking_uri(synthesized: Synth, tmp_path: Path) -> None:
+    _, template, _ = synthesized
+    assert resources(template, "AWS::SageMaker::MlflowTrackingServer")
+    _, other, _ = synth(tmp_path, mlflowTrackingUri="https://mlflow.example.internal",
+                        trainCompute="gpu", apiAuth="none",
+                        vpcSubnetIds=["subnet-0123456789abcdef0"],
+                        vpcSecurityGroupIds=["sg-0123456789abcdef0"])
+    assert not resources(other, "AWS::SageMaker::MlflowTrackingServer")
+    train = next(v for k, v in resources(other, "AWS::CodeBuild::Project").items()
+                 if k.startswith("Train"))["Properties"]["Environment"]
+    assert "pytorch-training" in json.dumps(train["Image"])
+    fns = resources(other, "AWS::Lambda::Function").values()
+    subnets = [f["Properties"]["VpcConfig"]["SubnetIds"] for f in fns]
+    assert subnets and all(s == ["subnet-0123456789abcdef0"] for s in subnets)
+    methods = resources(other, "AWS::ApiGateway::Method").values()
+    assert all(m["Properties"]["AuthorizationType"] == "NONE" for m in methods)
+    gpu_train = actions(role_statements(other, "TrainRole"))
+    assert "ecr:PutImage" not in gpu_train
+    assert not any(a.startswith("eks:") for a in gpu_train)
+
+
+def test_bad_context_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="trainCompute"):
+        synth(tmp_path, trainCompute="huge")
+    with pytest.raises(ValueError, match="vpcSubnetIds"):
+        synth(tmp_path, vpcSubnetIds=["subnet-0123456789abcdef0"])
+
+
+def test_cdk_nag_report_has_no_violations(synthesized: Synth) -> None:
+    _, _, outdir = synthesized
+    report = json.loads((outdir / "validation-report.json").read_text())
+    plugins = {p["pluginName"]: p for p in report["pluginReports"]}
+    assert "AwsSolutions" in plugins
+    for plugin in plugins.values():
+        assert plugin["conclusion"] == "success" and plugin["violations"] == []
+        for suppressed in plugin.get("suppressedViolations", []):
+            assert len(suppressed["reason"]) >= 10, suppressed["ruleName"]
+
+
+def test_cfn_lint_has_no_errors(synthesized: Synth) -> None:
+    _, _, outdir = synthesized
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    proc = subprocess.run([str(cfn_lint), "--format", "parseable",
+                           str(outdir / "Trainship.template.json")],
+                          capture_output=True, text=True)
+    errors = [line for line in proc.stdout.splitlines() if ":E" in line]
+    assert errors == [], errors
+
+
+def test_checkov_has_no_unjustified_failures(synthesized: Synth) -> None:
+    _, _, outdir = synthesized
+    checkov = REPO / ".venv" / "checkov" / "bin" / "checkov"
+    assert checkov.exists(), "make test installs checkov into .venv/checkov"
+    proc = subprocess.run([str(checkov), "-f", str(outdir / "Trainship.template.json"),
+                           "--framework", "cloudformation", "--skip-download", "--compact",
+                           "-o", "json"], capture_output=True, text=True)
+    result = json.loads(proc.stdout)
+    assert result["summary"]["failed"] == 0, [c["check_id"] for c in
+                                               result["results"]["failed_checks"]]
+    assert result["summary"]["passed"] > 200
+    for skipped in result["results"]["skipped_checks"]:
+        assert len(skipped["check_result"].get("suppress_comment", "")) >= 10, skipped
