@@ -43,7 +43,7 @@ test-infra: venv $(CHECKOV)
 ## synth: the CloudFormation template in cdk.out (Lambda code bundled with pip, no Docker), linted
 synth: venv $(CHECKOV)
 	$(BIN)/python -m infra.app
-	$(BIN)/cfn-lint cdk.out/Trainship.template.json --ignore-checks W3005
+	$(BIN)/cfn-lint cdk.out/Trainship.template.json --non-zero-exit-code error
 	$(CHECKOV) -f cdk.out/Trainship.template.json --framework cloudformation --skip-download --compact --quiet
 
 lint: venv

@@ -41,4 +41,5 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
 
 
 if __name__ == "__main__":
-    build_app().synth()
+    # the CDK CLI sets CDK_OUTDIR; `make synth` runs this module directly
+    build_app(outdir=os.environ.get("CDK_OUTDIR", str(REPO / "cdk.out"))).synth()
