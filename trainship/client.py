@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,46 @@ class ApiError(Exception):
         self.document = document
 
 
+def execute_api_region(url: str) -> str | None:
+    """The region of an API Gateway URL (https://ID.execute-api.REGION.amazonaws.com/...)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 5 and parts[1] == "execute-api" and host.endswith(".amazonaws.com"):
+        return parts[2]
+    return None
+
+
+def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, str],
+                  region: str) -> dict[str, str]:
+    """Sign a request for API Gateway's IAM auth with the default AWS credentials."""
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise SystemExit("no AWS credentials found to sign the request (IAM-authorised API)")
+    request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
 class Client:
+    """Talks to the API; requests to API Gateway URLs are signed with SigV4."""
+
     def __init__(self, base_url: str, timeout: float = 30) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.region = execute_api_region(self.base_url)
 
     def request(self, method: str, path: str, body: Any = None,
                 headers: dict[str, str] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
-        req = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                     headers=all_headers)
+        url = self.base_url + path
+        if self.region:
+            all_headers = sigv4_headers(method, url, data, all_headers, self.region)
+        req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 raw = response.read().decode()
