@@ -8,6 +8,7 @@ finished executions are also kept on disk so that they survive a restart.
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,25 @@ def summarize_history(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
     for item in steps:
         item["entered"] = _iso(item["entered"])
     return steps, builds
+
+
+REDACTED = "[REDACTED]"
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of this process's secret-looking variables (names as the training runner
+    filters them), longest first."""
+    from trainship.training import SECRET_ENV
+
+    env = os.environ if environ is None else environ
+    return sorted({v for k, v in env.items() if SECRET_ENV.match(k) and len(v) >= 8},
+                  key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def read_build_log(logs: dict[str, Any], limit_bytes: int = 1 << 20) -> str:
@@ -168,13 +188,19 @@ class DeploymentStore:
         return record
 
     def get(self, deployment_id: str) -> dict[str, Any]:
-        live = self._live(deployment_id)
-        if live is not None:
-            return live
-        archived = self._read_archive(deployment_id)
-        if archived is not None and not archived.get("running"):
-            return archived
-        raise DeploymentNotFound(f"No deployment {deployment_id!r}")
+        """The deployment's record; secret values of this process are redacted from it."""
+        record = self._live(deployment_id)
+        if record is None:
+            archived = self._read_archive(deployment_id)
+            if archived is None or archived.get("running"):
+                raise DeploymentNotFound(f"No deployment {deployment_id!r}")
+            record = archived
+        secrets = secret_values()
+        if not secrets:
+            return record
+        redacted: dict[str, Any] = json.loads(redact(json.dumps(record), [
+            json.dumps(s)[1:-1] for s in secrets]))
+        return redacted
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         items: dict[str, dict[str, Any]] = {}
@@ -202,7 +228,7 @@ class DeploymentStore:
             parts.append(read_build_log(build.get("logs") or {}))
         if record.get("error"):
             parts.append(f"===== error =====\n{json.dumps(record['error'], indent=2)}")
-        return "\n".join(parts) + "\n"
+        return redact("\n".join(parts) + "\n", secret_values())
 
     # --- local archive -----------------------------------------------------------------
 

@@ -167,9 +167,20 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str, run_id: 
                      flavors=flavors, requirements=requirements, replicas=replicas)
 
 
-def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> None:
-    """Point the alias at the version (only after the version serves)."""
-    _client(tracking_uri).set_registered_model_alias(model_name, alias, version)
+def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> bool:
+    """Point the alias at the version (only after it serves), unless the alias already
+    points at a higher version. Returns whether the alias moved."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        current = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        current = None
+    if current is not None and int(current.version) > int(version):
+        return False
+    client.set_registered_model_alias(model_name, alias, version)
+    return True
 
 
 def serving_input_example(model_uri: str, tracking_uri: str) -> dict[str, Any] | None:

@@ -75,6 +75,9 @@ class DeploymentResult(BaseModel):
     run_id: str
     image_uri: str
     alias: str
+    live: bool = True
+    superseded_by: str | None = Field(
+        default=None, description="a higher version went live first; this one was retired")
     deployment_time_seconds: float
 
 

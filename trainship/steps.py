@@ -19,6 +19,7 @@ from trainship import registry, staging
 from trainship.cluster import ClusterDriver
 from trainship.config import Settings
 from trainship.errors import (
+    ErrorDocument,
     ImageBuildFailed,
     InternalError,
     RolloutFailed,
@@ -125,16 +126,19 @@ def _seconds_since(started_at: str, now: datetime | None = None) -> float:
 def promote_model(state: DeploymentState, *, settings: Settings,
                   driver: ClusterDriver) -> DeploymentState:
     assert state.model is not None and state.rollout is not None
-    driver.promote(state.rollout.handle)
-    registry.promote(tracking_uri=settings.tracking_uri, model_name=state.model_name,
-                     version=state.model.version, alias=settings.model_alias)
+    with driver.lock(state.model_name):
+        superseded_by = driver.promote(state.rollout.handle)
+        if superseded_by is None:
+            registry.promote(tracking_uri=settings.tracking_uri, model_name=state.model_name,
+                             version=state.model.version, alias=settings.model_alias)
     url = state.rollout.inference_url
     state.result = DeploymentResult(
         deployment_id=state.deployment_id, inference_url=url,
         invocations_url=f"{url}/invocations", model_name=state.model_name,
         model_version=state.model.version, model_uri=state.model.model_uri,
         run_id=state.model.run_id, image_uri=state.rollout.image_uri,
-        alias=settings.model_alias,
+        alias=settings.model_alias if superseded_by is None else "",
+        live=superseded_by is None, superseded_by=superseded_by,
         deployment_time_seconds=_seconds_since(state.started_at))
     return state
 
@@ -160,8 +164,19 @@ def _build_step(build: dict[str, Any]) -> str | None:
     return None
 
 
-def failure_document(state: FailureContext) -> TrainshipError:
-    """Turn the Catch output (``$.failure``: Error + Cause) into the precise error."""
+def _from_document(doc: ErrorDocument) -> ErrorDocument:
+    return doc if error_class(doc.error) else InternalError(
+        doc.message, details=doc.details, step=doc.step).document()
+
+
+SERVICE_ERROR_PREFIXES = ("Lambda.", "States.", "CodeBuild.")
+SERVICE_ERROR_HELP = ("An AWS service error outlived the state machine's retries (throttling "
+                      "or a service fault). Deploy again; if it persists, check the service's "
+                      "health and your account's quotas.")
+
+
+def failure_document(state: FailureContext) -> ErrorDocument:
+    """Turn the Catch output (``$.failure``: Error + Cause) into the error document."""
     failure = state.failure or {}
     error = str(failure.get("Error", "States.Runtime"))
     cause = str(failure.get("Cause", ""))
@@ -174,12 +189,11 @@ def failure_document(state: FailureContext) -> TrainshipError:
     if isinstance(cause_json, dict) and "errorMessage" in cause_json:
         doc = document_from_json(str(cause_json["errorMessage"]))
         if doc is not None:
-            cls = error_class(doc.error) or InternalError
-            exc = cls(doc.message, details=doc.details, help=doc.help, step=doc.step)
-            return exc
+            return _from_document(doc)
         return InternalError(f"{cause_json.get('errorType', error)}: "
                              f"{cause_json.get('errorMessage', '')}"[:500],
-                             details="\n".join(cause_json.get("stackTrace") or [])[-4000:])
+                             details="\n".join(cause_json.get("stackTrace") or [])[-4000:]
+                             ).document()
     # A CodeBuild step: the cause is the build; the step staged its document.
     if isinstance(cause_json, dict) and ("Build" in cause_json or "BuildStatus" in cause_json
                                          or "buildStatus" in cause_json):
@@ -187,21 +201,22 @@ def failure_document(state: FailureContext) -> TrainshipError:
         staged = staging.get_text(error_uri(state.script_uri)) if state.script_uri else None
         doc = document_from_json(staged) if staged else None
         if doc is not None:
-            cls = error_class(doc.error) or InternalError
-            return cls(doc.message, details=doc.details, help=doc.help, step=doc.step)
+            return _from_document(doc)
         step = _build_step(build)
         status = build.get("BuildStatus") or build.get("buildStatus")
         cls_build: type[TrainshipError] = (ImageBuildFailed if step == "BuildImage"
                                            else TrainingBuildFailed)
         return cls_build(f"Build {build.get('Id') or build.get('id')} ended {status}",
                          details=f"logs: {json.dumps(build.get('Logs') or build.get('logs'))}",
-                         step=step)
-    return InternalError(f"{error}: {cause[:500]}", details=cause[-4000:])
+                         step=step).document()
+    if error.startswith(SERVICE_ERROR_PREFIXES):
+        return ErrorDocument(error=error, message=cause[:500] or error, details=cause[-4000:],
+                             help=SERVICE_ERROR_HELP)
+    return InternalError(f"{error}: {cause[:500]}", details=cause[-4000:]).document()
 
 
 def record_failure(state: FailureContext, *, driver: ClusterDriver) -> dict[str, str]:
-    exc = failure_document(state)
+    doc = failure_document(state)
     if state.rollout is not None and state.rollout.handle and state.result is None:
         driver.discard(state.rollout.handle)
-    doc = exc.document()
     return {"error": doc.error, "cause": doc.to_json()}

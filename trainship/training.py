@@ -40,7 +40,7 @@ STEP = "TrainModel"
 DEPLOYMENT_TAG = "trainship.deployment_id"
 LOG_TAIL_LINES = 40
 # Variables the script never needs; removed from its environment (see docs/reliability).
-_SECRET_ENV = re.compile(
+SECRET_ENV = re.compile(
     r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|AWS_CONTAINER_CREDENTIALS_.*|"
     r"MLFLOW_TRACKING_PASSWORD|MLFLOW_TRACKING_TOKEN|.*_SECRET.*|.*_PASSWORD)$")
 
@@ -144,12 +144,13 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
 
 def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
                        experiment_name: str) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if not _SECRET_ENV.match(k)}
+    env = {k: v for k, v in base.items() if not SECRET_ENV.match(k)}
     env.update({
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_EXPERIMENT_NAME": experiment_name,
         "PYTHONUNBUFFERED": "1",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance credentials either
     })
     env.pop("MLFLOW_EXPERIMENT_ID", None)
     return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from trainship.client import Client
 from trainship.local import stack
 
 REPO = Path(__file__).resolve().parents[2]
+# Planted in the local stack's environment; it must never reach a script, a log or a record.
+PLANTED_SECRET = "planted-5f0c1e9a7d3b4c28"
 EXAMPLES = REPO / "docs" / "examples"
 
 
@@ -25,6 +28,7 @@ def local_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def local_stack(local_home: Path) -> Iterator[dict[str, Any]]:
+    os.environ["TRAINSHIP_TEST_API_SECRET"] = PLANTED_SECRET
     info = stack.up(local_home)
     try:
         yield info

@@ -35,7 +35,7 @@ def test_deployments_models_and_servers_survive_a_restart(tmp_path: Path) -> Non
     # down stops every server it started
     pids = [r["pid"] for r in ProcessDriver(home / "serving").records()]
     assert pids
-    from trainship.cluster.process import pid_alive
+    from trainship.procs import pid_alive
 
     assert not any(pid_alive(pid) for pid in pids)
     with pytest.raises(OSError):

@@ -30,7 +30,13 @@ class FakeDriver:
     def status(self, handle: dict[str, Any]) -> RolloutStatus:
         return self.statuses.pop(0)
 
-    def promote(self, handle: dict[str, Any]) -> None: ...
+    def lock(self, model_name: str) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def promote(self, handle: dict[str, Any]) -> str | None:
+        return None
 
     def discard(self, handle: dict[str, Any]) -> None:
         self.discarded.append(handle)
@@ -68,8 +74,16 @@ def test_build_failure_without_document_is_a_build_error(tmp_path: Path) -> None
             "Id": "trainship-image:1", "ProjectName": "trainship-image",
             "BuildStatus": "FAILED", "Environment": {"EnvironmentVariables": [
                 {"Name": "TRAINSHIP_STEP", "Value": "BuildImage"}]}}})}})
-    exc = steps.failure_document(ctx)
-    assert exc.name == "ImageBuildFailed" and exc.step == "BuildImage"
+    doc = steps.failure_document(ctx)
+    assert doc.error == "ImageBuildFailed" and doc.step == "BuildImage"
+
+
+def test_service_errors_keep_their_aws_name() -> None:
+    ctx = steps.FailureContext.model_validate({"failure": {
+        "Error": "Lambda.ServiceException", "Cause": "Rate exceeded (Service: AWSLambda)"}})
+    doc = steps.failure_document(ctx)
+    assert doc.error == "Lambda.ServiceException" and "Rate exceeded" in doc.message
+    assert doc.help == steps.SERVICE_ERROR_HELP
 
 
 def test_failed_rollout_is_discarded(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ configuration (``TRAINSHIP_CLUSTER``); the handlers never know which one runs.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,8 +35,12 @@ class ClusterDriver(Protocol):
 
     def status(self, handle: dict[str, Any]) -> RolloutStatus: ...
 
-    def promote(self, handle: dict[str, Any]) -> None:
-        """The new version is live: retire the versions it replaces."""
+    def lock(self, model_name: str) -> AbstractContextManager[None]:
+        """Serialise promotions of one model (concurrent deployments of the same model)."""
+
+    def promote(self, handle: dict[str, Any]) -> str | None:
+        """Make the new version live and retire lower versions. If a higher version is
+        already live, the new one is discarded instead: return that version."""
 
     def discard(self, handle: dict[str, Any]) -> None:
         """The new version failed: remove it, leaving the previous one serving."""

@@ -8,20 +8,23 @@ every server and a restart finds them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from trainship.cluster import Applied, RolloutStatus
 from trainship.errors import tail
 from trainship.image import resolve_bundle
+from trainship.procs import pid_alive, stop_pid
 from trainship.training import prepare_environment
 
 
@@ -29,39 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as gone
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-def stop_pid(pid: int, grace: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and pid_alive(pid):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    if pid_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 class ProcessDriver:
@@ -115,15 +85,33 @@ class ProcessDriver:
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting", details=log_tail)
 
-    def promote(self, handle: dict[str, Any]) -> None:
-        for record in self.records(handle["model_name"]):
-            if record["version"] != handle["version"]:
+    @contextmanager
+    def lock(self, model_name: str) -> Iterator[None]:
+        path = self.root / model_name / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def promote(self, handle: dict[str, Any]) -> str | None:
+        mine = int(handle["version"])
+        records = self.records(handle["model_name"])
+        newer = [r for r in records if r.get("state") == "serving" and int(r["version"]) > mine]
+        if newer:
+            self.discard(handle)
+            return str(max(int(r["version"]) for r in newer))
+        for record in records:
+            if int(record["version"]) < mine:
                 stop_pid(int(record["pid"]))
                 self._record_path(record["model_name"], record["version"]).unlink(
                     missing_ok=True)
         handle = {**handle, "state": "serving"}
         self._record_path(handle["model_name"], handle["version"]).write_text(
             json.dumps(handle, indent=2))
+        return None
 
     def discard(self, handle: dict[str, Any]) -> None:
         stop_pid(int(handle["pid"]))

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from trainship.procs import kill_tree
+
 PHASES = ("install", "pre_build", "build", "post_build")
 
 
@@ -54,11 +56,8 @@ class LocalCodeBuild:
 
     def kill_all(self) -> None:
         """Stop every running build (the local stack is stopping)."""
-        for pgid in list(self._active):
-            try:
-                os.killpg(pgid, 9)
-            except ProcessLookupError:
-                pass
+        for pid in list(self._active):
+            kill_tree(pid)
 
     def log_path(self, build_id: str) -> Path:
         project, _, run = build_id.partition(":")
@@ -170,7 +169,7 @@ class LocalCodeBuild:
         try:
             return proc.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            kill_tree(proc.pid)
             proc.wait()
             return 124
         finally:
