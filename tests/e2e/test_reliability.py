@@ -118,7 +118,8 @@ def malformed_bodies(draw: Any) -> Any:
     if kind == len(CORRUPTIONS):
         return draw(st.one_of(st.lists(st.integers()), st.text(), st.integers(), st.none()))
     if kind == len(CORRUPTIONS) + 1:
-        return {k: v for k, v in VALID.items() if k != draw(st.sampled_from(list(VALID)))}
+        dropped = draw(st.sampled_from(list(VALID)))
+        return {k: v for k, v in VALID.items() if k != dropped}
     field, strategy = CORRUPTIONS[kind]
     body = dict(VALID)
     if field == "script_base64":
@@ -179,8 +180,10 @@ def test_fuzzed_inference_payloads_never_break_the_server(serving: dict[str, Any
     body, content_type = payload
     status, raw = raw_post(f"{serving['inference_url']}/invocations", body, content_type)
     assert status in (200, 400, 415), (status, raw[:300])
-    if status != 200:
+    if status == 400:
         assert "error_code" in json.loads(raw)
+    if status == 415:  # MLflow answers unsupported content types in plain text
+        assert b"content type" in raw.lower()
     assert_still_serving(serving)
 
 
@@ -356,7 +359,8 @@ def test_five_concurrent_deployments_of_one_model(api: Client, local_home: Path,
     with ThreadPoolExecutor(max_workers=5) as pool:
         records = list(pool.map(lambda _: deploy(api, {"model_name": "crowd",
                                                        "script": QUICK_SCRIPT}), range(5)))
-    assert [r["status"] for r in records] == ["SUCCEEDED"] * 5, [r.get("error") for r in records]
+    statuses = [r["status"] for r in records]
+    assert statuses == ["SUCCEEDED"] * 5, [r.get("error") for r in records]
     versions = sorted(int(r["result"]["model_version"]) for r in records)
     assert versions == list(range(versions[0], versions[0] + 5))
     top = str(versions[-1])
@@ -368,7 +372,7 @@ def test_five_concurrent_deployments_of_one_model(api: Client, local_home: Path,
     assert client.get_model_version_by_alias("crowd", "live").version == top
     for record in records:
         result = record["result"]
-        if result["model_version"] != top and result["superseded_by"] is None:
+        if result["model_version"] != top and not result.get("superseded_by"):
             # it went live first and was replaced later: its server is gone
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"{result['inference_url']}/ping", timeout=2)
