@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CHECKOV := $(VENV)/checkov/bin/checkov
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: venv demo test test-unit test-e2e test-infra lint typecheck statelint synth down clean
+.PHONY: venv demo test test-unit test-e2e test-infra lint typecheck statelint synth bench down clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ typecheck: venv
 
 statelint: venv
 	$(BIN)/statelint infra/statemachine/deploy.asl.json
+
+## bench: trainship's inference service vs `mlflow models serve` (wrk), and a 64-connection soak
+bench: venv
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/serving_bench.py
 
 ## down: stop the local stack and every model server it started
 down: venv
