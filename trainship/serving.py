@@ -9,7 +9,9 @@ instances, inputs, params, CSV).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -19,7 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from trainship.batching import Batcher
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 1 << 30)
 MAX_BODY_BYTES = 50 * 1024 * 1024
 
 
@@ -30,6 +35,14 @@ class Metrics:
         self.buckets = [0] * len(LATENCY_BUCKETS)
         self.latency_sum = 0.0
         self.latency_count = 0
+        self.batches: dict[int, int] = {}
+        self.batch_rows = 0
+
+    def batch(self, requests: int, rows: int) -> None:
+        bucket = next(b for b in BATCH_BUCKETS if requests <= b)
+        with self.lock:
+            self.batches[bucket] = self.batches.get(bucket, 0) + 1
+            self.batch_rows += rows
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -56,35 +69,89 @@ class Metrics:
             lines.append(f'trainship_request_seconds_bucket{{le="+Inf"}} {self.latency_count}')
             lines.append(f"trainship_request_seconds_sum {self.latency_sum}")
             lines.append(f"trainship_request_seconds_count {self.latency_count}")
+            errors = sum(c for (path, status), c in self.requests.items()
+                         if path == "/invocations" and status >= 400)
+            lines += ["# HELP trainship_errors_total /invocations answered with 4xx or 5xx.",
+                      "# TYPE trainship_errors_total counter",
+                      f"trainship_errors_total {errors}",
+                      "# HELP trainship_batch_requests Requests per predict call.",
+                      "# TYPE trainship_batch_requests histogram"]
+            cumulative = 0
+            for bound in BATCH_BUCKETS:
+                cumulative += self.batches.get(bound, 0)
+                label = "+Inf" if bound == BATCH_BUCKETS[-1] else str(bound)
+                lines.append(f'trainship_batch_requests_bucket{{le="{label}"}} {cumulative}')
+            lines.append(f"trainship_batch_requests_count {cumulative}")
+            lines.append(f"trainship_batch_rows_total {self.batch_rows}")
         return "\n".join(lines) + "\n"
 
 
 class Service:
-    def __init__(self, model_dir: Path) -> None:
-        from mlflow.pyfunc import load_model
+    """The loaded model, its metrics and its batcher (one per worker process)."""
 
-        self.model = load_model(str(model_dir))
+    def __init__(self, model: Any, model_dir: Path, *, max_batch_rows: int = 256,
+                 max_wait_ms: float = 2.0) -> None:
+        self.model = model
         self.input_schema = self.model.metadata.get_input_schema()
         self.metrics = Metrics()
         meta_file = model_dir.parent / "trainship-image.json"
         self.metadata: dict[str, Any] = (json.loads(meta_file.read_text())
                                          if meta_file.exists() else {})
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.arriving = 0
+        self.in_flight = 0
+        self.batcher = (Batcher(self.model.predict, max_rows=max_batch_rows,
+                                max_wait_ms=max_wait_ms, on_batch=self.metrics.batch,
+                                arriving=lambda: self.arriving)
+                        if max_batch_rows > 1 else None)
+        self.scorer = _BatchingModel(self) if self.batcher is not None else self.model
+
+    def _arrived(self) -> None:
+        """This request's input is parsed and handed on: it no longer 'arrives'."""
+        if getattr(self._local, "arriving", False):
+            self._local.arriving = False
+            with self._lock:
+                self.arriving -= 1
 
     def invoke(self, body: bytes, content_type: str) -> tuple[int, str, bytes]:
         """Score a request; errors answer as MLflow's server does (status from the error)."""
         from mlflow.exceptions import MlflowException
         from mlflow.pyfunc import scoring_server
 
+        with self._lock:
+            self.arriving += 1
+            self.in_flight += 1
+        self._local.arriving = True
         try:
             result = scoring_server.invocations(body.decode("utf-8", "replace"), content_type,
-                                                self.model, self.input_schema)
+                                                self.scorer, self.input_schema)
         except MlflowException as exc:
             return (exc.get_http_status_code(), "application/json",
                     exc.serialize_as_json().encode())
         except Exception as exc:  # noqa: BLE001 - a bad request must never kill the server
             error = MlflowException(f"{type(exc).__name__}: {exc}")
             return 500, "application/json", error.serialize_as_json().encode()
+        finally:
+            self._arrived()
+            with self._lock:
+                self.in_flight -= 1
         return result.status, result.mimetype, result.response.encode()
+
+
+class _BatchingModel:
+    """What MLflow's scoring function calls: predictions without params go to the batcher."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self.metadata = service.model.metadata
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        self._service._arrived()
+        if params:
+            return self._service.model.predict(data, params=params)
+        assert self._service.batcher is not None
+        return self._service.batcher.predict(data)
 
 
 def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
@@ -153,19 +220,74 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default backlog of 5 drops connections under load
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client went away (load generators do at the end of a run)
+        super().handle_error(request, client_address)
 
-def serve(model_dir: Path, host: str, port: int) -> None:
-    service = Service(model_dir)
+    def server_bind(self) -> None:
+        # every worker process binds the same port; the kernel spreads connections
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def run_worker(model: Any, model_dir: Path, host: str, port: int, *, max_batch_rows: int,
+               max_wait_ms: float, drain_seconds: float = 30.0) -> None:
+    """Serve until SIGTERM, then stop accepting and drain in-flight requests."""
+    service = Service(model, model_dir, max_batch_rows=max_batch_rows,
+                      max_wait_ms=max_wait_ms)
     server = Server((host, port), make_handler(service))
-    server.daemon_threads = True
 
     def stop(signum: int, frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"serving {model_dir} on http://{host}:{port}", flush=True)
+    signal.signal(signal.SIGINT, stop)
     server.serve_forever()
-    server.server_close()
+    server.socket.close()
+    deadline = time.monotonic() + drain_seconds
+    while service.in_flight > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
+          max_batch_rows: int = 256, max_wait_ms: float = 2.0) -> int:
+    """Load the model once, then serve it from ``workers`` processes sharing the port."""
+    from mlflow.pyfunc import load_model
+
+    model = load_model(str(model_dir))
+    print(f"serving {model_dir} on http://{host}:{port} with {workers} worker(s)", flush=True)
+    if workers <= 1:
+        run_worker(model, model_dir, host, port, max_batch_rows=max_batch_rows,
+                   max_wait_ms=max_wait_ms)
+        return 0
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own batcher thread and server, the model shared
+            try:
+                run_worker(model, model_dir, host, port, max_batch_rows=max_batch_rows,
+                           max_wait_ms=max_wait_ms)
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    remaining = set(children)
+    while remaining:
+        pid, code = os.wait()
+        remaining.discard(pid)
+        if code != 0 and status == 0:
+            status = 1
+            forward(signal.SIGTERM, None)  # one worker died: stop, let the orchestrator restart
+    return status
 
 
 def main(argv: list[str]) -> int:
@@ -173,9 +295,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int,
+                        default=int(os.environ.get("TRAINSHIP_SERVING_WORKERS", "0"))
+                        or os.cpu_count() or 1, help="processes (default: one per core)")
+    parser.add_argument("--max-batch-rows", type=int,
+                        default=int(os.environ.get("TRAINSHIP_MAX_BATCH_ROWS", "256")),
+                        help="rows per predict call; 1 turns batching off")
+    parser.add_argument("--max-wait-ms", type=float,
+                        default=float(os.environ.get("TRAINSHIP_MAX_WAIT_MS", "2")),
+                        help="how long a batch waits for requests being parsed")
     args = parser.parse_args(argv)
-    serve(args.model_dir, args.host, args.port)
-    return 0
+    return serve(args.model_dir, args.host, args.port, workers=args.workers,
+                 max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class ProcessDriver:
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 [python, "-m", "trainship.serving", "--model-dir", str(bundle / "model"),
-                 "--host", "127.0.0.1", "--port", str(port)],
+                 "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", os.environ.get("TRAINSHIP_SERVING_WORKERS", "1")],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": _library_path()})
         url = f"http://127.0.0.1:{port}"
