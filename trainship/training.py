@@ -22,6 +22,7 @@ import time
 import traceback
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from trainship import staging
 from trainship.errors import (
@@ -68,26 +69,43 @@ def check_syntax(source: str, filename: str = "train.py") -> None:
 
 # --- MLflow run binding --------------------------------------------------------------
 
-def create_run(job: NormalizedRequest, tracking_uri: str) -> str:
+def experiment_id_for(client: Any, name: str) -> str:
+    """The experiment's id, creating it if needed (concurrent creators may race)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)  # a concurrent deployment won
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
+
+
+def create_run(job: NormalizedRequest, tracking_uri: str, attempts: int = 4) -> str:
     """Create the run the script will attach to; return its id."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        experiment = client.get_experiment_by_name(job.experiment_name)
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else client.create_experiment(job.experiment_name))
-        run = client.create_run(experiment_id, run_name=f"trainship-{job.deployment_id}", tags={
-            DEPLOYMENT_TAG: job.deployment_id,
-            "trainship.model_name": job.model_name,
-            "trainship.script_sha256": job.script_sha256,
-            "mlflow.source.name": "train.py",
-        })
-    except MlflowException as exc:
-        raise TransientError(f"MLflow at {tracking_uri} refused to create the run",
-                             details=str(exc), step=STEP) from exc
-    return str(run.info.run_id)
+    for attempt in range(attempts):
+        try:
+            experiment_id = experiment_id_for(client, job.experiment_name)
+            run = client.create_run(experiment_id, run_name=f"trainship-{job.deployment_id}",
+                                    tags={DEPLOYMENT_TAG: job.deployment_id,
+                                          "trainship.model_name": job.model_name,
+                                          "trainship.script_sha256": job.script_sha256,
+                                          "mlflow.source.name": "train.py"})
+            return str(run.info.run_id)
+        except MlflowException as exc:
+            if attempt == attempts - 1:
+                raise TransientError(f"MLflow at {tracking_uri} refused to create the run",
+                                     details=str(exc), step=STEP) from exc
+            time.sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str) -> None:

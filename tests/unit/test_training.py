@@ -93,3 +93,26 @@ def test_requirements_that_do_not_install(tmp_path: Path) -> None:
     with pytest.raises(RequirementsInstallFailed) as caught:
         training.prepare_environment(["trainship-surely-no-such-package==0.0.1"], tmp_path)
     assert "trainship-surely-no-such-package" in caught.value.details
+
+
+def test_experiment_creation_race_is_tolerated() -> None:
+    from mlflow.exceptions import MlflowException
+
+    class Racing:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def get_experiment_by_name(self, name: str) -> object:
+            self.calls += 1
+            if self.calls == 1:
+                return None  # not there yet ...
+
+            class Experiment:
+                experiment_id = "42"
+
+            return Experiment()  # ... created by a concurrent deployment meanwhile
+
+        def create_experiment(self, name: str) -> str:
+            raise MlflowException("Experiment(name=crowd) already exists")
+
+    assert training.experiment_id_for(Racing(), "crowd") == "42"
