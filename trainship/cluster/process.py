@@ -105,7 +105,9 @@ class ProcessDriver:
             self.discard(handle)
             return str(max(int(r["version"]) for r in newer))
         for record in records:
-            if int(record["version"]) < mine:
+            # lower versions still rolling out are left alone: their own promotion will
+            # find this one live and retire them (so they end superseded, not failed)
+            if int(record["version"]) < mine and record.get("state") == "serving":
                 stop_pid(int(record["pid"]))
                 self._record_path(record["model_name"], record["version"]).unlink(
                     missing_ok=True)
