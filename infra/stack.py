@@ -282,22 +282,30 @@ class TrainshipStack(cdk.Stack):
             environment_variables={k: codebuild.BuildEnvironmentVariable(value=v)
                                    for k, v in variables.items()})
 
+    def _project(self, name: str, role: iam.Role, retention: logs.RetentionDays,
+                 description: str, buildspec: str, *, privileged: bool, gpu: bool, hours: int,
+                 variables: dict[str, str], cache: codebuild.Cache | None = None
+                 ) -> codebuild.Project:
+        """A project building from the library source asset with a buildspec from it."""
+        return codebuild.Project(
+            self, name, role=role, description=description,
+            source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
+            build_spec=codebuild.BuildSpec.from_source_filename(buildspec),
+            environment=self._build_environment(privileged, gpu, {
+                "MLFLOW_TRACKING_URI": self.tracking_uri, **variables}),
+            timeout=cdk.Duration.hours(hours), queued_timeout=cdk.Duration.hours(1),
+            encryption_key=self.key, cache=cache,
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
+                log_group=self._log_group(name, retention))))
+
     def _train_project(self, retention: logs.RetentionDays) -> codebuild.Project:
         role = self._build_role("TrainRole", "TrainModel builds: read the staged script, "
                                              "reach MLflow, write logs. No ECR, no EKS.")
-        log_group = self._log_group("Train", retention)
-        project = codebuild.Project(
-            self, "Train", role=role, description="trainship TrainModel: run a training script",
-            source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
-            build_spec=codebuild.BuildSpec.from_source_filename("buildspecs/train.yml"),
-            environment=self._build_environment(False, self.config.gpu, {
-                "MLFLOW_TRACKING_URI": self.tracking_uri,
-                "TRAINSHIP_ENV_CACHE": "/root/.cache/trainship/envs"}),
-            timeout=cdk.Duration.hours(2), queued_timeout=cdk.Duration.hours(1),
-            encryption_key=self.key,
-            cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM),
-            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
-                log_group=log_group)))
+        project = self._project(
+            "Train", role, retention, "trainship TrainModel: run a training script",
+            "buildspecs/train.yml", privileged=False, gpu=self.config.gpu,
+            hours=2, variables={"TRAINSHIP_ENV_CACHE": "/root/.cache/trainship/envs"},
+            cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM))
         if self.config.gpu:
             acknowledge(role, ("AwsSolutions-IAM5[Resource::*]",
                                "ecr:GetAuthorizationToken (no resource-level permissions) to "
@@ -317,20 +325,12 @@ class TrainshipStack(cdk.Stack):
     def _image_project(self, retention: logs.RetentionDays) -> codebuild.Project:
         role = self._build_role("ImageRole", "BuildImage builds: read the model from MLflow, "
                                              "push to the one repository, write logs.")
-        log_group = self._log_group("Image", retention)
-        project = codebuild.Project(
-            self, "Image", role=role, description="trainship BuildImage: model image to ECR",
-            source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
-            build_spec=codebuild.BuildSpec.from_source_filename("buildspecs/image.yml"),
-            environment=self._build_environment(True, False, {
-                "MLFLOW_TRACKING_URI": self.tracking_uri,
+        project = self._project(
+            "Image", role, retention, "trainship BuildImage: model image to ECR",
+            "buildspecs/image.yml", privileged=True, gpu=False, hours=1, variables={
                 "TRAINSHIP_IMAGE_BUILDER": "docker",
                 "TRAINSHIP_REGISTRY": self.repository.repository_uri,
-                "TRAINSHIP_BUILD_CACHE": f"{self.repository.repository_uri}:buildcache"}),
-            timeout=cdk.Duration.hours(1), queued_timeout=cdk.Duration.hours(1),
-            encryption_key=self.key,
-            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
-                log_group=log_group)))
+                "TRAINSHIP_BUILD_CACHE": f"{self.repository.repository_uri}:buildcache"})
         self.allow(role, ["ecr:GetAuthorizationToken"], ["*"],
                    "ecr:GetAuthorizationToken has no resource-level permissions.")
         self.allow(role, ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
