@@ -27,7 +27,6 @@ class Settings:
     rollout_poll_seconds: int
     state_machine_arn: str
     archive_dir: str
-    build_logs_dir: str
     home: Path
 
     @classmethod
@@ -42,6 +41,5 @@ class Settings:
             rollout_poll_seconds=_int("TRAINSHIP_ROLLOUT_POLL_SECONDS", 10),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
             archive_dir=os.environ.get("TRAINSHIP_ARCHIVE_DIR", ""),
-            build_logs_dir=os.environ.get("TRAINSHIP_BUILD_LOGS_DIR", ""),
             home=home,
         )
