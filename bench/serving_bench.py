@@ -106,7 +106,6 @@ def wrk(port: int, body: Path, connections: int, seconds: int, lua: Path) -> Loa
          "--latency", "--timeout", "10s", "-s", str(lua), f"http://127.0.0.1:{port}/invocations"],
         capture_output=True, text=True, env={**os.environ, "BENCH_BODY": str(body)}, check=True)
     out = proc.stdout
-    print(out, file=open(lua.with_suffix(f".{connections}c.out"), "w"))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     if "Latency Distribution" not in out:
         raise RuntimeError(f"wrk completed no request:\n{out}\n{proc.stderr}")

@@ -286,8 +286,9 @@ class TrainshipStack(cdk.Stack):
                  description: str, buildspec: str, *, privileged: bool, gpu: bool, hours: int,
                  variables: dict[str, str], cache: codebuild.Cache | None = None
                  ) -> codebuild.Project:
-        """A project building from the library source asset with a buildspec from it."""
-        return codebuild.Project(
+        """A project building from the library source asset with a buildspec from it; its
+        role may stage the error document, use the stack key and reach MLflow."""
+        project = codebuild.Project(
             self, name, role=role, description=description,
             source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
             build_spec=codebuild.BuildSpec.from_source_filename(buildspec),
@@ -297,6 +298,13 @@ class TrainshipStack(cdk.Stack):
             encryption_key=self.key, cache=cache,
             logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
                 log_group=self._log_group(name, retention))))
+        self.allow(role, ["s3:PutObject"], [self.staged("*/error.json")],
+                   "The error document beside each deployment's script.")
+        self.allow(role, ["kms:Decrypt", "kms:GenerateDataKey"], [self.key.key_arn],
+                   "The stack key (staging bucket, repository).")
+        self._mlflow_access(role)
+        self._acknowledge_codebuild_defaults(project, role)
+        return project
 
     def _train_project(self, retention: logs.RetentionDays) -> codebuild.Project:
         role = self._build_role("TrainRole", "TrainModel builds: read the staged script, "
@@ -314,12 +322,6 @@ class TrainshipStack(cdk.Stack):
                                                       "Learning Container, pulled by account."))
         self.allow(role, ["s3:GetObject"], [self.staged("*/train.py")],
                    "Each deployment's staged script (the path holds the deployment id).")
-        self.allow(role, ["s3:PutObject"], [self.staged("*/error.json")],
-                   "The error document beside each deployment's script.")
-        self.allow(role, ["kms:Decrypt", "kms:GenerateDataKey"], [self.key.key_arn],
-                   "The staging bucket's key.")
-        self._mlflow_access(role)
-        self._acknowledge_codebuild_defaults(project, role)
         return project
 
     def _image_project(self, retention: logs.RetentionDays) -> codebuild.Project:
@@ -337,12 +339,6 @@ class TrainshipStack(cdk.Stack):
                           "ecr:BatchGetImage", "ecr:PutImage", "ecr:InitiateLayerUpload",
                           "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"],
                    [self.repository.repository_arn], "Push and pull the one model repository.")
-        self.allow(role, ["s3:PutObject"], [self.staged("*/error.json")],
-                   "The error document beside each deployment's script.")
-        self.allow(role, ["kms:Decrypt", "kms:GenerateDataKey"], [self.key.key_arn],
-                   "The repository's and staging bucket's key.")
-        self._mlflow_access(role)
-        self._acknowledge_codebuild_defaults(project, role)
         return project
 
     def _acknowledge_codebuild_defaults(self, project: codebuild.Project,

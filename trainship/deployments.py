@@ -176,7 +176,7 @@ class DeploymentStore:
             "stopped_at": _iso(execution.get("stopDate")),
             "current_step": steps[-1]["name"] if steps else None,
             "steps": steps,
-            "builds": [{k: v for k, v in b.items()} for b in builds],
+            "builds": builds,
         }
         if status == "SUCCEEDED" and execution.get("output"):
             record["result"] = json.loads(execution["output"])

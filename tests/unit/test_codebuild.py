@@ -74,8 +74,9 @@ phases:
 """)
     with pytest.raises(BuildFailed) as caught:
         cb.start_build("p")
-    assert "building" not in cb.log_path(caught.value.build["Id"]).read_text().replace(
-        "Running command echo building", "")
+    log = cb.log_path(caught.value.build["Id"]).read_text()
+    assert "Entering phase INSTALL" in log and "Entering phase BUILD" not in log
+    assert [p["PhaseType"] for p in caught.value.build["Phases"]] == ["INSTALL"]
 
 
 def test_unknown_project(tmp_path: Path) -> None:
