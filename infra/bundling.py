@@ -27,6 +27,8 @@ LAMBDA_REQUIREMENTS = [
     "pyyaml>=6",
     "mlflow-skinny==3.17.2",
     "sagemaker-mlflow>=0.1",
+    "kubernetes==36.0.3",
+    "python-dateutil>=2.8,<3",  # botocore's range; kubernetes 37 needs >=3
 ]
 SOURCE_DIRS = ("trainship", "lambdas")
 EXCLUDE = ["*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**", "**/__pycache__",

@@ -191,6 +191,26 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
+
+    version = args.version or args.image.partition("@")[0].rpartition("-v")[2] or "1"
+    try:
+        objects = render(WorkloadSpec(
+            model_name=args.model_name, version=version, image_uri=args.image,
+            deployment_id=args.deployment_id, replicas=args.replicas, cpu=args.cpu,
+            memory=args.memory, namespace=args.namespace, service_type=args.service_type,
+            max_replicas=args.max_replicas, workers=args.workers))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        _print_json(objects)
+    else:
+        sys.stdout.write(to_yaml(objects))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainship", description=(
         "POST a training script, get back a live inference URL."))
@@ -220,6 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
                                      "stack)")
         p.add_argument("--output", choices=("text", "json"), default="text")
+
+    manifests = sub.add_parser("manifests", help="print the Kubernetes objects DeployModel "
+                                                 "applies for a model image")
+    manifests.add_argument("model_name")
+    manifests.add_argument("--image", required=True, help="the image, ideally by digest")
+    manifests.add_argument("--version", help="model version (default: from the image tag "
+                                             "<model>-v<version>)")
+    manifests.add_argument("--replicas", type=int, default=1)
+    manifests.add_argument("--namespace", default="trainship")
+    manifests.add_argument("--service-type", default="LoadBalancer",
+                           choices=("LoadBalancer", "ClusterIP", "NodePort"))
+    manifests.add_argument("--max-replicas", type=int, default=0,
+                           help="add a HorizontalPodAutoscaler up to this many replicas")
+    manifests.add_argument("--cpu", default="500m")
+    manifests.add_argument("--memory", default="1Gi")
+    manifests.add_argument("--workers", type=int, default=1,
+                           help="inference worker processes per pod")
+    manifests.add_argument("--deployment-id", default="")
+    manifests.add_argument("--output", choices=("yaml", "json"), default="yaml")
+    manifests.set_defaults(func=cmd_manifests)
 
     local = sub.add_parser("local", help="the local stack")
     local.add_argument("action", choices=("up", "down", "status"))

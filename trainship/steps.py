@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trainship import registry, staging
 from trainship.cluster import ClusterDriver
+from trainship.cluster.manifests import WorkloadSpec
 from trainship.config import Settings
 from trainship.errors import (
     ErrorDocument,
@@ -59,9 +60,12 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
     image_uri = state.image.variable("IMAGE_URI") or ""
     if not image_uri:
         raise ImageBuildFailed("BuildImage exported no IMAGE_URI", step="DeployModel")
-    applied = driver.apply(model_name=state.model_name, version=state.model.version,
-                           image_uri=image_uri, replicas=state.replicas,
-                           deployment_id=state.deployment_id, requirements=state.requirements)
+    applied = driver.apply(WorkloadSpec(
+        model_name=state.model_name, version=state.model.version, image_uri=image_uri,
+        deployment_id=state.deployment_id, replicas=state.replicas,
+        cpu=state.resources.cpu, memory=state.resources.memory,
+        progress_deadline_seconds=settings.rollout_timeout_seconds,
+        requirements=state.requirements))
     state.rollout = RolloutState(
         ready=False, poll_seconds=settings.rollout_poll_seconds,
         deadline=time.time() + settings.rollout_timeout_seconds,

@@ -24,7 +24,7 @@ class FakeDriver:
         self.statuses = statuses
         self.discarded: list[dict[str, Any]] = []
 
-    def apply(self, **kwargs: Any) -> Applied:
+    def apply(self, spec: Any) -> Applied:
         return Applied("http://h", {"n": 1})
 
     def status(self, handle: dict[str, Any]) -> RolloutStatus:

@@ -2,7 +2,9 @@
 
 DeployModel, CheckRollout, PromoteModel and RecordFailure call a driver chosen by
 configuration (``TRAINSHIP_CLUSTER``); the handlers never know which one runs.
-``process`` (the local default) serves the image bundle as a local process.
+``process`` (the local default) serves the image bundle as a local process; ``podman``
+plays the very Deployment manifest with ``podman kube play``; ``kubernetes`` applies it to
+a cluster (any kubeconfig, or EKS).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from trainship.cluster.manifests import WorkloadSpec
 from trainship.config import Settings
 
 
@@ -30,8 +33,7 @@ class Applied:
 
 
 class ClusterDriver(Protocol):
-    def apply(self, *, model_name: str, version: str, image_uri: str, replicas: int,
-              deployment_id: str, requirements: list[str]) -> Applied: ...
+    def apply(self, spec: WorkloadSpec) -> Applied: ...
 
     def status(self, handle: dict[str, Any]) -> RolloutStatus: ...
 
@@ -51,4 +53,13 @@ def driver_from_settings(settings: Settings) -> ClusterDriver:
         from trainship.cluster.process import ProcessDriver
 
         return ProcessDriver(settings.home / "serving")
-    raise ValueError(f"unknown TRAINSHIP_CLUSTER {settings.cluster!r} (known: process)")
+    if settings.cluster == "kubernetes":
+        from trainship.cluster.kubernetes import driver_from_env
+
+        return driver_from_env()
+    if settings.cluster == "podman":
+        from trainship.cluster.podman import PodmanDriver
+
+        return PodmanDriver(settings.home / "podman")
+    raise ValueError(f"unknown TRAINSHIP_CLUSTER {settings.cluster!r} "
+                     "(known: process, podman, kubernetes)")

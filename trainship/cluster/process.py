@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster.manifests import WorkloadSpec
 from trainship.errors import tail
 from trainship.image import resolve_bundle
 from trainship.procs import pid_alive, stop_pid
@@ -45,10 +46,9 @@ class ProcessDriver:
         pattern = f"{model_name}/v*.json" if model_name else "*/v*.json"
         return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
 
-    def apply(self, *, model_name: str, version: str, image_uri: str, replicas: int,
-              deployment_id: str, requirements: list[str]) -> Applied:
-        return self._start(model_name, version, image_uri, deployment_id, requirements,
-                           port=free_port(), state="starting")
+    def apply(self, spec: WorkloadSpec) -> Applied:
+        return self._start(spec.model_name, spec.version, spec.image_uri, spec.deployment_id,
+                           spec.requirements, port=free_port(), state="starting")
 
     def _start(self, model_name: str, version: str, image_uri: str, deployment_id: str,
                requirements: list[str], *, port: int, state: str) -> Applied:

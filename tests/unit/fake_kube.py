@@ -1,0 +1,189 @@
+"""An HTTP-level fake of the few Kubernetes API endpoints the kubernetes driver uses.
+
+It checks what a real API server checks for these calls (paths, verbs, content types,
+field manager, resourceVersion preconditions, names matching the path) and serves
+Deployment/Pod status sequences from a scenario, so the driver's real HTTP client code
+runs end to end. Every request is recorded for the tests to assert on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+COLLECTIONS = {
+    "deployments": ("apps/v1", "Deployment"),
+    "services": ("v1", "Service"),
+    "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
+    "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
+    "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
+}
+OBJECT_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+/v[0-9a-z]+))/namespaces/(?P<ns>[a-z0-9-]+)/"
+    r"(?P<collection>[a-z]+)(?:/(?P<name>[a-z0-9-]+))?(?P<sub>/log)?$")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    content_type: str
+    body: Any
+    authorization: str
+
+
+@dataclass
+class FakeKube:
+    """State of the fake cluster. ``deployment_statuses``: status dicts served one per GET
+    (the last repeats); ``pods``: pod lists served the same way; ``load_balancer``: the
+    Service's ingress."""
+
+    namespaces: set[str] = field(default_factory=set)
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    deployment_statuses: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[list[dict[str, Any]]] = field(default_factory=list)
+    logs: str = ""
+    load_balancer: dict[str, Any] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    resource_version: int = 100
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_version(self) -> str:
+        self.resource_version += 1
+        return str(self.resource_version)
+
+    def _sequence(self, items: list[Any], default: Any) -> Any:
+        if not items:
+            return default
+        return items.pop(0) if len(items) > 1 else items[0]
+
+    def handle(self, call: Call) -> tuple[int, Any]:
+        if call.path == "/api/v1/namespaces" and call.method == "POST":
+            name = call.body["metadata"]["name"]
+            if name in self.namespaces:
+                return 409, status_doc(409, "AlreadyExists")
+            self.namespaces.add(name)
+            return 201, call.body
+        match = re.match(r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)$", call.path)
+        if match and call.method == "GET":
+            if match["ns"] in self.namespaces:
+                return 200, {"kind": "Namespace", "metadata": {"name": match["ns"]}}
+            return 404, status_doc(404, "NotFound")
+        match = OBJECT_PATH.match(call.path)
+        if not match:
+            return 404, status_doc(404, f"no route {call.path}")
+        ns, collection, name = match["ns"], match["collection"], match["name"]
+        if collection == "pods" and match["sub"] and call.method == "GET":
+            return 200, self.logs
+        if collection == "pods" and call.method == "GET":
+            selector = call.query.get("labelSelector", [""])[0]
+            return 200, {"kind": "PodList", "items": [
+                p for p in self._sequence(self.pods, []) if _selects(selector, p)]}
+        if collection not in COLLECTIONS:
+            return 404, status_doc(404, f"unknown collection {collection}")
+        if ns not in self.namespaces:
+            return 404, status_doc(404, f'namespaces "{ns}" not found')
+        api_version, kind = COLLECTIONS[collection]
+        key = (kind, ns, name or "")
+        if call.method == "GET":
+            obj = self.objects.get(key)
+            if obj is None:
+                return 404, status_doc(404, "NotFound")
+            obj = copy.deepcopy(obj)
+            if kind == "Deployment":
+                obj["status"] = self._sequence(self.deployment_statuses, {})
+            if kind == "Service" and self.load_balancer:
+                obj["status"] = {"loadBalancer": self.load_balancer}
+            return 200, obj
+        if call.method == "DELETE":
+            return (200, status_doc(200, "Success")) if self.objects.pop(key, None) else \
+                (404, status_doc(404, "NotFound"))
+        if call.method == "PATCH":
+            return self.server_side_apply(call, key, api_version, kind)
+        return 405, status_doc(405, "MethodNotAllowed")
+
+    def server_side_apply(self, call: Call, key: tuple[str, str, str], api_version: str,
+                          kind: str) -> tuple[int, Any]:
+        if call.content_type != "application/apply-patch+yaml":
+            return 415, status_doc(415, f"unsupported patch type {call.content_type}")
+        if call.query.get("fieldManager") != ["trainship"]:
+            return 422, status_doc(422, "fieldManager is required for apply patch")
+        body = call.body
+        meta = body.get("metadata") or {}
+        if body.get("apiVersion") != api_version or body.get("kind") != kind:
+            return 400, status_doc(400, f"{body.get('apiVersion')}/{body.get('kind')} "
+                                        f"does not match {api_version}/{kind}")
+        if meta.get("name") != key[2] or meta.get("namespace") != key[1]:
+            return 400, status_doc(400, "the name or namespace does not match the path")
+        current = self.objects.get(key)
+        wanted = meta.get("resourceVersion")
+        if wanted is not None and (current is None or
+                                   current["metadata"]["resourceVersion"] != wanted):
+            return 409, status_doc(409, "Conflict: the object has been modified")
+        stored = copy.deepcopy(body)
+        generation = (current or {}).get("metadata", {}).get("generation", 0) + 1
+        stored["metadata"].update(resourceVersion=self.next_version(), generation=generation)
+        self.objects[key] = stored
+        return (200 if current else 201), stored
+
+
+def _selects(selector: str, pod: dict[str, Any]) -> bool:
+    labels = pod.get("metadata", {}).get("labels") or {}
+    pairs = [item.split("=", 1) for item in selector.split(",") if item]
+    return all(labels.get(k) == v for k, v in pairs)
+
+
+def status_doc(code: int, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+            "code": code}
+
+
+class FakeKubeServer:
+    def __init__(self, state: FakeKube) -> None:
+        self.state = state
+        fake = state
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                parsed = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                call = Call(self.command, parsed.path, parse_qs(parsed.query),
+                            self.headers.get("Content-Type", ""),
+                            json.loads(raw) if raw else None,
+                            self.headers.get("Authorization", ""))
+                with fake.lock:
+                    fake.calls.append(call)
+                    code, payload = fake.handle(call)
+                data = payload.encode() if isinstance(payload, str) else \
+                    json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain" if isinstance(payload, str)
+                                 else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeKubeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,278 @@
+"""The kubernetes driver against an HTTP-level fake Kubernetes API (tests/unit/fake_kube.py).
+
+The driver's real code runs: the kubernetes client's ApiClient speaks HTTP to the fake,
+which enforces the server-side-apply contract and serves status sequences.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.unit.fake_kube import FakeKube, FakeKubeServer
+from tests.unit.test_steps import state as make_state
+from trainship import steps
+from trainship.cluster.kubernetes import KubeApi, KubernetesDriver, eks_token
+from trainship.cluster.manifests import WorkloadSpec
+from trainship.errors import RolloutFailed
+from trainship.state import RolloutState
+
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/trainship-models:iris-v{v}@sha256:" + \
+    "ab" * 32
+TOKEN = "test-token"
+
+
+@pytest.fixture()
+def kube() -> Iterator[tuple[FakeKube, KubernetesDriver]]:
+    fake = FakeKube()
+    with FakeKubeServer(fake) as server:
+        configuration = k8s.Configuration()
+        configuration.host = server.url
+        configuration.api_key = {"authorization": f"Bearer {TOKEN}"}  # as kubeconfig sets it
+        yield fake, KubernetesDriver(KubeApi(k8s.ApiClient(configuration)))
+
+
+def spec(version: str, **extra: Any) -> WorkloadSpec:
+    return WorkloadSpec(model_name="iris", version=version, image_uri=IMAGE.format(v=version),
+                        deployment_id=f"d-{version}", **extra)
+
+
+def ready_status(replicas: int = 1, generation: int = 1) -> dict[str, Any]:
+    return {"observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [{"type": "Progressing", "status": "True",
+                            "reason": "NewReplicaSetAvailable"}]}
+
+
+def pod(version: str, *, waiting: str | None = None, last_terminated: str | None = None,
+        unschedulable: bool = False) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "model", "restartCount": 3 if waiting else 0,
+                                 "state": {"waiting": {"reason": waiting,
+                                                       "message": f"{waiting} details"}}
+                                 if waiting else {"running": {}}}
+    if last_terminated:
+        container["lastState"] = {"terminated": {"reason": last_terminated, "exitCode": 137}}
+    status: dict[str, Any] = {"containerStatuses": [container]}
+    if unschedulable:
+        status = {"conditions": [{"type": "PodScheduled", "status": "False",
+                                  "reason": "Unschedulable",
+                                  "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
+    return {"metadata": {"name": f"iris-{version}-abc",
+                         "labels": {"app.kubernetes.io/instance": "iris",
+                                    "app.kubernetes.io/version": f"v{version}"}},
+            "status": status}
+
+
+def test_first_apply_creates_namespace_and_uses_server_side_apply(kube) -> None:
+    fake, driver = kube
+    applied = driver.apply(spec("1"))
+    calls = [(c.method, c.path) for c in fake.calls]
+    assert calls[:2] == [("GET", "/api/v1/namespaces/trainship"),
+                         ("POST", "/api/v1/namespaces")]
+    patches = [c for c in fake.calls if c.method == "PATCH"]
+    assert [c.path for c in patches] == [
+        "/apis/apps/v1/namespaces/trainship/deployments/iris",
+        "/api/v1/namespaces/trainship/services/iris",
+        "/apis/networking.k8s.io/v1/namespaces/trainship/networkpolicies/iris"]
+    for call in patches:
+        assert call.content_type == "application/apply-patch+yaml"
+        assert call.query == {"fieldManager": ["trainship"], "force": ["true"]}
+        assert call.authorization == f"Bearer {TOKEN}"
+    assert "resourceVersion" not in patches[0].body["metadata"]  # nothing to guard yet
+    deployment = fake.objects[("Deployment", "trainship", "iris")]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE.format(v=1)
+    assert applied.handle["previous"] is None and applied.inference_url == ""
+
+
+def test_progressing_then_ready_with_load_balancer_address(kube) -> None:
+    fake, driver = kube
+    handle = driver.apply(spec("1", replicas=2)).handle
+    fake.deployment_statuses = [
+        {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0,
+         "availableReplicas": 0},
+        ready_status(2)]
+    fake.pods = [[pod("1")]]
+    first = driver.status(handle)
+    assert not first.ready and not first.failed
+    assert "1/2 updated, 0 ready" in first.message
+    second = driver.status(handle)  # rolled out, but the load balancer has no address yet
+    assert not second.ready and "load balancer" in second.message
+    fake.load_balancer = {"ingress": [{"hostname": "abc.elb.amazonaws.com"}]}
+    third = driver.status(handle)
+    assert third.ready and third.inference_url == "http://abc.elb.amazonaws.com"
+    pod_query = next(c for c in fake.calls if c.path.endswith("/pods")).query
+    assert pod_query["labelSelector"] == [
+        "app.kubernetes.io/instance=iris,app.kubernetes.io/version=v1"]
+    assert ("PodDisruptionBudget", "trainship", "iris") in fake.objects
+
+
+@pytest.mark.parametrize("waiting, logs_expected", [("CrashLoopBackOff", True),
+                                                    ("ImagePullBackOff", False),
+                                                    ("ErrImagePull", False)])
+def test_fatal_pod_reasons_fail_the_rollout(kube, waiting: str, logs_expected: bool) -> None:
+    fake, driver = kube
+    handle = driver.apply(spec("1")).handle
+    fake.deployment_statuses = [{"observedGeneration": 1, "replicas": 1,
+                                 "updatedReplicas": 1, "unavailableReplicas": 1}]
+    fake.pods = [[pod("1", waiting=waiting)]]
+    fake.logs = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'x'"
+    status = driver.status(handle)
+    assert status.failed and waiting in status.message
+    assert ("ModuleNotFoundError" in status.details) is logs_expected
+    log_calls = [c for c in fake.calls if c.path.endswith("/log")]
+    assert bool(log_calls) is logs_expected
+    if logs_expected:
+        assert log_calls[0].query["container"] == ["model"]
+        assert log_calls[0].query["previous"] == ["true"]
+
+
+def test_oom_killed_is_named(kube) -> None:
+    fake, driver = kube
+    handle = driver.apply(spec("1")).handle
+    fake.deployment_statuses = [{"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}]
+    fake.pods = [[pod("1", last_terminated="OOMKilled")]]
+    status = driver.status(handle)
+    assert status.failed and "OOMKilled" in status.message and "memory" in status.message
+
+
+def test_unschedulable_is_reported_then_fails_at_the_deadline(kube, tmp_path: Path) -> None:
+    fake, driver = kube
+    handle = driver.apply(spec("1")).handle
+    fake.deployment_statuses = [{"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}]
+    fake.pods = [[pod("1", unschedulable=True)]]
+    status = driver.status(handle)
+    assert not status.failed and "Unschedulable" in status.message
+    # CheckRollout: not failed yet, but past the deadline it is a RolloutFailed naming why
+    s = make_state(tmp_path, rollout=RolloutState(deadline=100.0, handle=handle).model_dump())
+    with pytest.raises(RolloutFailed) as raised:
+        steps.check_rollout(s, driver=driver, now=200)
+    assert "Insufficient cpu" in raised.value.message
+
+
+def test_progress_deadline_exceeded_is_failed(kube, tmp_path: Path) -> None:
+    fake, driver = kube
+    handle = driver.apply(spec("1")).handle
+    fake.deployment_statuses = [{"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1,
+                                 "conditions": [{"type": "Progressing", "status": "False",
+                                                 "reason": "ProgressDeadlineExceeded"}]}]
+    s = make_state(tmp_path, rollout=RolloutState(deadline=1e12, handle=handle).model_dump())
+    with pytest.raises(RolloutFailed) as raised:
+        steps.check_rollout(s, driver=driver)
+    assert "ProgressDeadlineExceeded" in raised.value.message
+
+
+def test_failed_second_version_rolls_back_to_the_first(kube) -> None:
+    fake, driver = kube
+    driver.apply(spec("1", replicas=2))
+    handle = driver.apply(spec("2", replicas=2)).handle
+    v2_patch = [c for c in fake.calls if c.method == "PATCH"
+                and c.path.endswith("/deployments/iris")][-1]
+    assert v2_patch.body["metadata"]["resourceVersion"]  # guarded by the version read
+    assert handle["previous"]["version"] == "1"
+    assert handle["previous"]["image_uri"] == IMAGE.format(v=1)
+    driver.discard(handle)
+    deployment = fake.objects[("Deployment", "trainship", "iris")]
+    assert deployment["metadata"]["annotations"]["trainship.io/model-version"] == "1"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE.format(v=1)
+    assert ("Service", "trainship", "iris") in fake.objects  # the same URL keeps serving
+
+
+def test_failed_first_version_leaves_nothing(kube) -> None:
+    fake, driver = kube
+    handle = driver.apply(spec("1")).handle
+    driver.discard(handle)
+    assert not fake.objects
+    assert {c.path.rsplit("/", 2)[-2] for c in fake.calls if c.method == "DELETE"} == {
+        "deployments", "services", "networkpolicies", "poddisruptionbudgets",
+        "horizontalpodautoscalers"}
+
+
+def test_lower_version_never_replaces_a_higher_live_one(kube) -> None:
+    fake, driver = kube
+    driver.apply(spec("3"))
+    patches_before = sum(c.method == "PATCH" for c in fake.calls)
+    handle = driver.apply(spec("2")).handle
+    assert sum(c.method == "PATCH" for c in fake.calls) == patches_before
+    assert handle["superseded_by"] == "3"
+    assert driver.promote(handle) == "3"
+    driver.discard(handle)  # nothing of version 3 is touched
+    assert fake.objects[("Deployment", "trainship", "iris")]["metadata"]["annotations"][
+        "trainship.io/model-version"] == "3"
+
+
+def test_concurrent_apply_conflict_is_retried(kube) -> None:
+    fake, driver = kube
+    driver.apply(spec("1"))
+    original = fake.server_side_apply
+    bumped: list[int] = []
+
+    def interfere(call, key, api_version, kind):  # another apply lands in between, once
+        if kind == "Deployment" and not bumped:
+            bumped.append(1)
+            fake.objects[key]["metadata"]["resourceVersion"] = fake.next_version()
+        return original(call, key, api_version, kind)
+
+    fake.server_side_apply = interfere
+    driver.apply(spec("2"))
+    deployment_patches = [c for c in fake.calls if c.method == "PATCH"
+                          and c.path.endswith("/deployments/iris")]
+    assert len(deployment_patches) == 3  # v1, v2 refused with 409, v2 again
+    assert fake.objects[("Deployment", "trainship", "iris")]["metadata"]["annotations"][
+        "trainship.io/model-version"] == "2"
+
+
+def test_autoscaler_and_budget_are_pruned_when_no_longer_wanted(kube) -> None:
+    fake, driver = kube
+    driver.apply(spec("1", replicas=2, max_replicas=4))
+    assert ("HorizontalPodAutoscaler", "trainship", "iris") in fake.objects
+    assert "replicas" not in fake.objects[("Deployment", "trainship", "iris")]["spec"]
+    driver.apply(spec("2"))
+    assert ("HorizontalPodAutoscaler", "trainship", "iris") not in fake.objects
+    assert ("PodDisruptionBudget", "trainship", "iris") not in fake.objects
+
+
+def test_eks_token_is_a_presigned_get_caller_identity() -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.set_credentials("AKIDEXAMPLE", "secret")
+    token = eks_token("prod", "eu-west-1", session=_Boto3Like(session))
+    assert token.startswith("k8s-aws-v1.")
+    encoded = token.removeprefix("k8s-aws-v1.")
+    url = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    assert parsed.netloc == "sts.eu-west-1.amazonaws.com"
+    assert query["Action"] == ["GetCallerIdentity"]
+    assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0].split(";")
+    assert query["X-Amz-Expires"] == ["60"]
+    assert query["X-Amz-Credential"][0].startswith("AKIDEXAMPLE/")
+
+
+class _Boto3Like:
+    """What eks_token needs of a boto3 Session, over a botocore session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.events = session.get_component("event_emitter")
+
+    def client(self, name: str, region_name: str) -> Any:
+        return self.session.create_client(name, region_name=region_name)
+
+    def get_credentials(self) -> Any:
+        return self.session.get_credentials()
+
+
+def test_manifests_round_trip_as_json() -> None:
+    from trainship.cluster.manifests import render
+
+    objects = render(spec("1"))
+    assert json.loads(json.dumps(objects)) == objects

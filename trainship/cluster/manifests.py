@@ -1,0 +1,194 @@
+"""The Kubernetes objects that serve one model: what DeployModel applies.
+
+``render(spec)`` returns plain dicts (Deployment, Service, NetworkPolicy,
+PodDisruptionBudget when replicas > 1, HorizontalPodAutoscaler when asked for);
+``trainship manifests`` prints them as YAML, so GitOps users apply exactly what the
+kubernetes driver applies.
+
+One Deployment and one Service per model: a new version is a rolling update of the same
+Deployment (maxUnavailable 0: the old pods serve until new ones are ready), so the
+Service's address, the inference URL, never changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+CONTAINER_PORT = 8080
+SERVICE_PORT = 80
+RUN_AS_USER = 10001
+FIELD_MANAGER = "trainship"
+ANNOTATION_PREFIX = "trainship.io"
+VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/model-version"
+CONTAINER_NAME = "model"
+
+
+@dataclass
+class WorkloadSpec:
+    """What one model version needs to be served; the drivers' single input."""
+
+    model_name: str
+    version: str
+    image_uri: str
+    deployment_id: str = ""
+    replicas: int = 1
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    namespace: str = "trainship"
+    service_type: str = "LoadBalancer"
+    max_replicas: int = 0
+    target_cpu_percent: int = 70
+    progress_deadline_seconds: int = 600
+    workers: int = 1
+    requirements: list[str] = field(default_factory=list)
+
+
+def labels(spec: WorkloadSpec, *, with_version: bool = True) -> dict[str, str]:
+    selector = {"app.kubernetes.io/name": spec.model_name,
+                "app.kubernetes.io/instance": spec.model_name}
+    if not with_version:
+        return selector
+    return {**selector, "app.kubernetes.io/version": f"v{spec.version}",
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/part-of": "trainship",
+            "app.kubernetes.io/managed-by": "trainship"}
+
+
+def model_annotations(spec: WorkloadSpec) -> dict[str, str]:
+    return {f"{ANNOTATION_PREFIX}/model-name": spec.model_name,
+            VERSION_ANNOTATION: spec.version,
+            f"{ANNOTATION_PREFIX}/deployment-id": spec.deployment_id}
+
+
+def _metadata(spec: WorkloadSpec, **extra: Any) -> dict[str, Any]:
+    return {"name": spec.model_name, "namespace": spec.namespace, "labels": labels(spec),
+            "annotations": model_annotations(spec), **extra}
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period,
+            "timeoutSeconds": 2, "failureThreshold": failures}
+
+
+def deployment(spec: WorkloadSpec) -> dict[str, Any]:
+    container = {
+        "name": CONTAINER_NAME,
+        "image": spec.image_uri,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["--port", str(CONTAINER_PORT), "--workers", str(spec.workers)],
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": [{"name": "TRAINSHIP_MODEL_NAME", "value": spec.model_name},
+                {"name": "TRAINSHIP_MODEL_VERSION", "value": spec.version}],
+        "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory},
+                      "limits": {"cpu": spec.cpu, "memory": spec.memory}},
+        # startup allows 5 minutes for loading the model; then readiness gates traffic
+        "startupProbe": _probe("/ping", period=5, failures=60),
+        "readinessProbe": _probe("/ping", period=5, failures=3),
+        "livenessProbe": _probe("/health", period=10, failures=3),
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "privileged": False, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(spec),
+        "spec": {
+            # with an autoscaler the replica count is the HPA's: applying it would fight it
+            **({} if spec.max_replicas else {"replicas": spec.replicas}),
+            "revisionHistoryLimit": 5,
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "selector": {"matchLabels": labels(spec, with_version=False)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels(spec), "annotations": model_annotations(spec)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True, "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def service(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(spec),
+        "spec": {"type": spec.service_type, "selector": labels(spec, with_version=False),
+                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http",
+                            "protocol": "TCP"}]},
+    }
+
+
+def pod_disruption_budget(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(spec),
+        "spec": {"maxUnavailable": 1,
+                 "selector": {"matchLabels": labels(spec, with_version=False)}},
+    }
+
+
+def network_policy(spec: WorkloadSpec) -> dict[str, Any]:
+    """Only the inference port is reachable; nothing else in the pod listens anyway."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(spec),
+        "spec": {"podSelector": {"matchLabels": labels(spec, with_version=False)},
+                 "policyTypes": ["Ingress"],
+                 "ingress": [{"ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}]}]},
+    }
+
+
+def autoscaler(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(spec),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                               "name": spec.model_name},
+            "minReplicas": spec.replicas,
+            "maxReplicas": spec.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization",
+                           "averageUtilization": spec.target_cpu_percent}}}],
+        },
+    }
+
+
+def render(spec: WorkloadSpec) -> list[dict[str, Any]]:
+    if spec.service_type not in ("LoadBalancer", "ClusterIP", "NodePort"):
+        raise ValueError(f"service type {spec.service_type!r}: use LoadBalancer, ClusterIP "
+                         "or NodePort")
+    if spec.max_replicas and spec.max_replicas < spec.replicas:
+        raise ValueError(f"max replicas {spec.max_replicas} is below replicas {spec.replicas}")
+    objects = [deployment(spec), service(spec), network_policy(spec)]
+    if spec.replicas > 1 or spec.max_replicas > 1:
+        objects.append(pod_disruption_budget(spec))
+    if spec.max_replicas:
+        objects.append(autoscaler(spec))
+    return objects
+
+
+def to_yaml(objects: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
