@@ -63,7 +63,8 @@ def _body() -> Any:
 def create_deployment() -> Response[str]:
     key = app.current_event.headers.get("Idempotency-Key") or app.current_event.headers.get(
         "idempotency-key")
-    return _json(202, submit(_body(), store=_store(), idempotency_key=key))
+    return _json(202, submit(_body(), store=_store(), idempotency_key=key,
+                             targets=Settings.from_env().targets))
 
 
 @app.get("/deployments")

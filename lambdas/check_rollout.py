@@ -15,5 +15,5 @@ from trainship.state import DeploymentState
 
 @step_handler("CheckRollout", DeploymentState)
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
-    driver = driver_from_settings(Settings.from_env())
+    driver = driver_from_settings(Settings.from_env(), event.target)
     return steps.check_rollout(event, driver=driver).out()

@@ -17,4 +17,4 @@ from trainship.state import DeploymentState
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
     settings = Settings.from_env()
     return steps.promote_model(event, settings=settings,
-                               driver=driver_from_settings(settings)).out()
+                               driver=driver_from_settings(settings, event.target)).out()

@@ -12,4 +12,5 @@ from trainship.config import Settings
 
 @step_handler("RecordFailure", steps.FailureContext)
 def handler(event: steps.FailureContext, context: LambdaContext) -> dict[str, str]:
-    return steps.record_failure(event, driver=driver_from_settings(Settings.from_env()))
+    driver = driver_from_settings(Settings.from_env(), event.target)
+    return steps.record_failure(event, driver=driver)

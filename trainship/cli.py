@@ -83,7 +83,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                             "requirements": read_requirements(args.requirements,
                                                               args.requirements_file)}
     for field, value in (("experiment_name", args.experiment_name),
-                         ("timeout_seconds", args.timeout), ("replicas", args.replicas)):
+                         ("timeout_seconds", args.timeout), ("replicas", args.replicas),
+                         ("target", args.target)):
         if value is not None:
             body[field] = value
     client = Client(resolve_api(args.api))
@@ -225,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--timeout", type=int, help="script timeout in seconds")
     deploy.add_argument("--replicas", type=int)
     deploy.add_argument("--idempotency-key")
+    deploy.add_argument("--target", choices=("process", "podman", "kubernetes"),
+                        help="where to serve: process (local default), podman (build the "
+                             "image, push it to the local registry, play the Deployment), "
+                             "kubernetes")
     deploy.add_argument("--no-wait", action="store_true", help="print the id and return")
     deploy.set_defaults(func=cmd_deploy)
 

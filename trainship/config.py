@@ -28,6 +28,7 @@ class Settings:
     state_machine_arn: str
     archive_dir: str
     home: Path
+    targets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,4 +43,10 @@ class Settings:
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
             archive_dir=os.environ.get("TRAINSHIP_ARCHIVE_DIR", ""),
             home=home,
+            targets=tuple(t for t in os.environ.get("TRAINSHIP_TARGETS", "").split(",") if t)
+            or (os.environ.get("TRAINSHIP_CLUSTER", "process"),),
         )
+
+    def driver_name(self, target: str) -> str:
+        """The cluster driver of a deployment: its target, or this stack's default."""
+        return target or self.cluster

@@ -64,6 +64,16 @@ class InvalidRequest(TrainshipError):
     )
 
 
+class TargetNotEnabled(TrainshipError):
+    http_status = 400
+    help_text = (
+        "Leave `target` out to use this stack's default, or pick one of the enabled targets "
+        "named in details. Locally, podman is enabled when podman, buildah, docker-registry, "
+        "debootstrap and catatonit are installed (apt-get install podman buildah "
+        "docker-registry debootstrap catatonit runc); on AWS the target is kubernetes (EKS)."
+    )
+
+
 class DeploymentNotFound(TrainshipError):
     http_status = 404
     help_text = ("List deployments with `trainship list` or GET /deployments and use one of "

@@ -1,23 +1,37 @@
 """The image step that buildspecs/image.yml calls: ``python -m trainship.image build``.
 
-It assembles the image context (the registered model downloaded from MLflow, the
-inference service's metadata), stores it content-addressed, tags it ``<model>-v<version>``
-and prints the image URI pinned by digest. The builder is configuration
-(``TRAINSHIP_IMAGE_BUILDER``): ``bundle`` keeps the context as a content-addressed
-directory in the registry directory ``TRAINSHIP_REGISTRY`` (the local process mode's ECR).
+It assembles the image context (the registered model downloaded from MLflow, its
+requirements, the inference service, the multi-stage Dockerfile), builds it, pushes the tag
+``<model>-v<version>`` and prints the image URI pinned by digest. The builder follows the
+deployment's target (``TRAINSHIP_IMAGE_BUILDERS``, e.g. ``process=bundle,podman=podman``;
+``TRAINSHIP_IMAGE_BUILDER`` otherwise):
+
+- ``docker`` / ``podman``: ``<builder> build`` of trainship/image_files/Dockerfile on
+  ``TRAINSHIP_BASE_IMAGE`` (``debootstrap:bookworm`` = the locally made base image), pushed
+  to ``TRAINSHIP_IMAGE_REGISTRY`` (ECR: logged in with the build role's credentials;
+  127.0.0.1: the local registry). ``TRAINSHIP_IMAGE_WHEELS=host`` downloads the model's
+  wheels on the build host and installs them with ``--no-index`` (no index in the build).
+- ``bundle``: the context as a content-addressed directory under ``TRAINSHIP_REGISTRY``
+  (the local process mode's ECR).
+
 On failure it stages an ImageBuildFailed error document and exits 1.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import traceback
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from trainship import staging
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
@@ -26,6 +40,10 @@ from trainship.training import error_uri
 
 STEP = "BuildImage"
 METADATA = "trainship-image.json"
+REPOSITORY = "trainship-models"
+IMAGE_FILES = Path(__file__).resolve().parent / "image_files"
+SERVICE_MODULES = ("__init__.py", "serving.py", "batching.py")
+ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
 def tree_digest(root: Path) -> str:
@@ -67,6 +85,129 @@ def assemble_context(state: DeploymentState, tracking_uri: str, context: Path) -
     }, indent=2, sort_keys=True))
 
 
+def serving_requirements(model_dir: Path) -> list[str]:
+    """The model's requirements (its MLmodel environment files) for the serving venv:
+    ``mlflow`` becomes ``mlflow-skinny`` of the same version (no tracking server, UI or
+    its dependencies: the scoring protocol and the model flavors need only skinny)."""
+    path = model_dir / "requirements.txt"
+    lines = path.read_text().splitlines() if path.exists() else []
+    out: list[str] = []
+    for line in lines:
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            out.append(text)
+            continue
+        if requirement.name.lower() == "mlflow":
+            requirement.name = "mlflow-skinny"
+            requirement.extras = set()
+        out.append(str(requirement))
+    if not any(Requirement(r).name.lower() == "mlflow-skinny" for r in out
+               if not r.startswith("-")):
+        from mlflow.version import VERSION
+
+        out.append(f"mlflow-skinny=={VERSION}")
+    return out
+
+
+def prepare_container_context(context: Path, *, wheels: str) -> str:
+    """Add the Dockerfile, the service and the requirements to an assembled context;
+    return the pip options for the build (``--no-index`` when the wheels are included)."""
+    shutil.copy(IMAGE_FILES / "Dockerfile", context / "Dockerfile")
+    (context / ".dockerignore").write_text("**/__pycache__\n")
+    service = context / "trainship"
+    service.mkdir()
+    here = Path(__file__).resolve().parent
+    for module in SERVICE_MODULES:
+        shutil.copy(here / module, service / module)
+    requirements = serving_requirements(context / "model")
+    (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (context / "wheels").mkdir()
+    if wheels != "host":
+        return ""
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet",
+                           "--disable-pip-version-check", "--only-binary=:all:",
+                           "-r", str(context / "requirements.txt"), "-d",
+                           str(context / "wheels")], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImageBuildFailed("Could not download the model's requirements for the image",
+                               details=tail(proc.stdout + proc.stderr), step=STEP,
+                               help="Every requirement must be installable as a wheel for "
+                                    "the image's platform; pin versions that publish wheels.")
+    return "--no-index"
+
+
+def ecr_login(builder: str, registry: str) -> None:
+    """Log the builder in to ECR with the build role's credentials (boto3)."""
+    match = ECR_HOST.match(registry)
+    if not match:
+        return
+    import boto3
+
+    data = boto3.client("ecr", region_name=match.group(2)).get_authorization_token(
+        registryIds=[match.group(1)])["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    subprocess.run([builder, "login", "--username", user, "--password-stdin", registry],
+                   input=password, text=True, check=True, capture_output=True)
+
+
+def _run_builder(args: list[str], *, env: dict[str, str] | None, what: str) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise ImageBuildFailed(f"{what} failed", details=tail(proc.stdout + proc.stderr, 60),
+                               step=STEP)
+    return proc.stdout
+
+
+def container_build(context: Path, *, builder: str, registry: str, base_image: str,
+                    tag: str, wheels: str, home: Path) -> str:
+    """Build the image with podman or docker, push it, return ``<repo>:<tag>@<digest>``."""
+    from trainship import containers
+
+    env: dict[str, str] | None = None
+    tls: list[str] = []
+    if builder == "podman":
+        try:
+            containers.require_tools()
+        except containers.ContainerToolsMissing as exc:
+            raise ImageBuildFailed(str(exc), step=STEP,
+                                   help=f"Install them: apt-get install "
+                                        f"{containers.APT_PACKAGES}") from exc
+        env = containers.engine_env(home)
+        if base_image.startswith("debootstrap:"):
+            base_image = containers.ensure_base_image(home)
+        if registry == "local":
+            registry = containers.ensure_registry(home)
+        if registry.startswith(("127.0.0.1:", "localhost:")):
+            tls = ["--tls-verify=false"]
+    elif builder != "docker":
+        raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
+                               help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
+    pip_options = prepare_container_context(context, wheels=wheels)
+    reference = f"{registry}/{REPOSITORY}:{tag}"
+    build = [builder, "build", "--pull=false" if builder == "podman" else "--pull",
+             "--build-arg", f"BASE_IMAGE={base_image}",
+             "--build-arg", f"PIP_OPTIONS={pip_options}", "-t", reference, str(context)]
+    if builder == "podman":
+        build[2:2] = ["--format", "docker", "--layers"]
+    _run_builder(build, env=env, what=f"{builder} build")
+    ecr_login(builder, registry)
+    if builder == "podman":
+        digest_file = context / "digest"
+        _run_builder(["podman", "push", "--quiet", *tls, "--digestfile", str(digest_file),
+                      reference], env=env, what="podman push")
+        digest = digest_file.read_text().strip()
+    else:
+        _run_builder(["docker", "push", "--quiet", reference], env=env, what="docker push")
+        digest = _run_builder(["docker", "inspect", "--format", "{{index .RepoDigests 0}}",
+                               reference], env=env, what="docker inspect").strip()
+        digest = digest.rpartition("@")[2]
+    return f"{reference}@{digest}"
+
+
 def bundle_dir(registry: Path, repository: str, digest: str) -> Path:
     return registry / repository / "sha256" / digest
 
@@ -94,7 +235,8 @@ def resolve_bundle(image_uri: str) -> Path:
     return bundle_dir(Path(registry), repository, digest)
 
 
-def build(state: DeploymentState, *, tracking_uri: str, builder: str, registry: str) -> str:
+def build(state: DeploymentState, *, tracking_uri: str, builder: str, registry: str,
+          base_image: str = "", wheels: str = "", home: Path | None = None) -> str:
     assert state.model is not None
     tag = image_tag(state.model.name, state.model.version)
     with tempfile.TemporaryDirectory(prefix="trainship-image-") as tmp:
@@ -108,17 +250,31 @@ def build(state: DeploymentState, *, tracking_uri: str, builder: str, registry: 
                                    f"{state.model.version} from MLflow",
                                    details=tail(traceback.format_exc()), step=STEP) from exc
         if builder == "bundle":
-            return push_bundle(context, Path(registry), "trainship-models", tag)
-        raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
-                               help="Set TRAINSHIP_IMAGE_BUILDER to bundle.")
+            return push_bundle(context, Path(registry), REPOSITORY, tag)
+        return container_build(context, builder=builder, registry=registry,
+                               base_image=base_image, tag=tag, wheels=wheels,
+                               home=home or Path.cwd())
+
+
+def builder_for(target: str) -> str:
+    """``TRAINSHIP_IMAGE_BUILDERS`` (``target=builder,...``) or ``TRAINSHIP_IMAGE_BUILDER``."""
+    table = dict(item.split("=", 1) for item in
+                 os.environ.get("TRAINSHIP_IMAGE_BUILDERS", "").split(",") if "=" in item)
+    return table.get(target) or os.environ.get("TRAINSHIP_IMAGE_BUILDER", "bundle")
 
 
 def main(argv: list[str]) -> int:
     state = DeploymentState.model_validate_json(os.environ["TRAINSHIP_JOB"])
     try:
+        builder = builder_for(state.target)
+        registry = os.environ.get("TRAINSHIP_REGISTRY", "registry") if builder == "bundle" \
+            else os.environ.get("TRAINSHIP_IMAGE_REGISTRY", "local")
         uri = build(state, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
-                    builder=os.environ.get("TRAINSHIP_IMAGE_BUILDER", "bundle"),
-                    registry=os.environ.get("TRAINSHIP_REGISTRY", "registry"))
+                    builder=builder, registry=registry,
+                    base_image=os.environ.get("TRAINSHIP_BASE_IMAGE",
+                                              "public.ecr.aws/docker/library/python:3.11-slim-bookworm"),
+                    wheels=os.environ.get("TRAINSHIP_IMAGE_WHEELS", ""),
+                    home=Path(os.environ.get("TRAINSHIP_HOME", ".trainship")))
     except TrainshipError as exc:
         exc.step = STEP
         staging.put_text(error_uri(state.script_uri), exc.document().to_json())

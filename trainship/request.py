@@ -10,12 +10,12 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any
+from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainship.errors import InvalidRequest
+from trainship.errors import InvalidRequest, TargetNotEnabled
 
 MAX_SCRIPT_BYTES = 100 * 1024  # keeps the execution input far below Step Functions' 256 KiB
 MAX_REQUIREMENTS = 50
@@ -61,6 +61,9 @@ class DeploymentRequest(BaseModel):
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     resources: Resources | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=64)
+    target: Literal["process", "podman", "kubernetes"] | None = Field(
+        default=None, description="where to serve (default: the stack's TRAINSHIP_CLUSTER); "
+                                  "must be one of its enabled targets")
 
     @field_validator("model_name")
     @classmethod
@@ -117,6 +120,7 @@ class NormalizedRequest(BaseModel):
     replicas: int
     resources: Resources
     started_at: str = ""
+    target: str = ""
 
 
 DEFAULT_TIMEOUT_SECONDS = 1800
@@ -166,8 +170,9 @@ def decode_script(request: DeploymentRequest) -> str:
     return text
 
 
-def parse_request(body: Any) -> tuple[DeploymentRequest, str]:
-    """Validate a request body; return the model and the decoded script, or InvalidRequest."""
+def parse_request(body: Any, targets: tuple[str, ...] = ()) -> tuple[DeploymentRequest, str]:
+    """Validate a request body; return the model and the decoded script, or InvalidRequest
+    (TargetNotEnabled for a ``target`` outside ``targets``, when those are given)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object",
                              details=f"got {type(body).__name__}")
@@ -179,6 +184,9 @@ def parse_request(body: Any) -> tuple[DeploymentRequest, str]:
     if request.timeout is not None and request.timeout_seconds is not None:
         raise InvalidRequest("Give timeout_seconds or timeout, not both",
                              details="timeout is the original /mlops/deploy name")
+    if targets and request.target is not None and request.target not in targets:
+        raise TargetNotEnabled(f"Target {request.target!r} is not enabled here",
+                               details=f"enabled targets: {', '.join(targets)}")
     return request, decode_script(request)
 
 
@@ -199,6 +207,7 @@ def normalize(request: DeploymentRequest, script: str, *, deployment_id: str,
         replicas=request.replicas,
         resources=request.resources or Resources(),
         started_at=started_at,
+        target=request.target or "",
     )
 
 

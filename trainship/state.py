@@ -51,6 +51,7 @@ class RolloutState(BaseModel):
     poll_seconds: int = 10
     deadline: float = 0.0
     inference_url: str = ""
+    test_url: str = ""
     image_uri: str = ""
     handle: dict[str, Any] = Field(default_factory=dict)
     message: str = ""

@@ -36,7 +36,7 @@ from trainship.training import error_uri
 
 def validate_request(body: Any, *, deployment_id: str, started_at: str,
                      settings: Settings) -> DeploymentState:
-    request, script = parse_request(body)
+    request, script = parse_request(body, settings.targets)
     script_uri = staging.join(settings.staging_uri, deployment_id, "train.py")
     staging.put_text(script_uri, script)
     normalized = normalize(request, script, deployment_id=deployment_id, script_uri=script_uri,
@@ -69,7 +69,8 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
     state.rollout = RolloutState(
         ready=False, poll_seconds=settings.rollout_poll_seconds,
         deadline=time.time() + settings.rollout_timeout_seconds,
-        inference_url=applied.inference_url, image_uri=image_uri, handle=applied.handle,
+        inference_url=applied.inference_url, test_url=applied.test_url, image_uri=image_uri,
+        handle=applied.handle,
         message="applied")
     return state
 
@@ -101,7 +102,7 @@ def smoke_test(state: DeploymentState, *, settings: Settings) -> DeploymentState
     if example is None:
         state.smoke_test = SmokeTest(ran=False, message="the model has no input example")
         return state
-    url = f"{state.rollout.inference_url}/invocations"
+    url = f"{state.rollout.test_url or state.rollout.inference_url}/invocations"
     request = urllib.request.Request(url, data=json.dumps(example).encode(),
                                      headers={"Content-Type": "application/json"})
     try:
@@ -154,6 +155,7 @@ class FailureContext(BaseModel):
 
     failure: dict[str, Any] = Field(default_factory=dict)
     script_uri: str = ""
+    target: str = ""
     rollout: RolloutState | None = None
     result: DeploymentResult | None = None
 

@@ -14,9 +14,9 @@ def new_deployment_id() -> str:
     return "d-" + uuid.uuid4().hex[:16]
 
 
-def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = None
-           ) -> dict[str, Any]:
-    request, _ = parse_request(body)
+def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = None,
+           targets: tuple[str, ...] = ()) -> dict[str, Any]:
+    request, _ = parse_request(body, targets)
     key = idempotency_key or request.idempotency_key
     if idempotency_key and request.idempotency_key and idempotency_key != request.idempotency_key:
         raise InvalidRequest("The Idempotency-Key header and idempotency_key field differ")

@@ -30,6 +30,8 @@ class RolloutStatus:
 class Applied:
     inference_url: str
     handle: dict[str, Any] = field(default_factory=dict)
+    # where the smoke test reaches the new version before it is live (default: the URL)
+    test_url: str = ""
 
 
 class ClusterDriver(Protocol):
@@ -48,18 +50,20 @@ class ClusterDriver(Protocol):
         """The new version failed: remove it, leaving the previous one serving."""
 
 
-def driver_from_settings(settings: Settings) -> ClusterDriver:
-    if settings.cluster == "process":
+def driver_from_settings(settings: Settings, target: str = "") -> ClusterDriver:
+    """The driver of a deployment's target (the stack's default when it names none)."""
+    name = settings.driver_name(target)
+    if name == "process":
         from trainship.cluster.process import ProcessDriver
 
         return ProcessDriver(settings.home / "serving")
-    if settings.cluster == "kubernetes":
+    if name == "kubernetes":
         from trainship.cluster.kubernetes import driver_from_env
 
         return driver_from_env()
-    if settings.cluster == "podman":
+    if name == "podman":
         from trainship.cluster.podman import PodmanDriver
 
         return PodmanDriver(settings.home / "podman")
-    raise ValueError(f"unknown TRAINSHIP_CLUSTER {settings.cluster!r} "
+    raise ValueError(f"unknown cluster driver {name!r} "
                      "(known: process, podman, kubernetes)")

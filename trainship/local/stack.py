@@ -235,7 +235,15 @@ class LocalStack:
         sfn_url = f"http://127.0.0.1:{ports['stepfunctions']}"
         api_url = f"http://127.0.0.1:{ports['api']}"
         venv_bin = str(Path(sys.executable).parent)
+        from trainship import containers
+
+        # container mode (target podman) is on when its tools are installed
+        podman_ready = not containers.missing_tools()
+        targets = os.environ.get("TRAINSHIP_TARGETS") or (
+            "process,podman" if podman_ready else "process")
+        image_registry = containers.ensure_registry(paths.home) if podman_ready else ""
         os.environ.update({
+            "TRAINSHIP_TARGETS": targets,
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
             "PYTHONPATH": f"{REPO_ROOT}:{os.environ['PYTHONPATH']}"
             if os.environ.get("PYTHONPATH") else str(REPO_ROOT),
@@ -279,8 +287,15 @@ class LocalStack:
                     "TRAINSHIP_ENV_CACHE": str(paths.sub("envs"))}),
                 IMAGE_PROJECT: Project(IMAGE_PROJECT, BUILDSPECS / "image.yml", REPO_ROOT, {
                     "MLFLOW_TRACKING_URI": mlflow_url,
+                    "TRAINSHIP_HOME": str(paths.home),
+                    "TRAINSHIP_IMAGE_BUILDERS": "process=bundle,podman=podman",
                     "TRAINSHIP_IMAGE_BUILDER": "bundle",
-                    "TRAINSHIP_REGISTRY": str(paths.sub("registry"))}),
+                    "TRAINSHIP_REGISTRY": str(paths.sub("registry")),
+                    # container mode: ECR is docker-registry on 127.0.0.1, the base image
+                    # is made with debootstrap, wheels come from the host's pip
+                    "TRAINSHIP_IMAGE_REGISTRY": image_registry,
+                    "TRAINSHIP_BASE_IMAGE": "debootstrap:bookworm",
+                    "TRAINSHIP_IMAGE_WHEELS": "host"}),
             },
             logs_dir=paths.sub("builds"), work_root=paths.sub("work"),
             base_env={k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR")
@@ -304,6 +319,10 @@ class LocalStack:
 
         _wait_http(f"{mlflow_url}/health", 120, self.mlflow)
         restored = ProcessDriver(paths.home / "serving").restore()
+        if podman_ready and (paths.home / "podman").exists():
+            from trainship.cluster.podman import PodmanDriver
+
+            restored += PodmanDriver(paths.home / "podman").restore()
 
         self.api = ApiServer("127.0.0.1", ports["api"])
         self.api.start()
@@ -336,10 +355,22 @@ class LocalStack:
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         ProcessDriver(self.paths.home / "serving").stop_all()
+        stop_containers(self.paths.home)
         if self.mlflow is not None:
             stop_pid(self.mlflow.pid)
         if self.moto is not None:
             self.moto.stop()
+
+
+def stop_containers(home: Path) -> None:
+    """Stop container mode's pods, service proxies and registry (kept for the next up)."""
+    from trainship import containers
+
+    if (home / "podman").exists() and not containers.missing_tools():
+        from trainship.cluster.podman import PodmanDriver
+
+        PodmanDriver(home / "podman").stop_all()
+    containers.stop_registry(home)
 
 
 # --- the daemon and its control ------------------------------------------------------------
@@ -414,6 +445,7 @@ def down(home: Path, timeout: float = 60) -> bool:
     data = json.loads(paths.info.read_text()) if paths.info.exists() else None
     if data is None or not pid_alive(int(data.get("pid", 0))):
         ProcessDriver(paths.home / "serving").stop_all()
+        stop_containers(paths.home)
         return False
     os.kill(int(data["pid"]), signal.SIGTERM)
     deadline = time.monotonic() + timeout

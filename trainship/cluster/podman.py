@@ -1,0 +1,253 @@
+"""The ``podman`` cluster driver: the very Deployment manifest, played by ``podman kube play``.
+
+Each model version runs as its own pod (the Deployment from ``manifests.deployment``,
+named ``<model>-v<version>``, its container port published on a 127.0.0.1 host port). The
+model's URL is a service proxy on a port kept for the model (trainship.cluster.proxy, the
+local Service): it points at the live version only. So a new version is played beside
+the old one, checked (podman ignores probes: the driver probes /ping like a kubelet's
+readiness probe, and reads restarts and exit codes like CheckRollout reads pod statuses),
+smoke-tested on its own port, and only then made live; a version that crashes is removed
+and the previous one never stops answering at the same URL.
+
+Records live in ``<home>/podman/<model>/``: ``service.json`` (proxy port and pid),
+``target`` (the live version's port) and ``v<version>.json`` per version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainship import containers
+from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
+from trainship.cluster.process import free_port
+from trainship.procs import pid_alive, stop_pid
+
+
+def pod_name(model_name: str, version: str) -> str:
+    return f"{model_name}-v{version}-pod-0"
+
+
+def container_name(model_name: str, version: str) -> str:
+    return f"{pod_name(model_name, version)}-{CONTAINER_NAME}"
+
+
+def podman_manifest(spec: WorkloadSpec, host_port: int) -> dict[str, Any]:
+    """The Kubernetes Deployment, as podman plays it: one pod per version, one replica,
+    the container port published on 127.0.0.1 (podman has no Services)."""
+    manifest = deployment(spec)
+    manifest["metadata"]["name"] = f"{spec.model_name}-v{spec.version}"
+    manifest["metadata"].pop("namespace", None)
+    manifest["spec"]["replicas"] = 1
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["ports"][0].update(hostPort=host_port, hostIP="127.0.0.1")
+    return manifest
+
+
+class PodmanDriver:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root.parent
+
+    # --- records ---------------------------------------------------------------------
+    def _dir(self, model_name: str) -> Path:
+        path = self.root / model_name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _record_path(self, model_name: str, version: str) -> Path:
+        return self._dir(model_name) / f"v{version}.json"
+
+    def _save(self, handle: dict[str, Any]) -> None:
+        self._record_path(handle["model_name"], handle["version"]).write_text(
+            json.dumps(handle, indent=2))
+
+    def records(self, model_name: str | None = None) -> list[dict[str, Any]]:
+        pattern = f"{model_name}/v*.json" if model_name else "*/v*.json"
+        return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
+
+    def _podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return containers.podman(self.home, *args, check=check, timeout=600)
+
+    # --- the Service ---------------------------------------------------------------------
+    def service(self, model_name: str) -> dict[str, Any]:
+        """The model's proxy: started unless it runs, on the port it always had."""
+        path = self._dir(model_name) / "service.json"
+        record = json.loads(path.read_text()) if path.exists() else {}
+        if record.get("pid") and pid_alive(int(record["pid"])):
+            return record
+        port = int(record.get("port") or free_port())
+        target = self._dir(model_name) / "target"
+        target.touch()
+        log = open(self._dir(model_name) / "service.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainship.cluster.proxy", "--port", str(port),
+             "--target-file", str(target)], stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "PYTHONPATH": _library_path()})
+        record = {"port": port, "pid": proc.pid, "url": f"http://127.0.0.1:{port}"}
+        path.write_text(json.dumps(record))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _listening(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service proxy for {model_name} exited; see {log.name}")
+            time.sleep(0.1)
+        return record
+
+    # --- the driver interface ------------------------------------------------------------
+    def apply(self, spec: WorkloadSpec) -> Applied:
+        containers.require_tools()
+        service = self.service(spec.model_name)
+        host_port = free_port()
+        manifest_path = self._dir(spec.model_name) / f"v{spec.version}.yaml"
+        manifest_path.write_text(yaml.safe_dump(podman_manifest(spec, host_port),
+                                                sort_keys=False))
+        handle: dict[str, Any] = {
+            "model_name": spec.model_name, "version": spec.version,
+            "image_uri": spec.image_uri, "deployment_id": spec.deployment_id,
+            "pod": pod_name(spec.model_name, spec.version), "port": host_port,
+            "test_url": f"http://127.0.0.1:{host_port}", "url": service["url"],
+            "manifest": str(manifest_path), "state": "starting"}
+        tls = ["--tls-verify=false"] if spec.image_uri.startswith(("127.0.0.1:",
+                                                                   "localhost:")) else []
+        played = self._podman("kube", "play", "--replace", *tls, str(manifest_path),
+                              check=False)
+        if played.returncode != 0:
+            handle["play_error"] = (played.stdout + played.stderr).strip()[-4000:]
+        self._save(handle)
+        return Applied(inference_url=service["url"], handle=handle,
+                       test_url=handle["test_url"])
+
+    def _inspect(self, handle: dict[str, Any]) -> dict[str, Any] | None:
+        proc = self._podman("inspect", container_name(handle["model_name"], handle["version"]),
+                            check=False)
+        if proc.returncode != 0:
+            return None
+        data = json.loads(proc.stdout or "[]")
+        return data[0] if data else None
+
+    def logs(self, handle: dict[str, Any], lines: int = 30) -> str:
+        proc = self._podman("logs", "--tail", str(lines),
+                            container_name(handle["model_name"], handle["version"]), check=False)
+        return (proc.stdout + proc.stderr).strip()
+
+    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+        if handle.get("play_error"):
+            error = handle["play_error"]
+            reason = "ErrImagePull" if ("pull" in error.lower() or "manifest" in error.lower()) \
+                else "CreateContainerError"
+            return RolloutStatus(ready=False, failed=True, details=error,
+                                 message=f"{reason}: podman kube play failed for "
+                                         f"{handle['pod']}")
+        info = self._inspect(handle)
+        if info is None:
+            return RolloutStatus(ready=False, failed=True,
+                                 message=f"the container of {handle['pod']} does not exist")
+        state = info.get("State") or {}
+        restarts = int(info.get("RestartCount") or 0)
+        if state.get("OOMKilled"):
+            return RolloutStatus(ready=False, failed=True, details=self.logs(handle),
+                                 message=f"pod {handle['pod']}: OOMKilled (the memory limit "
+                                         "is too low for the model)")
+        if restarts > 0 or state.get("Status") in ("exited", "stopped", "dead"):
+            reason = "CrashLoopBackOff" if restarts > 0 else "Error"
+            return RolloutStatus(
+                ready=False, failed=True, details=self.logs(handle),
+                message=f"pod {handle['pod']}: {reason}: the container exited with code "
+                        f"{state.get('ExitCode')} (restarted {restarts} times)")
+        ready = _answers(f"{handle['test_url']}/ping")
+        return RolloutStatus(ready=ready, inference_url=handle["url"],
+                             message="ready" if ready else "starting (readiness: /ping)")
+
+    @contextmanager
+    def lock(self, model_name: str) -> Iterator[None]:
+        with containers.file_lock(self._dir(model_name) / ".lock"):
+            yield
+
+    def promote(self, handle: dict[str, Any]) -> str | None:
+        mine = int(handle["version"])
+        records = self.records(handle["model_name"])
+        newer = [r for r in records if r.get("state") == "serving" and int(r["version"]) > mine]
+        if newer:
+            self.discard(handle)
+            return str(max(int(r["version"]) for r in newer))
+        # the Service now sends new connections to this version
+        target = self._dir(handle["model_name"]) / "target"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(str(handle["port"]))
+        tmp.replace(target)
+        self._save({**handle, "state": "serving"})
+        for record in records:
+            if int(record["version"]) < mine and record.get("state") == "serving":
+                self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
+                self._remove(record)
+        return None
+
+    def _remove(self, record: dict[str, Any]) -> None:
+        self._podman("pod", "rm", "--force", record["pod"], check=False)
+        self._record_path(record["model_name"], record["version"]).unlink(missing_ok=True)
+
+    def discard(self, handle: dict[str, Any]) -> None:
+        self._remove(handle)
+
+    # --- the local stack's restarts ------------------------------------------------------
+    def stop_all(self) -> int:
+        count = 0
+        for record in self.records():
+            self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
+            count += 1
+        for path in self.root.glob("*/service.json"):
+            record = json.loads(path.read_text())
+            if record.get("pid") and pid_alive(int(record["pid"])):
+                stop_pid(int(record["pid"]))
+        return count
+
+    def restore(self) -> list[str]:
+        """After a restart: start the serving pods and their services on the same ports."""
+        urls = []
+        for record in self.records():
+            if record.get("state") != "serving":
+                continue
+            self._podman("pod", "start", record["pod"], check=False)
+            urls.append(self.service(record["model_name"])["url"])
+        deadline = time.monotonic() + 120
+        for record in self.records():
+            while record.get("state") == "serving" and time.monotonic() < deadline \
+                    and not _answers(f"{record['test_url']}/ping"):
+                time.sleep(0.3)
+        return urls
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status < 500)
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _library_path() -> str:
+    here = str(Path(__file__).resolve().parents[2])
+    existing = os.environ.get("PYTHONPATH")
+    return f"{here}:{existing}" if existing else here
