@@ -43,6 +43,7 @@ METADATA = "trainship-image.json"
 REPOSITORY = "trainship-models"
 IMAGE_FILES = Path(__file__).resolve().parent / "image_files"
 SERVICE_MODULES = ("__init__.py", "serving.py", "batching.py")
+PYFUNC_SERVING_NEEDS = ("numpy", "pandas")
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
@@ -88,7 +89,8 @@ def assemble_context(state: DeploymentState, tracking_uri: str, context: Path) -
 def serving_requirements(model_dir: Path) -> list[str]:
     """The model's requirements (its MLmodel environment files) for the serving venv:
     ``mlflow`` becomes ``mlflow-skinny`` of the same version (no tracking server, UI or
-    its dependencies: the scoring protocol and the model flavors need only skinny)."""
+    their dependencies), plus numpy and pandas when the model does not pin them: pyfunc
+    scoring imports both, and full mlflow is what brought them."""
     path = model_dir / "requirements.txt"
     lines = path.read_text().splitlines() if path.exists() else []
     out: list[str] = []
@@ -105,11 +107,13 @@ def serving_requirements(model_dir: Path) -> list[str]:
             requirement.name = "mlflow-skinny"
             requirement.extras = set()
         out.append(str(requirement))
-    if not any(Requirement(r).name.lower() == "mlflow-skinny" for r in out
-               if not r.startswith("-")):
+    names = {Requirement(r).name.lower() for r in out}
+    if "mlflow-skinny" not in names:
         from mlflow.version import VERSION
 
         out.append(f"mlflow-skinny=={VERSION}")
+    # what full mlflow brings and pyfunc serving imports (skinny leaves them out)
+    out += [name for name in PYFUNC_SERVING_NEEDS if name not in names]
     return out
 
 
