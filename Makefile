@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CHECKOV := $(VENV)/checkov/bin/checkov
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: venv demo test test-unit test-e2e test-infra lint typecheck statelint synth bench down clean
+.PHONY: containers venv demo test test-unit test-e2e test-infra lint typecheck statelint synth bench down clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,18 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/python -m pip install --quiet 'checkov==3.3.30'
 
-## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests
-test: venv $(CHECKOV) lint typecheck statelint
+# container mode (target podman): Debian's podman, buildah, docker-registry, debootstrap
+CONTAINER_TOOLS := podman buildah docker-registry debootstrap catatonit
+CONTAINER_PACKAGES := $(CONTAINER_TOOLS) runc skopeo uidmap
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+containers:
+	@missing=; for tool in $(CONTAINER_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    --no-install-recommends $(CONTAINER_PACKAGES); fi
+
+## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests (container mode included)
+test: venv $(CHECKOV) containers lint typecheck statelint
 	$(BIN)/python -m pytest -q -ra
 
 test-unit: venv

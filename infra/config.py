@@ -35,6 +35,8 @@ class Config:
     api_reserved_concurrency: int = 10
     log_retention_days: int = 30
     lambda_bundling: str = "local"
+    base_image: str = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
+    service_type: str = "LoadBalancer"
 
     @property
     def managed_mlflow(self) -> bool:
@@ -76,6 +78,8 @@ class Config:
                                                defaults.api_reserved_concurrency)),
             log_retention_days=int(value("logRetentionDays", defaults.log_retention_days)),
             lambda_bundling=str(value("lambdaBundling", defaults.lambda_bundling)).lower(),
+            base_image=str(value("baseImage", defaults.base_image)),
+            service_type=str(value("serviceType", defaults.service_type)),
         )
         config.validate()
         return config
@@ -85,6 +89,8 @@ class Config:
             raise ValueError(f"trainship:trainCompute must be one of {sorted(COMPUTE_TYPES)}")
         if self.api_auth not in ("iam", "none"):
             raise ValueError("trainship:apiAuth must be 'iam' or 'none'")
+        if self.service_type not in ("LoadBalancer", "ClusterIP", "NodePort"):
+            raise ValueError("trainship:serviceType must be LoadBalancer, ClusterIP or NodePort")
         if self.lambda_bundling not in ("local", "none"):
             raise ValueError("trainship:lambdaBundling must be 'local' or 'none'")
         if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):

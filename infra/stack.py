@@ -331,8 +331,8 @@ class TrainshipStack(cdk.Stack):
             "Image", role, retention, "trainship BuildImage: model image to ECR",
             "buildspecs/image.yml", privileged=True, gpu=False, hours=1, variables={
                 "TRAINSHIP_IMAGE_BUILDER": "docker",
-                "TRAINSHIP_REGISTRY": self.repository.repository_uri,
-                "TRAINSHIP_BUILD_CACHE": f"{self.repository.repository_uri}:buildcache"})
+                "TRAINSHIP_IMAGE_REPOSITORY": self.repository.repository_uri,
+                "TRAINSHIP_BASE_IMAGE": self.config.base_image})
         self.allow(role, ["ecr:GetAuthorizationToken"], ["*"],
                    "ecr:GetAuthorizationToken has no resource-level permissions.")
         self.allow(role, ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
@@ -385,6 +385,7 @@ class TrainshipStack(cdk.Stack):
             "TRAINSHIP_CLUSTER": "kubernetes",
             "TRAINSHIP_EKS_CLUSTER": self.config.eks_cluster_name,
             "TRAINSHIP_NAMESPACE": self.config.eks_namespace,
+            "TRAINSHIP_SERVICE_TYPE": self.config.service_type,
             **(extra_env or {}),
         }
         function = lambda_.Function(

@@ -186,7 +186,7 @@ class InternalError(TrainshipError):
 USER_ERRORS: tuple[type[TrainshipError], ...] = (
     InvalidRequest, ScriptSyntaxError, MissingRequirement, RequirementsInstallFailed,
     ScriptTimeout, ScriptFailed, NoMlflowRun, NoModelLogged, MultipleModelsLogged,
-    RegistrationFailed, ImageBuildFailed, RolloutFailed,
+    RegistrationFailed, ImageBuildFailed, RolloutFailed, TargetNotEnabled,
 )
 
 _BY_NAME: dict[str, type[TrainshipError]] = {

@@ -8,9 +8,10 @@ deployment's target (``TRAINSHIP_IMAGE_BUILDERS``, e.g. ``process=bundle,podman=
 
 - ``docker`` / ``podman``: ``<builder> build`` of trainship/image_files/Dockerfile on
   ``TRAINSHIP_BASE_IMAGE`` (``debootstrap:bookworm`` = the locally made base image), pushed
-  to ``TRAINSHIP_IMAGE_REGISTRY`` (ECR: logged in with the build role's credentials;
-  127.0.0.1: the local registry). ``TRAINSHIP_IMAGE_WHEELS=host`` downloads the model's
-  wheels on the build host and installs them with ``--no-index`` (no index in the build).
+  to the repository ``TRAINSHIP_IMAGE_REPOSITORY`` (ECR: logged in with the build role's
+  credentials, layers cached in its ``buildcache`` tag; ``local``: the local registry).
+  ``TRAINSHIP_IMAGE_WHEELS=host`` downloads the model's wheels on the build host and
+  installs them with ``--no-index`` (no package index inside the build).
 - ``bundle``: the context as a content-addressed directory under ``TRAINSHIP_REGISTRY``
   (the local process mode's ECR).
 
@@ -166,7 +167,7 @@ def _run_builder(args: list[str], *, env: dict[str, str] | None, what: str) -> s
     return proc.stdout
 
 
-def container_build(context: Path, *, builder: str, registry: str, base_image: str,
+def container_build(context: Path, *, builder: str, repository: str, base_image: str,
                     tag: str, wheels: str, home: Path) -> str:
     """Build the image with podman or docker, push it, return ``<repo>:<tag>@<digest>``."""
     from trainship import containers
@@ -183,22 +184,28 @@ def container_build(context: Path, *, builder: str, registry: str, base_image: s
         env = containers.engine_env(home)
         if base_image.startswith("debootstrap:"):
             base_image = containers.ensure_base_image(home)
-        if registry == "local":
-            registry = containers.ensure_registry(home)
-        if registry.startswith(("127.0.0.1:", "localhost:")):
+        if repository == "local":
+            repository = f"{containers.ensure_registry(home)}/{REPOSITORY}"
+        if repository.startswith(("127.0.0.1:", "localhost:")):
             tls = ["--tls-verify=false"]
     elif builder != "docker":
         raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
                                help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
     pip_options = prepare_container_context(context, wheels=wheels)
-    reference = f"{registry}/{REPOSITORY}:{tag}"
+    reference = f"{repository}:{tag}"
+    registry = repository.split("/", 1)[0]
+    ecr_login(builder, registry)
     build = [builder, "build", "--pull=false" if builder == "podman" else "--pull",
              "--build-arg", f"BASE_IMAGE={base_image}",
              "--build-arg", f"PIP_OPTIONS={pip_options}", "-t", reference, str(context)]
     if builder == "podman":
         build[2:2] = ["--format", "docker", "--layers"]
+    cache = f"{repository}:buildcache"
+    if builder == "docker":  # BuildKit's inline cache, kept in the repository's buildcache tag
+        build[2:2] = ["--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", cache,
+                      "-t", cache]
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     _run_builder(build, env=env, what=f"{builder} build")
-    ecr_login(builder, registry)
     if builder == "podman":
         digest_file = context / "digest"
         _run_builder(["podman", "push", "--quiet", *tls, "--digestfile", str(digest_file),
@@ -206,6 +213,7 @@ def container_build(context: Path, *, builder: str, registry: str, base_image: s
         digest = digest_file.read_text().strip()
     else:
         _run_builder(["docker", "push", "--quiet", reference], env=env, what="docker push")
+        subprocess.run(["docker", "push", "--quiet", cache], capture_output=True, env=env)
         digest = _run_builder(["docker", "inspect", "--format", "{{index .RepoDigests 0}}",
                                reference], env=env, what="docker inspect").strip()
         digest = digest.rpartition("@")[2]
@@ -255,7 +263,7 @@ def build(state: DeploymentState, *, tracking_uri: str, builder: str, registry: 
                                    details=tail(traceback.format_exc()), step=STEP) from exc
         if builder == "bundle":
             return push_bundle(context, Path(registry), REPOSITORY, tag)
-        return container_build(context, builder=builder, registry=registry,
+        return container_build(context, builder=builder, repository=registry,
                                base_image=base_image, tag=tag, wheels=wheels,
                                home=home or Path.cwd())
 
@@ -272,7 +280,7 @@ def main(argv: list[str]) -> int:
     try:
         builder = builder_for(state.target)
         registry = os.environ.get("TRAINSHIP_REGISTRY", "registry") if builder == "bundle" \
-            else os.environ.get("TRAINSHIP_IMAGE_REGISTRY", "local")
+            else os.environ.get("TRAINSHIP_IMAGE_REPOSITORY", "local")
         uri = build(state, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
                     builder=builder, registry=registry,
                     base_image=os.environ.get("TRAINSHIP_BASE_IMAGE",

@@ -138,7 +138,7 @@ def test_codebuild_projects(synthesized: Synth) -> None:
     assert image["Source"]["BuildSpec"] == "buildspecs/image.yml"
     assert train["TimeoutInMinutes"] == 120 and image["TimeoutInMinutes"] == 60
     env = {v["Name"] for v in image["Environment"]["EnvironmentVariables"]}
-    assert {"TRAINSHIP_REGISTRY", "TRAINSHIP_BUILD_CACHE", "MLFLOW_TRACKING_URI"} <= env
+    assert {"TRAINSHIP_IMAGE_REPOSITORY", "TRAINSHIP_BASE_IMAGE", "MLFLOW_TRACKING_URI"} <= env
 
 
 def test_storage_repository_and_eks_access(synthesized: Synth) -> None:

@@ -241,7 +241,8 @@ class LocalStack:
         podman_ready = not containers.missing_tools()
         targets = os.environ.get("TRAINSHIP_TARGETS") or (
             "process,podman" if podman_ready else "process")
-        image_registry = containers.ensure_registry(paths.home) if podman_ready else ""
+        image_repository = (f"{containers.ensure_registry(paths.home)}/trainship-models"
+                            if podman_ready else "")
         os.environ.update({
             "TRAINSHIP_TARGETS": targets,
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
@@ -293,7 +294,7 @@ class LocalStack:
                     "TRAINSHIP_REGISTRY": str(paths.sub("registry")),
                     # container mode: ECR is docker-registry on 127.0.0.1, the base image
                     # is made with debootstrap, wheels come from the host's pip
-                    "TRAINSHIP_IMAGE_REGISTRY": image_registry,
+                    "TRAINSHIP_IMAGE_REPOSITORY": image_repository,
                     "TRAINSHIP_BASE_IMAGE": "debootstrap:bookworm",
                     "TRAINSHIP_IMAGE_WHEELS": "host"}),
             },
