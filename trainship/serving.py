@@ -250,12 +250,67 @@ def run_worker(model: Any, model_dir: Path, host: str, port: int, *, max_batch_r
         time.sleep(0.01)
 
 
-def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
-          max_batch_rows: int = 256, max_wait_ms: float = 2.0) -> int:
-    """Load the model once, then serve it from ``workers`` processes sharing the port."""
+def _cache_key(model_dir: Path) -> str:
+    """What a load cache is only valid for: this MLmodel, this interpreter and environment,
+    this MLflow."""
+    import hashlib
+
+    from mlflow.version import VERSION
+
+    digest = hashlib.sha256((model_dir / "MLmodel").read_bytes())
+    digest.update(f"{sys.version}|{sys.prefix}|{VERSION}".encode())
+    return digest.hexdigest()
+
+
+def write_load_cache(model: Any, model_dir: Path, cache: Path) -> bool:
+    """Pickle the loaded pyfunc model so that a later start unpickles it instead of running
+    the flavor's loader (for skops models that loader imports all of scikit-learn). The
+    image build does this once, in the builder stage; False when the model cannot be
+    pickled (then every start loads it the normal way)."""
+    import pickle
+
+    try:
+        payload = pickle.dumps(model, protocol=5)
+    except Exception as exc:  # noqa: BLE001 - many flavors hold unpicklable handles
+        print(f"no load cache: the model cannot be pickled ({type(exc).__name__}: {exc})",
+              flush=True)
+        return False
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.with_suffix(".key").write_text(_cache_key(model_dir))
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(cache)
+    return True
+
+
+def load(model_dir: Path, cache: Path | None = None) -> Any:
+    """The pyfunc model: from the load cache when it was made for this model, interpreter
+    and MLflow, else with ``mlflow.pyfunc.load_model`` (then the cache is (re)written when
+    its directory is writable)."""
+    import pickle
+
     from mlflow.pyfunc import load_model
 
+    if cache is not None and cache.exists() and cache.with_suffix(".key").exists():
+        if cache.with_suffix(".key").read_text() == _cache_key(model_dir):
+            try:
+                return pickle.loads(cache.read_bytes())  # noqa: S301 - written by us above
+            except Exception as exc:  # noqa: BLE001 - fall back to the normal load
+                print(f"load cache unusable ({type(exc).__name__}: {exc}); loading the "
+                      "model", flush=True)
     model = load_model(str(model_dir))
+    if cache is not None and os.access(
+            cache.parent if cache.parent.exists() else cache.parent.parent, os.W_OK):
+        with contextlib.suppress(OSError):
+            write_load_cache(model, model_dir, cache)
+    return model
+
+
+def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
+          max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+          load_cache: Path | None = None) -> int:
+    """Load the model once, then serve it from ``workers`` processes sharing the port."""
+    model = load(model_dir, load_cache)
     print(f"serving {model_dir} on http://{host}:{port} with {workers} worker(s)", flush=True)
     if workers <= 1:
         run_worker(model, model_dir, host, port, max_batch_rows=max_batch_rows,
@@ -304,9 +359,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-wait-ms", type=float,
                         default=float(os.environ.get("TRAINSHIP_MAX_WAIT_MS", "2")),
                         help="how long a batch waits for requests being parsed")
+    parser.add_argument("--load-cache", type=Path,
+                        default=os.environ.get("TRAINSHIP_LOAD_CACHE") or None,
+                        help="a pickle of the loaded model, used when it was made for this "
+                             "model and environment (written when missing and writable)")
+    parser.add_argument("--prepare-load-cache", action="store_true",
+                        help="load the model, write --load-cache and exit (the image build)")
     args = parser.parse_args(argv)
+    if args.prepare_load_cache:
+        if args.load_cache is None:
+            parser.error("--prepare-load-cache needs --load-cache")
+        from mlflow.pyfunc import load_model
+
+        try:
+            model = load_model(str(args.model_dir))
+        except Exception as exc:  # noqa: BLE001 - the rollout reports it with the logs
+            print(f"no load cache: the model does not load here ({type(exc).__name__}: "
+                  f"{exc})", flush=True)
+            return 0
+        write_load_cache(model, args.model_dir, args.load_cache)
+        return 0
     return serve(args.model_dir, args.host, args.port, workers=args.workers,
-                 max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms)
+                 max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
+                 load_cache=args.load_cache)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class ProcessDriver:
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 [python, "-m", "trainship.serving", "--model-dir", str(bundle / "model"),
+                 "--load-cache", str(self.root / "load-cache" / f"{bundle.name}.pkl"),
                  "--host", "127.0.0.1", "--port", str(port),
                  "--workers", os.environ.get("TRAINSHIP_SERVING_WORKERS", "1")],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,0 +1,66 @@
+"""The serving load cache: used only when made for this model and environment, and a
+stale or broken cache falls back to MLflow's loader with the same answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainship import serving
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import mlflow.sklearn
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = make_classification(n_samples=100, n_features=4, random_state=1)
+    path = tmp_path_factory.mktemp("cache") / "model"
+    mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(path),
+                              serialization_format="cloudpickle")
+    return path
+
+
+ROWS = np.array([[0.1, -1.2, 0.3, 2.0], [1.5, 0.2, -0.7, 0.1]])
+
+
+def test_cache_is_written_then_used(model_dir: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "lc" / "model.pkl"
+    first = serving.load(model_dir, cache)
+    assert cache.exists() and cache.with_suffix(".key").exists()
+    import mlflow.pyfunc
+
+    def no_loader(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", no_loader)
+    second = serving.load(model_dir, cache)
+    assert second is not first
+    assert list(second.predict(ROWS)) == list(first.predict(ROWS))
+    assert second.metadata.flavors.keys() == first.metadata.flavors.keys()
+
+
+def test_stale_or_broken_cache_falls_back(model_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "model.pkl"
+    reference = serving.load(model_dir, cache)
+    cache.with_suffix(".key").write_text("made for another model")
+    cache.write_bytes(b"not a pickle")
+    model = serving.load(model_dir, cache)  # stale key: the pickle is not even read
+    assert list(model.predict(ROWS)) == list(reference.predict(ROWS))
+    cache.with_suffix(".key").write_text(serving._cache_key(model_dir))
+    model = serving.load(model_dir, cache)  # right key, broken pickle: logged, reloaded
+    assert list(model.predict(ROWS)) == list(reference.predict(ROWS))
+    assert "load cache unusable" in capsys.readouterr().out
+    assert cache.read_bytes() != b"not a pickle"  # rewritten for the next start
+
+
+def test_prepare_command_writes_the_cache(model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "prepared" / "model.pkl"
+    assert serving.main(["--model-dir", str(model_dir), "--load-cache", str(cache),
+                         "--prepare-load-cache"]) == 0
+    assert cache.with_suffix(".key").read_text() == serving._cache_key(model_dir)
