@@ -52,7 +52,8 @@ def test_stale_or_broken_cache_falls_back(model_dir: Path, tmp_path: Path,
     cache.write_bytes(b"not a pickle")
     model = serving.load(model_dir, cache)  # stale key: the pickle is not even read
     assert list(model.predict(ROWS)) == list(reference.predict(ROWS))
-    cache.with_suffix(".key").write_text(serving._cache_key(model_dir))
+    assert cache.with_suffix(".key").read_text() == serving._cache_key(model_dir)
+    cache.write_bytes(b"not a pickle")
     model = serving.load(model_dir, cache)  # right key, broken pickle: logged, reloaded
     assert list(model.predict(ROWS)) == list(reference.predict(ROWS))
     assert "load cache unusable" in capsys.readouterr().out
