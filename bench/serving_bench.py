@@ -4,7 +4,9 @@ Same model (RandomForestClassifier, 100 trees, make_classification 1000 x 20), s
 same load generator (wrk), measured in the same run:
   * 1 and 16 connections, 1-row and 100-row requests, 10 s each;
   * cold start: process start to the first /ping 200;
-  * a soak of trainship's service: 64 connections for 60 s, which must have 0 errors.
+  * a soak of trainship's service: 64 connections for 60 s, which must have 0 errors;
+  * the image sizes: trainship's Dockerfile against `mlflow models generate-dockerfile`'s,
+    both built with podman on the same base image.
 Writes docs/benchmarks.md; the last line printed is
   serving rps_x=<a> p99_x=<b> p50_1conn_x=<c> coldstart_x=<d>
 where each figure is how many times better trainship is (rps: ours / MLflow's at 16
@@ -123,11 +125,71 @@ def wrk(port: int, body: Path, connections: int, seconds: int, lua: Path) -> Loa
     return Load(rps, p50, p99, requests, errors)
 
 
+BENCH_DOCKERFILE_SHIM = """FROM {base}
+# trainship bench: the `python` and `pip` a python:slim image has, on the same Debian base;
+# pip trusts the host's CA bundle (mounted at build time)
+RUN python3 -m venv /opt/venv \\
+ && printf '[global]\\ncert = /run/host-ca.crt\\n' > /opt/venv/pip.conf
+ENV PATH=/opt/venv/bin:$PATH"""
+
+
+def image_sizes(model: Path, work: Path) -> dict[str, str]:
+    """Build trainship's image and the one `mlflow models generate-dockerfile` writes, on the
+    same base image (the locally made Debian one), and return their sizes."""
+    from trainship import containers, image
+
+    if containers.missing_tools():
+        return {"note": f"not measured: container tools missing ({containers.missing_tools()})"}
+    home = work / "home"
+    base = containers.ensure_base_image(home)
+    sizes: dict[str, str] = {"base": base}
+
+    def size(reference: str) -> int:
+        out = containers.podman(home, "image", "inspect", "--format", "{{.Size}}", reference)
+        return int(out.stdout.strip())
+
+    context = work / "trainship-context"
+    context.mkdir()
+    shutil.copytree(model, context / "model")
+    (context / image.METADATA).write_text("{}")
+    ours = "localhost/bench/trainship-model:latest"
+    image.build_image(context, builder="podman", reference=ours, base_image=base,
+                      wheels="host", home=home)
+    sizes["trainship"] = str(size(ours))
+    generated = work / "mlflow-generated"
+    proc = subprocess.run([sys.executable, "-m", "mlflow", "models", "generate-dockerfile",
+                           "-m", str(model), "-d", str(generated), "--env-manager", "local"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sizes["note"] = f"generate-dockerfile failed: {proc.stderr[-300:]}"
+        return sizes
+    dockerfile = generated / "Dockerfile"
+    text = dockerfile.read_text()
+    from_line = next(line for line in text.splitlines() if line.startswith("FROM "))
+    sizes["mlflow_from"] = from_line
+    (generated / "Dockerfile.bench").write_text(
+        text.replace(from_line, BENCH_DOCKERFILE_SHIM.format(base=base), 1))
+    theirs = "localhost/bench/mlflow-generated:latest"
+    # their Dockerfile installs nginx with apt and mlflow with pip: it needs the network
+    build = containers.podman(home, "build", "--format", "docker", "--network", "host",
+                              "-v", "/etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro",
+                              "-f", str(generated / "Dockerfile.bench"), "-t", theirs,
+                              str(generated), check=False, timeout=3600)
+    if build.returncode != 0:
+        sizes["note"] = f"the MLflow-generated image did not build: {build.stderr[-300:]}"
+        return sizes
+    sizes["mlflow"] = str(size(theirs))
+    sizes["base_size"] = str(size(base))
+    return sizes
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--soak-seconds", type=int, default=60)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--skip-images", action="store_true",
+                        help="do not build and compare the two images")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk; `make bench` installs it)")
@@ -146,12 +208,18 @@ def main(argv: list[str]) -> int:
     lua = work / "post.lua"
     lua.write_text(LUA)
     python = sys.executable
+    # what the image build does once (the Dockerfile's builder stage): keep the loaded model
+    cache = work / "load-cache" / "model.pkl"
+    subprocess.run([python, "-m", "trainship.serving", "--model-dir", str(model),
+                    "--load-cache", str(cache), "--prepare-load-cache"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
     servers = {
         "mlflow": lambda port: [python, "-m", "mlflow", "models", "serve", "-m", str(model),
                                 "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local",
                                 "-w", "1"],
         "trainship": lambda port: [python, "-m", "trainship.serving", "--model-dir",
-                                   str(model), "--host", "127.0.0.1", "--port", str(port)],
+                                   str(model), "--host", "127.0.0.1", "--port", str(port),
+                                   "--load-cache", str(cache)],
     }
     results: dict[str, dict[str, Load]] = {}
     coldstart: dict[str, float] = {}
@@ -178,21 +246,30 @@ def main(argv: list[str]) -> int:
                       flush=True)
         finally:
             stop(proc)
+    sizes: dict[str, str] = {}
+    if not args.skip_images:
+        print("building both images (podman) ...", flush=True)
+        sizes = image_sizes(model, work)
+        print(f"  images: {sizes}", flush=True)
     ours, theirs = results["trainship"], results["mlflow"]
     rps_x = ours["16c/1r"].rps / theirs["16c/1r"].rps
     p99_x = theirs["16c/1r"].p99_ms / ours["16c/1r"].p99_ms
     p50_x = theirs["1c/1r"].p50_ms / ours["1c/1r"].p50_ms
     cold_x = coldstart["mlflow"] / coldstart["trainship"]
-    write_report(args.out, results, coldstart, soak, args)
+    write_report(args.out, results, coldstart, soak, args, sizes)
     shutil.rmtree(work, ignore_errors=True)
     print(f"report: {args.out}")
+    if "mlflow" in sizes:
+        print(f"image size: trainship {int(sizes['trainship']) / 1e6:.0f} MB, mlflow "
+              f"{int(sizes['mlflow']) / 1e6:.0f} MB (ratio "
+              f"{int(sizes['trainship']) / int(sizes['mlflow']):.2f})")
     print(f"serving rps_x={rps_x:.2f} p99_x={p99_x:.2f} p50_1conn_x={p50_x:.2f} "
           f"coldstart_x={cold_x:.2f}")
     return 0 if soak is None or soak.errors == 0 else 1
 
 
 def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict[str, float],
-                 soak: Load | None, args: argparse.Namespace) -> None:
+                 soak: Load | None, args: argparse.Namespace, sizes: dict[str, str]) -> None:
     lines = [
         "# Benchmarks: serving",
         "",
@@ -218,9 +295,31 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
         lines += ["", f"Soak (trainship): 64 connections for {args.soak_seconds} s: "
                       f"{soak.requests} requests, {soak.rps:.1f} req/s, p99 {soak.p99_ms:.1f} "
                       f"ms, **{soak.errors} errors**."]
-    lines += ["", "Rerun: `make bench` (installs wrk from Debian when missing). "
-                  "Image sizes are not compared yet: the container image is built in container "
-                  "mode, which is not part of this benchmark yet.", ""]
+    lines += ["", "trainship's cold start uses the load cache its image build writes (the "
+                  "model loaded once and pickled in the Dockerfile's builder stage); the bench "
+                  "writes it the same way before starting the server. Without it the first "
+                  "start loads the model with MLflow's loader, like `mlflow models serve`."]
+    lines += ["", "## Image size", ""]
+    if "mlflow" in sizes:
+        mb = {k: int(sizes[k]) / 1e6 for k in ("trainship", "mlflow", "base_size")}
+        lines += [
+            "Both images built with podman on the same base, the Debian bookworm image "
+            f"made with debootstrap ({mb['base_size']:.0f} MB), for the reference model. "
+            "MLflow's is the Dockerfile `mlflow models generate-dockerfile --env-manager "
+            f"local` writes, with its `{sizes['mlflow_from']}` replaced by that base plus a "
+            "venv giving it `python` and `pip` (what a python:slim image has).",
+            "",
+            "| image | size (MB) | on top of the base (MB) |", "|---|---|---|",
+            f"| trainship | {mb['trainship']:.0f} | {mb['trainship'] - mb['base_size']:.0f} |",
+            f"| mlflow generate-dockerfile | {mb['mlflow']:.0f} | "
+            f"{mb['mlflow'] - mb['base_size']:.0f} |",
+            "", f"trainship / MLflow: **{mb['trainship'] / mb['mlflow']:.2f}**",
+        ]
+    else:
+        lines += [sizes.get("note", "not measured (`--skip-images`)")]
+    lines += ["", "Rerun: `make bench` (installs wrk from Debian when missing; building the "
+                  "MLflow-generated image needs network access for its apt and pip steps).",
+              ""]
     out.write_text("\n".join(lines))
 
 

@@ -87,6 +87,7 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000.0
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
+        self._busy = 0  # predictions running (the worker's batch, or a caller's own)
         self._cond = threading.Condition()
         self._worker = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._worker.start()
@@ -97,8 +98,21 @@ class Batcher:
             return self._predict(data)
         item = _Item(data=data, rows=len(data), key=key)
         with self._cond:
-            self._queue.append(item)
-            self._cond.notify_all()
+            # alone (nothing queued, running or arriving): predict in this thread, which
+            # saves the two thread hand-offs; the answer is the same either way
+            alone = not self._queue and not self._busy and self._arriving() <= 0
+            if alone:
+                self._busy += 1
+            else:
+                self._queue.append(item)
+                self._cond.notify_all()
+        if alone:
+            try:
+                self._run([item])
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
         item.done.wait()
         if item.error is not None:
             raise item.error
@@ -109,6 +123,7 @@ class Batcher:
             while not self._queue:
                 self._cond.wait()
             batch = [self._queue.popleft()]
+            self._busy += 1
             rows = batch[0].rows
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_rows:
@@ -136,6 +151,9 @@ class Batcher:
                     if not item.done.is_set():
                         item.error = exc
                         item.done.set()
+            finally:
+                with self._cond:
+                    self._busy -= 1
 
     def _run(self, batch: list[_Item]) -> None:
         if len(batch) > 1:

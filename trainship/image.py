@@ -172,40 +172,16 @@ def container_build(context: Path, *, builder: str, repository: str, base_image:
     """Build the image with podman or docker, push it, return ``<repo>:<tag>@<digest>``."""
     from trainship import containers
 
-    env: dict[str, str] | None = None
     tls: list[str] = []
-    if builder == "podman":
-        try:
-            containers.require_tools()
-        except containers.ContainerToolsMissing as exc:
-            raise ImageBuildFailed(str(exc), step=STEP,
-                                   help=f"Install them: apt-get install "
-                                        f"{containers.APT_PACKAGES}") from exc
-        env = containers.engine_env(home)
-        if base_image.startswith("debootstrap:"):
-            base_image = containers.ensure_base_image(home)
-        if repository == "local":
-            repository = f"{containers.ensure_registry(home)}/{REPOSITORY}"
-        if repository.startswith(("127.0.0.1:", "localhost:")):
-            tls = ["--tls-verify=false"]
-    elif builder != "docker":
-        raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
-                               help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
-    pip_options = prepare_container_context(context, wheels=wheels)
+    if builder == "podman" and repository == "local":
+        _require_podman()
+        repository = f"{containers.ensure_registry(home)}/{REPOSITORY}"
+    if repository.startswith(("127.0.0.1:", "localhost:")):
+        tls = ["--tls-verify=false"]
     reference = f"{repository}:{tag}"
-    registry = repository.split("/", 1)[0]
-    ecr_login(builder, registry)
-    build = [builder, "build", "--pull=false" if builder == "podman" else "--pull",
-             "--build-arg", f"BASE_IMAGE={base_image}",
-             "--build-arg", f"PIP_OPTIONS={pip_options}", "-t", reference, str(context)]
-    if builder == "podman":
-        build[2:2] = ["--format", "docker", "--layers"]
-    cache = f"{repository}:buildcache"
-    if builder == "docker":  # BuildKit's inline cache, kept in the repository's buildcache tag
-        build[2:2] = ["--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", cache,
-                      "-t", cache]
-        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-    _run_builder(build, env=env, what=f"{builder} build")
+    ecr_login(builder, repository.split("/", 1)[0])
+    env = build_image(context, builder=builder, reference=reference, base_image=base_image,
+                      wheels=wheels, home=home)
     if builder == "podman":
         digest_file = context / "digest"
         _run_builder(["podman", "push", "--quiet", *tls, "--digestfile", str(digest_file),
@@ -213,11 +189,51 @@ def container_build(context: Path, *, builder: str, repository: str, base_image:
         digest = digest_file.read_text().strip()
     else:
         _run_builder(["docker", "push", "--quiet", reference], env=env, what="docker push")
-        subprocess.run(["docker", "push", "--quiet", cache], capture_output=True, env=env)
+        subprocess.run(["docker", "push", "--quiet", f"{repository}:buildcache"],
+                       capture_output=True, env=env)
         digest = _run_builder(["docker", "inspect", "--format", "{{index .RepoDigests 0}}",
                                reference], env=env, what="docker inspect").strip()
         digest = digest.rpartition("@")[2]
     return f"{reference}@{digest}"
+
+
+def _require_podman() -> None:
+    from trainship import containers
+
+    try:
+        containers.require_tools()
+    except containers.ContainerToolsMissing as exc:
+        raise ImageBuildFailed(str(exc), step=STEP,
+                               help=f"Install them: apt-get install "
+                                    f"{containers.APT_PACKAGES}") from exc
+
+
+def build_image(context: Path, *, builder: str, reference: str, base_image: str,
+                wheels: str, home: Path) -> dict[str, str] | None:
+    """Complete the context and build it as ``reference``; return the builder's env."""
+    from trainship import containers
+
+    env: dict[str, str] | None = None
+    build = [builder, "build"]
+    if builder == "podman":
+        _require_podman()
+        env = containers.engine_env(home)
+        if base_image.startswith("debootstrap:"):
+            base_image = containers.ensure_base_image(home)
+        build += ["--format", "docker", "--layers", "--pull=false"]
+    elif builder == "docker":  # BuildKit's inline cache, kept in the repository's buildcache tag
+        cache = f"{reference.rpartition(':')[0]}:buildcache"
+        build += ["--pull", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", cache,
+                  "-t", cache]
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    else:
+        raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
+                               help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
+    pip_options = prepare_container_context(context, wheels=wheels)
+    build += ["--build-arg", f"BASE_IMAGE={base_image}",
+              "--build-arg", f"PIP_OPTIONS={pip_options}", "-t", reference, str(context)]
+    _run_builder(build, env=env, what=f"{builder} build")
+    return env
 
 
 def bundle_dir(registry: Path, repository: str, digest: str) -> Path:
