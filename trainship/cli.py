@@ -179,6 +179,8 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(f"MLflow UI: {info['mlflow']}")
         print(f"Step Functions: {info['stepfunctions']}")
         print(f"State machine: {info['state_machine_arn']}")
+        print(f"Targets: {info.get('targets', 'process')}"
+              + (f" (image registry {info['registry']})" if info.get("registry") else ""))
         return 0
     if args.action == "down":
         print("local stack stopped" if stack.down(home) else "local stack was not running")

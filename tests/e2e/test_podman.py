@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,12 @@ def test_container_tools_are_installed() -> None:
 
 
 @pytest.fixture(scope="module")
-def first_version(api: Any) -> dict[str, Any]:
+def first_version(api: Any, local_home: Path) -> Iterator[dict[str, Any]]:
     record = deploy(api, {"model_name": MODEL, "target": "podman",
                           "script": (EXAMPLES / "iris_sklearn.py").read_text()})
     assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
-    return dict(record["result"])
+    yield dict(record["result"])
+    containers.podman(local_home, "pod", "rm", "--force", f"{MODEL}-v1-pod-0", check=False)
 
 
 def test_image_is_built_pushed_and_served(first_version: dict[str, Any], local_home: Path
@@ -102,3 +104,33 @@ def test_crashing_second_version_leaves_the_first_serving(
     # and the failed version's pod is gone
     proc = containers.podman(local_home, "pod", "exists", f"{MODEL}-v2-pod-0", check=False)
     assert proc.returncode != 0
+
+
+def test_container_mode_survives_a_restart(tmp_path: Path) -> None:
+    import urllib.request
+
+    from trainship.client import Client
+    from trainship.local import stack
+
+    home = tmp_path / "home"
+    info = stack.up(home)
+    try:
+        record = deploy(Client(info["api"]), {
+            "model_name": "pod-survivor", "target": "podman",
+            "script": (EXAMPLES / "iris_sklearn.py").read_text()})
+        assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
+        url = record["result"]["inference_url"]
+        assert post_json(f"{url}/invocations", ROWS) == (200, {"predictions": [0, 2]})
+    finally:
+        assert stack.down(home)
+    # down stops the pod and the model's proxy
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/ping", timeout=2)
+    assert containers.podman(home, "pod", "inspect", "--format", "{{.State}}",
+                             "pod-survivor-v1-pod-0").stdout.strip() in ("Exited", "Stopped")
+    info = stack.up(home)
+    try:  # up serves it again, at the same URL
+        assert post_json(f"{url}/invocations", ROWS) == (200, {"predictions": [0, 2]})
+    finally:
+        stack.down(home)
+        containers.podman(home, "pod", "rm", "--force", "pod-survivor-v1-pod-0", check=False)

@@ -80,3 +80,17 @@ def test_idempotency_key_gives_a_stable_id() -> None:
     assert deployment_id_for("k1", "fresh") == deployment_id_for("k1", "other")
     assert deployment_id_for("k1", "x") != deployment_id_for("k2", "x")
     assert deployment_id_for(None, "fresh") == "fresh"
+
+
+def test_target_must_be_enabled_here() -> None:
+    from trainship.errors import TargetNotEnabled
+
+    body = {"model_name": "m", "script": "print(1)", "target": "podman"}
+    request, _ = parse_request(body, ("process", "podman"))
+    assert request.target == "podman"
+    with pytest.raises(TargetNotEnabled) as raised:
+        parse_request(body, ("kubernetes",))
+    assert raised.value.http_status == 400 and "kubernetes" in raised.value.details
+    with pytest.raises(InvalidRequest):  # not a target at all
+        parse_request({**body, "target": "docker"}, ("process",))
+    assert parse_request({"model_name": "m", "script": "x"}, ("kubernetes",))[0].target is None

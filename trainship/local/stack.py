@@ -329,7 +329,8 @@ class LocalStack:
         self.api.start()
         threading.Thread(target=self._archive_loop, daemon=True).start()
         self.urls = {"api": api_url, "mlflow": mlflow_url, "stepfunctions": sfn_url,
-                     "state_machine_arn": arn}
+                     "state_machine_arn": arn, "targets": targets,
+                     "registry": image_repository.split("/", 1)[0]}
         print(f"local stack up: {self.urls}; interrupted deployments: {interrupted}; "
               f"restored servers: {restored}", flush=True)
         return self.urls
