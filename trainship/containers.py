@@ -16,7 +16,6 @@ image from ECR Public); the image build itself is the same Dockerfile either way
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -25,11 +24,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from trainship.procs import pid_alive, stop_pid
+from trainship.procs import file_lock, pid_alive, stop_pid
 
 BASE_IMAGE = "localhost/trainship-base:bookworm"
 SUITE = "bookworm"
@@ -93,17 +90,6 @@ def podman(home: Path, *args: str, check: bool = True, timeout: float = 1800,
            input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], env=engine_env(home), capture_output=True,
                           text=True, check=check, timeout=timeout, input=input_text)
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def debian_mirror() -> str:

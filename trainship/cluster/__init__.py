@@ -50,6 +50,13 @@ class ClusterDriver(Protocol):
         """The new version failed: remove it, leaving the previous one serving."""
 
 
+def serving_higher_version(records: list[dict[str, Any]], version: str) -> str | None:
+    """The highest version already serving above ``version`` (records of one model)."""
+    higher = [int(r["version"]) for r in records
+              if r.get("state") == "serving" and int(r["version"]) > int(version)]
+    return str(max(higher)) if higher else None
+
+
 def driver_from_settings(settings: Settings, target: str = "") -> ClusterDriver:
     """The driver of a deployment's target (the stack's default when it names none)."""
     name = settings.driver_name(target)

@@ -22,18 +22,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from trainship import containers
-from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster import Applied, RolloutStatus, serving_higher_version
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
-from trainship.cluster.process import free_port
-from trainship.procs import pid_alive, stop_pid
+from trainship.cluster.process import library_path, free_port
+from trainship.procs import file_lock, pid_alive, stop_pid
 
 
 def pod_name(model_name: str, version: str) -> str:
@@ -95,7 +94,7 @@ class PodmanDriver:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainship.cluster.proxy", "--port", str(port),
              "--target-file", str(target)], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONPATH": _library_path()})
+            start_new_session=True, env={**os.environ, "PYTHONPATH": library_path()})
         record = {"port": port, "pid": proc.pid, "url": f"http://127.0.0.1:{port}"}
         path.write_text(json.dumps(record))
         deadline = time.monotonic() + 15
@@ -170,18 +169,16 @@ class PodmanDriver:
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting (readiness: /ping)")
 
-    @contextmanager
-    def lock(self, model_name: str) -> Iterator[None]:
-        with containers.file_lock(self._dir(model_name) / ".lock"):
-            yield
+    def lock(self, model_name: str) -> AbstractContextManager[None]:
+        return file_lock(self._dir(model_name) / ".lock")
 
     def promote(self, handle: dict[str, Any]) -> str | None:
         mine = int(handle["version"])
         records = self.records(handle["model_name"])
-        newer = [r for r in records if r.get("state") == "serving" and int(r["version"]) > mine]
-        if newer:
+        superseded_by = serving_higher_version(records, handle["version"])
+        if superseded_by:
             self.discard(handle)
-            return str(max(int(r["version"]) for r in newer))
+            return superseded_by
         # the Service now sends new connections to this version
         target = self._dir(handle["model_name"]) / "target"
         tmp = target.with_suffix(".tmp")
@@ -245,9 +242,3 @@ def _answers(url: str) -> bool:
         return exc.code < 500
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _library_path() -> str:
-    here = str(Path(__file__).resolve().parents[2])
-    existing = os.environ.get("PYTHONPATH")
-    return f"{here}:{existing}" if existing else here

@@ -8,7 +8,6 @@ every server and a restart finds them.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -16,16 +15,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster import Applied, RolloutStatus, serving_higher_version
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.errors import tail
 from trainship.image import resolve_bundle
-from trainship.procs import pid_alive, stop_pid
+from trainship.procs import file_lock, pid_alive, stop_pid
 from trainship.training import prepare_environment
 
 
@@ -63,7 +61,7 @@ class ProcessDriver:
                  "--host", "127.0.0.1", "--port", str(port),
                  "--workers", os.environ.get("TRAINSHIP_SERVING_WORKERS", "1")],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": _library_path()})
+                env={**os.environ, "PYTHONPATH": library_path()})
         url = f"http://127.0.0.1:{port}"
         handle = {"model_name": model_name, "version": version, "pid": proc.pid, "port": port,
                   "url": url, "log": str(log), "image_uri": image_uri,
@@ -87,24 +85,16 @@ class ProcessDriver:
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting", details=log_tail)
 
-    @contextmanager
-    def lock(self, model_name: str) -> Iterator[None]:
-        path = self.root / model_name / ".lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def lock(self, model_name: str) -> AbstractContextManager[None]:
+        return file_lock(self.root / model_name / ".lock")
 
     def promote(self, handle: dict[str, Any]) -> str | None:
         mine = int(handle["version"])
         records = self.records(handle["model_name"])
-        newer = [r for r in records if r.get("state") == "serving" and int(r["version"]) > mine]
-        if newer:
+        superseded_by = serving_higher_version(records, handle["version"])
+        if superseded_by:
             self.discard(handle)
-            return str(max(int(r["version"]) for r in newer))
+            return superseded_by
         for record in records:
             # lower versions still rolling out are left alone: their own promotion will
             # find this one live and retire them (so they end superseded, not failed)
@@ -147,7 +137,7 @@ class ProcessDriver:
         return count
 
 
-def _library_path() -> str:
+def library_path() -> str:
     """Make the trainship package importable from the model's environment."""
     here = str(Path(__file__).resolve().parents[2])
     existing = os.environ.get("PYTHONPATH")
