@@ -31,7 +31,7 @@ import yaml
 from trainship import containers
 from trainship.cluster import Applied, RolloutStatus, serving_higher_version
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
-from trainship.cluster.process import library_path, free_port
+from trainship.cluster.process import free_port, library_path
 from trainship.procs import file_lock, pid_alive, stop_pid
 
 
