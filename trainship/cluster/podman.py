@@ -160,11 +160,14 @@ class PodmanDriver:
                                  message=f"pod {handle['pod']}: OOMKilled (the memory limit "
                                          "is too low for the model)")
         if restarts > 0 or state.get("Status") in ("exited", "stopped", "dead"):
-            reason = "CrashLoopBackOff" if restarts > 0 else "Error"
+            # podman resets ExitCode when it restarts the container: name it only when final
+            exited = state.get("Status") in ("exited", "stopped", "dead")
+            how = (f"exited with code {state.get('ExitCode')}" if exited
+                   else f"keeps exiting (restarted {restarts} times)")
             return RolloutStatus(
                 ready=False, failed=True, details=self.logs(handle),
-                message=f"pod {handle['pod']}: {reason}: the container exited with code "
-                        f"{state.get('ExitCode')} (restarted {restarts} times)")
+                message=f"pod {handle['pod']}: "
+                        f"{'CrashLoopBackOff' if restarts > 0 else 'Error'}: the container {how}")
         ready = _answers(f"{handle['test_url']}/ping")
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting (readiness: /ping)")
