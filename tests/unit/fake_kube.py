@@ -52,6 +52,8 @@ class FakeKube:
     logs: str = ""
     load_balancer: dict[str, Any] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    namespaces_forbidden: bool = False  # a namespace-scoped identity (EKS access entry)
+    reject_kind: str = ""  # answer 422 to applies of this kind
     resource_version: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,6 +67,9 @@ class FakeKube:
         return items.pop(0) if len(items) > 1 else items[0]
 
     def handle(self, call: Call) -> tuple[int, Any]:
+        if self.namespaces_forbidden and re.match(r"^/api/v1/namespaces(/[a-z0-9-]+)?$",
+                                                  call.path):
+            return 403, status_doc(403, "namespaces is forbidden")
         if call.path == "/api/v1/namespaces" and call.method == "POST":
             name = call.body["metadata"]["name"]
             if name in self.namespaces:
@@ -113,6 +118,9 @@ class FakeKube:
                           kind: str) -> tuple[int, Any]:
         if call.content_type != "application/apply-patch+yaml":
             return 415, status_doc(415, f"unsupported patch type {call.content_type}")
+        if kind == self.reject_kind:
+            return 422, status_doc(422, f"{kind} is invalid: spec.ports[0].nodePort: "
+                                        "Invalid value")
         if call.query.get("fieldManager") != ["trainship"]:
             return 422, status_doc(422, "fieldManager is required for apply patch")
         body = call.body

@@ -276,3 +276,33 @@ def test_manifests_round_trip_as_json() -> None:
 
     objects = render(spec("1"))
     assert json.loads(json.dumps(objects)) == objects
+
+
+def test_refused_apply_is_a_rollout_failed_naming_why(kube) -> None:
+    fake, driver = kube
+    fake.namespaces_forbidden = True  # may not read namespaces, and "models" does not exist
+    driver.namespace = "models"
+    with pytest.raises(RolloutFailed) as raised:
+        driver.apply(spec("1"))
+    error = raised.value
+    assert error.step == "DeployModel" and "404" in error.message
+    assert "'models'" in error.message and 'namespaces \\"models\\" not found' in error.details
+    assert "kubectl create namespace" in error.help
+    assert not fake.objects
+    fake.namespaces.add("models")  # created by an admin: now the same identity applies
+    assert driver.apply(spec("1")).handle["namespace"] == "models"
+
+
+def test_rejected_service_undoes_the_deployment(kube) -> None:
+    fake, driver = kube
+    driver.apply(spec("1"))
+    fake.reject_kind = "Service"
+    with pytest.raises(RolloutFailed) as raised:
+        driver.apply(spec("2"))
+    assert "422" in raised.value.message and "nodePort" in raised.value.details
+    deployment = fake.objects[("Deployment", "trainship", "iris")]  # back on version 1
+    assert deployment["metadata"]["annotations"]["trainship.io/model-version"] == "1"
+    fake.objects.clear()
+    with pytest.raises(RolloutFailed):  # a first deployment leaves nothing behind
+        driver.apply(spec("1"))
+    assert not fake.objects

@@ -19,6 +19,7 @@ presigned STS token as aws-iam-authenticator makes it), else the kubeconfig
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import tempfile
@@ -39,10 +40,15 @@ from trainship.cluster.manifests import (
     WorkloadSpec,
     render,
 )
+from trainship.errors import RolloutFailed
 
 FATAL_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_LINES = 30
+APPLY_HELP = ("403: the identity DeployModel runs as may not write there (on EKS, the access "
+              "entry is scoped to trainship:eksNamespace). 404 for the namespace: create it "
+              "(`kubectl create namespace NAME`): a namespace-scoped identity cannot. 422: "
+              "the cluster rejected an object; details has its message.")
 APPLY_ATTEMPTS = 3
 
 _PATHS = {
@@ -254,7 +260,18 @@ class KubernetesDriver:
                 raise
 
     def apply(self, spec: WorkloadSpec) -> Applied:
-        spec = self.spec(spec)
+        try:
+            return self._apply(self.spec(spec))
+        except ApiException as exc:
+            # the cluster refused: say what and why (_apply has undone its own part: with
+            # no rollout in the state, RecordFailure has nothing to undo)
+            raise RolloutFailed(
+                f"Kubernetes refused to apply {spec.model_name} v{spec.version} in namespace "
+                f"{spec.namespace!r}: {exc.status} {exc.reason}",
+                details=str(exc.body or "")[-4000:], step="DeployModel",
+                help=APPLY_HELP) from exc
+
+    def _apply(self, spec: WorkloadSpec) -> Applied:
         self.ensure_namespace(spec.namespace)
         handle: dict[str, Any] = {"model_name": spec.model_name, "version": spec.version,
                                   "namespace": spec.namespace, "image_uri": spec.image_uri,
@@ -277,9 +294,15 @@ class KubernetesDriver:
                 if exc.status == 409 and attempt + 1 < APPLY_ATTEMPTS:
                     continue
                 raise
-            for obj in objects[1:]:
-                self.api.apply(obj)
-            self._prune(spec)
+            try:
+                for obj in objects[1:]:
+                    self.api.apply(obj)
+                self._prune(spec)
+            except ApiException:
+                # the Deployment went out: undo it (as far as the cluster lets us), report
+                with contextlib.suppress(ApiException):
+                    self.discard(handle)
+                raise
             break
         service = self.api.get(object_path("Service", spec.namespace, spec.model_name))
         return Applied(inference_url=service_url(service), handle=handle)
