@@ -86,10 +86,10 @@ def engine_env(home: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
-def podman(home: Path, *args: str, check: bool = True, timeout: float = 1800,
-           input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def podman(home: Path, *args: str, check: bool = True,
+           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], env=engine_env(home), capture_output=True,
-                          text=True, check=check, timeout=timeout, input=input_text)
+                          text=True, check=check, timeout=timeout)
 
 
 def debian_mirror() -> str:
