@@ -314,9 +314,8 @@ def load(model_dir: Path, cache: Path | None = None) -> Any:
                 print(f"load cache unusable ({type(exc).__name__}: {exc}); loading the "
                       "model", flush=True)
     model = load_model(str(model_dir))
-    if cache is not None and os.access(
-            cache.parent if cache.parent.exists() else cache.parent.parent, os.W_OK):
-        with contextlib.suppress(OSError):
+    if cache is not None:
+        with contextlib.suppress(OSError):  # a read-only place: no cache, nothing else
             write_load_cache(model, model_dir, cache)
     return model
 

@@ -7,7 +7,6 @@ which enforces the server-side-apply contract and serves status sequences.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,13 +268,6 @@ class _Boto3Like:
 
     def get_credentials(self) -> Any:
         return self.session.get_credentials()
-
-
-def test_manifests_round_trip_as_json() -> None:
-    from trainship.cluster.manifests import render
-
-    objects = render(spec("1"))
-    assert json.loads(json.dumps(objects)) == objects
 
 
 def test_refused_apply_is_a_rollout_failed_naming_why(kube) -> None:

@@ -9,6 +9,7 @@ a cluster (any kubeconfig, or EKS).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,11 +51,25 @@ class ClusterDriver(Protocol):
         """The new version failed: remove it, leaving the previous one serving."""
 
 
-def serving_higher_version(records: list[dict[str, Any]], version: str) -> str | None:
-    """The highest version already serving above ``version`` (records of one model)."""
+def promote_by_records(handle: dict[str, Any], records: list[dict[str, Any]], *,
+                       go_live: Callable[[dict[str, Any]], None],
+                       retire: Callable[[dict[str, Any]], None],
+                       discard: Callable[[dict[str, Any]], None]) -> str | None:
+    """The local drivers' promotion over their records of one model: if a higher version
+    already serves, discard this one and return that version; else make this one live,
+    then retire the lower versions that serve. Lower versions still rolling out are left
+    alone: their own promotion finds this one live (they end superseded, not failed)."""
+    mine = int(handle["version"])
     higher = [int(r["version"]) for r in records
-              if r.get("state") == "serving" and int(r["version"]) > int(version)]
-    return str(max(higher)) if higher else None
+              if r.get("state") == "serving" and int(r["version"]) > mine]
+    if higher:
+        discard(handle)
+        return str(max(higher))
+    go_live(handle)
+    for record in records:
+        if int(record["version"]) < mine and record.get("state") == "serving":
+            retire(record)
+    return None
 
 
 def driver_from_settings(settings: Settings, target: str = "") -> ClusterDriver:

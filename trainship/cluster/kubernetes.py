@@ -25,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from kubernetes import client as k8s
@@ -238,9 +238,8 @@ class KubernetesDriver:
         self.workers = workers
 
     def spec(self, spec: WorkloadSpec) -> WorkloadSpec:
-        spec.namespace, spec.service_type, spec.workers = (self.namespace, self.service_type,
-                                                           self.workers)
-        return spec
+        return replace(spec, namespace=self.namespace, service_type=self.service_type,
+                       workers=self.workers)
 
     def ensure_namespace(self, namespace: str) -> None:
         try:
@@ -260,8 +259,9 @@ class KubernetesDriver:
                 raise
 
     def apply(self, spec: WorkloadSpec) -> Applied:
+        spec = self.spec(spec)
         try:
-            return self._apply(self.spec(spec))
+            return self._apply(spec)
         except ApiException as exc:
             # the cluster refused: say what and why (_apply has undone its own part: with
             # no rollout in the state, RecordFailure has nothing to undo)

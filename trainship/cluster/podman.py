@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from trainship import containers
-from trainship.cluster import Applied, RolloutStatus, serving_higher_version
+from trainship.cluster import Applied, RolloutStatus, promote_by_records
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
 from trainship.cluster.process import free_port, library_path
 from trainship.procs import file_lock, pid_alive, stop_pid
@@ -176,23 +176,21 @@ class PodmanDriver:
         return file_lock(self._dir(model_name) / ".lock")
 
     def promote(self, handle: dict[str, Any]) -> str | None:
-        mine = int(handle["version"])
-        records = self.records(handle["model_name"])
-        superseded_by = serving_higher_version(records, handle["version"])
-        if superseded_by:
-            self.discard(handle)
-            return superseded_by
-        # the Service now sends new connections to this version
+        return promote_by_records(handle, self.records(handle["model_name"]),
+                                  go_live=self._go_live, retire=self._retire,
+                                  discard=self.discard)
+
+    def _go_live(self, handle: dict[str, Any]) -> None:
+        """The Service now sends new connections to this version."""
         target = self._dir(handle["model_name"]) / "target"
         tmp = target.with_suffix(".tmp")
         tmp.write_text(str(handle["port"]))
         tmp.replace(target)
         self._save({**handle, "state": "serving"})
-        for record in records:
-            if int(record["version"]) < mine and record.get("state") == "serving":
-                self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
-                self._remove(record)
-        return None
+
+    def _retire(self, record: dict[str, Any]) -> None:
+        self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
+        self._remove(record)
 
     def _remove(self, record: dict[str, Any]) -> None:
         self._podman("pod", "rm", "--force", record["pod"], check=False)

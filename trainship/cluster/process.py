@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from trainship.cluster import Applied, RolloutStatus, serving_higher_version
+from trainship.cluster import Applied, RolloutStatus, promote_by_records
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.errors import tail
 from trainship.image import resolve_bundle
@@ -89,23 +89,13 @@ class ProcessDriver:
         return file_lock(self.root / model_name / ".lock")
 
     def promote(self, handle: dict[str, Any]) -> str | None:
-        mine = int(handle["version"])
-        records = self.records(handle["model_name"])
-        superseded_by = serving_higher_version(records, handle["version"])
-        if superseded_by:
-            self.discard(handle)
-            return superseded_by
-        for record in records:
-            # lower versions still rolling out are left alone: their own promotion will
-            # find this one live and retire them (so they end superseded, not failed)
-            if int(record["version"]) < mine and record.get("state") == "serving":
-                stop_pid(int(record["pid"]))
-                self._record_path(record["model_name"], record["version"]).unlink(
-                    missing_ok=True)
-        handle = {**handle, "state": "serving"}
+        return promote_by_records(handle, self.records(handle["model_name"]),
+                                  go_live=self._go_live, retire=self.discard,
+                                  discard=self.discard)
+
+    def _go_live(self, handle: dict[str, Any]) -> None:
         self._record_path(handle["model_name"], handle["version"]).write_text(
-            json.dumps(handle, indent=2))
-        return None
+            json.dumps({**handle, "state": "serving"}, indent=2))
 
     def discard(self, handle: dict[str, Any]) -> None:
         stop_pid(int(handle["pid"]))
