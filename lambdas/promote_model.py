@@ -1,4 +1,4 @@
-"""PromoteModel: move the MLflow alias to the new version and report the result."""
+"""PromoteModel: make the new version live, pin its image, move the MLflow alias."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from lambdas._common import step_handler
 from trainship import steps
 from trainship.cluster import driver_from_settings
 from trainship.config import Settings
+from trainship.image_pins import pins_from_env
 from trainship.state import DeploymentState
 
 
@@ -17,4 +18,5 @@ from trainship.state import DeploymentState
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
     settings = Settings.from_env()
     return steps.promote_model(event, settings=settings,
-                               driver=driver_from_settings(settings, event.target)).out()
+                               driver=driver_from_settings(settings, event.target),
+                               pins=pins_from_env()).out()

@@ -12,5 +12,6 @@ from trainship.config import Settings
 
 @step_handler("RecordFailure", steps.FailureContext)
 def handler(event: steps.FailureContext, context: LambdaContext) -> dict[str, str]:
-    driver = driver_from_settings(Settings.from_env(), event.target)
-    return steps.record_failure(event, driver=driver)
+    # the driver is built only if there is a rollout to undo (see steps.record_failure)
+    return steps.record_failure(
+        event, cluster=lambda: driver_from_settings(Settings.from_env(), event.target))

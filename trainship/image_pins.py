@@ -2,10 +2,175 @@
 
 At promotion the serving image is tagged ``live-<serving name>`` and the image it
 replaced ``previous-<serving name>``; the ECR lifecycle policy (infra) never expires an
-image carrying either prefix.
+image carrying either prefix. "The image it replaced" is the one that carried the live tag
+until now, so the pins need nothing but the repository itself.
+
+PromoteModel gets an ``ImagePins`` driver (``pins_from_env``), as it gets a cluster driver:
+``EcrImagePins`` when ``TRAINSHIP_IMAGE_REPOSITORY`` is an ECR repository, ``NoImagePins``
+for the local stack's registries (a bundle directory or a registry on 127.0.0.1), which
+expire nothing.
+
+ECR retags without pulling: BatchGetImage returns the image's manifest, PutImage stores the
+same manifest (same digest) under another tag ("Retagging an image in Amazon ECR", Amazon
+ECR User Guide). PutImage answers ImageAlreadyExistsException when the tag already points at
+that manifest, and ImageTagAlreadyExistsException when the tag exists and the repository's
+tags are immutable (both mutable tags need the repository's tag-mutability exclusion).
 """
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from trainship.errors import RolloutFailed, TransientError
+
 LIVE_TAG_PREFIX = "live-"
 PREVIOUS_TAG_PREFIX = "previous-"
+STEP = "PromoteModel"
+
+# What BatchGetImage may return: a single-platform manifest (Docker or OCI) or an index
+# (a multi-platform build, or BuildKit's provenance attestations). ECR's own containerd
+# resolver (awslabs/amazon-ecr-containerd-resolver) asks for the same set.
+ACCEPTED_MEDIA_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+]
+# ECR's registry hosts: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn], and the
+# dual-stack <account>.dkr-ecr[-fips].<region>.on.aws
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.(?:dkr\.ecr|dkr-ecr)(?:-fips)?\."
+                      r"(?P<region>[a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$")
+TRANSIENT_CODES = {"ThrottlingException", "ServerException", "ServiceUnavailableException",
+                   "RequestTimeout", "RequestTimeoutException", "InternalFailure"}
+PIN_HELP = ("PromoteModel tags the serving image live-<model> and the one it replaced "
+            "previous-<model> so that the repository's lifecycle policy never expires them. "
+            "The cluster role needs ecr:BatchGetImage and ecr:PutImage on the repository, and "
+            "if its tags are immutable, live-* and previous-* must be excluded (image tag "
+            "mutability exclusion filters). The previous version keeps serving; deploy again "
+            "once that is fixed.")
+
+
+def live_tag(model_name: str) -> str:
+    return f"{LIVE_TAG_PREFIX}{model_name}"
+
+
+def previous_tag(model_name: str) -> str:
+    return f"{PREVIOUS_TAG_PREFIX}{model_name}"
+
+
+class ImagePins(Protocol):
+    def pin(self, model_name: str, image_uri: str) -> str:
+        """``image_uri`` (``<repository>:<tag>@sha256:<digest>``) now serves ``model_name``:
+        tag it live, and the image that was live previous. Returns what was done."""
+
+
+class NoImagePins:
+    """Registries that expire nothing (the local stack's): nothing to pin."""
+
+    def pin(self, model_name: str, image_uri: str) -> str:
+        return "the registry expires no images: nothing to pin"
+
+
+@dataclass(frozen=True)
+class EcrRepository:
+    registry_id: str
+    region: str
+    name: str
+
+    @classmethod
+    def parse(cls, uri: str) -> EcrRepository | None:
+        """``<account>.dkr.ecr.<region>.amazonaws.com/<name>`` (a tag or digest is dropped)."""
+        host, _, path = uri.partition("/")
+        match = ECR_HOST.match(host)
+        if not match or not path:
+            return None
+        name = path.split("@", 1)[0].split(":", 1)[0]
+        return cls(match["account"], match["region"], name)
+
+
+@dataclass
+class _Manifest:
+    digest: str
+    manifest: str
+    media_type: str
+
+
+class EcrImagePins:
+    def __init__(self, repository: EcrRepository, client: Any) -> None:
+        self.repository = repository
+        self.client = client
+
+    def pin(self, model_name: str, image_uri: str) -> str:
+        location, _, digest = image_uri.partition("@")
+        image_repository = EcrRepository.parse(location)
+        if not digest or image_repository != self.repository:
+            raise RolloutFailed(f"The image {image_uri} is not a digest in the ECR repository "
+                                f"{self.repository.name}: it cannot be pinned", step=STEP,
+                                help=PIN_HELP)
+        new = self._get({"imageDigest": digest})
+        if new is None:
+            raise RolloutFailed(f"ECR has no image {digest} in {self.repository.name}",
+                                step=STEP, help=PIN_HELP)
+        done = []
+        current = self._get({"imageTag": live_tag(model_name)})
+        if current is not None and current.digest != new.digest:
+            self._put(current, previous_tag(model_name))  # protected before live moves
+            done.append(f"{previous_tag(model_name)} -> {current.digest}")
+        self._put(new, live_tag(model_name))
+        done.append(f"{live_tag(model_name)} -> {new.digest}")
+        return "; ".join(done)
+
+    def _call(self, operation: str, **params: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, operation)(
+                registryId=self.repository.registry_id,
+                repositoryName=self.repository.name, **params)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ImageAlreadyExistsException":
+                return None  # the tag already points at this manifest
+            if code in TRANSIENT_CODES:
+                raise TransientError(f"ECR {operation}: {code}", details=str(exc),
+                                     step=STEP) from exc
+            raise RolloutFailed(f"Could not pin the serving image in ECR ({operation}: "
+                                f"{code})", details=str(exc), step=STEP,
+                                help=PIN_HELP) from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"ECR {operation}: {exc}", details=str(exc),
+                                 step=STEP) from exc
+
+    def _get(self, image_id: dict[str, str]) -> _Manifest | None:
+        response = self._call("batch_get_image", imageIds=[image_id],
+                              acceptedMediaTypes=ACCEPTED_MEDIA_TYPES)
+        for image in response.get("images") or []:
+            manifest = image["imageManifest"]
+            return _Manifest(digest=image["imageId"]["imageDigest"], manifest=manifest,
+                             media_type=image.get("imageManifestMediaType", ""))
+        failures = [f for f in response.get("failures") or []
+                    if f.get("failureCode") not in ("ImageNotFound", "ImageTagDoesNotMatchDigest")]
+        if failures:
+            raise RolloutFailed(f"ECR BatchGetImage failed: {failures[0].get('failureCode')}",
+                                details=str(failures), step=STEP, help=PIN_HELP)
+        return None
+
+    def _put(self, image: _Manifest, tag: str) -> None:
+        params: dict[str, Any] = {"imageManifest": image.manifest, "imageTag": tag,
+                                  "imageDigest": image.digest}
+        if image.media_type:
+            params["imageManifestMediaType"] = image.media_type
+        self._call("put_image", **params)
+
+
+def pins_from_env() -> ImagePins:
+    """ECR pins when ``TRAINSHIP_IMAGE_REPOSITORY`` is an ECR repository, else none."""
+    repository = EcrRepository.parse(os.environ.get("TRAINSHIP_IMAGE_REPOSITORY", ""))
+    if repository is None:
+        return NoImagePins()
+    import boto3
+
+    return EcrImagePins(repository, boto3.client("ecr", region_name=repository.region))

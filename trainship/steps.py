@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainship import registry, staging
-from trainship.cluster import ClusterDriver
+from trainship.cluster import ClusterDriver, Unreachable
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.config import Settings
 from trainship.errors import (
@@ -26,12 +25,23 @@ from trainship.errors import (
     RolloutFailed,
     TrainingBuildFailed,
     TrainshipError,
+    TransientError,
     document_from_json,
     error_class,
 )
+from trainship.image_pins import ImagePins
 from trainship.request import normalize, parse_request
 from trainship.state import DeploymentResult, DeploymentState, RolloutState, SmokeTest
 from trainship.training import error_uri
+
+
+def stage_job(state: DeploymentState, settings: Settings) -> DeploymentState:
+    """Stage the state as ``<staging>/<id>/job.json``, the job document the next build reads
+    (its URI is the build's TRAINSHIP_JOB_URI override)."""
+    state.job_uri = state.job_uri or staging.join(settings.staging_uri, state.deployment_id,
+                                                  "job.json")
+    staging.put_text(state.job_uri, json.dumps(state.out(), sort_keys=True))
+    return state
 
 
 def validate_request(body: Any, *, deployment_id: str, started_at: str,
@@ -41,7 +51,7 @@ def validate_request(body: Any, *, deployment_id: str, started_at: str,
     staging.put_text(script_uri, script)
     normalized = normalize(request, script, deployment_id=deployment_id, script_uri=script_uri,
                            started_at=started_at)
-    return DeploymentState.model_validate(normalized.model_dump())
+    return stage_job(DeploymentState.model_validate(normalized.model_dump()), settings)
 
 
 def register_model(state: DeploymentState, *, settings: Settings) -> DeploymentState:
@@ -51,7 +61,7 @@ def register_model(state: DeploymentState, *, settings: Settings) -> DeploymentS
                                     deployment_id=state.deployment_id,
                                     model_name=state.model_name, run_id=run_id,
                                     replicas=state.replicas)
-    return state
+    return stage_job(state, settings)  # BuildImage reads the registered model from it
 
 
 def deploy_model(state: DeploymentState, *, settings: Settings,
@@ -95,28 +105,65 @@ def check_rollout(state: DeploymentState, *, driver: ClusterDriver,
     return state
 
 
-def smoke_test(state: DeploymentState, *, settings: Settings) -> DeploymentState:
-    """POST the model's logged input example to /invocations (when it logged one)."""
+SMOKE_MIN_SECONDS = 30.0  # a rollout ready just before its deadline still gets a fair try
+SMOKE_RETRY_STATUSES = (502, 503, 504)
+SMOKE_HELP = ("The new version answered its own input example with an error. The previous "
+              "version keeps serving. details has the model's answer; check that the model "
+              "accepts the input example it logged (mlflow.models.validate_serving_input).")
+
+
+def smoke_test(state: DeploymentState, *, settings: Settings, driver: ClusterDriver,
+               budget_seconds: float | None = None,
+               sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.time) -> DeploymentState:
+    """POST the model's logged input example to the new version's /invocations (when it
+    logged one), through the cluster driver: on Kubernetes the API server's pod proxy, so
+    neither the load balancer's DNS nor cluster DNS is needed. Connection failures and
+    502/503/504 are retried with backoff until the rollout deadline (or the end of
+    ``budget_seconds``, the Lambda's remaining time: then TransientError, which the state
+    machine retries); any other error status is the model's answer: RolloutFailed."""
     assert state.model is not None and state.rollout is not None
     example = registry.serving_input_example(state.model.model_uri, settings.tracking_uri)
     if example is None:
         state.smoke_test = SmokeTest(ran=False, message="the model has no input example")
         return state
-    url = f"{state.rollout.test_url or state.rollout.inference_url}/invocations"
-    request = urllib.request.Request(url, data=json.dumps(example).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = response.read().decode()
-    except urllib.error.HTTPError as exc:
-        raise RolloutFailed(f"The smoke test got HTTP {exc.code} from {url}",
-                            details=exc.read().decode(errors="replace")[-4000:],
-                            step="SmokeTestModel") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise RolloutFailed(f"The smoke test could not reach {url}", details=str(exc),
-                            step="SmokeTestModel") from exc
-    state.smoke_test = SmokeTest(ran=True, message=f"input example answered: {body[:200]}")
-    return state
+    rollout = state.rollout
+    what = f"{state.model_name} v{state.model.version}"
+    start = clock()
+    until = max(rollout.deadline, start + SMOKE_MIN_SECONDS)
+    stop = min(until, start + budget_seconds) if budget_seconds is not None else until
+    delay, attempts, last = 1.0, 0, ""
+    while True:
+        attempts += 1
+        try:
+            answer = driver.invoke(rollout.handle, "/invocations", example,
+                                   timeout=max(1.0, min(30.0, stop - clock())))
+        except Unreachable as exc:
+            last = str(exc)
+        else:
+            if answer is None:
+                state.smoke_test = SmokeTest(ran=False, message=f"{what} is not served: a "
+                                                                "higher version replaced it")
+                return state
+            if 200 <= answer.status < 300:
+                state.smoke_test = SmokeTest(
+                    ran=True, message=f"input example answered: {answer.body[:200]}")
+                return state
+            if answer.status not in SMOKE_RETRY_STATUSES:
+                raise RolloutFailed(f"The smoke test got HTTP {answer.status} from {what}",
+                                    details=answer.body[-4000:], step="SmokeTestModel",
+                                    help=SMOKE_HELP)
+            last = f"HTTP {answer.status}: {answer.body[:300]}"
+        if clock() + delay > stop:
+            break
+        sleep(delay)
+        delay = min(delay * 2, 15.0)
+    if stop < until:
+        raise TransientError(f"The smoke test could not reach {what} within this invocation "
+                             f"({attempts} attempts); the state machine tries again",
+                             details=last, step="SmokeTestModel")
+    raise RolloutFailed(f"The smoke test could not reach {what} before the rollout deadline "
+                        f"({attempts} attempts)", details=last, step="SmokeTestModel")
 
 
 def _seconds_since(started_at: str, now: datetime | None = None) -> float:
@@ -128,12 +175,16 @@ def _seconds_since(started_at: str, now: datetime | None = None) -> float:
     return round(((now or datetime.now(UTC)) - start).total_seconds(), 1)
 
 
-def promote_model(state: DeploymentState, *, settings: Settings,
-                  driver: ClusterDriver) -> DeploymentState:
+def promote_model(state: DeploymentState, *, settings: Settings, driver: ClusterDriver,
+                  pins: ImagePins) -> DeploymentState:
+    """Make the new version live (unless a higher one already is), pin its image and the one
+    it replaced against expiry, then move the MLflow alias: a failed pin fails the
+    deployment before the alias moves, and RecordFailure restores the previous version."""
     assert state.model is not None and state.rollout is not None
     with driver.lock(state.model_name):
         superseded_by = driver.promote(state.rollout.handle)
         if superseded_by is None:
+            pins.pin(state.model_name, state.rollout.image_uri)
             registry.promote(tracking_uri=settings.tracking_uri, model_name=state.model_name,
                              version=state.model.version, alias=settings.model_alias)
     url = state.rollout.inference_url
@@ -221,8 +272,12 @@ def failure_document(state: FailureContext) -> ErrorDocument:
     return InternalError(f"{error}: {cause[:500]}", details=cause[-4000:]).document()
 
 
-def record_failure(state: FailureContext, *, driver: ClusterDriver) -> dict[str, str]:
+def record_failure(state: FailureContext, *,
+                   cluster: Callable[[], ClusterDriver]) -> dict[str, str]:
+    """The error document, and the rollout undone. The cluster driver is built (``cluster``)
+    only when there is a rollout to undo: a cluster that cannot be reached (no such EKS
+    cluster, DescribeCluster denied) must not hide the error of a step before DeployModel."""
     doc = failure_document(state)
     if state.rollout is not None and state.rollout.handle and state.result is None:
-        driver.discard(state.rollout.handle)
+        cluster().discard(state.rollout.handle)
     return {"error": doc.error, "cause": doc.to_json()}

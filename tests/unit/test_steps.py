@@ -48,7 +48,7 @@ def test_lambda_failure_becomes_its_document(tmp_path: Path) -> None:
     ctx = steps.FailureContext.model_validate({"failure": {
         "Error": "NoModelLogged",
         "Cause": json.dumps({"errorMessage": json.dumps(doc), "errorType": "NoModelLogged"})}})
-    out = steps.record_failure(ctx, driver=FakeDriver([]))
+    out = steps.record_failure(ctx, cluster=lambda: FakeDriver([]))
     assert out["error"] == "NoModelLogged"
     assert json.loads(out["cause"]) == doc
 
@@ -64,7 +64,8 @@ def test_build_failure_uses_the_staged_document(tmp_path: Path) -> None:
                     "Cause": json.dumps({"Build": {"Id": "trainship-train:1",
                                                    "ProjectName": "trainship-train",
                                                    "BuildStatus": "FAILED"}})}})
-    assert steps.record_failure(ctx, driver=FakeDriver([]))["error"] == "ScriptTimeout"
+    assert steps.record_failure(ctx, cluster=lambda: FakeDriver([]))["error"] == \
+        "ScriptTimeout"
 
 
 def test_build_failure_without_document_is_a_build_error(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ def test_failed_rollout_is_discarded(tmp_path: Path) -> None:
     driver = FakeDriver([])
     ctx = steps.FailureContext.model_validate({
         "rollout": {"handle": {"pid": 1}}, "failure": {"Error": "X", "Cause": "y"}})
-    steps.record_failure(ctx, driver=driver)
+    steps.record_failure(ctx, cluster=lambda: driver)
     assert driver.discarded == [{"pid": 1}]
 
 

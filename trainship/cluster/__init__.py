@@ -1,6 +1,6 @@
 """Cluster drivers behind one interface.
 
-DeployModel, CheckRollout, PromoteModel and RecordFailure call a driver chosen by
+DeployModel, CheckRollout, SmokeTestModel, PromoteModel and RecordFailure call a driver chosen by
 configuration (``TRAINSHIP_CLUSTER``); the handlers never know which one runs.
 ``process`` (the local default) serves the image bundle as a local process; ``podman``
 plays the very Deployment manifest with ``podman kube play``; ``kubernetes`` applies it to
@@ -9,6 +9,9 @@ a cluster (any kubeconfig, or EKS).
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -35,10 +38,30 @@ class Applied:
     test_url: str = ""
 
 
+@dataclass
+class Answer:
+    """What the new version answered to a request (any HTTP status)."""
+
+    status: int
+    body: str
+
+
+class Unreachable(Exception):
+    """The new version could not be asked this time (connection refused, a proxy's 502/503,
+    no ready pod yet): worth trying again until the rollout deadline."""
+
+
 class ClusterDriver(Protocol):
     def apply(self, spec: WorkloadSpec) -> Applied: ...
 
     def status(self, handle: dict[str, Any]) -> RolloutStatus: ...
+
+    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+               timeout: float) -> Answer | None:
+        """POST ``payload`` as JSON to ``path`` of the version in ``handle`` itself (not the
+        model's public URL, which may not resolve yet): the smoke test. None when that
+        version is not served (a higher one replaced it). Raises Unreachable when the
+        request did not reach the model and is worth retrying."""
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         """Serialise promotions of one model (concurrent deployments of the same model)."""
@@ -49,6 +72,20 @@ class ClusterDriver(Protocol):
 
     def discard(self, handle: dict[str, Any]) -> None:
         """The new version failed: remove it, leaving the previous one serving."""
+
+
+def post_json(url: str, payload: Any, *, timeout: float) -> Answer:
+    """POST JSON over plain HTTP (the local drivers' test URLs): an HTTP error status is the
+    model's answer; a refused or dropped connection is Unreachable."""
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.read().decode(errors="replace"))
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.read().decode(errors="replace"))
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unreachable(f"{url}: {exc}") from exc
 
 
 def promote_by_records(handle: dict[str, Any], records: list[dict[str, Any]], *,

@@ -8,6 +8,11 @@
 - status: ``kubectl rollout status`` logic plus the pods' reasons (CrashLoopBackOff,
   ImagePullBackOff, ErrImagePull, OOMKilled, Unschedulable, ...) with the last log lines,
   and the Service's load-balancer address.
+- invoke (the smoke test): POST through the API server's pod proxy
+  (``/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/...``) to a ready pod of the new
+  version: neither the load balancer's DNS (minutes to appear) nor cluster DNS (not
+  resolvable from Lambda) is needed. AmazonEKSEditPolicy allows ``create`` on
+  ``pods/proxy`` ("Review access policy permissions", Amazon EKS User Guide).
 - discard (after a RolloutFailed): the previous version's objects are applied again, so
   it keeps serving behind the same Service; a first deployment is deleted entirely.
 
@@ -28,17 +33,20 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
-from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable
 from trainship.cluster.manifests import (
     CONTAINER_NAME,
+    CONTAINER_PORT,
     FIELD_MANAGER,
     VERSION_ANNOTATION,
     WorkloadSpec,
     render,
+    source_ranges,
 )
 from trainship.errors import RolloutFailed
 
@@ -50,6 +58,10 @@ APPLY_HELP = ("403: the identity DeployModel runs as may not write there (on EKS
               "(`kubectl create namespace NAME`): a namespace-scoped identity cannot. 422: "
               "the cluster rejected an object; details has its message.")
 APPLY_ATTEMPTS = 3
+PROXY_HELP = ("The smoke test reaches the new version's pod through the API server's pod "
+              "proxy: the identity SmokeTestModel runs as needs `create` on `pods/proxy` in "
+              "the namespace (AmazonEKSEditPolicy has it; on EKS, associate it with the "
+              "cluster role's access entry, scoped to trainship:eksNamespace).")
 
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -101,6 +113,21 @@ class KubeApi:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml")
 
+    def post(self, path: str, payload: Any, *, timeout: float) -> tuple[int, str]:
+        """POST JSON; (status, body) whatever the status. Connection failures raise
+        urllib3's errors."""
+        try:
+            response = self.api_client.call_api(
+                path, "POST", body=payload,
+                header_params={"Content-Type": "application/json", "Accept": "*/*"},
+                auth_settings=["BearerToken"], _preload_content=False,
+                _return_http_data_only=True, _request_timeout=timeout)
+        except ApiException as exc:
+            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) \
+                else str(exc.body or "")
+            return int(exc.status or 0), body
+        return int(response.status), response.data.decode(errors="replace")
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         try:
             self.request("DELETE", object_path(kind, namespace, name))
@@ -135,7 +162,8 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
         max_replicas=base.max_replicas, target_cpu_percent=base.target_cpu_percent,
         progress_deadline_seconds=int(deployment["spec"].get(
             "progressDeadlineSeconds") or base.progress_deadline_seconds),
-        workers=base.workers)
+        workers=base.workers, lb_scheme=base.lb_scheme,
+        lb_source_ranges=list(base.lb_source_ranges), arch=base.arch)
 
 
 def service_url(service: dict[str, Any] | None) -> str:
@@ -152,6 +180,26 @@ def service_url(service: dict[str, Any] | None) -> str:
                 return f"http://{address}{suffix}"
         return ""
     return f"http://{meta.get('name')}.{meta.get('namespace')}.svc.cluster.local{suffix}"
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Running, Ready and not on its way out."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def api_status(body: str) -> dict[str, Any] | None:
+    """The API server's own Status document (as opposed to the model's answer relayed)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("kind") == "Status" and doc.get("apiVersion") == "v1":
+        return doc
+    return None
 
 
 def pod_problems(pods: list[dict[str, Any]]) -> tuple[list[str], list[str], bool]:
@@ -231,15 +279,21 @@ def classify(deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
 
 class KubernetesDriver:
     def __init__(self, api: KubeApi, *, namespace: str = "trainship",
-                 service_type: str = "LoadBalancer", workers: int = 1) -> None:
+                 service_type: str = "LoadBalancer", workers: int = 1,
+                 lb_scheme: str = "internet-facing", lb_source_ranges: list[str] | None = None,
+                 arch: str = "amd64") -> None:
         self.api = api
         self.namespace = namespace
         self.service_type = service_type
         self.workers = workers
+        self.lb_scheme = lb_scheme
+        self.lb_source_ranges = list(lb_source_ranges or [])
+        self.arch = arch
 
     def spec(self, spec: WorkloadSpec) -> WorkloadSpec:
         return replace(spec, namespace=self.namespace, service_type=self.service_type,
-                       workers=self.workers)
+                       workers=self.workers, lb_scheme=self.lb_scheme,
+                       lb_source_ranges=list(self.lb_source_ranges), arch=self.arch)
 
     def ensure_namespace(self, namespace: str) -> None:
         try:
@@ -326,6 +380,40 @@ class KubernetesDriver:
         if log_pods:
             status.details = self.logs(ns, log_pods[0])
         return status
+
+    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+               timeout: float) -> Answer | None:
+        if handle.get("superseded_by"):
+            return None  # never applied: the higher version serves
+        ns, name, version = handle["namespace"], handle["model_name"], handle["version"]
+        try:
+            pods = (self.api.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=(
+                f"app.kubernetes.io/instance={name},app.kubernetes.io/version=v{version}"))
+                or {}).get("items") or []
+            ready = [p["metadata"]["name"] for p in pods if pod_ready(p)]
+            if not ready:
+                raise Unreachable(f"no ready pod of {name} v{version} yet")
+            # the pod proxy: POST maps to the `create` verb on pods/proxy
+            status, body = self.api.post(
+                f"/api/v1/namespaces/{ns}/pods/{ready[0]}:{CONTAINER_PORT}/proxy{path}",
+                payload, timeout=timeout)
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unreachable(f"the Kubernetes API did not answer: {exc}") from exc
+        except ApiException as exc:  # listing the pods was refused
+            if exc.status in (429, 500, 502, 503, 504):
+                raise Unreachable(f"listing pods: {exc.status} {exc.reason}") from exc
+            raise RolloutFailed(f"The smoke test could not list the pods of {name} "
+                                f"v{version}: {exc.status} {exc.reason}",
+                                details=str(exc.body or "")[-4000:], help=PROXY_HELP) from exc
+        doc = api_status(body) if status >= 400 else None
+        if doc is None:
+            return Answer(status, body)  # the model's own answer, relayed by the proxy
+        # the API server's refusal: it could not reach the pod, or may not proxy to it
+        if status in (404, 429, 500, 502, 503, 504):
+            raise Unreachable(f"pod proxy to {ready[0]}: {status} {doc.get('message', '')}")
+        raise RolloutFailed(f"The Kubernetes API refused the smoke test's request to pod "
+                            f"{ready[0]}: {status} {doc.get('reason', '')}",
+                            details=body[-4000:], help=PROXY_HELP)
 
     def logs(self, namespace: str, pod: str) -> str:
         for previous in ("true", "false"):
@@ -425,4 +513,9 @@ def driver_from_env() -> KubernetesDriver:
                             namespace=os.environ.get("TRAINSHIP_NAMESPACE", "trainship"),
                             service_type=os.environ.get("TRAINSHIP_SERVICE_TYPE",
                                                         "LoadBalancer"),
-                            workers=int(os.environ.get("TRAINSHIP_SERVING_WORKERS", "1")))
+                            workers=int(os.environ.get("TRAINSHIP_SERVING_WORKERS", "1")),
+                            lb_scheme=os.environ.get("TRAINSHIP_LB_SCHEME")
+                            or "internet-facing",
+                            lb_source_ranges=source_ranges(
+                                os.environ.get("TRAINSHIP_LB_SOURCE_RANGES", "")),
+                            arch=os.environ.get("TRAINSHIP_CLUSTER_ARCH") or "amd64")

@@ -12,6 +12,7 @@ Service's address, the inference URL, never changes.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,19 @@ FIELD_MANAGER = "trainship"
 ANNOTATION_PREFIX = "trainship.io"
 VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/model-version"
 CONTAINER_NAME = "model"
+ARCH_LABEL = "kubernetes.io/arch"
+ARCHITECTURES = ("amd64", "arm64")
+LB_SCHEMES = ("internet-facing", "internal")
+# The scheme annotation is read by the AWS Load Balancer Controller (internal NLB by default
+# since v2.2; from v2.5 its webhook sets spec.loadBalancerClass on every new LoadBalancer
+# Service) and by EKS Auto Mode (loadBalancerClass eks.amazonaws.com/nlb by default). See
+# "Network Load Balancer" in the AWS Load Balancer Controller guide and "Use Service
+# Annotations to configure Network Load Balancers" in the Amazon EKS User Guide.
+LB_SCHEME_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-scheme"
+# The legacy in-tree cloud provider ignores the scheme annotation, makes internet-facing
+# load balancers by default, and makes an internal one only with this annotation (EKS Auto
+# Mode lists it as not supported: it reads the scheme annotation instead).
+LB_INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
 
 
 @dataclass
@@ -44,6 +58,9 @@ class WorkloadSpec:
     progress_deadline_seconds: int = 600
     workers: int = 1
     requirements: list[str] = field(default_factory=list)
+    lb_scheme: str = "internet-facing"
+    lb_source_ranges: list[str] = field(default_factory=list)
+    arch: str = "amd64"
 
 
 def labels(spec: WorkloadSpec, *, with_version: bool = True) -> dict[str, str]:
@@ -110,6 +127,8 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": labels(spec), "annotations": model_annotations(spec)},
                 "spec": {
+                    # the image is built for one architecture (TRAINSHIP_CLUSTER_ARCH)
+                    "nodeSelector": {ARCH_LABEL: spec.arch},
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
@@ -125,15 +144,34 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
     }
 
 
+def load_balancer_annotations(spec: WorkloadSpec) -> dict[str, str]:
+    """What makes the load balancer internet-facing or internal with every AWS controller:
+    the scheme annotation (AWS Load Balancer Controller, EKS Auto Mode) and, for internal,
+    the in-tree controller's annotation too (without it that one is internet-facing)."""
+    if spec.service_type != "LoadBalancer":
+        return {}
+    annotations = {LB_SCHEME_ANNOTATION: spec.lb_scheme}
+    if spec.lb_scheme == "internal":
+        annotations[LB_INTERNAL_ANNOTATION] = "true"
+    return annotations
+
+
 def service(spec: WorkloadSpec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(spec),
-        "spec": {"type": spec.service_type, "selector": labels(spec, with_version=False),
-                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http",
-                            "protocol": "TCP"}]},
-    }
+    """The model's stable address. ``spec.loadBalancerClass`` is deliberately absent: the
+    AWS Load Balancer Controller's webhook or EKS Auto Mode sets it when the Service is
+    created and it is immutable afterwards; server-side apply leaves a field it does not
+    own alone, so re-applying never tries to change or clear it."""
+    metadata = _metadata(spec)
+    metadata["annotations"] = {**metadata["annotations"], **load_balancer_annotations(spec)}
+    body: dict[str, Any] = {
+        "type": spec.service_type, "selector": labels(spec, with_version=False),
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http",
+                   "protocol": "TCP"}]}
+    if spec.service_type == "LoadBalancer" and spec.lb_source_ranges:
+        # honoured by the in-tree controller, the AWS Load Balancer Controller and EKS Auto
+        # Mode alike (Auto Mode does not support the annotation form)
+        body["loadBalancerSourceRanges"] = list(spec.lb_source_ranges)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": body}
 
 
 def pod_disruption_budget(spec: WorkloadSpec) -> dict[str, Any]:
@@ -180,6 +218,17 @@ def render(spec: WorkloadSpec) -> list[dict[str, Any]]:
     if spec.service_type not in ("LoadBalancer", "ClusterIP", "NodePort"):
         raise ValueError(f"service type {spec.service_type!r}: use LoadBalancer, ClusterIP "
                          "or NodePort")
+    if spec.lb_scheme not in LB_SCHEMES:
+        raise ValueError(f"load balancer scheme {spec.lb_scheme!r}: use internet-facing or "
+                         "internal")
+    for cidr in spec.lb_source_ranges:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"load balancer source range {cidr!r} is not a CIDR block "
+                             f"({exc})") from None
+    if spec.arch not in ARCHITECTURES:
+        raise ValueError(f"cluster architecture {spec.arch!r}: use amd64 or arm64")
     if spec.max_replicas and spec.max_replicas < spec.replicas:
         raise ValueError(f"max replicas {spec.max_replicas} is below replicas {spec.replicas}")
     objects = [deployment(spec), service(spec), network_policy(spec)]
@@ -188,6 +237,11 @@ def render(spec: WorkloadSpec) -> list[dict[str, Any]]:
     if spec.max_replicas:
         objects.append(autoscaler(spec))
     return objects
+
+
+def source_ranges(text: str) -> list[str]:
+    """``TRAINSHIP_LB_SOURCE_RANGES``: a comma list of CIDR blocks; empty means none."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:

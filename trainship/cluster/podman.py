@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from trainship import containers
-from trainship.cluster import Applied, RolloutStatus, promote_by_records
+from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
 from trainship.cluster.process import free_port, library_path
 from trainship.procs import file_lock, pid_alive, stop_pid
@@ -45,7 +45,8 @@ def container_name(model_name: str, version: str) -> str:
 
 def podman_manifest(spec: WorkloadSpec, host_port: int) -> dict[str, Any]:
     """The Kubernetes Deployment, as podman plays it: one pod per version, one replica,
-    the container port published on 127.0.0.1 (podman has no Services)."""
+    the container port published on 127.0.0.1 (podman has no Services). The nodeSelector
+    stays: podman's "Podman Kube Play Support" lists it as N/A (single node) and ignores it."""
     manifest = deployment(spec)
     manifest["metadata"]["name"] = f"{spec.model_name}-v{spec.version}"
     manifest["metadata"].pop("namespace", None)
@@ -171,6 +172,11 @@ class PodmanDriver:
         ready = _answers(f"{handle['test_url']}/ping")
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting (readiness: /ping)")
+
+    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+               timeout: float) -> Answer | None:
+        """The version's own published port, before the model's proxy points at it."""
+        return post_json(f"{handle['test_url']}{path}", payload, timeout=timeout)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from trainship.cluster import Applied, RolloutStatus, promote_by_records
+from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.errors import tail
 from trainship.image import resolve_bundle
@@ -84,6 +84,10 @@ class ProcessDriver:
             ready = False
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting", details=log_tail)
+
+    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+               timeout: float) -> Answer | None:
+        return post_json(f"{handle['url']}{path}", payload, timeout=timeout)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self.root / model_name / ".lock")
