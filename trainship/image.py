@@ -7,9 +7,11 @@ deployment's target (``TRAINSHIP_IMAGE_BUILDERS``, e.g. ``process=bundle,podman=
 ``TRAINSHIP_IMAGE_BUILDER`` otherwise):
 
 - ``docker`` / ``podman``: ``<builder> build`` of trainship/image_files/Dockerfile on
-  ``TRAINSHIP_BASE_IMAGE`` (``debootstrap:bookworm`` = the locally made base image), pushed
-  to the repository ``TRAINSHIP_IMAGE_REPOSITORY`` (ECR: logged in with the build role's
-  credentials, layers cached in its ``buildcache`` tag; ``local``: the local registry).
+  ``TRAINSHIP_BASE_IMAGE`` (``debootstrap:bookworm`` = the locally made base image) for
+  ``linux/<TRAINSHIP_CLUSTER_ARCH>`` (amd64 unless set), pushed to the repository
+  ``TRAINSHIP_IMAGE_REPOSITORY`` (ECR: logged in with the build role's credentials; docker
+  keeps every stage's layers in the repository's ``buildcache`` tag, a BuildKit registry
+  cache in mode=max; ``local``: the local registry).
   ``TRAINSHIP_IMAGE_WHEELS=host`` downloads the model's wheels on the build host and
   installs them with ``--no-index`` (no package index inside the build).
 - ``bundle``: the context as a content-addressed directory under ``TRAINSHIP_REGISTRY``
@@ -45,6 +47,10 @@ REPOSITORY = "trainship-models"
 IMAGE_FILES = Path(__file__).resolve().parent / "image_files"
 SERVICE_MODULES = ("__init__.py", "serving.py", "batching.py")
 PYFUNC_SERVING_NEEDS = ("numpy", "pandas")
+DEFAULT_ARCH = "amd64"
+ARCHITECTURES = ("amd64", "arm64")
+DOCKER_BUILDER = "trainship"  # the docker-container buildx builder
+DOCKER_METADATA = "buildx-metadata.json"
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
@@ -187,13 +193,12 @@ def container_build(context: Path, *, builder: str, repository: str, base_image:
         _run_builder(["podman", "push", "--quiet", *tls, "--digestfile", str(digest_file),
                       reference], env=env, what="podman push")
         digest = digest_file.read_text().strip()
-    else:
-        _run_builder(["docker", "push", "--quiet", reference], env=env, what="docker push")
-        subprocess.run(["docker", "push", "--quiet", f"{repository}:buildcache"],
-                       capture_output=True, env=env)
-        digest = _run_builder(["docker", "inspect", "--format", "{{index .RepoDigests 0}}",
-                               reference], env=env, what="docker inspect").strip()
-        digest = digest.rpartition("@")[2]
+    else:  # buildx pushed the image itself and wrote its digest to the metadata file
+        metadata = json.loads((context / DOCKER_METADATA).read_text())
+        digest = str(metadata.get("containerimage.digest", ""))
+        if not digest.startswith("sha256:"):
+            raise ImageBuildFailed("docker buildx reported no pushed image digest",
+                                   details=json.dumps(metadata)[:2000], step=STEP)
     return f"{reference}@{digest}"
 
 
@@ -208,31 +213,86 @@ def _require_podman() -> None:
                                     f"{containers.APT_PACKAGES}") from exc
 
 
+def cluster_arch() -> str:
+    """The cluster's node architecture (``TRAINSHIP_CLUSTER_ARCH``): the image's platform."""
+    arch = os.environ.get("TRAINSHIP_CLUSTER_ARCH", "") or DEFAULT_ARCH
+    if arch not in ARCHITECTURES:
+        raise ImageBuildFailed(f"Unknown cluster architecture {arch!r}", step=STEP,
+                               help=f"Set TRAINSHIP_CLUSTER_ARCH to one of "
+                                    f"{', '.join(ARCHITECTURES)} (the cluster nodes').")
+    return arch
+
+
+def cache_reference(reference: str) -> str:
+    """The repository's ``buildcache`` tag (kept mutable in ECR for this)."""
+    return f"{reference.rpartition(':')[0]}:buildcache"
+
+
+def build_command(builder: str, *, context: Path, reference: str, base_image: str,
+                  pip_options: str, arch: str) -> list[str]:
+    """The image build's command line.
+
+    docker: BuildKit's inline cache (``BUILDKIT_INLINE_CACHE=1``) exports only min mode,
+    the final stage's layers, so the builder stage that installs the model's dependencies
+    was never cached (Docker docs, "Cache storage backends" / "Inline cache"). A registry
+    cache in mode=max keeps every stage; it needs a docker-container builder (the default
+    docker driver cannot export it: "Registry cache"), and ECR stores the cache as an image
+    manifest with OCI media types (``image-manifest=true,oci-mediatypes=true``; AWS
+    Containers blog, "Announcing remote cache support in Amazon ECR for BuildKit
+    clients"). buildx pushes the image itself (a docker-container builder keeps no local
+    image to push) and writes its digest to the metadata file.
+    """
+    platform = f"linux/{arch}"
+    args = ["--build-arg", f"BASE_IMAGE={base_image}", "--build-arg",
+            f"PIP_OPTIONS={pip_options}", "-t", reference, str(context)]
+    if builder == "podman":
+        return ["podman", "build", "--platform", platform, "--format", "docker", "--layers",
+                "--pull=false", *args]
+    if builder == "docker":
+        cache = cache_reference(reference)
+        return ["docker", "buildx", "build", "--builder", DOCKER_BUILDER,
+                "--platform", platform, "--pull",
+                "--cache-from", f"type=registry,ref={cache}",
+                "--cache-to", f"type=registry,ref={cache},mode=max,image-manifest=true,"
+                              "oci-mediatypes=true",
+                "--push", "--metadata-file", str(context / DOCKER_METADATA), *args]
+    raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
+                           help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
+
+
+def ensure_docker_builder(env: dict[str, str]) -> None:
+    """A docker-container buildx builder (registry cache export needs one)."""
+    probe = subprocess.run(["docker", "buildx", "inspect", DOCKER_BUILDER],
+                           capture_output=True, text=True, env=env)
+    if probe.returncode != 0:
+        _run_builder(["docker", "buildx", "create", "--name", DOCKER_BUILDER, "--driver",
+                      "docker-container", "--bootstrap"], env=env,
+                     what="docker buildx create")
+
+
 def build_image(context: Path, *, builder: str, reference: str, base_image: str,
                 wheels: str, home: Path) -> dict[str, str] | None:
-    """Complete the context and build it as ``reference``; return the builder's env."""
+    """Complete the context and build it as ``reference`` (docker also pushes it); return
+    the builder's env."""
     from trainship import containers
 
+    arch = cluster_arch()
     env: dict[str, str] | None = None
-    build = [builder, "build"]
     if builder == "podman":
         _require_podman()
         env = containers.engine_env(home)
         if base_image.startswith("debootstrap:"):
             base_image = containers.ensure_base_image(home)
-        build += ["--format", "docker", "--layers", "--pull=false"]
-    elif builder == "docker":  # BuildKit's inline cache, kept in the repository's buildcache tag
-        cache = f"{reference.rpartition(':')[0]}:buildcache"
-        build += ["--pull", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", cache,
-                  "-t", cache]
+    elif builder == "docker":
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        ensure_docker_builder(env)
     else:
         raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
                                help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
     pip_options = prepare_container_context(context, wheels=wheels)
-    build += ["--build-arg", f"BASE_IMAGE={base_image}",
-              "--build-arg", f"PIP_OPTIONS={pip_options}", "-t", reference, str(context)]
-    _run_builder(build, env=env, what=f"{builder} build")
+    command = build_command(builder, context=context, reference=reference,
+                            base_image=base_image, pip_options=pip_options, arch=arch)
+    _run_builder(command, env=env, what=f"{builder} build")
     return env
 
 
@@ -292,7 +352,7 @@ def builder_for(target: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    state = DeploymentState.model_validate_json(os.environ["TRAINSHIP_JOB"])
+    state = DeploymentState.model_validate_json(staging.read_job())
     try:
         builder = builder_for(state.target)
         registry = os.environ.get("TRAINSHIP_REGISTRY", "registry") if builder == "bundle" \

@@ -87,6 +87,10 @@ class DeploymentState(NormalizedRequest):
 
     model_config = ConfigDict(protected_namespaces=(), extra="ignore")
 
+    # The staged copy of this state that the builds read (``<staging>/<id>/job.json``):
+    # CodeBuild refuses an environment value over 4096 characters, so the state itself
+    # cannot travel as one (see trainship.local.codebuild).
+    job_uri: str = ""
     training: BuildResult | None = None
     model: ModelInfo | None = None
     image: BuildResult | None = None

@@ -47,7 +47,8 @@ SECRET_ENV = re.compile(
 
 
 def load_job() -> NormalizedRequest:
-    return NormalizedRequest.model_validate_json(os.environ["TRAINSHIP_JOB"])
+    """The deployment's job document, staged by ValidateRequest at TRAINSHIP_JOB_URI."""
+    return NormalizedRequest.model_validate_json(staging.read_job())
 
 
 def error_uri(script_uri: str) -> str:

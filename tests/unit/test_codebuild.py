@@ -82,3 +82,22 @@ phases:
 def test_unknown_project(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         make(tmp_path, SPEC).start_build("nope")
+
+
+def test_start_build_refuses_an_override_over_4096_characters(tmp_path: Path) -> None:
+    """CodeBuild's StartBuild answers 400 InvalidInputException "EnvironmentVariable should
+    be at most 4096 characters"; Step Functions fails the Task with
+    CodeBuild.InvalidInputException. No build starts."""
+    from trainship.local.codebuild import InvalidInputException
+    from trainship.local.sfn import TaskFailure
+
+    cb = make(tmp_path, SPEC)
+    at_limit = cb.start_build("p", [{"Name": "OVERRIDE", "Value": "x" * 4096,
+                                     "Type": "PLAINTEXT"}])
+    assert at_limit["BuildStatus"] == "SUCCEEDED"
+    with pytest.raises(InvalidInputException) as caught:
+        cb.start_build("p", [{"Name": "OVERRIDE", "Value": "x" * 4097, "Type": "PLAINTEXT"}])
+    assert isinstance(caught.value, TaskFailure)
+    assert caught.value.error == "CodeBuild.InvalidInputException"
+    assert "should be at most 4096 characters" in caught.value.cause
+    assert len(list((tmp_path / "logs" / "p").iterdir())) == 1  # only the first build ran

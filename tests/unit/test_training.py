@@ -68,7 +68,8 @@ def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.M
     job = {"deployment_id": "d-1", "model_name": "m", "experiment_name": "m",
            "script_uri": script_uri, "script_sha256": "0" * 64, "requirements": [],
            "timeout_seconds": 10, "replicas": 1, "resources": {"cpu": "1", "memory": "1Gi"}}
-    monkeypatch.setenv("TRAINSHIP_JOB", json.dumps(job))
+    (tmp_path / "d-1" / "job.json").write_text(json.dumps(job))
+    monkeypatch.setenv("TRAINSHIP_JOB_URI", str(tmp_path / "d-1" / "job.json"))
     monkeypatch.setenv("MLFLOW_RUN_ID", "r")
     monkeypatch.setattr(training, "finish_run", lambda *a: None)
     assert training.main(["run"]) == 1

@@ -5,7 +5,8 @@ order, each command in a shell that sees the variables exported by earlier comma
 a failing install/pre_build ends the build, a failing build still runs post_build;
 ``env.variables`` then the project's variables then the StartBuild overrides; the
 ``env.exported-variables`` read at the end of the build and returned the way CodeBuild's
-build result does (``Build.ExportedEnvironmentVariables``); one log per build.
+build result does (``Build.ExportedEnvironmentVariables``); one log per build; and
+StartBuild's refusal of an environment variable override longer than 4096 characters.
 """
 
 from __future__ import annotations
@@ -24,9 +25,36 @@ from typing import Any
 
 import yaml
 
+from trainship.local.sfn import TaskFailure
 from trainship.procs import kill_tree
 
 PHASES = ("install", "pre_build", "build", "post_build")
+# StartBuild refuses an environment variable longer than this with a 400
+# InvalidInputException "EnvironmentVariable should be at most 4096 characters". Neither
+# the CodeBuild API reference (EnvironmentVariable: no length constraint on value) nor
+# "Quotas for AWS CodeBuild" states it; it is the service's answer as reported by users
+# who passed large values (e.g. a squashed commit message) through the override.
+MAX_ENVIRONMENT_VARIABLE_LENGTH = 4096
+
+
+class InvalidInputException(TaskFailure):
+    """StartBuild refused the request; Step Functions names the error after the service's
+    exception (``CodeBuild.InvalidInputException``), with no build and no build logs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("CodeBuild.InvalidInputException",
+                         f"{message} (Service: AWSCodeBuild; Status Code: 400; "
+                         "Error Code: InvalidInputException)")
+
+
+def check_overrides(overrides: list[dict[str, str]]) -> None:
+    """Refuse the StartBuild overrides CodeBuild would refuse."""
+    for item in overrides:
+        # CodeBuild counts the variable's value (the error names the variable).
+        if len(str(item.get("Value", ""))) > MAX_ENVIRONMENT_VARIABLE_LENGTH:
+            raise InvalidInputException(
+                f"EnvironmentVariable should be at most {MAX_ENVIRONMENT_VARIABLE_LENGTH} "
+                f"characters")
 
 
 class BuildFailed(Exception):
@@ -69,6 +97,7 @@ class LocalCodeBuild:
         project = self.projects.get(project_name)
         if project is None:
             raise KeyError(f"no CodeBuild project {project_name!r}")
+        check_overrides(overrides or [])
         with self._lock:
             self._counter += 1
             number = self._counter
