@@ -214,6 +214,49 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the account for what a first deployment needs (trainship.doctor)."""
+    from trainship import doctor
+
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, NoCredentialsError
+    except ImportError:
+        print(f"trainship doctor needs boto3: pip install '{doctor.AWS_EXTRA}'", file=sys.stderr)
+        return 2
+    session = boto3.session.Session(region_name=args.region)
+    region = session.region_name
+    if not region:
+        print("trainship doctor: no AWS region: pass --region or set AWS_REGION",
+              file=sys.stderr)
+        return 2
+    cache: dict[tuple[str, str], Any] = {}
+
+    def clients(service: str, where: str) -> Any:
+        if (service, where) not in cache:
+            cache[service, where] = session.client(service, region_name=where)
+        return cache[service, where]
+
+    kube = doctor.EksKube(session)
+    try:
+        report = doctor.run(args.stack, region, clients, kube, cluster_name=args.cluster or "",
+                            namespace=args.namespace or "")
+    except NoCredentialsError:
+        print("trainship doctor: no AWS credentials found (aws configure, AWS_PROFILE, ...)",
+              file=sys.stderr)
+        return 2
+    except BotoCoreError as exc:
+        print(f"trainship doctor: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        kube.close()
+    if args.output == "json":
+        _print_json(report.to_dict())
+    else:
+        sys.stdout.write(doctor.format_text(report))
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainship", description=(
         "POST a training script, get back a live inference URL."))
@@ -267,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     manifests.add_argument("--deployment-id", default="")
     manifests.add_argument("--output", choices=("yaml", "json"), default="yaml")
     manifests.set_defaults(func=cmd_manifests)
+
+    doctor = sub.add_parser("doctor", help="check the AWS account for what a first deployment "
+                                           "needs (reads the stack's outputs)")
+    doctor.add_argument("--stack", default="Trainship", help="stack name (default Trainship)")
+    doctor.add_argument("--region", help="AWS region (default: your AWS configuration's)")
+    doctor.add_argument("--cluster", help="EKS cluster name (default: the stack's "
+                                          "EksClusterName output; works before cdk deploy)")
+    doctor.add_argument("--namespace", help="namespace (default: the stack's EksNamespace)")
+    doctor.add_argument("--output", choices=("text", "json"), default="text")
+    doctor.set_defaults(func=cmd_doctor)
 
     local = sub.add_parser("local", help="the local stack")
     local.add_argument("action", choices=("up", "down", "status"))
