@@ -27,9 +27,24 @@ def execute_api_region(url: str) -> str | None:
     return None
 
 
+AWS_EXTRA_HINT = ("trainship: this API is an API Gateway URL (IAM auth): signing its requests "
+                  "needs boto3, which plain `pip install trainship` leaves out; "
+                  "run: pip install 'trainship[aws]'")
+
+
+def require_signing() -> None:
+    """Exit with one line naming the extra when boto3/botocore are not installed."""
+    try:
+        import boto3  # noqa: F401
+        import botocore.auth  # noqa: F401
+    except ImportError:
+        raise SystemExit(AWS_EXTRA_HINT) from None
+
+
 def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, str],
                   region: str) -> dict[str, str]:
     """Sign a request for API Gateway's IAM auth with the default AWS credentials."""
+    require_signing()
     import boto3
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -49,6 +64,8 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.region = execute_api_region(self.base_url)
+        if self.region:
+            require_signing()  # before anything is sent or read
 
     def request(self, method: str, path: str, body: Any = None,
                 headers: dict[str, str] | None = None) -> Any:

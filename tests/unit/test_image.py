@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from pathlib import Path
 
+import pytest
+
+from trainship import image
+from trainship.errors import ImageBuildFailed
 from trainship.image import builder_for, serving_requirements
 
 
@@ -28,3 +35,94 @@ def test_builder_follows_the_target(monkeypatch) -> None:
     assert builder_for("podman") == "podman"
     assert builder_for("process") == "bundle"
     assert builder_for("") == "docker"
+
+
+# --- the build command line (issue 10 items 13 and 18) -------------------------------
+
+FAKE_DOCKER = """#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[:2] == ["buildx", "inspect"]:
+    sys.exit(1)  # no such builder yet
+if args[:2] == ["buildx", "build"]:
+    path = args[args.index("--metadata-file") + 1]
+    with open(path, "w") as out:
+        json.dump({"containerimage.digest": "sha256:" + "ab" * 32,
+                   "image.name": args[args.index("-t") + 1]}, out)
+"""
+
+
+def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    return log
+
+
+def docker_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[list[str]]]:
+    log = fake_docker(tmp_path, monkeypatch)
+    context = tmp_path / "context"
+    (context / "model").mkdir(parents=True)
+    uri = image.container_build(context, builder="docker",
+                                repository="registry.example.com/trainship-models",
+                                base_image="python:3.11-slim", tag="churn-v3", wheels="",
+                                home=tmp_path)
+    return uri, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_docker_keeps_every_stage_in_a_registry_cache(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline cache (BUILDKIT_INLINE_CACHE=1) exports min mode only: the stage that
+    installs the model's dependencies was never cached. A registry cache in mode=max, in
+    the repository's buildcache tag, stored as an OCI image manifest as ECR wants it."""
+    monkeypatch.delenv("TRAINSHIP_CLUSTER_ARCH", raising=False)
+    uri, calls = docker_build(tmp_path, monkeypatch)
+    assert uri == "registry.example.com/trainship-models:churn-v3@sha256:" + "ab" * 32
+    # a docker-container builder: the default docker driver cannot export a registry cache
+    assert calls[0] == ["buildx", "inspect", "trainship"]
+    assert calls[1] == ["buildx", "create", "--name", "trainship", "--driver",
+                        "docker-container", "--bootstrap"]
+    build = calls[2]
+    assert build[:4] == ["buildx", "build", "--builder", "trainship"]
+    cache = "registry.example.com/trainship-models:buildcache"
+    assert build[build.index("--cache-from") + 1] == f"type=registry,ref={cache}"
+    cache_to = build[build.index("--cache-to") + 1].split(",")
+    assert cache_to[:2] == ["type=registry", f"ref={cache}"]
+    assert {"mode=max", "image-manifest=true", "oci-mediatypes=true"} <= set(cache_to)
+    assert "--push" in build
+    assert not any("BUILDKIT_INLINE_CACHE" in arg for arg in build)
+    assert build[build.index("-t") + 1] == "registry.example.com/trainship-models:churn-v3"
+    assert len(calls) == 3  # buildx pushed the image; no separate push or inspect
+
+
+@pytest.mark.parametrize(("arch", "platform"), [(None, "linux/amd64"),
+                                                ("arm64", "linux/arm64")])
+def test_images_are_built_for_the_cluster_architecture(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arch: str | None, platform: str
+) -> None:
+    if arch is None:
+        monkeypatch.delenv("TRAINSHIP_CLUSTER_ARCH", raising=False)
+    else:
+        monkeypatch.setenv("TRAINSHIP_CLUSTER_ARCH", arch)
+    _, calls = docker_build(tmp_path, monkeypatch)
+    build = calls[-1]
+    assert build[build.index("--platform") + 1] == platform
+    podman = image.build_command("podman", context=tmp_path, reference="r:t", base_image="b",
+                                 pip_options="", arch=image.cluster_arch())
+    assert podman[:2] == ["podman", "build"]
+    assert podman[podman.index("--platform") + 1] == platform
+
+
+def test_unknown_architecture_is_an_image_build_failure(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    monkeypatch.setenv("TRAINSHIP_CLUSTER_ARCH", "x86")
+    with pytest.raises(ImageBuildFailed) as caught:
+        image.cluster_arch()
+    assert "amd64" in caught.value.help and "arm64" in caught.value.help
