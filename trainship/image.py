@@ -11,7 +11,8 @@ deployment's target (``TRAINSHIP_IMAGE_BUILDERS``, e.g. ``process=bundle,podman=
   ``linux/<TRAINSHIP_CLUSTER_ARCH>`` (amd64 unless set), pushed to the repository
   ``TRAINSHIP_IMAGE_REPOSITORY`` (ECR: logged in with the build role's credentials; docker
   keeps every stage's layers in the repository's ``buildcache`` tag, a BuildKit registry
-  cache in mode=max; ``local``: the local registry).
+  cache in mode=max, built by a docker-container buildx builder running
+  ``TRAINSHIP_BUILDKIT_IMAGE`` when set; ``local``: the local registry).
   ``TRAINSHIP_IMAGE_WHEELS=host`` downloads the model's wheels on the build host and
   installs them with ``--no-index`` (no package index inside the build).
 - ``bundle``: the context as a content-addressed directory under ``TRAINSHIP_REGISTRY``
@@ -265,9 +266,13 @@ def ensure_docker_builder(env: dict[str, str]) -> None:
     probe = subprocess.run(["docker", "buildx", "inspect", DOCKER_BUILDER],
                            capture_output=True, text=True, env=env)
     if probe.returncode != 0:
+        # The builder runs BuildKit's own image (Docker Hub's moby/buildkit unless
+        # TRAINSHIP_BUILDKIT_IMAGE names a copy, e.g. in ECR, for builds without Docker Hub).
+        buildkit = env.get("TRAINSHIP_BUILDKIT_IMAGE", "")
         _run_builder(["docker", "buildx", "create", "--name", DOCKER_BUILDER, "--driver",
-                      "docker-container", "--bootstrap"], env=env,
-                     what="docker buildx create")
+                      "docker-container",
+                      *(["--driver-opt", f"image={buildkit}"] if buildkit else []),
+                      "--bootstrap"], env=env, what="docker buildx create")
 
 
 def build_image(context: Path, *, builder: str, reference: str, base_image: str,

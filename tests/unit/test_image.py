@@ -83,6 +83,7 @@ def test_docker_keeps_every_stage_in_a_registry_cache(tmp_path: Path,
     installs the model's dependencies was never cached. A registry cache in mode=max, in
     the repository's buildcache tag, stored as an OCI image manifest as ECR wants it."""
     monkeypatch.delenv("TRAINSHIP_CLUSTER_ARCH", raising=False)
+    monkeypatch.delenv("TRAINSHIP_BUILDKIT_IMAGE", raising=False)
     uri, calls = docker_build(tmp_path, monkeypatch)
     assert uri == "registry.example.com/trainship-models:churn-v3@sha256:" + "ab" * 32
     # a docker-container builder: the default docker driver cannot export a registry cache
@@ -100,6 +101,15 @@ def test_docker_keeps_every_stage_in_a_registry_cache(tmp_path: Path,
     assert not any("BUILDKIT_INLINE_CACHE" in arg for arg in build)
     assert build[build.index("-t") + 1] == "registry.example.com/trainship-models:churn-v3"
     assert len(calls) == 3  # buildx pushed the image; no separate push or inspect
+
+
+def test_buildkit_image_can_come_from_elsewhere(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/buildkit:v0.21.1"
+    monkeypatch.setenv("TRAINSHIP_BUILDKIT_IMAGE", mirror)
+    _, calls = docker_build(tmp_path, monkeypatch)
+    create = calls[1]
+    assert create[create.index("--driver-opt") + 1] == f"image={mirror}"
 
 
 @pytest.mark.parametrize(("arch", "platform"), [(None, "linux/amd64"),

@@ -33,7 +33,8 @@ PHASES = ("install", "pre_build", "build", "post_build")
 # InvalidInputException "EnvironmentVariable should be at most 4096 characters". Neither
 # the CodeBuild API reference (EnvironmentVariable: no length constraint on value) nor
 # "Quotas for AWS CodeBuild" states it; it is the service's answer as reported by users
-# who passed large values (e.g. a squashed commit message) through the override.
+# who passed large values through the override (e.g. GitHub issue
+# wolfeidau/buildkite-serverless-agent#35, a squashed commit message as a variable).
 MAX_ENVIRONMENT_VARIABLE_LENGTH = 4096
 
 
