@@ -216,6 +216,12 @@ def check_access_entry(eks: Any, cluster: str, role_arn: str, namespace: str,
                          fix=f"redeploy the stack (it creates it), or: aws eks "
                              f"create-access-entry --cluster-name {cluster} --principal-arn "
                              f"{role_arn} && {associate}")
+        if _error_code(exc) == "InvalidRequestException" and "authentication mode" in str(exc):
+            # "The cluster's authentication mode must be set to one of [API,
+            # API_AND_CONFIG_MAP] to perform this operation."
+            return Check("access-entry", "fail", f"access entries are off: {_error_text(exc)}",
+                         fix=f"aws eks update-cluster-config --name {cluster} "
+                             "--access-config authenticationMode=API_AND_CONFIG_MAP")
         return _api_failure("access-entry", "eks:DescribeAccessEntry", exc)
     policies: list[dict[str, Any]] = []
     token = ""

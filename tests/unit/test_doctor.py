@@ -416,6 +416,28 @@ def test_no_access_entry() -> None:
 
 
 @mock_aws
+def test_access_entries_refused_for_the_authentication_mode() -> None:
+    """A cluster whose DescribeCluster names no mode: EKS's own answer to the access entry
+    call says what is wrong."""
+    create_stack(outputs())
+    create_repository()
+    with Account() as account:
+        account.describe_cluster(accessConfig={})
+        account.eks_stub.add_client_error(
+            "describe_access_entry", "InvalidRequestException",
+            "The cluster's authentication mode must be set to one of [API, "
+            "API_AND_CONFIG_MAP] to perform this operation.", 400)
+        account.mlflow()
+        report = run(account, None)
+    checks = by_name(report)
+    assert checks["authentication-mode"].status == "warn"
+    assert checks["access-entry"].status == "fail"
+    assert checks["access-entry"].fix == (
+        "aws eks update-cluster-config --name prod "
+        "--access-config authenticationMode=API_AND_CONFIG_MAP")
+
+
+@mock_aws
 def test_edit_policy_scoped_to_another_namespace() -> None:
     create_stack(outputs())
     create_repository()
@@ -644,6 +666,32 @@ def test_a_stack_without_the_new_outputs() -> None:
     checks = by_name(report)
     assert checks["cluster"].status == "ok"
     assert "no ClusterRoleArn output" in checks["access-entry"].message
+
+
+def test_eks_kube_signs_with_the_callers_identity_and_cleans_up() -> None:
+    """The CLI's KubeFactory: DescribeCluster's endpoint and CA, and the EKS token the
+    Lambdas use (a presigned sts:GetCallerIdentity naming the cluster)."""
+    import base64
+    import os
+    from urllib.parse import parse_qs, urlparse
+
+    fake = FakeKube(namespaces={NAMESPACE})
+    session = boto3.session.Session(region_name=REGION)
+    factory = doctor.EksKube(session)
+    with FakeKubeServer(fake) as server:
+        reader = factory(cluster(endpoint=server.url), REGION)
+        assert doctor.check_namespace(reader, NAMESPACE).status == "ok"
+    (ca,) = factory.files
+    with open(ca, "rb") as handle:
+        assert handle.read() == b"cert"
+    factory.close()
+    assert not os.path.exists(ca)
+    token = fake.calls[0].authorization.removeprefix("Bearer k8s-aws-v1.")
+    url = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    query = parse_qs(urlparse(url).query)
+    assert query["Action"] == ["GetCallerIdentity"]
+    assert "x-k8s-aws-id" in query["X-Amz-SignedHeaders"][0]
+    assert query["X-Amz-Credential"][0].startswith("testing/")
 
 
 # --- the command line --------------------------------------------------------------------
