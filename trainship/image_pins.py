@@ -152,7 +152,8 @@ class EcrImagePins:
             return _Manifest(digest=image["imageId"]["imageDigest"], manifest=manifest,
                              media_type=image.get("imageManifestMediaType", ""))
         failures = [f for f in response.get("failures") or []
-                    if f.get("failureCode") not in ("ImageNotFound", "ImageTagDoesNotMatchDigest")]
+                    if f.get("failureCode") not in ("ImageNotFound",
+                                                    "ImageTagDoesNotMatchDigest")]
         if failures:
             raise RolloutFailed(f"ECR BatchGetImage failed: {failures[0].get('failureCode')}",
                                 details=str(failures), step=STEP, help=PIN_HELP)
@@ -163,7 +164,15 @@ class EcrImagePins:
                                   "imageDigest": image.digest}
         if image.media_type:
             params["imageManifestMediaType"] = image.media_type
-        self._call("put_image", **params)
+        if self._call("put_image", **params) is not None:
+            return
+        # ImageAlreadyExistsException: fine if the tag already points at this image (a
+        # retried PromoteModel); anything else means the tag could not move
+        tagged = self._get({"imageTag": tag})
+        if tagged is None or tagged.digest != image.digest:
+            raise RolloutFailed(f"ECR kept {tag} on {tagged.digest if tagged else 'nothing'} "
+                                f"instead of {image.digest} (immutable tags?)", step=STEP,
+                                help=PIN_HELP)
 
 
 def pins_from_env() -> ImagePins:

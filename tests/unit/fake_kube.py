@@ -4,6 +4,19 @@ It checks what a real API server checks for these calls (paths, verbs, content t
 field manager, resourceVersion preconditions, names matching the path) and serves
 Deployment/Pod status sequences from a scenario, so the driver's real HTTP client code
 runs end to end. Every request is recorded for the tests to assert on.
+
+Server-side apply is merged as the API server merges it: each manager owns the fields it
+applied; an apply sets its fields and removes the ones it owned before and no longer sends
+(unless another manager owns them too), and leaves fields it never owned alone. Lists are
+atomic here (the driver always sends whole lists). A mutating admission webhook like the
+AWS Load Balancer Controller's (v2.5+) or EKS Auto Mode's sets ``spec.loadBalancerClass`` on a
+new LoadBalancer Service; it runs after the field manager (the apiserver's patch handler
+applies the patch, then admission), so nobody owns that field, and it is immutable once set
+("may not change once set"), as the API server validates it.
+
+The pod proxy (``POST /api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/...``) answers from
+``proxy_answers`` for pods in the current pod list, a Status 404 for others, and a Status
+403 when ``proxy_forbidden`` (an identity without ``create`` on ``pods/proxy``).
 """
 
 from __future__ import annotations
@@ -24,6 +37,9 @@ COLLECTIONS = {
     "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
 }
+PROXY_PATH = re.compile(
+    r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)/pods/(?P<pod>[a-z0-9-]+):(?P<port>[0-9]+)"
+    r"/proxy(?P<rest>/.*)$")
 OBJECT_PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+/v[0-9a-z]+))/namespaces/(?P<ns>[a-z0-9-]+)/"
     r"(?P<collection>[a-z]+)(?:/(?P<name>[a-z0-9-]+))?(?P<sub>/log)?$")
@@ -54,6 +70,11 @@ class FakeKube:
     calls: list[Call] = field(default_factory=list)
     namespaces_forbidden: bool = False  # a namespace-scoped identity (EKS access entry)
     reject_kind: str = ""  # answer 422 to applies of this kind
+    load_balancer_class: str = ""  # the webhook's class for new LoadBalancer Services
+    managed: dict[tuple[str, str, str], dict[str, set[tuple[str, ...]]]] = field(
+        default_factory=dict)
+    proxy_answers: list[tuple[int, Any]] = field(default_factory=list)
+    proxy_forbidden: bool = False
     resource_version: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +102,9 @@ class FakeKube:
             if match["ns"] in self.namespaces:
                 return 200, {"kind": "Namespace", "metadata": {"name": match["ns"]}}
             return 404, status_doc(404, "NotFound")
+        match = PROXY_PATH.match(call.path)
+        if match:
+            return self.proxy(call, match)
         match = OBJECT_PATH.match(call.path)
         if not match:
             return 404, status_doc(404, f"no route {call.path}")
@@ -108,6 +132,7 @@ class FakeKube:
                 obj["status"] = {"loadBalancer": self.load_balancer}
             return 200, obj
         if call.method == "DELETE":
+            self.managed.pop(key, None)
             return (200, status_doc(200, "Success")) if self.objects.pop(key, None) else \
                 (404, status_doc(404, "NotFound"))
         if call.method == "PATCH":
@@ -135,11 +160,80 @@ class FakeKube:
         if wanted is not None and (current is None or
                                    current["metadata"]["resourceVersion"] != wanted):
             return 409, status_doc(409, "Conflict: the object has been modified")
-        stored = copy.deepcopy(body)
+        applied = copy.deepcopy(body)
+        applied["metadata"].pop("resourceVersion", None)
+        mine = set(_leaves(applied))
+        owners = self.managed.setdefault(key, {})
+        before = owners.get("trainship", set())
+        others = set().union(*(v for k, v in owners.items() if k != "trainship"))
+        stored = copy.deepcopy(current) if current else {}
+        for path in before - mine - others:  # owned before, no longer sent: removed
+            _remove(stored, path)
+        for path in mine:
+            _set(stored, path, _get(applied, path))
+        # mutating admission runs after the field manager: what it sets is owned by nobody
+        spec = stored.get("spec") or {}
+        if kind == "Service" and current is None and spec.get("type") == "LoadBalancer" \
+                and self.load_balancer_class and "loadBalancerClass" not in spec:
+            spec["loadBalancerClass"] = self.load_balancer_class
+        if kind == "Service" and current is not None:
+            old_class = (current.get("spec") or {}).get("loadBalancerClass")
+            new_class = spec.get("loadBalancerClass")
+            if old_class is not None and new_class != old_class:
+                shown = "null" if new_class is None else new_class
+                return 422, status_doc(422, f'Service "{key[2]}" is invalid: '
+                                            f'spec.loadBalancerClass: Invalid value: "{shown}":'
+                                            " may not change once set")
+        for manager, fields in owners.items():  # force=true: conflicts change owner
+            if manager != "trainship":
+                fields -= mine
+        owners["trainship"] = mine
         generation = (current or {}).get("metadata", {}).get("generation", 0) + 1
         stored["metadata"].update(resourceVersion=self.next_version(), generation=generation)
         self.objects[key] = stored
         return (200 if current else 201), stored
+
+    def proxy(self, call: Call, match: re.Match[str]) -> tuple[int, Any]:
+        if call.method != "POST":
+            return 405, status_doc(405, "MethodNotAllowed")
+        if self.proxy_forbidden:
+            return 403, status_doc(403, f'pods "{match["pod"]}" is forbidden: User cannot '
+                                        'create resource "pods/proxy"')
+        names = {p["metadata"]["name"] for p in (self.pods[0] if self.pods else [])}
+        if match["pod"] not in names:
+            return 404, status_doc(404, f'pods "{match["pod"]}" not found')
+        return self._sequence(self.proxy_answers, (200, {"predictions": [0]}))
+
+
+def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(obj, dict) and obj:
+        return [leaf for k, v in obj.items() for leaf in _leaves(v, (*prefix, k))]
+    return [prefix]
+
+
+def _get(obj: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        obj = obj[part]
+    return copy.deepcopy(obj)
+
+
+def _set(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        obj = obj.setdefault(part, {})
+    obj[path[-1]] = value
+
+
+def _remove(obj: dict[str, Any], path: tuple[str, ...]) -> None:
+    parents = []
+    for part in path[:-1]:
+        if not isinstance(obj.get(part), dict):
+            return
+        parents.append((obj, part))
+        obj = obj[part]
+    obj.pop(path[-1], None)
+    for parent, part in reversed(parents):  # drop maps left empty
+        if not parent[part]:
+            parent.pop(part)
 
 
 def _selects(selector: str, pod: dict[str, Any]) -> bool:

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from trainship.cli import main as cli_main
-from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
+from trainship.cluster.manifests import (
+    LB_INTERNAL_ANNOTATION,
+    LB_SCHEME_ANNOTATION,
+    WorkloadSpec,
+    render,
+    source_ranges,
+    to_yaml,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "127.0.0.1:5000/trainship-models:iris-v3@sha256:" + "a" * 64
@@ -20,6 +27,9 @@ VARIANTS = {
     "replicated": WorkloadSpec("iris", "3", IMAGE, replicas=3, deployment_id="d-9"),
     "autoscaled": WorkloadSpec("iris", "3", IMAGE, replicas=2, max_replicas=6,
                                service_type="ClusterIP", namespace="ml"),
+    "internal-arm": WorkloadSpec("iris", "3", IMAGE, lb_scheme="internal",
+                                 lb_source_ranges=["10.0.0.0/8", "192.168.1.0/24"],
+                                 arch="arm64"),
 }
 
 
@@ -101,3 +111,58 @@ def test_manifests_command_refuses_bad_autoscaling(capsys: pytest.CaptureFixture
     assert cli_main(["manifests", "iris", "--image", IMAGE, "--replicas", "3",
                      "--max-replicas", "2"]) == 2
     assert "below replicas" in capsys.readouterr().err
+
+
+def test_load_balancer_is_internet_facing_by_default() -> None:
+    """The AWS Load Balancer Controller (v2.2+, the default for new LoadBalancer Services
+    from v2.5 through its webhook) and EKS Auto Mode make an internal NLB unless the scheme
+    annotation says internet-facing: without it the inference URL answers only inside the
+    VPC."""
+    service = render(VARIANTS["single"])[1]
+    annotations = service["metadata"]["annotations"]
+    assert annotations[LB_SCHEME_ANNOTATION] == "internet-facing"
+    # the in-tree controller is internet-facing by default; "false" would also do, but
+    # EKS Auto Mode does not support that annotation, so it is only sent for internal
+    assert LB_INTERNAL_ANNOTATION not in annotations
+    assert "loadBalancerSourceRanges" not in service["spec"]
+    assert "loadBalancerClass" not in service["spec"]  # the controller's to set, once
+
+
+def test_internal_load_balancer_with_source_ranges() -> None:
+    service = render(VARIANTS["internal-arm"])[1]
+    annotations = service["metadata"]["annotations"]
+    assert annotations[LB_SCHEME_ANNOTATION] == "internal"
+    assert annotations[LB_INTERNAL_ANNOTATION] == "true"  # what the in-tree controller reads
+    assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8", "192.168.1.0/24"]
+    assert annotations["trainship.io/model-version"] == "3"  # the model's own stay
+
+
+def test_cluster_ip_service_has_no_load_balancer_settings() -> None:
+    service = render(VARIANTS["autoscaled"])[1]
+    assert not any(k.startswith("service.beta.kubernetes.io/")
+                   for k in service["metadata"]["annotations"])
+    assert "loadBalancerSourceRanges" not in service["spec"]
+
+
+def test_pods_are_pinned_to_the_image_architecture() -> None:
+    for name, arch in (("single", "amd64"), ("internal-arm", "arm64")):
+        pod = render(VARIANTS[name])[0]["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"kubernetes.io/arch": arch}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lb_scheme": "public"}, "load balancer scheme"),
+    ({"lb_source_ranges": ["10.0.0.1/8"]}, "not a CIDR block"),
+    ({"lb_source_ranges": ["everywhere"]}, "not a CIDR block"),
+    ({"arch": "x86_64"}, "cluster architecture"),
+])
+def test_bad_cluster_settings_are_refused(change: dict[str, object], message: str) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=message):
+        render(replace(VARIANTS["single"], **change))  # type: ignore[arg-type]
+
+
+def test_source_ranges_setting_is_a_comma_list() -> None:
+    assert source_ranges("") == []
+    assert source_ranges(" 10.0.0.0/8, 203.0.113.0/24 ,") == ["10.0.0.0/8", "203.0.113.0/24"]
