@@ -351,7 +351,7 @@ def check_managed_mlflow(sagemaker: Any, arn: str) -> list[Check]:
         return [Check("mlflow", "fail", f"{arn!r} is not a tracking server ARN",
                       fix="set trainship:mlflowTrackingUri to managed, a tracking server ARN "
                           "or an https:// URL")]
-    _, name = parts
+    region, name = parts
     try:
         # The request takes the server's name, not its ARN (DescribeMlflowTrackingServer:
         # TrackingServerName, pattern [a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}).
@@ -369,11 +369,11 @@ def check_managed_mlflow(sagemaker: Any, arn: str) -> list[Check]:
     elif status in MLFLOW_STOPPED:
         state = Check("mlflow", "fail", f"tracking server {name} is {status}",
                       fix=f"aws sagemaker start-mlflow-tracking-server "
-                          f"--tracking-server-name {name}")
+                          f"--tracking-server-name {name} --region {region}")
     elif status.endswith("Failed"):
         state = Check("mlflow", "fail", f"tracking server {name} is {status}",
                       fix=f"aws sagemaker describe-mlflow-tracking-server "
-                          f"--tracking-server-name {name}")
+                          f"--tracking-server-name {name} --region {region}")
     else:
         state = Check("mlflow", "fail", f"tracking server {name} is {status}: not ready yet",
                       fix="wait a few minutes and run trainship doctor again")

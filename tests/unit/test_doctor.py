@@ -553,8 +553,8 @@ def test_without_the_kubernetes_client_the_cluster_checks_say_what_to_install() 
 
 
 @mock_aws
-def test_stopped_mlflow_server() -> None:
-    create_stack(outputs())
+def test_stopped_mlflow_server_in_another_region() -> None:
+    create_stack(outputs(MlflowTrackingUri=MLFLOW_ARN.replace(REGION, "us-east-1")))
     create_repository()
     with Account() as account:
         account.green_cluster()
@@ -563,7 +563,9 @@ def test_stopped_mlflow_server() -> None:
     check = by_name(report)["mlflow"]
     assert check.status == "fail"
     assert check.fix == ("aws sagemaker start-mlflow-tracking-server --tracking-server-name "
-                         "trainship-mlflow")
+                         "trainship-mlflow --region us-east-1")
+    assert ("sagemaker", "us-east-1") in account.regions  # the server's region, from its ARN
+    assert ("ecr", REGION) in account.regions  # the repository's, from its URI
 
 
 @mock_aws
