@@ -10,6 +10,7 @@ TrainModel state) fails and RecordFailure reports the precise error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from trainship import staging
+from trainship import script_access, staging
 from trainship.errors import (
     MissingRequirement,
     RequirementsInstallFailed,
@@ -36,6 +37,7 @@ from trainship.errors import (
     tail,
 )
 from trainship.request import NormalizedRequest
+from trainship.script_access import CredentialsEndpoint
 
 STEP = "TrainModel"
 DEPLOYMENT_TAG = "trainship.deployment_id"
@@ -162,7 +164,10 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
 # --- running the script --------------------------------------------------------------
 
 def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
-                       experiment_name: str) -> dict[str, str]:
+                       experiment_name: str,
+                       credentials: dict[str, str] | None = None) -> dict[str, str]:
+    """The script's environment: the build's minus its secrets and credentials, plus the
+    run binding and (``credentials``) the script's own container-credentials endpoint."""
     env = {k: v for k, v in base.items() if not SECRET_ENV.match(k)}
     env.update({
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -170,9 +175,51 @@ def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
         "MLFLOW_EXPERIMENT_NAME": experiment_name,
         "PYTHONUNBUFFERED": "1",
         "AWS_EC2_METADATA_DISABLED": "true",  # no instance credentials either
+        # nor the runner's shared files: the script's only credentials are its session
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
     })
+    env.update(credentials or {})
     env.pop("MLFLOW_EXPERIMENT_ID", None)
     return env
+
+
+def script_credentials(tracking_uri: str, run_id: str,
+                       deployment_id: str) -> CredentialsEndpoint | None:
+    """The script's own STS session, served on a loopback container-credentials endpoint.
+
+    The runner (build role) assumes TRAINSHIP_SCRIPT_ROLE_ARN with a session policy
+    naming this deployment's run and artifact prefixes, read from MLflow now. Without a
+    script role the script gets no AWS credentials at all.
+    """
+    role_arn = os.environ.get(script_access.SCRIPT_ROLE_ENV, "")
+    if not role_arn:
+        print("[trainship] no script role configured: the script runs without AWS "
+              "credentials", flush=True)
+        return None
+    import boto3
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    mlflow_run = client.get_run(run_id)
+    location = client.get_experiment(mlflow_run.info.experiment_id).artifact_location
+    server_arn = (tracking_uri if tracking_uri.startswith("arn:")
+                  else os.environ.get(script_access.TRACKING_SERVER_ARN_ENV, ""))
+    if not server_arn:
+        raise ScriptFailed(f"No tracking server ARN for {tracking_uri}: set "
+                           f"{script_access.TRACKING_SERVER_ARN_ENV}", step=STEP)
+    policy = script_access.session_policy(
+        tracking_server_arn=server_arn,
+        prefixes=script_access.run_artifact_prefixes(
+            location, run_id, os.environ.get(script_access.PROXIED_ARTIFACTS_BUCKET_ENV)),
+        kms_key_arn=os.environ.get(script_access.KMS_KEY_ENV) or None)
+    session = script_access.ScriptSession(
+        boto3.client("sts"), role_arn, policy,
+        re.sub(r"[^\w+=,.@-]", "-", f"trainship-{deployment_id}"))
+    session.credentials()  # an AssumeRole refusal fails here, with the build's error
+    print(f"[trainship] the script gets its own session of {role_arn}, scoped to run "
+          f"{run_id}", flush=True)
+    return script_access.CredentialsEndpoint(session)
 
 
 _MODULE_NOT_FOUND = re.compile(r"^(?:ModuleNotFoundError|ImportError): No module named '([^']+)'",
@@ -258,12 +305,15 @@ def run(job: NormalizedRequest, *, tracking_uri: str, run_id: str, workdir: Path
     script = workdir / "train.py"
     script.write_text(script_text)
     python = prepare_environment(job.requirements, env_cache)
+    endpoint = script_credentials(tracking_uri, run_id, job.deployment_id)
     env = script_environment(dict(os.environ), tracking_uri=tracking_uri, run_id=run_id,
-                             experiment_name=job.experiment_name)
+                             experiment_name=job.experiment_name,
+                             credentials=endpoint.environment() if endpoint else None)
     print(f"[trainship] running train.py bound to MLflow run {run_id} "
           f"(timeout {job.timeout_seconds} s)", flush=True)
     started = time.monotonic()
-    returncode, output = run_script(python, script, env, job.timeout_seconds)
+    with endpoint if endpoint else contextlib.nullcontext():
+        returncode, output = run_script(python, script, env, job.timeout_seconds)
     print(f"[trainship] script exited with {returncode} after "
           f"{time.monotonic() - started:.1f} s", flush=True)
     if returncode != 0:

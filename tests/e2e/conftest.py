@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,28 @@ REPO = Path(__file__).resolve().parents[2]
 # Planted in the local stack's environment; it must never reach a script, a log or a record.
 PLANTED_SECRET = "planted-5f0c1e9a7d3b4c28"
 EXAMPLES = REPO / "docs" / "examples"
+SIGNING_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+               "MLFLOW_TRACKING_AWS_SIGV4")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stack_credentials() -> Iterator[dict[str, str]]:
+    """Every local stack the tests start uses this key, and every MLflow client of the
+    tests signs with it (SigV4, as SageMaker managed MLflow requires): the gate in front
+    of the local MLflow refuses unsigned API calls."""
+    saved = {k: os.environ.get(k) for k in SIGNING_ENV}
+    values = {"AWS_ACCESS_KEY_ID": stack.STACK_ACCESS_KEY,
+              "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),
+              "AWS_DEFAULT_REGION": stack.REGION, "MLFLOW_TRACKING_AWS_SIGV4": "true"}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,14 @@ LAMBDA_MODULES = {
 }
 TRAIN_PROJECT = "trainship-train"
 IMAGE_PROJECT = "trainship-image"
+# The MLflow gate (trainship.local.mlflow_gate) stands for SageMaker managed MLflow's IAM:
+# the names the training runner scopes the script's session to.
+LOCAL_ACCOUNT = "123456789012"
+STACK_ACCESS_KEY = "local"
+MLFLOW_SERVER_ARN = (f"arn:aws:sagemaker:{REGION}:{LOCAL_ACCOUNT}:"
+                     "mlflow-tracking-server/trainship-local")
+MLFLOW_ARTIFACTS_BUCKET = "trainship-local-mlflow-artifacts"
+SCRIPT_ROLE_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/trainship-local-script"
 
 
 def local_function_arn(step: str) -> str:
@@ -205,10 +213,31 @@ def _port(saved: dict[str, int], name: str) -> int:
     return free_port()
 
 
+def stack_credentials(home: Path) -> dict[str, str]:
+    """The stack's own access key (full access through the MLflow gate), kept in the home
+    so that it survives restarts; its secret is random, so a script cannot guess it."""
+    import secrets
+
+    given = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if os.environ.get("AWS_ACCESS_KEY_ID") == STACK_ACCESS_KEY and given:
+        # whoever starts the stack chose its secret (the e2e tests do, for every stack)
+        return {"aws_access_key_id": STACK_ACCESS_KEY, "aws_secret_access_key": given}
+    path = home / "credentials.json"
+    if path.exists():
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    data = {"aws_access_key_id": STACK_ACCESS_KEY,
+            "aws_secret_access_key": secrets.token_urlsafe(30)}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(data))
+    return data
+
+
 class LocalStack:
     def __init__(self, home: Path) -> None:
         self.paths = Paths(home.resolve())
         self.mlflow: subprocess.Popen[bytes] | None = None
+        self.gate: Any = None
         self.moto: Any = None
         self.api: Any = None
         self.codebuild: Any = None
@@ -229,9 +258,12 @@ class LocalStack:
         paths.home.mkdir(parents=True, exist_ok=True)
         ports_file = paths.home / "ports.json"
         saved = json.loads(ports_file.read_text()) if ports_file.exists() else {}
-        ports = {name: _port(saved, name) for name in ("api", "mlflow", "stepfunctions")}
+        ports = {name: _port(saved, name)
+                 for name in ("api", "mlflow", "mlflow_internal", "stepfunctions")}
         ports_file.write_text(json.dumps(ports))
+        # MLflow's clients talk to the gate; MLflow itself listens on an internal port
         mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
+        credentials = stack_credentials(paths.home)
         sfn_url = f"http://127.0.0.1:{ports['stepfunctions']}"
         api_url = f"http://127.0.0.1:{ports['api']}"
         venv_bin = str(Path(sys.executable).parent)
@@ -257,7 +289,10 @@ class LocalStack:
             "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": os.environ.get(
                 "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS", "180"),
             "MLFLOW_TRACKING_URI": mlflow_url,
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
+            # every MLflow client signs its requests, as SageMaker managed MLflow requires
+            "MLFLOW_TRACKING_AWS_SIGV4": "true",
             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
             "AWS_ENDPOINT_URL_SFN": sfn_url,
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -271,7 +306,8 @@ class LocalStack:
             [sys.executable, "-m", "mlflow", "server",
              "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
              "--artifacts-destination", str(mlflow_dir / "artifacts"),
-             "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "1"],
+             "--host", "127.0.0.1", "--port", str(ports["mlflow_internal"]),
+             "--workers", "1"],
             stdout=open(paths.home / "mlflow.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
             # MLflow's job runners (GenAI evaluation etc.) are not used here: about ten
@@ -281,12 +317,40 @@ class LocalStack:
         # Step Functions: moto's server, executing state machines, Tasks routed locally.
         from moto.server import ThreadedMotoServer
 
+        from trainship import script_access
+        from trainship.local.mlflow_gate import Gate, GateServer, Principals
+
+        self.gate = GateServer(
+            Gate(Principals(credentials["aws_access_key_id"],
+                            credentials["aws_secret_access_key"],
+                            {SCRIPT_ROLE_ARN: script_access.role_policy(
+                                tracking_server_arn=MLFLOW_SERVER_ARN,
+                                artifact_bucket_arns=[
+                                    f"arn:aws:s3:::{MLFLOW_ARTIFACTS_BUCKET}"])}),
+                 MLFLOW_SERVER_ARN, MLFLOW_ARTIFACTS_BUCKET),
+            "127.0.0.1", ports["mlflow"], ports["mlflow_internal"],
+            log=lambda line: print(line, flush=True))
+        self.gate.start()
+        # what a build gets from its role (CodeBuild: the container credentials endpoint)
+        build_aws = {
+            "MLFLOW_TRACKING_AWS_SIGV4": "true",
+            "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
         self.codebuild = LocalCodeBuild(
             projects={
                 TRAIN_PROJECT: Project(TRAIN_PROJECT, BUILDSPECS / "train.yml", REPO_ROOT, {
+                    **build_aws,
+                    # the runner assumes the script role at moto's STS (the same server
+                    # as Step Functions) and scopes the session to the gate's names
+                    "AWS_ENDPOINT_URL_STS": sfn_url,
+                    script_access.SCRIPT_ROLE_ENV: SCRIPT_ROLE_ARN,
+                    script_access.TRACKING_SERVER_ARN_ENV: MLFLOW_SERVER_ARN,
+                    script_access.PROXIED_ARTIFACTS_BUCKET_ENV: MLFLOW_ARTIFACTS_BUCKET,
                     "MLFLOW_TRACKING_URI": mlflow_url,
                     "TRAINSHIP_ENV_CACHE": str(paths.sub("envs"))}),
                 IMAGE_PROJECT: Project(IMAGE_PROJECT, BUILDSPECS / "image.yml", REPO_ROOT, {
+                    **build_aws,
                     "MLFLOW_TRACKING_URI": mlflow_url,
                     "TRAINSHIP_HOME": str(paths.home),
                     "TRAINSHIP_IMAGE_BUILDERS": "process=bundle,podman=podman",
@@ -318,7 +382,7 @@ class LocalStack:
         self.store = DeploymentStore(client, arn, os.environ["TRAINSHIP_ARCHIVE_DIR"])
         interrupted = self.store.mark_interrupted()
 
-        _wait_http(f"{mlflow_url}/health", 120, self.mlflow)
+        _wait_http(f"http://127.0.0.1:{ports['mlflow_internal']}/health", 120, self.mlflow)
         restored = ProcessDriver(paths.home / "serving").restore()
         if podman_ready and (paths.home / "podman").exists():
             from trainship.cluster.podman import PodmanDriver
@@ -358,6 +422,8 @@ class LocalStack:
             traceback.print_exc()
         ProcessDriver(self.paths.home / "serving").stop_all()
         stop_containers(self.paths.home)
+        if self.gate is not None:
+            self.gate.stop()
         if self.mlflow is not None:
             stop_pid(self.mlflow.pid)
         if self.moto is not None:
