@@ -493,8 +493,10 @@ def run(stack_name: str, region: str, clients: ClientFactory,
             report.checks.append(auth)
             role_arn = info.output("ClusterRoleArn")
             if not namespace:
-                report.checks.append(_missing_output("namespace", "EksNamespace",
-                                                     "--namespace NAME"))
+                report.checks.append(
+                    _missing_output("namespace", "EksNamespace", "--namespace NAME")
+                    if have_stack else
+                    Check("namespace", "warn", "not checked: pass --namespace NAME"))
             elif auth.status != "fail":
                 if role_arn:
                     partition = str(cluster.get("arn", "arn:aws")).split(":")[1]
@@ -502,11 +504,12 @@ def run(stack_name: str, region: str, clients: ClientFactory,
                                                             namespace, partition))
                 elif have_stack:
                     report.checks.append(_missing_output("access-entry", "ClusterRoleArn"))
-            kube = _kube(kube_for, cluster, region)
-            if namespace:
-                report.checks.append(check_namespace(kube, namespace))
-            report.checks.append(check_load_balancer(cluster, kube,
-                                                     info.output("LoadBalancerScheme")))
+            if cluster.get("status") == "ACTIVE":  # else there is no API server to ask yet
+                kube = _kube(kube_for, cluster, region)
+                if namespace:
+                    report.checks.append(check_namespace(kube, namespace))
+                report.checks.append(check_load_balancer(cluster, kube,
+                                                         info.output("LoadBalancerScheme")))
 
     if have_stack:
         mlflow = info.output("MlflowTrackingUri")

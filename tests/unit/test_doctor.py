@@ -368,14 +368,19 @@ def test_no_cluster_against_moto() -> None:
 
 
 @mock_aws
-def test_a_cluster_still_creating() -> None:
+def test_a_cluster_still_creating(kube: Any) -> None:
+    fake, given, factory = kube
     create_stack(outputs(MlflowTrackingUri=None, RepositoryUri=None))
     with Account() as account:
         account.describe_cluster(status="CREATING")
         account.access(policies((EDIT, "namespace", [NAMESPACE])))
-        report = run(account, None)
-    check = by_name(report)["cluster"]
-    assert (check.status, check.message) == ("fail", "cluster prod is CREATING, not ACTIVE")
+        report = run(account, factory)
+    checks = by_name(report)
+    assert (checks["cluster"].status, checks["cluster"].message) == (
+        "fail", "cluster prod is CREATING, not ACTIVE")
+    assert "mlflow" in checks and "repository" in checks  # their outputs are missing: warn
+    assert not given and not fake.calls  # no API server to ask yet
+    assert "namespace" not in checks and "load-balancer" not in checks
 
 
 @mock_aws
@@ -735,6 +740,22 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["region"] == REGION
     assert report["checks"][0]["name"] == "stack" and report["checks"][0]["status"] == "fail"
+
+
+@mock_aws
+def test_cluster_checks_without_a_stack() -> None:
+    with Account() as account:
+        account.describe_cluster(accessConfig={"authenticationMode": "API"},
+                                 computeConfig={"enabled": True},
+                                 kubernetesNetworkConfig={"elasticLoadBalancing":
+                                                          {"enabled": True}})
+        report = run(account, None, cluster_name=CLUSTER)
+    checks = by_name(report)
+    assert [c.name for c in report.checks] == ["stack", "cluster", "authentication-mode",
+                                               "namespace", "load-balancer"]
+    assert checks["namespace"].message == "not checked: pass --namespace NAME"
+    assert checks["authentication-mode"].status == "ok"
+    assert checks["load-balancer"].status == "ok"
 
 
 @mock_aws
