@@ -5,6 +5,8 @@ Every key has a documented default (docs/deploy-to-aws.md); nothing here calls A
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,11 @@ COMPUTE_TYPES = {
     "2xlarge": "X2_LARGE",
     "gpu": "LARGE",  # with a GPU (deep learning container) build image
 }
+LOAD_BALANCER_SCHEMES = ("internet-facing", "internal")
+CLUSTER_ARCHITECTURES = ("amd64", "arm64")
+# SageMaker managed MLflow versions are major.minor (CreateMlflowTrackingServer's
+# MlflowVersion); trainship needs MLflow 3 (LoggedModels).
+MLFLOW_VERSION = re.compile(r"^([0-9]+)\.([0-9]+)(\.[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,19 @@ class Config:
     api_auth: str = "iam"
     api_throttle_rate: float = 10.0
     api_throttle_burst: int = 20
-    api_reserved_concurrency: int = 10
+    api_reserved_concurrency: int = 0  # 0: unreserved (new accounts have a quota of 10)
     log_retention_days: int = 30
     lambda_bundling: str = "local"
     base_image: str = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
     service_type: str = "LoadBalancer"
+    load_balancer_scheme: str = "internet-facing"
+    load_balancer_source_ranges: list[str] = field(default_factory=list)
+    cluster_architecture: str = "amd64"
+    mlflow_artifact_bucket: str = ""
+    mlflow_artifact_kms_key_arn: str = ""
+    mlflow_version: str = "3.0"
+    vpc_id: str = ""
+    dlc_account: str = ""
 
     @property
     def managed_mlflow(self) -> bool:
@@ -80,6 +95,16 @@ class Config:
             lambda_bundling=str(value("lambdaBundling", defaults.lambda_bundling)).lower(),
             base_image=str(value("baseImage", defaults.base_image)),
             service_type=str(value("serviceType", defaults.service_type)),
+            load_balancer_scheme=str(value("loadBalancerScheme",
+                                           defaults.load_balancer_scheme)).lower(),
+            load_balancer_source_ranges=as_list(value("loadBalancerSourceRanges", [])),
+            cluster_architecture=str(value("clusterArchitecture",
+                                           defaults.cluster_architecture)).lower(),
+            mlflow_artifact_bucket=str(value("mlflowArtifactBucket", "")),
+            mlflow_artifact_kms_key_arn=str(value("mlflowArtifactKmsKeyArn", "")),
+            mlflow_version=str(value("mlflowVersion", defaults.mlflow_version)),
+            vpc_id=str(value("vpcId", "")),
+            dlc_account=str(value("deepLearningContainersAccount", "")),
         )
         config.validate()
         return config
@@ -95,6 +120,40 @@ class Config:
             raise ValueError("trainship:lambdaBundling must be 'local' or 'none'")
         if bool(self.vpc_subnet_ids) != bool(self.vpc_security_group_ids):
             raise ValueError("give both trainship:vpcSubnetIds and trainship:vpcSecurityGroupIds")
+        if self.vpc_subnet_ids and not self.vpc_id:
+            raise ValueError("trainship:vpcId is needed with trainship:vpcSubnetIds: CodeBuild's "
+                             "VpcConfig takes the VPC id with the subnets and security groups")
+        if self.load_balancer_scheme not in LOAD_BALANCER_SCHEMES:
+            raise ValueError("trainship:loadBalancerScheme must be 'internet-facing' or "
+                             "'internal'")
+        for cidr in self.load_balancer_source_ranges:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"trainship:loadBalancerSourceRanges: {cidr!r} is not a CIDR "
+                                 f"block such as 203.0.113.0/24 ({exc})") from exc
+        if self.cluster_architecture not in CLUSTER_ARCHITECTURES:
+            raise ValueError("trainship:clusterArchitecture must be 'amd64' or 'arm64'")
+        version = MLFLOW_VERSION.match(self.mlflow_version)
+        if not version or int(version.group(1)) < 3:
+            raise ValueError("trainship:mlflowVersion must be an MLflow 3 version such as "
+                             "'3.0' (trainship relies on MLflow 3 LoggedModels)")
+        if self.api_reserved_concurrency < 0:
+            raise ValueError("trainship:apiReservedConcurrency must be 0 (unreserved) or more")
+        if self.mlflow_artifact_kms_key_arn and not self.mlflow_artifact_kms_key_arn.startswith(
+                "arn:"):
+            raise ValueError("trainship:mlflowArtifactKmsKeyArn must be a KMS key ARN")
+        if self.managed_mlflow and (self.mlflow_artifact_bucket
+                                    or self.mlflow_artifact_kms_key_arn):
+            raise ValueError("trainship:mlflowArtifactBucket / mlflowArtifactKmsKeyArn are for "
+                             "an existing tracking server; the managed one has its own bucket")
+        if self.mlflow_artifact_bucket and not re.fullmatch(
+                r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.mlflow_artifact_bucket):
+            raise ValueError("trainship:mlflowArtifactBucket must be a bucket name (not a URI "
+                             "or ARN), e.g. my-mlflow-artifacts")
+        if self.dlc_account and not re.fullmatch(r"[0-9]{12}", self.dlc_account):
+            raise ValueError("trainship:deepLearningContainersAccount must be a 12-digit "
+                             "account id")
         if not self.managed_mlflow and not self.mlflow_tracking_uri.startswith(
                 ("http://", "https://", "arn:")):
             raise ValueError("trainship:mlflowTrackingUri must be 'managed', an http(s) URL or "

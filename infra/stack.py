@@ -24,9 +24,12 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra import limits
+from infra.api_model import GATEWAY_RESPONSES, gateway_templates, request_schema
 from infra.bundling import REPO, lambda_code
 from infra.config import Config
-from trainship.request import DNS_1123_LABEL, MAX_REPLICAS, MAX_TIMEOUT_SECONDS
+from trainship import script_access
+from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 
 ASL_PATH = REPO / "infra" / "statemachine" / "deploy.asl.json"
 STATE_MACHINE_NAME = "TrainAndDeploy"
@@ -36,13 +39,25 @@ STEP_FUNCTIONS = {
     "RegisterModel": ("lambdas.register_model", 300, 1024, False),
     "DeployModel": ("lambdas.deploy_model", 120, 512, True),
     "CheckRollout": ("lambdas.check_rollout", 60, 512, True),
-    "SmokeTestModel": ("lambdas.smoke_test_model", 120, 512, False),
+    # the smoke test goes through the API server's service proxy: the cluster role
+    "SmokeTestModel": ("lambdas.smoke_test_model", 120, 512, True),
     "PromoteModel": ("lambdas.promote_model", 120, 512, True),
     "RecordFailure": ("lambdas.record_failure", 120, 512, True),
 }
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 GPU_IMAGE_TAG = "2.5.1-gpu-py311-cu124-ubuntu22.04-ec2"
-DLC_ACCOUNT = "763104351884"  # AWS Deep Learning Containers
+# The script role's artifact actions: A's constants when present (same tuple).
+SCRIPT_S3_ACTIONS: tuple[str, ...] = getattr(
+    script_access, "S3_OBJECT_ACTIONS", ("s3:GetObject", "s3:PutObject",
+                                         "s3:AbortMultipartUpload"))
+SCRIPT_KMS_ACTIONS: tuple[str, ...] = getattr(script_access, "KMS_ACTIONS",
+                                              ("kms:GenerateDataKey", "kms:Decrypt"))
+# An image with one of these tags serves a model or is its rollback target.
+PINNED_TAG_PREFIXES = (LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX)
+# ECR lifecycle rules match a tag pattern; "keep 9999" of them keeps them all in practice
+# (the rule exists to shield them from the lower-priority count rule).
+PINNED_IMAGES_KEPT = 9999
+KEPT_IMAGES = 100
 CODEBUILD_EVENTS_RULE = "StepFunctionsGetEventForCodeBuildStartBuildRule"
 
 
@@ -59,37 +74,12 @@ def checkov_skip(resource: Construct, *checks: tuple[str, str]) -> None:
     cfn.add_metadata("checkov", {"skip": [{"id": cid, "comment": why} for cid, why in checks]})
 
 
-def request_schema() -> apigw.JsonSchema:
-    """POST /deployments body, as JSON Schema (the same contract as trainship.request)."""
-    t = apigw.JsonSchemaType
-    text = apigw.JsonSchema(type=t.STRING, max_length=300_000)
-    return apigw.JsonSchema(
-        schema=apigw.JsonSchemaVersion.DRAFT4, title="DeploymentRequest", type=t.OBJECT,
-        required=["model_name"], additional_properties=False,
-        properties={
-            "model_name": apigw.JsonSchema(type=t.STRING, pattern=DNS_1123_LABEL.pattern,
-                                           max_length=63),
-            "script": text, "script_base64": text, "script_content": text,
-            "requirements": apigw.JsonSchema(type=t.ARRAY, max_items=50,
-                                             items=apigw.JsonSchema(type=t.STRING,
-                                                                    max_length=200)),
-            "experiment_name": apigw.JsonSchema(type=t.STRING, min_length=1, max_length=200),
-            "timeout_seconds": apigw.JsonSchema(type=t.INTEGER, minimum=1,
-                                                maximum=MAX_TIMEOUT_SECONDS),
-            "timeout": apigw.JsonSchema(type=t.INTEGER, minimum=1, maximum=MAX_TIMEOUT_SECONDS),
-            "replicas": apigw.JsonSchema(type=t.INTEGER, minimum=1, maximum=MAX_REPLICAS),
-            "resources": apigw.JsonSchema(type=t.OBJECT, additional_properties=False,
-                                          properties={"cpu": apigw.JsonSchema(type=t.STRING),
-                                                      "memory": apigw.JsonSchema(type=t.STRING)}),
-            "idempotency_key": apigw.JsonSchema(type=t.STRING, min_length=1, max_length=64),
-        })
-
-
 class TrainshipStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config,
                  **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        self.arm64 = config.cluster_architecture == "arm64"
         retention = logs.RetentionDays(self._retention(config.log_retention_days))
 
         self.key = kms.Key(self, "Key", enable_key_rotation=True,
@@ -125,16 +115,18 @@ class TrainshipStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN)
         self.repository = ecr.Repository(
             self, "Models", image_scan_on_push=True,
+            # live-<name> / previous-<name> move at every promotion: mutable, like the cache
             image_tag_mutability=ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION,
             image_tag_mutability_exclusion_filters=[
-                ecr.ImageTagMutabilityExclusionFilter.wildcard("buildcache*")],
+                ecr.ImageTagMutabilityExclusionFilter.wildcard(pattern) for pattern in
+                ("buildcache*", *(f"{prefix}*" for prefix in PINNED_TAG_PREFIXES))],
             encryption=ecr.RepositoryEncryption.KMS, encryption_key=self.key,
-            lifecycle_rules=[ecr.LifecycleRule(description="keep the last 100 model images",
-                                               max_image_count=100)],
-            removal_policy=cdk.RemovalPolicy.RETAIN)
+            lifecycle_rules=self._lifecycle_rules(), removal_policy=cdk.RemovalPolicy.RETAIN)
 
-        checkov_skip(self.repository, ("CKV_AWS_51", "Tags are immutable except buildcache*, "
-                                                     "the BuildKit cache BuildImage rewrites."))
+        checkov_skip(self.repository, ("CKV_AWS_51", "Tags are immutable except buildcache* "
+                                                     "(the BuildKit cache BuildImage rewrites) "
+                                                     "and the live-/previous- pins that move "
+                                                     "at each promotion."))
         self.tracking_uri, self.mlflow_arn = self._mlflow()
 
         # --- builds ---------------------------------------------------------------------
@@ -147,12 +139,20 @@ class TrainshipStack(cdk.Stack):
         # --- functions ------------------------------------------------------------------
         code = lambda_code(config.lambda_bundling)
         self.cluster_role = self._lambda_role("ClusterRole", "DeployModel, CheckRollout, "
-                                              "PromoteModel and RecordFailure: the EKS side")
+                                              "SmokeTestModel, PromoteModel and "
+                                              "RecordFailure: the EKS side")
         self.functions: dict[str, lambda_.Function] = {}
+        cluster_env = {
+            "TRAINSHIP_LB_SCHEME": config.load_balancer_scheme,
+            "TRAINSHIP_LB_SOURCE_RANGES": ",".join(config.load_balancer_source_ranges),
+            "TRAINSHIP_CLUSTER_ARCH": config.cluster_architecture,
+            "TRAINSHIP_IMAGE_REPOSITORY": self.repository.repository_uri,
+        }
         for step, (module, timeout, memory, cluster) in STEP_FUNCTIONS.items():
             role = self.cluster_role if cluster else self._lambda_role(f"{step}Role", step)
             self.functions[step] = self._function(step, code, f"{module}.handler", role,
-                                                  timeout, memory, retention)
+                                                  timeout, memory, retention,
+                                                  extra_env=cluster_env if cluster else None)
         self._grant_step_permissions()
         self._eks_access()
 
@@ -162,7 +162,7 @@ class TrainshipStack(cdk.Stack):
         # --- API ------------------------------------------------------------------------
         self.api_function = self._function(
             "Api", code, "lambdas.api.handler", self._lambda_role("ApiRole", "the API"), 29,
-            512, retention, reserved=config.api_reserved_concurrency,
+            512, retention, reserved=config.api_reserved_concurrency or None,
             extra_env={"STATE_MACHINE_ARN": self.state_machine.state_machine_arn})
         self._grant_api_permissions()
         self.api = self._api(retention)
@@ -172,6 +172,11 @@ class TrainshipStack(cdk.Stack):
         cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
         cdk.CfnOutput(self, "StagingBucket", value=self.staging.bucket_name)
         cdk.CfnOutput(self, "MlflowTrackingUri", value=self.tracking_uri)
+        # what `trainship doctor` checks the account against
+        cdk.CfnOutput(self, "EksClusterName", value=config.eks_cluster_name)
+        cdk.CfnOutput(self, "EksNamespace", value=config.eks_namespace)
+        cdk.CfnOutput(self, "ClusterRoleArn", value=self.cluster_role.role_arn)
+        cdk.CfnOutput(self, "LoadBalancerScheme", value=config.load_balancer_scheme)
 
     # ------------------------------------------------------------------------------------
 
@@ -215,14 +220,47 @@ class TrainshipStack(cdk.Stack):
             raise ValueError(f"trainship:logRetentionDays must be one of {sorted(allowed)}")
         return str(getattr(logs.RetentionDays, allowed[days]).value)
 
+    @staticmethod
+    def _lifecycle_rules() -> list[ecr.LifecycleRule]:
+        """Keep the last 100 images, never one that serves or is a rollback target.
+
+        ECR applies rules from the lowest rulePriority up, and "an image that matches the
+        tagging requirements of a rule cannot be expired by a rule with a lower priority"
+        (Amazon ECR user guide, "How lifecycle policies work"). So a first rule per pin
+        prefix that matches every pinned image (and keeps far more than exist) shields
+        them from the final count rule. One rule per prefix: a tagPatternList matches
+        only images that carry all of its patterns. The tagStatus "any" rule must have
+        the highest priority ("Lifecycle policy properties": rulePriority).
+        """
+        pinned = [ecr.LifecycleRule(
+            rule_priority=priority, tag_status=ecr.TagStatus.TAGGED,
+            tag_pattern_list=[f"{prefix}*"], max_image_count=PINNED_IMAGES_KEPT,
+            description=f"never expire {prefix}* images (serving or rollback target)")
+            for priority, prefix in enumerate(PINNED_TAG_PREFIXES, start=1)]
+        return [*pinned, ecr.LifecycleRule(
+            rule_priority=len(pinned) + 1, tag_status=ecr.TagStatus.ANY,
+            max_image_count=KEPT_IMAGES,
+            description=f"keep the last {KEPT_IMAGES} other model images")]
+
     def _log_group(self, name: str, retention: logs.RetentionDays) -> logs.LogGroup:
         return logs.LogGroup(self, f"{name}Logs", retention=retention, encryption_key=self.key,
                              removal_policy=cdk.RemovalPolicy.DESTROY)
 
     def _mlflow(self) -> tuple[str, str | None]:
-        self.mlflow_artifacts: s3.Bucket | None = None
+        """The tracking URI and server ARN; sets where MLflow keeps its artifacts.
+
+        An existing tracking server's artifact bucket and KMS key come from the context
+        (mlflowArtifactBucket, mlflowArtifactKmsKeyArn): MLflow clients read and write
+        artifacts in S3 directly with their own credentials.
+        """
+        self.artifact_bucket_arn: str | None = None
+        self.artifact_key_arn: str | None = None
         if not self.config.managed_mlflow:
             uri = self.config.mlflow_tracking_uri
+            if self.config.mlflow_artifact_bucket:
+                self.artifact_bucket_arn = (f"arn:{self.partition}:s3:::"
+                                            f"{self.config.mlflow_artifact_bucket}")
+            self.artifact_key_arn = self.config.mlflow_artifact_kms_key_arn or None
             return uri, uri if uri.startswith("arn:") else None
         artifacts = s3.Bucket(
             self, "MlflowArtifacts", encryption=s3.BucketEncryption.KMS, encryption_key=self.key,
@@ -233,7 +271,8 @@ class TrainshipStack(cdk.Stack):
         role = iam.Role(self, "MlflowServerRole",
                         assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description="SageMaker managed MLflow: its artifact store")
-        self.mlflow_artifacts = artifacts
+        self.artifact_bucket_arn = artifacts.bucket_arn
+        self.artifact_key_arn = self.key.key_arn
         self.allow(role, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                    [artifacts.arn_for_objects("*")],
                    "MLflow reads and writes any artifact of its own bucket, and no other.")
@@ -245,7 +284,7 @@ class TrainshipStack(cdk.Stack):
             self, "Mlflow", tracking_server_name=f"{self.stack_name.lower()}-mlflow",
             artifact_store_uri=f"s3://{artifacts.bucket_name}/artifacts",
             role_arn=role.role_arn, tracking_server_size="Small",
-            automatic_model_registration=False)
+            mlflow_version=self.config.mlflow_version, automatic_model_registration=False)
         arn = server.attr_tracking_server_arn
         return arn, arn
 
@@ -259,42 +298,58 @@ class TrainshipStack(cdk.Stack):
             self.allow(grantee, ["sagemaker-mlflow:*"], [self.mlflow_arn],
                        "The MLflow REST API (runs, models, registry) on this one tracking "
                        "server; its action list mirrors MLflow's API.")
-        if self.mlflow_artifacts is not None:
-            self.allow(grantee, ["s3:GetObject", "s3:PutObject"],
-                       [self.mlflow_artifacts.arn_for_objects("*")],
+        self._artifact_access(grantee, ["s3:GetObject", "s3:PutObject"],
+                              ["kms:Decrypt", "kms:GenerateDataKey"])
+
+    def _artifact_access(self, grantee: iam.IGrantable, object_actions: list[str],
+                         kms_actions: list[str]) -> None:
+        """The tracking server's artifact bucket (objects, listing) and its key."""
+        if self.artifact_bucket_arn is not None:
+            self.allow(grantee, object_actions, [f"{self.artifact_bucket_arn}/*"],
                        "MLflow clients read and write artifacts of the tracking server's "
                        "bucket directly.")
-            self.allow(grantee, ["s3:ListBucket"], [self.mlflow_artifacts.bucket_arn],
+            self.allow(grantee, ["s3:ListBucket"], [self.artifact_bucket_arn],
                        "Listing run artifacts.")
-            self.allow(grantee, ["kms:Decrypt", "kms:GenerateDataKey"], [self.key.key_arn],
+        if self.artifact_key_arn is not None:
+            self.allow(grantee, kms_actions, [self.artifact_key_arn],
                        "The artifact bucket's key.")
 
-    def _build_environment(self, privileged: bool, gpu: bool,
-                           variables: dict[str, str]) -> codebuild.BuildEnvironment:
-        image: codebuild.IBuildImage = (
-            codebuild.LinuxGpuBuildImage.aws_deep_learning_containers_image(
-                "pytorch-training", GPU_IMAGE_TAG, DLC_ACCOUNT)
-            if gpu else codebuild.LinuxBuildImage.STANDARD_7_0)
-        compute = self.config.compute_type if not privileged else "MEDIUM"
-        return codebuild.BuildEnvironment(
-            build_image=image, privileged=privileged,
-            compute_type=getattr(codebuild.ComputeType, compute),
-            environment_variables={k: codebuild.BuildEnvironmentVariable(value=v)
-                                   for k, v in variables.items()})
+    def _build_image(self, gpu: bool, arm64: bool) -> codebuild.IBuildImage:
+        if gpu:
+            # No account: CDK's region-info resolves the Deep Learning Containers registry
+            # account of the stack's region (a CfnMapping over every region of the target
+            # partitions when the region is unknown at synth); the context key overrides
+            # it for a region region-info does not know yet.
+            return codebuild.LinuxGpuBuildImage.aws_deep_learning_containers_image(
+                "pytorch-training", GPU_IMAGE_TAG, self.config.dlc_account or None)
+        if arm64:
+            return codebuild.LinuxArmBuildImage.AMAZON_LINUX_2023_STANDARD_3_0
+        return codebuild.LinuxBuildImage.STANDARD_7_0
 
     def _project(self, name: str, role: iam.Role, retention: logs.RetentionDays,
-                 description: str, buildspec: str, *, privileged: bool, gpu: bool, hours: int,
-                 variables: dict[str, str], cache: codebuild.Cache | None = None
-                 ) -> codebuild.Project:
+                 description: str, buildspec: str, *, privileged: bool, gpu: bool,
+                 minutes: int, variables: dict[str, str], arm64: bool = False,
+                 cache: codebuild.Cache | None = None) -> codebuild.Project:
         """A project building from the library source asset with a buildspec from it; its
         role may stage the error document, use the stack key and reach MLflow."""
+        if privileged:  # the image build: MEDIUM on x86; ARM on-demand builds run on LARGE
+            compute = "LARGE" if arm64 else "MEDIUM"
+        else:
+            compute = self.config.compute_type
         project = codebuild.Project(
             self, name, role=role, description=description,
             source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
             build_spec=codebuild.BuildSpec.from_source_filename(buildspec),
-            environment=self._build_environment(privileged, gpu, {
-                "MLFLOW_TRACKING_URI": self.tracking_uri, **variables}),
-            timeout=cdk.Duration.hours(hours), queued_timeout=cdk.Duration.hours(1),
+            environment=codebuild.BuildEnvironment(
+                build_image=self._build_image(gpu, arm64), privileged=privileged,
+                compute_type=getattr(codebuild.ComputeType, compute),
+                environment_variables={
+                    k: codebuild.BuildEnvironmentVariable(value=v) for k, v in {
+                        "MLFLOW_TRACKING_URI": self.tracking_uri,
+                        "TRAINSHIP_STAGING_KMS_KEY_ID": self.key.key_arn,
+                        **variables}.items()}),
+            timeout=cdk.Duration.minutes(minutes),
+            queued_timeout=cdk.Duration.minutes(limits.BUILD_QUEUED_MINUTES),
             encryption_key=self.key, cache=cache,
             logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
                 log_group=self._log_group(name, retention))))
@@ -303,16 +358,63 @@ class TrainshipStack(cdk.Stack):
         self.allow(role, ["kms:Decrypt", "kms:GenerateDataKey"], [self.key.key_arn],
                    "The stack key (staging bucket, repository).")
         self._mlflow_access(role)
+        if self.config.vpc_subnet_ids:
+            self._project_vpc(project, role)
         self._acknowledge_codebuild_defaults(project, role)
         return project
+
+    def _project_vpc(self, project: codebuild.Project, role: iam.Role) -> None:
+        """Builds in the VPC, so a private MLflow is reachable.
+
+        CodeBuild's VpcConfig takes the VPC id with subnets and security groups; the
+        subnets must be private with a NAT route for the internet (PyPI, base images) and
+        the service role must allow the ENI calls ("Allow Amazon VPC access in your
+        CodeBuild projects"; "Allow CodeBuild access to AWS services required to create a
+        VPC network interface"). CodeBuild checks those permissions when the project is
+        created, so the project waits for the role's policy.
+        """
+        cfn = project.node.default_child
+        assert isinstance(cfn, codebuild.CfnProject)
+        cfn.vpc_config = codebuild.CfnProject.VpcConfigProperty(
+            vpc_id=self.config.vpc_id, subnets=self.config.vpc_subnet_ids,
+            security_group_ids=self.config.vpc_security_group_ids)
+        subnet_arns = [f"arn:{self.partition}:ec2:{self.region}:{self.account}:subnet/{sid}"
+                       for sid in self.config.vpc_subnet_ids]
+        # its own policy (the role's default policy names the project: a cycle otherwise)
+        policy = iam.Policy(self, f"{project.node.id}VpcPolicy", roles=[role], statements=[
+            iam.PolicyStatement(actions=[
+                "ec2:CreateNetworkInterface", "ec2:DescribeDhcpOptions",
+                "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
+                "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs"],
+                resources=["*"]),
+            iam.PolicyStatement(
+                actions=["ec2:CreateNetworkInterfacePermission"],
+                resources=[f"arn:{self.partition}:ec2:{self.region}:{self.account}:"
+                           "network-interface/*"],
+                conditions={"StringEquals": {
+                    "ec2:Subnet": subnet_arns,
+                    "ec2:AuthorizedService": "codebuild.amazonaws.com"}})])
+        acknowledge(policy, ("AwsSolutions-IAM5[Resource::*]",
+                             "CodeBuild's VPC network interface calls have no resource-level "
+                             "permissions."),
+                    ("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:"
+                     "<AWS::AccountId>:network-interface/*]",
+                     "The build's own network interfaces, limited to the configured subnets "
+                     "and to CodeBuild by conditions."))
+        project.node.add_dependency(policy)
 
     def _train_project(self, retention: logs.RetentionDays) -> codebuild.Project:
         role = self._build_role("TrainRole", "TrainModel builds: read the staged script, "
                                              "reach MLflow, write logs. No ECR, no EKS.")
+        self.script_role = self._script_role(role)
+        variables = {"TRAINSHIP_ENV_CACHE": "/root/.cache/trainship/envs",
+                     "TRAINSHIP_SCRIPT_ROLE_ARN": self.script_role.role_arn}
+        if self.artifact_key_arn is not None:
+            variables["TRAINSHIP_MLFLOW_ARTIFACT_KMS_KEY_ARN"] = self.artifact_key_arn
         project = self._project(
             "Train", role, retention, "trainship TrainModel: run a training script",
             "buildspecs/train.yml", privileged=False, gpu=self.config.gpu,
-            hours=2, variables={"TRAINSHIP_ENV_CACHE": "/root/.cache/trainship/envs"},
+            minutes=limits.TRAIN_BUILD_MINUTES, variables=variables,
             cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM))
         if self.config.gpu:
             acknowledge(role, ("AwsSolutions-IAM5[Resource::*]",
@@ -324,15 +426,39 @@ class TrainshipStack(cdk.Stack):
                    "Each deployment's staged script (the path holds the deployment id).")
         return project
 
+    def _script_role(self, train_role: iam.Role) -> iam.Role:
+        """The user's script's own role, assumed only by the training runner.
+
+        The runner (TrainRole) assumes it with a session policy that narrows it to one
+        deployment's run and artifact prefixes (trainship.script_access); this policy is
+        the ceiling: the MLflow actions a script's logging needs on this one tracking
+        server, and the artifact bucket and key. Nothing of the staging bucket, ECR or EKS.
+        """
+        role = iam.Role(self, "ScriptRole", assumed_by=iam.ArnPrincipal(train_role.role_arn),
+                        description="trainship: the training script's own credentials "
+                                    "(assumed by the training runner with a session policy)",
+                        max_session_duration=cdk.Duration.hours(1))
+        self.allow(train_role, ["sts:AssumeRole"], [role.role_arn],
+                   "The training runner assumes the script role, and no other.")
+        actions = list(script_access.MLFLOW_SCRIPT_ACTIONS)
+        if self.mlflow_arn is not None and actions:
+            self.allow(role, actions, [self.mlflow_arn],
+                       "The MLflow actions a script's run and model logging need, on this "
+                       "one tracking server.")
+        self._artifact_access(role, list(SCRIPT_S3_ACTIONS), list(SCRIPT_KMS_ACTIONS))
+        return role
+
     def _image_project(self, retention: logs.RetentionDays) -> codebuild.Project:
         role = self._build_role("ImageRole", "BuildImage builds: read the model from MLflow, "
                                              "push to the one repository, write logs.")
         project = self._project(
             "Image", role, retention, "trainship BuildImage: model image to ECR",
-            "buildspecs/image.yml", privileged=True, gpu=False, hours=1, variables={
+            "buildspecs/image.yml", privileged=True, gpu=False,
+            minutes=limits.IMAGE_BUILD_MINUTES, arm64=self.arm64, variables={
                 "TRAINSHIP_IMAGE_BUILDER": "docker",
                 "TRAINSHIP_IMAGE_REPOSITORY": self.repository.repository_uri,
-                "TRAINSHIP_BASE_IMAGE": self.config.base_image})
+                "TRAINSHIP_BASE_IMAGE": self.config.base_image,
+                "TRAINSHIP_CLUSTER_ARCH": self.config.cluster_architecture})
         self.allow(role, ["ecr:GetAuthorizationToken"], ["*"],
                    "ecr:GetAuthorizationToken has no resource-level permissions.")
         self.allow(role, ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
@@ -386,6 +512,9 @@ class TrainshipStack(cdk.Stack):
             "TRAINSHIP_EKS_CLUSTER": self.config.eks_cluster_name,
             "TRAINSHIP_NAMESPACE": self.config.eks_namespace,
             "TRAINSHIP_SERVICE_TYPE": self.config.service_type,
+            "TRAINSHIP_STAGING_KMS_KEY_ID": self.key.key_arn,
+            "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": str(limits.ROLLOUT_TIMEOUT_SECONDS),
+            "TRAINSHIP_ROLLOUT_POLL_SECONDS": str(limits.ROLLOUT_POLL_SECONDS),
             **(extra_env or {}),
         }
         function = lambda_.Function(
@@ -410,8 +539,10 @@ class TrainshipStack(cdk.Stack):
                          ("CKV_AWS_117", "Reaches only public AWS endpoints and MLflow; set "
                                          "trainship:vpcSubnetIds for a private EKS endpoint."),)),
                      *(() if reserved else (
-                         ("CKV_AWS_115", "Called once per state per deployment; the API "
-                                         "function, which faces users, has a limit."),)))
+                         ("CKV_AWS_115", "Unreserved on purpose: step functions run once per "
+                                         "state per deployment, and the API function's "
+                                         "reservation is opt-in (apiReservedConcurrency): "
+                                         "new accounts have a concurrency quota of 10."),)))
         acknowledge(role, ("AwsSolutions-IAM5[Action::xray:*]", "X-Ray has no resources"),
                     ("AwsSolutions-IAM5[Resource::*]",
                      "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level "
@@ -428,6 +559,19 @@ class TrainshipStack(cdk.Stack):
                    "Reads the error document a failed build staged.")
         self.allow(f["RecordFailure"], ["kms:Decrypt"], [self.key.key_arn],
                    "The staging bucket's key.")
+        # Without s3:ListBucket, S3 answers a GetObject for a missing key with 403, not
+        # 404 (Amazon S3 API reference, GetObject, "Permissions"): a build that failed
+        # before staging its error document would look like a permission error. S3 checks
+        # ListBucket with the requested key as s3:prefix, so the condition keeps the grant
+        # to the staged objects.
+        f["RecordFailure"].add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[self.staging.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": ["scripts/*"]}}))
+        self.allow(f["PromoteModel"], ["ecr:BatchGetImage", "ecr:PutImage",
+                                       "ecr:DescribeImages"],
+                   [self.repository.repository_arn],
+                   "Pins the serving and rollback images (live-/previous- tags) so the "
+                   "lifecycle policy keeps them.")
         for step in ("RegisterModel", "SmokeTestModel", "PromoteModel"):
             self._mlflow_access(f[step])
 
@@ -469,7 +613,8 @@ class TrainshipStack(cdk.Stack):
             self, "StateMachine", state_machine_name=f"{self.stack_name}-{STATE_MACHINE_NAME}",
             definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),
             definition_substitutions=substitutions, role=role, tracing_enabled=True,
-            timeout=cdk.Duration.hours(4),
+            # No `timeout=` here: with a definition body from a string CDK drops it. The
+            # execution timeout is the ASL's top-level TimeoutSeconds (infra/limits.py).
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL,
                                 include_execution_data=True))
         fn_ids = [self.resolve(fn.function_arn)["Fn::GetAtt"][0]
@@ -523,7 +668,17 @@ class TrainshipStack(cdk.Stack):
         validator = api.add_request_validator("BodyValidator", validate_request_body=True,
                                               validate_request_parameters=True)
         model = api.add_model("DeploymentRequest", content_type="application/json",
-                              schema=request_schema())
+                              schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4,
+                                                      type=apigw.JsonSchemaType.OBJECT))
+        # the schema generated from trainship.request.DeploymentRequest, as is
+        cfn_model = model.node.default_child
+        assert isinstance(cfn_model, apigw.CfnModel)
+        cfn_model.add_property_override("Schema", request_schema())
+        for kind, template in gateway_templates().items():
+            status = GATEWAY_RESPONSES[kind][0]
+            api.add_gateway_response(f"{kind.title().replace('_', '')}Response",
+                                     type=apigw.ResponseType.of(kind),
+                                     status_code=status, templates=template)
         integration = apigw.LambdaIntegration(self.api_function)
         deployments = api.root.add_resource("deployments")
         models = {"application/json": model}

@@ -1,0 +1,114 @@
+"""Issue 10 item 8: the API's request model is trainship's DeploymentRequest (no drift),
+and API Gateway's own error answers are trainship error documents."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft4Validator
+
+from infra.api_model import GATEWAY_RESPONSES, request_schema
+from trainship.request import DeploymentRequest
+
+REPO = Path(__file__).resolve().parents[2]
+Synth = tuple[Any, dict[str, Any], Path]
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def template_schema(template: dict[str, Any]) -> dict[str, Any]:
+    models = list(_resources(template, "AWS::ApiGateway::Model").values())
+    assert len(models) == 1
+    schema: dict[str, Any] = models[0]["Properties"]["Schema"]
+    return schema
+
+
+def test_every_pydantic_field_is_in_the_api_model(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    schema = template_schema(template)
+    assert set(DeploymentRequest.model_fields) == set(schema["properties"])
+    assert "target" in schema["properties"]  # the hand-written model had drifted here
+    required = [n for n, f in DeploymentRequest.model_fields.items() if f.is_required()]
+    assert schema["required"] == required
+    assert schema["additionalProperties"] is False  # extra="forbid"
+
+
+def test_the_template_model_is_the_generated_one(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    assert template_schema(template) == request_schema()
+    assert template_schema(template)["$schema"] == "http://json-schema.org/draft-04/schema#"
+
+
+def test_the_model_is_draft4_and_agrees_with_pydantic(synthesized: Synth) -> None:
+    """API Gateway validates with JSON Schema draft 4: the model must be valid draft 4
+    (a 2020-12 numeric exclusiveMinimum or an anyOf-null would not mean the same) and
+    accept every body pydantic accepts, refusing what pydantic refuses by type."""
+    _, template, _ = synthesized
+    schema = template_schema(template)
+    Draft4Validator.check_schema(schema)
+    validator = Draft4Validator(schema)
+    accepted = [
+        {"model_name": "churn", "script": "import mlflow"},
+        {"model_name": "churn", "script_base64": "aW1wb3J0", "target": "kubernetes",
+         "requirements": ["xgboost==2.1.4"], "timeout_seconds": 7200, "replicas": 2,
+         "resources": {"cpu": "1", "memory": "2Gi"}, "idempotency_key": "k1"},
+        {"model_name": "churn", "script_content": "aW1wb3J0", "timeout": 60,
+         "experiment_name": None, "target": None, "resources": None},
+    ]
+    for body in accepted:
+        DeploymentRequest.model_validate(body)
+        assert not list(validator.iter_errors(body)), body
+    refused = [
+        {"script": "x"},                                     # model_name missing
+        {"model_name": "churn", "bogus": 1},                 # unknown field
+        {"model_name": "churn", "timeout_seconds": 0},       # below the minimum
+        {"model_name": "churn", "timeout_seconds": 7201},    # above the maximum
+        {"model_name": "churn", "target": "lambda"},         # not an enabled target name
+        {"model_name": "churn", "replicas": "two"},          # wrong type
+        {"model_name": "churn", "resources": {"gpu": "1"}},  # unknown nested field
+    ]
+    for body in refused:
+        with pytest.raises(ValueError):
+            DeploymentRequest.model_validate(body)
+        assert list(validator.iter_errors(body)), body
+
+
+def _render(template: str, values: dict[str, str]) -> str:
+    # API Gateway's simple substitution: longest variable names first
+    for name in sorted(values, key=len, reverse=True):
+        template = template.replace(name, values[name])
+    assert "$context" not in template, template
+    return template
+
+
+@pytest.mark.parametrize("kind", ["BAD_REQUEST_BODY", "ACCESS_DENIED",
+                                  "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_4XX",
+                                  "DEFAULT_5XX"])
+def test_gateway_responses_are_error_documents(synthesized: Synth, kind: str) -> None:
+    _, template, _ = synthesized
+    responses = {r["Properties"]["ResponseType"]: r["Properties"]
+                 for r in _resources(template, "AWS::ApiGateway::GatewayResponse").values()}
+    response = responses[kind]
+    values = {  # as API Gateway substitutes them; messageString is already quoted
+        "$context.error.messageString": json.dumps('Invalid request body'),
+        "$context.error.validationErrorString":
+            "[instance type (string) does not match any allowed primitive type]",
+        "$context.error.responseType": kind,
+        "$context.requestId": "3f1c2a9e-0000-4000-8000-000000000000",
+    }
+    body = json.loads(_render(response["ResponseTemplates"]["application/json"], values))
+    assert {"error", "message", "details", "help"} <= set(body)
+    assert body["message"] == "Invalid request body" and body["help"]
+    expected_status = GATEWAY_RESPONSES[kind][0]
+    assert response.get("StatusCode") == expected_status
+    if kind == "BAD_REQUEST_BODY":
+        assert body["error"] == "InvalidRequest" and "instance type" in body["details"]
+    # every error name a caller can get is documented
+    troubleshooting = (REPO / "docs" / "troubleshooting.md").read_text()
+    assert re.search(rf"`{body['error']}`", troubleshooting), body["error"]

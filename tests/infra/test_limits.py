@@ -1,0 +1,139 @@
+"""Issue 10 item 14: every time limit nests inside the next one, so the inner limit
+fires first, its failure is caught, and RecordFailure always runs.
+
+Computed from the synthesized template and the state machine definition in it, with
+AWS's semantics:
+- a Task without TimeoutSeconds waits 99999999 s (Amazon States Language, Task state);
+- a CodeBuild build is bounded by its queued timeout plus its build timeout, and ends
+  TIMED_OUT at the latter, which startBuild.sync reports as a failed task;
+- each Retry attempt may take the state's whole TimeoutSeconds (conservative), with
+  waits of IntervalSeconds * BackoffRate^n between attempts;
+- the rollout loop ends at the first CheckRollout past the rollout deadline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from infra.stack import definition_with_substitutions
+from trainship.request import MAX_TIMEOUT_SECONDS
+
+Synth = tuple[Any, dict[str, Any], Path]
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _project(template: dict[str, Any], prefix: str) -> dict[str, Any]:
+    found = [v["Properties"] for k, v in _resources(template, "AWS::CodeBuild::Project").items()
+             if k.startswith(prefix)]
+    assert len(found) == 1
+    return found[0]
+
+
+def _function(template: dict[str, Any], step: str) -> dict[str, Any]:
+    found = [v["Properties"] for k, v in _resources(template, "AWS::Lambda::Function").items()
+             if k.startswith(f"{step}Function")]
+    assert len(found) == 1, step
+    return found[0]
+
+
+def attempt_worst(state: dict[str, Any]) -> float:
+    """One state's worst time: every attempt at full length, plus the retry waits."""
+    timeout = state.get("TimeoutSeconds", 99_999_999)
+    total = float(timeout)
+    for retry in state.get("Retry", []):
+        interval = retry.get("IntervalSeconds", 1)
+        rate = retry.get("BackoffRate", 2.0)
+        cap = retry.get("MaxDelaySeconds", float("inf"))
+        for n in range(retry.get("MaxAttempts", 3)):
+            total += timeout + min(interval * rate ** n, cap)
+    return total
+
+
+def _edges(state: dict[str, Any]) -> list[str]:
+    out = [state["Next"]] if "Next" in state else []
+    out += [c["Next"] for c in state.get("Choices", [])]
+    return out + ([state["Default"]] if "Default" in state else [])
+
+
+def _reach(states: dict[str, Any], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(_edges(states[start]))
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _edges(states[name])
+    return seen
+
+
+def worst_path_seconds(definition: dict[str, Any], rollout_deadline: float,
+                       poll_seconds: float) -> float:
+    """The longest a failing execution can take up to the end of RecordFailure."""
+    states = definition["States"]
+    in_loop = {name for name in states if name in _reach(states, name)}
+    main = [name for name in states if name not in in_loop and name != "RecordFailure"]
+    total = sum(attempt_worst(states[n]) for n in main if states[n]["Type"] == "Task")
+    total += sum(states[n].get("Seconds", 0) for n in main if states[n]["Type"] == "Wait")
+    if in_loop:
+        # ends at the first check past the deadline: at most one check that started just
+        # before it, one wait and one more check
+        loop_tasks = sum(attempt_worst(states[n]) for n in in_loop
+                         if states[n]["Type"] == "Task")
+        total += rollout_deadline + 2 * (poll_seconds + loop_tasks)
+    # any Catch leads to RecordFailure, which runs after the longest prefix at worst
+    return total + attempt_worst(states["RecordFailure"])
+
+
+def test_every_task_state_has_a_timeout(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    definition, _ = definition_with_substitutions(template)
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task":
+            assert "TimeoutSeconds" in state, f"{name} would wait 99999999 s"
+    assert "TimeoutSeconds" in definition, "the execution needs its own timeout"
+
+
+def test_script_build_state_nest_for_both_builds(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    states = definition_with_substitutions(template)[0]["States"]
+    train, image = _project(template, "Train"), _project(template, "Image")
+    # the script's own limit is inside the build's, with room for pip and provisioning
+    assert MAX_TIMEOUT_SECONDS + 15 * 60 <= train["TimeoutInMinutes"] * 60
+    for project, state in ((train, states["TrainModel"]), (image, states["BuildImage"])):
+        build_bound = (project["QueuedTimeoutInMinutes"] + project["TimeoutInMinutes"]) * 60
+        assert build_bound < state["TimeoutSeconds"], (state["Comment"], build_bound)
+
+
+def test_lambda_states_outlast_their_functions(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    states = definition_with_substitutions(template)[0]["States"]
+    for name, state in states.items():
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke":
+            function = _function(template, name)
+            # the function's own timeout fires first (its init phase adds up to 10 s)
+            assert function["Timeout"] + 10 < state["TimeoutSeconds"], name
+
+
+def test_worst_path_with_record_failure_fits_the_execution_timeout(synthesized: Synth) -> None:
+    _, template, _ = synthesized
+    definition, _ = definition_with_substitutions(template)
+    env = _function(template, "CheckRollout")["Environment"]["Variables"]
+    deadline = float(env["TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS"])
+    poll = float(env["TRAINSHIP_ROLLOUT_POLL_SECONDS"])
+    worst = worst_path_seconds(definition, deadline, poll)
+    # `definition` is the template's own DefinitionString: the limit reaches AWS
+    assert worst < definition["TimeoutSeconds"], (worst, definition["TimeoutSeconds"])
+
+
+def test_the_old_limits_would_not_nest() -> None:
+    """The previous values: a 2 h train build equal to the script's 2 h maximum, and Task
+    states without timeouts under a 4 h execution limit."""
+    assert not MAX_TIMEOUT_SECONDS + 15 * 60 <= 120 * 60
+    old = {"StartAt": "A", "TimeoutSeconds": 4 * 3600, "States": {
+        "A": {"Type": "Task", "Next": "RecordFailure"},
+        "RecordFailure": {"Type": "Task", "TimeoutSeconds": 150, "End": True}}}
+    assert worst_path_seconds(old, 600, 10) > old["TimeoutSeconds"]
