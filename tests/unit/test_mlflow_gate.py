@@ -199,3 +199,21 @@ def test_explicit_deny_wins_and_both_policies_must_allow() -> None:
     assert is_allowed([allow, deny], "sagemaker-mlflow:GetRun", SERVER)
     assert not is_allowed([allow, {"Statement": []}], "sagemaker-mlflow:GetRun", SERVER)
     assert not is_allowed([], "sagemaker-mlflow:GetRun", SERVER)
+
+
+def test_streamed_upload_bodies_are_signed_after_the_bootstrap_fix(tmp_path: Any) -> None:
+    """MLflow uploads an artifact as an open file; the signer can only sign bytes."""
+    from trainship.bootstrap import patch_sigv4_file_bodies
+
+    artifact = tmp_path / "model.pkl"
+    artifact.write_bytes(b"\x00model bytes" * 100)
+    path = f"/api/2.0/mlflow-artifacts/artifacts/1/{RUN}/artifacts/model.pkl"
+
+    def signed_upload() -> tuple[str, dict[str, str], bytes]:
+        with open(artifact, "rb") as handle:
+            return signed_by_requests("PUT", path, handle)  # type: ignore[arg-type]
+
+    assert patch_sigv4_file_bodies()
+    target, headers, body = signed_upload()
+    assert body == artifact.read_bytes()
+    assert gate().authorize("PUT", target, headers, body).endswith("trainship-d1")
