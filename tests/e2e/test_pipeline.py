@@ -212,3 +212,28 @@ def test_other_script_styles_deploy(api: Client, script: str, rows: list[list[fl
                              {"inputs": rows})
     assert status == 200, body
     assert len(body["predictions"]) == 1
+
+
+def test_largest_request_reaches_the_builds(api: Client) -> None:
+    """As many requirements as a request may give, each as long as it may be: the state is
+    about 11 KB of JSON, over CodeBuild's 4096-character limit for an environment value
+    (the previous definition ended here with CodeBuild.InvalidInputException). The job
+    reaches the build as a staged document (TRAINSHIP_JOB_URI): the runner installs the
+    requirements (false markers: pip skips them without asking an index) and runs the
+    script, which logs nothing, so the deployment ends at RegisterModel."""
+    from trainship.request import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS
+
+    marker = '; python_version < "3"'
+    requirements = []
+    for i in range(MAX_REQUIREMENTS):
+        name = f"p{i:02d}"
+        filler = "a" * (MAX_REQUIREMENT_CHARS - len(name) - len("==1.0") - len(marker))
+        requirements.append(f"{name}{filler}==1.0{marker}")
+    assert all(len(r) == MAX_REQUIREMENT_CHARS for r in requirements)
+    assert len(json.dumps(requirements)) > 4096
+    record = deploy(api, {"model_name": "large-request", "script": "print('trained')\n",
+                          "requirements": requirements})
+    assert record["status"] == "FAILED"
+    assert record["error"]["error"] == "NoMlflowRun", record["error"]
+    statuses = {step["name"]: step["status"] for step in record["steps"]}
+    assert statuses["TrainModel"] == "SUCCEEDED", statuses
