@@ -32,6 +32,7 @@ from trainship.errors import (
     ScriptFailed,
     ScriptSyntaxError,
     ScriptTimeout,
+    TrainingBuildFailed,
     TrainshipError,
     TransientError,
     tail,
@@ -216,7 +217,15 @@ def script_credentials(tracking_uri: str, run_id: str,
     session = script_access.ScriptSession(
         boto3.client("sts"), role_arn, policy,
         re.sub(r"[^\w+=,.@-]", "-", f"trainship-{deployment_id}"))
-    session.credentials()  # an AssumeRole refusal fails here, with the build's error
+    try:
+        session.credentials()  # an AssumeRole refusal fails here, as the build's error
+    except Exception as exc:  # botocore's errors, reported as the build's error document
+        raise TrainingBuildFailed(
+            f"The training runner could not assume the script role {role_arn}",
+            details=f"{type(exc).__name__}: {exc}", step=STEP,
+            help="The build role needs sts:AssumeRole on the script role, and the script "
+                 "role must trust it (see docs/deploy-to-aws.md, What runs with which "
+                 "credentials).") from exc
     print(f"[trainship] the script gets its own session of {role_arn}, scoped to run "
           f"{run_id}", flush=True)
     return script_access.CredentialsEndpoint(session)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -179,3 +180,64 @@ def test_script_environment_has_no_build_credentials_but_its_endpoint() -> None:
     assert "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" not in env
     assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://127.0.0.1:1/x"
     assert env["AWS_REGION"] == "eu-west-1"
+
+
+class FakeMlflow:
+    """The two reads the runner makes with its own role: the run and its experiment."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def get_run(self, run_id: str) -> Any:
+        return SimpleNamespace(info=SimpleNamespace(experiment_id="7", run_id=run_id))
+
+    def get_experiment(self, experiment_id: str) -> Any:
+        return SimpleNamespace(artifact_location=LOCATION)
+
+
+def stubbed_sts(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Stubber]:
+    import mlflow
+
+    sts = boto3.client("sts", region_name="eu-west-1", aws_access_key_id="a",
+                       aws_secret_access_key="b")
+    monkeypatch.setattr(mlflow, "MlflowClient", FakeMlflow)
+    monkeypatch.setattr(boto3, "client", lambda service, **kw: sts)
+    monkeypatch.setenv("TRAINSHIP_SCRIPT_ROLE_ARN", "arn:aws:iam::111122223333:role/script")
+    monkeypatch.setenv("TRAINSHIP_MLFLOW_ARTIFACT_KMS_KEY_ARN", KMS)
+    return sts, Stubber(sts)
+
+
+def test_runner_scopes_the_session_to_the_run_read_from_mlflow(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainship.training import script_credentials
+
+    _, stub = stubbed_sts(monkeypatch)
+    expected = {"RoleArn": "arn:aws:iam::111122223333:role/script",
+                "RoleSessionName": "trainship-d-42", "Policy": script_access.packed(policy(KMS)),
+                "DurationSeconds": 3600}
+    stub.add_response("assume_role", assume_role_response(
+        "ASIAFIRST0000000", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)), expected)
+    with stub:
+        endpoint = script_credentials(SERVER, RUN, "d-42")
+    assert endpoint is not None
+    assert endpoint.session.credentials().access_key_id == "ASIAFIRST0000000"
+
+
+def test_runner_reports_a_refused_assume_role_as_a_build_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainship.errors import TrainingBuildFailed
+    from trainship.training import script_credentials
+
+    _, stub = stubbed_sts(monkeypatch)
+    stub.add_client_error("assume_role", "AccessDenied", "User: build is not authorized to "
+                          "perform: sts:AssumeRole", http_status_code=403)
+    with stub, pytest.raises(TrainingBuildFailed, match="could not assume") as exc:
+        script_credentials(SERVER, RUN, "d-42")
+    assert "AccessDenied" in exc.value.details
+
+
+def test_no_script_role_means_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainship.training import script_credentials
+
+    monkeypatch.delenv("TRAINSHIP_SCRIPT_ROLE_ARN", raising=False)
+    assert script_credentials(SERVER, RUN, "d-42") is None
