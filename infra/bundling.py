@@ -51,7 +51,11 @@ class PipTargetBundling:
             sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
             "--target", str(output), "--platform", "manylinux2014_aarch64",
             "--implementation", "cp", "--python-version", RUNTIME_PYTHON,
-            "--only-binary=:all:", "--upgrade", *LAMBDA_REQUIREMENTS], check=True)
+            "--only-binary=:all:", "--upgrade",
+            # no .pyc: pip would compile them with this machine's interpreter (cpython-311),
+            # which the Lambda runtime's Python ignores; they were 92 MB of the 250 MiB
+            # unzipped limit ("Lambda quotas": deployment package size)
+            "--no-compile", *LAMBDA_REQUIREMENTS], check=True)
         copy_sources(output)
         return True
 
@@ -63,7 +67,7 @@ def lambda_code(mode: str) -> lambda_.Code:
     return lambda_.Code.from_asset(str(REPO), exclude=EXCLUDE, bundling=cdk.BundlingOptions(
         image=lambda_.Runtime.PYTHON_3_14.bundling_image,
         local=PipTargetBundling(),
-        command=["bash", "-c", "pip install --target /asset-output "
+        command=["bash", "-c", "pip install --no-compile --target /asset-output "
                  + " ".join(f"'{r}'" for r in LAMBDA_REQUIREMENTS)
                  + " && cp -r /asset-input/trainship /asset-input/lambdas /asset-output/"],
     ))
