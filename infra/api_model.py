@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from aws_cdk import aws_apigateway as apigw
+
 from trainship.request import DeploymentRequest
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
@@ -151,3 +153,21 @@ def gateway_templates() -> dict[str, dict[str, str]]:
     """response type -> {content type: body template}."""
     return {kind: {"application/json": _document(error, details, help_text)}
             for kind, (_, error, details, help_text) in GATEWAY_RESPONSES.items()}
+
+
+def add_request_model(api: apigw.RestApi) -> apigw.Model:
+    """The DeploymentRequest model on the API, its schema exactly request_schema()."""
+    model = api.add_model("DeploymentRequest", content_type="application/json",
+                          schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4,
+                                                  type=apigw.JsonSchemaType.OBJECT))
+    cfn_model = model.node.default_child
+    assert isinstance(cfn_model, apigw.CfnModel)
+    cfn_model.add_property_override("Schema", request_schema())
+    return model
+
+
+def add_gateway_responses(api: apigw.RestApi) -> None:
+    for kind, template in gateway_templates().items():
+        api.add_gateway_response(f"{kind.title().replace('_', '')}Response",
+                                 type=apigw.ResponseType.of(kind),
+                                 status_code=GATEWAY_RESPONSES[kind][0], templates=template)

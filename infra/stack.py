@@ -25,11 +25,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra import limits
-from infra.api_model import GATEWAY_RESPONSES, gateway_templates, request_schema
+from infra.api_model import add_gateway_responses, add_request_model
 from infra.bundling import REPO, lambda_code
 from infra.config import Config
+from infra.repository import MUTABLE_TAG_PATTERNS, lifecycle_rules
 from trainship import script_access
-from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 
 ASL_PATH = REPO / "infra" / "statemachine" / "deploy.asl.json"
 STATE_MACHINE_NAME = "TrainAndDeploy"
@@ -46,18 +46,6 @@ STEP_FUNCTIONS = {
 }
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 GPU_IMAGE_TAG = "2.5.1-gpu-py311-cu124-ubuntu22.04-ec2"
-# The script role's artifact actions: A's constants when present (same tuple).
-SCRIPT_S3_ACTIONS: tuple[str, ...] = getattr(
-    script_access, "S3_OBJECT_ACTIONS", ("s3:GetObject", "s3:PutObject",
-                                         "s3:AbortMultipartUpload"))
-SCRIPT_KMS_ACTIONS: tuple[str, ...] = getattr(script_access, "KMS_ACTIONS",
-                                              ("kms:GenerateDataKey", "kms:Decrypt"))
-# An image with one of these tags serves a model or is its rollback target.
-PINNED_TAG_PREFIXES = (LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX)
-# ECR lifecycle rules match a tag pattern; "keep 9999" of them keeps them all in practice
-# (the rule exists to shield them from the lower-priority count rule).
-PINNED_IMAGES_KEPT = 9999
-KEPT_IMAGES = 100
 CODEBUILD_EVENTS_RULE = "StepFunctionsGetEventForCodeBuildStartBuildRule"
 
 
@@ -115,13 +103,12 @@ class TrainshipStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN)
         self.repository = ecr.Repository(
             self, "Models", image_scan_on_push=True,
-            # live-<name> / previous-<name> move at every promotion: mutable, like the cache
             image_tag_mutability=ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION,
             image_tag_mutability_exclusion_filters=[
-                ecr.ImageTagMutabilityExclusionFilter.wildcard(pattern) for pattern in
-                ("buildcache*", *(f"{prefix}*" for prefix in PINNED_TAG_PREFIXES))],
+                ecr.ImageTagMutabilityExclusionFilter.wildcard(pattern)
+                for pattern in MUTABLE_TAG_PATTERNS],
             encryption=ecr.RepositoryEncryption.KMS, encryption_key=self.key,
-            lifecycle_rules=self._lifecycle_rules(), removal_policy=cdk.RemovalPolicy.RETAIN)
+            lifecycle_rules=lifecycle_rules(), removal_policy=cdk.RemovalPolicy.RETAIN)
 
         checkov_skip(self.repository, ("CKV_AWS_51", "Tags are immutable except buildcache* "
                                                      "(the BuildKit cache BuildImage rewrites) "
@@ -219,28 +206,6 @@ class TrainshipStack(cdk.Stack):
         if days not in allowed:
             raise ValueError(f"trainship:logRetentionDays must be one of {sorted(allowed)}")
         return str(getattr(logs.RetentionDays, allowed[days]).value)
-
-    @staticmethod
-    def _lifecycle_rules() -> list[ecr.LifecycleRule]:
-        """Keep the last 100 images, never one that serves or is a rollback target.
-
-        ECR applies rules from the lowest rulePriority up, and "an image that matches the
-        tagging requirements of a rule cannot be expired by a rule with a lower priority"
-        (Amazon ECR user guide, "How lifecycle policies work"). So a first rule per pin
-        prefix that matches every pinned image (and keeps far more than exist) shields
-        them from the final count rule. One rule per prefix: a tagPatternList matches
-        only images that carry all of its patterns. The tagStatus "any" rule must have
-        the highest priority ("Lifecycle policy properties": rulePriority).
-        """
-        pinned = [ecr.LifecycleRule(
-            rule_priority=priority, tag_status=ecr.TagStatus.TAGGED,
-            tag_pattern_list=[f"{prefix}*"], max_image_count=PINNED_IMAGES_KEPT,
-            description=f"never expire {prefix}* images (serving or rollback target)")
-            for priority, prefix in enumerate(PINNED_TAG_PREFIXES, start=1)]
-        return [*pinned, ecr.LifecycleRule(
-            rule_priority=len(pinned) + 1, tag_status=ecr.TagStatus.ANY,
-            max_image_count=KEPT_IMAGES,
-            description=f"keep the last {KEPT_IMAGES} other model images")]
 
     def _log_group(self, name: str, retention: logs.RetentionDays) -> logs.LogGroup:
         return logs.LogGroup(self, f"{name}Logs", retention=retention, encryption_key=self.key,
@@ -445,7 +410,8 @@ class TrainshipStack(cdk.Stack):
             self.allow(role, actions, [self.mlflow_arn],
                        "The MLflow actions a script's run and model logging need, on this "
                        "one tracking server.")
-        self._artifact_access(role, list(SCRIPT_S3_ACTIONS), list(SCRIPT_KMS_ACTIONS))
+        self._artifact_access(role, list(script_access.S3_OBJECT_ACTIONS),
+                              list(script_access.KMS_ACTIONS))
         return role
 
     def _image_project(self, retention: logs.RetentionDays) -> codebuild.Project:
@@ -667,18 +633,8 @@ class TrainshipStack(cdk.Stack):
                                                            "that must never be served stale."))
         validator = api.add_request_validator("BodyValidator", validate_request_body=True,
                                               validate_request_parameters=True)
-        model = api.add_model("DeploymentRequest", content_type="application/json",
-                              schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4,
-                                                      type=apigw.JsonSchemaType.OBJECT))
-        # the schema generated from trainship.request.DeploymentRequest, as is
-        cfn_model = model.node.default_child
-        assert isinstance(cfn_model, apigw.CfnModel)
-        cfn_model.add_property_override("Schema", request_schema())
-        for kind, template in gateway_templates().items():
-            status = GATEWAY_RESPONSES[kind][0]
-            api.add_gateway_response(f"{kind.title().replace('_', '')}Response",
-                                     type=apigw.ResponseType.of(kind),
-                                     status_code=status, templates=template)
+        model = add_request_model(api)
+        add_gateway_responses(api)
         integration = apigw.LambdaIntegration(self.api_function)
         deployments = api.root.add_resource("deployments")
         models = {"application/json": model}

@@ -13,7 +13,7 @@ import pytest
 
 from tests.infra.conftest import synth
 from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
-from trainship.script_access import MLFLOW_SCRIPT_ACTIONS
+from trainship.script_access import MLFLOW_SCRIPT_ACTIONS, role_policy
 
 REPO = Path(__file__).resolve().parents[2]
 Synth = tuple[Any, dict[str, Any], Path]
@@ -112,6 +112,10 @@ def test_script_role_may_log_to_mlflow_and_nothing_else(synthesized: Synth) -> N
         [{"Fn::GetAtt": [bucket_id, "Arn"]}])
     assert "kms:GenerateDataKey" in grants and "kms:Decrypt" in grants
     assert not any(a.startswith(("ecr:", "eks:", "states:", "iam:", "sts:")) for a in grants)
+    # the same ceiling the runtime documents (trainship.script_access.role_policy)
+    ceiling = role_policy(tracking_server_arn="server", artifact_bucket_arns=["bucket"],
+                          kms_key_arn="key")
+    assert set(grants) == {a for st in ceiling["Statement"] for a in as_list(st["Action"])}
 
 
 # --- item 2: the load balancer -------------------------------------------------------------
