@@ -320,6 +320,8 @@ class TrainshipStack(cdk.Stack):
                 log_group=self._log_group(name, retention))))
         self.allow(role, ["s3:PutObject"], [self.staged("*/error.json")],
                    "The error document beside each deployment's script.")
+        self.allow(role, ["s3:GetObject"], [self.staged("*/job.json")],
+                   "The job document the build is started with (TRAINSHIP_JOB_URI).")
         self.allow(role, ["kms:Decrypt", "kms:GenerateDataKey"], [self.key.key_arn],
                    "The stack key (staging bucket, repository).")
         self._mlflow_access(role)
@@ -517,10 +519,15 @@ class TrainshipStack(cdk.Stack):
 
     def _grant_step_permissions(self) -> None:
         f = self.functions
-        self.allow(f["ValidateRequest"], ["s3:PutObject"], [self.staged("*/train.py")],
-                   "Stages each deployment's script under its own id.")
-        self.allow(f["ValidateRequest"], ["kms:GenerateDataKey"], [self.key.key_arn],
-                   "The staging bucket's key.")
+        self.allow(f["ValidateRequest"], ["s3:PutObject"],
+                   [self.staged("*/train.py"), self.staged("*/job.json")],
+                   "Stages each deployment's script and job document under its own id.")
+        # RegisterModel restages the job document BuildImage reads (TRAINSHIP_JOB_URI)
+        self.allow(f["RegisterModel"], ["s3:PutObject"], [self.staged("*/job.json")],
+                   "Restages each deployment's job document for the image build.")
+        for step in ("ValidateRequest", "RegisterModel"):
+            self.allow(f[step], ["kms:GenerateDataKey"], [self.key.key_arn],
+                       "The staging bucket's key (staged objects name it).")
         self.allow(f["RecordFailure"], ["s3:GetObject"], [self.staged("*/error.json")],
                    "Reads the error document a failed build staged.")
         self.allow(f["RecordFailure"], ["kms:Decrypt"], [self.key.key_arn],

@@ -291,6 +291,25 @@ def test_pins_are_mutable_tags_the_cluster_role_may_move(synthesized: Synth) -> 
         assert "TRAINSHIP_IMAGE_REPOSITORY" in function_env(template, step)
 
 
+# --- item 9 (infra side): the staged job document --------------------------------------
+
+def test_job_document_is_written_and_read_by_the_right_roles(synthesized: Synth) -> None:
+    """ValidateRequest and RegisterModel stage <id>/job.json; both builds read it (the
+    TRAINSHIP_JOB_URI override replaces the job passed in an environment value)."""
+    _, template, _ = synthesized
+
+    def objects(role: str, action: str) -> str:
+        role_id, _ = one(template, "AWS::IAM::Role", role)
+        return json.dumps(granted(template, role_id).get(action, []))
+
+    for role in ("ValidateRequestRole", "RegisterModelRole"):
+        assert "/scripts/*/job.json" in objects(role, "s3:PutObject"), role
+        assert "Key961B73FD" in objects(role, "kms:GenerateDataKey"), role
+    for role in ("TrainRole", "ImageRole"):
+        assert "/scripts/*/job.json" in objects(role, "s3:GetObject"), role
+        assert "/scripts/*/job.json" not in objects(role, "s3:PutObject"), role
+
+
 # --- item 11: staged objects use the stack key ---------------------------------------------
 
 def test_every_function_and_build_names_the_stack_key(synthesized: Synth) -> None:
