@@ -12,9 +12,10 @@ caught by the state machine, which then runs RecordFailure (error document, roll
 The Task states' TimeoutSeconds live in infra/statemachine/deploy.asl.json (the file
 the local stack runs too); tests/infra/test_limits.py recomputes the nesting from the
 synthesized template and the ASL. A CodeBuild build that reaches its own timeout ends
-TIMED_OUT, which startBuild.sync reports as a failed task (caught -> RecordFailure); the
-state's timeout is only a backstop (Step Functions "Call AWS CodeBuild with Step
-Functions"; StopBuild is in the state machine role for it).
+TIMED_OUT, which startBuild.sync reports as a failed task (caught -> RecordFailure). The
+state's timeout is only a backstop: Step Functions' CodeBuild integration page does not
+say whether a state timeout stops the build, so no limit here relies on it (the build's
+own timeout always fires first).
 """
 
 from __future__ import annotations
