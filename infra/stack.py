@@ -68,6 +68,7 @@ class TrainshipStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.arm64 = config.cluster_architecture == "arm64"
+        self.vpc_policies: dict[str, iam.Policy] = {}
         retention = logs.RetentionDays(self._retention(config.log_retention_days))
 
         self.key = kms.Key(self, "Key", enable_key_rotation=True,
@@ -361,6 +362,9 @@ class TrainshipStack(cdk.Stack):
                 conditions={"StringEquals": {
                     "ec2:Subnet": subnet_arns,
                     "ec2:AuthorizedService": "codebuild.amazonaws.com"}})])
+        checkov_skip(policy, ("CKV_AWS_111", "CodeBuild's VPC network interface calls have no "
+                                             "resource-level permissions; the permission "
+                                             "call is limited to the subnets by conditions."))
         acknowledge(policy, ("AwsSolutions-IAM5[Resource::*]",
                              "CodeBuild's VPC network interface calls have no resource-level "
                              "permissions."),
@@ -458,12 +462,18 @@ class TrainshipStack(cdk.Stack):
         role = iam.Role(self, name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description=f"trainship Lambda: {what}")
         if self.config.vpc_subnet_ids:
-            role.add_to_policy(iam.PolicyStatement(
-                actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
-                         "ec2:UnassignPrivateIpAddresses"], resources=["*"]))
-            acknowledge(role, ("AwsSolutions-IAM5[Resource::*]",
-                               "Lambda's VPC ENI actions have no resource-level permissions."))
+            # its own policy, which the functions wait for: Lambda checks the ENI
+            # permissions when a function is created in a VPC
+            policy = iam.Policy(self, f"{name}VpcPolicy", roles=[role], statements=[
+                iam.PolicyStatement(
+                    actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                             "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                             "ec2:UnassignPrivateIpAddresses"], resources=["*"])])
+            acknowledge(policy, ("AwsSolutions-IAM5[Resource::*]",
+                                 "Lambda's VPC ENI actions have no resource-level permissions."))
+            checkov_skip(policy, ("CKV_AWS_111", "Lambda's VPC network interface actions have "
+                                                 "no resource-level permissions."))
+            self.vpc_policies[name] = policy
         return role
 
     def _function(self, name: str, code: lambda_.Code, handler: str, role: iam.Role,
@@ -494,6 +504,9 @@ class TrainshipStack(cdk.Stack):
             reserved_concurrent_executions=reserved,
             description=f"trainship {name}")
         log_group.grant_write(role)
+        vpc_policy = self.vpc_policies.get(role.node.id)
+        if vpc_policy is not None:
+            function.node.add_dependency(vpc_policy)
         if self.config.vpc_subnet_ids:
             cfn = function.node.default_child
             assert isinstance(cfn, lambda_.CfnFunction)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -397,8 +399,29 @@ def test_outputs_for_doctor(synthesized: Synth) -> None:
             "MlflowTrackingUri"} <= set(outputs)
 
 
-def test_variant_passes_cdk_nag(variant: Synth) -> None:
+def test_variant_passes_cdk_nag_cfn_lint_and_checkov(variant: Synth) -> None:
     _, _, outdir = variant
     report = json.loads((outdir / "validation-report.json").read_text())
     for plugin in report["pluginReports"]:
         assert plugin["conclusion"] == "success" and plugin["violations"] == []
+    template = str(outdir / "Trainship.template.json")
+    lint = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "--format",
+                           "parseable", template], capture_output=True, text=True)
+    assert [line for line in lint.stdout.splitlines() if ":E" in line] == []
+    checkov = REPO / ".venv" / "checkov" / "bin" / "checkov"
+    proc = subprocess.run([str(checkov), "-f", template, "--framework", "cloudformation",
+                           "--skip-download", "--compact", "-o", "json"],
+                          capture_output=True, text=True)
+    result = json.loads(proc.stdout)
+    assert result["summary"]["failed"] == 0, [c["check_id"] for c in
+                                               result["results"]["failed_checks"]]
+
+
+def test_functions_in_the_vpc_wait_for_their_eni_permissions(variant: Synth) -> None:
+    _, template, _ = variant
+    for fid, fn in resources(template, "AWS::Lambda::Function").items():
+        role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        policies = [k for k, v in resources(template, "AWS::IAM::Policy").items()
+                    if {"Ref": role_id} in v["Properties"]["Roles"] and "VpcPolicy" in k]
+        assert len(policies) == 1, fid
+        assert policies[0] in fn.get("DependsOn", []), fid
