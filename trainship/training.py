@@ -125,7 +125,25 @@ def finish_run(tracking_uri: str, run_id: str, status: str) -> None:
 
 def env_key(requirements: list[str]) -> str:
     canonical = "\n".join(sorted(r.strip() for r in requirements))
-    return hashlib.sha256(f"{sys.version_info[:2]}\n{canonical}".encode()).hexdigest()[:16]
+    # the interpreter's prefix too: a venv inherits that interpreter's packages
+    return hashlib.sha256(f"{sys.version_info[:2]}\n{sys.prefix}\n{canonical}".encode()
+                          ).hexdigest()[:16]
+
+
+def inherit_site_packages(python: Path) -> None:
+    """Let a requirements venv see this interpreter's packages (MLflow above all).
+
+    ``venv --system-site-packages`` exposes the *base* interpreter's site-packages; when the
+    runner itself runs in a virtual environment (the local stack, a pip-installed CLI),
+    MLflow lives in that environment's site-packages instead, which the new venv would not
+    see. A .pth file appends them after the venv's own, so the requirements still win.
+    """
+    import site
+
+    own = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    inherited = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    Path(own, "_trainship_inherited.pth").write_text("\n".join(inherited) + "\n")
 
 
 def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
@@ -146,6 +164,7 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
             return str(python)
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--clear",
                         str(env_dir)], check=True, capture_output=True)
+        inherit_site_packages(python)
         req_file = env_dir / "requirements.txt"
         req_file.write_text("\n".join(requirements) + "\n")
         print(f"[trainship] installing requirements into {env_dir.name}: {requirements}",

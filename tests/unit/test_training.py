@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,6 +87,17 @@ def test_requirements_env_is_built_once_and_cached(tmp_path: Path) -> None:
     assert training.prepare_environment(["six"], tmp_path) == python
     assert (env_dir / ".complete").stat().st_mtime_ns == marker
     assert training.prepare_environment([], tmp_path) == sys.executable
+
+
+def test_requirements_env_sees_mlflow_of_a_virtualenv_runner(tmp_path: Path) -> None:
+    """The runner runs in a venv (the local stack, a pip-installed CLI): a script with
+    requirements must still import MLflow, which lives in that venv, not the base Python."""
+    assert sys.prefix != sys.base_prefix, "the test suite runs in the project's venv"
+    python = training.prepare_environment(["six"], tmp_path)
+    probe = subprocess.run([python, "-c", "import mlflow, six; print(mlflow.__file__)"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    assert Path(probe.stdout.strip()).is_relative_to(sys.prefix)
 
 
 def test_requirements_that_do_not_install(tmp_path: Path) -> None:
