@@ -3,23 +3,73 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from trainship.client import ApiError, Client, default_home, resolve_api
+from trainship.client import (
+    ApiError,
+    ApiUnavailable,
+    Client,
+    ClientSetupError,
+    InvalidApiUrl,
+    default_home,
+    resolve_api,
+)
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+# Exit codes (README "Exit codes" lists them; tests/unit/test_cli.py checks each).
+EXIT_OK = 0
+EXIT_FAILED = 1  # the deployment ended FAILED, TIMED_OUT or ABORTED; `local status`: not running
+EXIT_USAGE = 2  # bad arguments, or a local file that cannot be read (argparse uses 2 as well)
+EXIT_REFUSED = 3  # the API refused the request: a 4xx error document (InvalidRequest, ...)
+EXIT_UNAVAILABLE = 4  # no API: connection refused, timeout, 5xx, not JSON, stack not running
+EXIT_STILL_RUNNING = 5  # the CLI stopped waiting; the deployment is still running
+EXIT_INTERNAL = 70  # a bug in trainship (TRAINSHIP_DEBUG=1 shows the traceback)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # stdout closed early (`trainship logs ID | head`)
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "the deployment failed (its error document is printed)",
+    EXIT_USAGE: "bad arguments, or a script or requirements file that cannot be read",
+    EXIT_REFUSED: "the API refused the request (4xx error document)",
+    EXIT_UNAVAILABLE: "the API cannot be reached or answered unexpectedly",
+    EXIT_STILL_RUNNING: "gave up waiting; the deployment is still running",
+    EXIT_INTERNAL: "internal error in trainship",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "stdout was closed early",
+}
+POLL_RETRY_SECONDS = 60  # how long `deploy` keeps polling through API hiccups
+
+
+class CliError(Exception):
+    """A failure the CLI reports in one line (``str(exc)``) with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _say(message: str) -> None:
+    print(f"trainship: {message}", file=sys.stderr, flush=True)
 
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def _print_error(doc: dict[str, Any]) -> None:
-    print(f"error:   {doc.get('error')}", file=sys.stderr)
+def _print_error(doc: dict[str, Any], http_status: int | None = None) -> None:
+    name = doc.get("error")
+    if http_status and name == f"HTTP{http_status}":
+        print(f"error:   HTTP {http_status}", file=sys.stderr)
+    else:
+        print(f"error:   {name}" + (f" (HTTP {http_status})" if http_status else ""),
+              file=sys.stderr)
     if doc.get("step"):
         print(f"step:    {doc.get('step')}", file=sys.stderr)
     print(f"message: {doc.get('message')}", file=sys.stderr)
@@ -29,14 +79,89 @@ def _print_error(doc: dict[str, Any]) -> None:
         print(f"help:    {doc.get('help')}", file=sys.stderr)
 
 
+def _read_file(name: str, what: str) -> bytes:
+    try:
+        return Path(name).read_bytes()
+    except FileNotFoundError:
+        raise CliError(f"{what} {name}: no such file; check the path", EXIT_USAGE) from None
+    except IsADirectoryError:
+        raise CliError(f"{what} {name} is a directory; give the file", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {name}: {exc.strerror or exc}; check the path and "
+                       "its permissions", EXIT_USAGE) from None
+
+
+def _text(data: bytes, name: str, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{what} {name} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                       "save it as UTF-8", EXIT_USAGE) from None
+
+
+def read_script(name: str) -> bytes:
+    return _read_file(name, "training script")
+
+
 def read_requirements(values: list[str] | None, files: list[str] | None) -> list[str]:
     reqs = list(values or [])
     for name in files or []:
-        for line in Path(name).read_text().splitlines():
+        text = _text(_read_file(name, "requirements file"), name, "requirements file")
+        for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
                 reqs.append(line)
     return reqs
+
+
+def request_body(args: argparse.Namespace, script_field: str) -> dict[str, Any]:
+    """The POST /deployments body from ``deploy``/``request`` arguments. ``script_field``:
+    ``script`` (the text) or ``script_content`` (base64, the original /mlops/deploy field)."""
+    data = read_script(args.script)
+    script: str = (_text(data, args.script, "training script") if script_field == "script"
+                   else base64.b64encode(data).decode("ascii"))
+    body: dict[str, Any] = {"model_name": args.model_name, script_field: script,
+                            "requirements": read_requirements(args.requirements,
+                                                              args.requirements_file)}
+    timeout_field = "timeout_seconds" if script_field == "script" else "timeout"
+    for field, value in (("experiment_name", args.experiment_name),
+                         (timeout_field, args.timeout), ("replicas", args.replicas),
+                         ("target", args.target)):
+        if value is not None:
+            body[field] = value
+    return body
+
+
+def _follow_hint(deployment_id: str, api: str | None) -> str:
+    return f"trainship status {deployment_id}" + (f" --api {api}" if api else "")
+
+
+def _api_failure(exc: ApiError) -> CliError:
+    """A 5xx: the API (or the gateway in front of it) failed; not the request's fault."""
+    doc = exc.document
+    name = doc.get("error")
+    what = " ".join(str(x) for x in (None if name == f"HTTP{exc.status}" else name,
+                                     doc.get("message")) if x)
+    return CliError(f"the API failed with HTTP {exc.status}" + (f" ({what})" if what else "")
+                    + "; try again, and if it keeps failing check the API's logs (locally: "
+                    "stack.log in the state directory)", EXIT_UNAVAILABLE)
+
+
+def _refused(exc: ApiError, output: str = "text") -> int:
+    """A 4xx error document: printed whole; exit EXIT_REFUSED. A 5xx: one line."""
+    if exc.status >= 500:
+        raise _api_failure(exc)
+    doc = exc.document
+    if doc.get("error") == f"HTTP{exc.status}" and not doc.get("help"):
+        # not a trainship error document (a proxy, another server, a gateway's own answer)
+        doc = {**doc, "help": "This is not a trainship error document: check that --api / "
+                              "TRAINSHIP_API is the trainship API's base URL (on AWS: the "
+                              "stack's ApiUrl output, called with AWS credentials)"}
+    if output == "json":
+        _print_json(doc)
+    else:
+        _print_error(doc, exc.status)
+    return EXIT_REFUSED
 
 
 def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float = 1.0,
@@ -50,8 +175,19 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
     entered: set[str] = set()
     finished: set[str] = set()
     done = 0
+    failing_since: float | None = None
     while True:
-        record: dict[str, Any] = client.get(deployment_id)
+        try:
+            record: dict[str, Any] = client.get(deployment_id)
+        except (ApiUnavailable, ApiError) as exc:
+            # a long wait outlives a dropped connection, a restart or throttling
+            transient = not isinstance(exc, ApiError) or exc.status >= 500 or exc.status == 429
+            failing_since = failing_since or time.monotonic()
+            if not transient or time.monotonic() - failing_since > POLL_RETRY_SECONDS:
+                raise
+            time.sleep(poll)
+            continue
+        failing_since = None
         steps = record.get("steps", [])
         if progress:
             for step in steps[done:]:
@@ -73,38 +209,48 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
         if record["status"] in TERMINAL:
             return record
         if time.monotonic() - started > timeout:
-            raise SystemExit(f"gave up waiting for {deployment_id}")
+            raise CliError(f"gave up waiting after {timeout:.0f} s: deployment {deployment_id} "
+                           "is still running; follow it with `trainship status "
+                           f"{deployment_id}`", EXIT_STILL_RUNNING)
         time.sleep(poll)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    script = Path(args.script).read_text()
-    body: dict[str, Any] = {"model_name": args.model_name, "script": script,
-                            "requirements": read_requirements(args.requirements,
-                                                              args.requirements_file)}
-    for field, value in (("experiment_name", args.experiment_name),
-                         ("timeout_seconds", args.timeout), ("replicas", args.replicas),
-                         ("target", args.target)):
-        if value is not None:
-            body[field] = value
+    body = request_body(args, "script")
     client = Client(resolve_api(args.api))
     try:
         accepted = client.submit(body, idempotency_key=args.idempotency_key)
     except ApiError as exc:
-        if args.output == "json":
-            _print_json(exc.document)
-        else:
-            _print_error(exc.document)
-        return 2
+        return _refused(exc, args.output)
+    except KeyboardInterrupt:
+        raise CliError("interrupted before the API answered; the deployment may have started: "
+                       "`trainship list` shows it", EXIT_INTERRUPTED) from None
     deployment_id = accepted["deployment_id"]
     text = args.output != "json"
     if text:
-        print(f"deployment {deployment_id} started", file=sys.stderr)
+        print(f"deployment {deployment_id} started", file=sys.stderr, flush=True)
     if args.no_wait:
         _print_json(accepted) if not text else print(deployment_id)
-        return 0
-    record = wait_for(client, deployment_id, progress=text)
+        return EXIT_OK
+    try:
+        record = wait_for(client, deployment_id, progress=text)
+    except KeyboardInterrupt:
+        raise CliError(f"interrupted: deployment {deployment_id} keeps running (stopping the "
+                       f"CLI does not stop it); follow it with `"
+                       f"{_follow_hint(deployment_id, args.api)}`", EXIT_INTERRUPTED) from None
+    except (ApiUnavailable, ApiError) as exc:
+        reason = (str(exc) if isinstance(exc, ApiUnavailable)
+                  else f"HTTP {exc.status} {exc.document.get('error')}")
+        raise CliError(f"lost the API while waiting ({reason}); deployment {deployment_id} "
+                       f"keeps running: follow it with `"
+                       f"{_follow_hint(deployment_id, args.api)}`", EXIT_UNAVAILABLE) from None
     return report(record, args.output)
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    """Print the POST body, as the original ``encode_script.py --deploy`` did."""
+    _print_json(request_body(args, "script_content"))
+    return EXIT_OK
 
 
 def report(record: dict[str, Any], output: str) -> int:
@@ -113,7 +259,7 @@ def report(record: dict[str, Any], output: str) -> int:
         _print_json(record.get("result") if ok else {"status": record["status"],
                                                       "deployment_id": record["deployment_id"],
                                                       **(record.get("error") or {})})
-        return 0 if ok else 1
+        return EXIT_OK if ok else EXIT_FAILED
     if ok:
         result = record["result"]
         for key in ("status", "deployment_id", "inference_url", "model_name", "model_version",
@@ -121,10 +267,10 @@ def report(record: dict[str, Any], output: str) -> int:
             print(f"{key + ':':26} {result.get(key)}")
         print(f"{'try:':26} curl -s -H 'Content-Type: application/json' "
               f"-d '{{\"inputs\": [[...]]}}' {result['inference_url']}/invocations")
-        return 0
+        return EXIT_OK
     print(f"status:  {record['status']}  ({record['deployment_id']})", file=sys.stderr)
     _print_error(record.get("error") or {})
-    return 1
+    return EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -132,11 +278,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         record = client.get(args.deployment_id)
     except ApiError as exc:
-        _print_error(exc.document)
-        return 2
+        return _refused(exc)
     if args.output == "json":
         _print_json(record)
-        return 0
+        return EXIT_OK
     print(f"deployment {record['deployment_id']}: {record['status']}")
     for step in record.get("steps", []):
         seconds = step.get("seconds")
@@ -150,7 +295,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    items = Client(resolve_api(args.api, start=False)).list()
+    try:
+        items = Client(resolve_api(args.api, start=False)).list()
+    except ApiError as exc:
+        return _refused(exc)
     if args.output == "json":
         _print_json(items)
         return 0
@@ -164,9 +312,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(client.logs(args.deployment_id))
     except ApiError as exc:
-        _print_error(exc.document)
-        return 2
-    return 0
+        return _refused(exc)
+    return EXIT_OK
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -174,7 +321,10 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     home = Path(args.home) if args.home else default_home()
     if args.action == "up":
-        info = stack.up(home)
+        try:
+            info = stack.up(home)
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            raise CliError(f"could not start the local stack: {exc}", EXIT_UNAVAILABLE) from None
         print(f"API: {info['api']}")
         print(f"MLflow UI: {info['mlflow']}")
         print(f"Step Functions: {info['stepfunctions']}")
@@ -188,7 +338,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     running = stack.read_info(home)
     if running is None:
         print("local stack: not running")
-        return 1
+        return EXIT_FAILED
     print(f"API: {running['api']}\nMLflow UI: {running['mlflow']}\n"
           f"Step Functions: {running['stepfunctions']}")
     return 0
@@ -258,25 +408,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trainship", description=(
-        "POST a training script, get back a live inference URL."))
+    parser = argparse.ArgumentParser(
+        prog="trainship", description="POST a training script, get back a live inference URL.",
+        epilog="exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()))
     sub = parser.add_subparsers(dest="command", required=True)
 
     deploy = sub.add_parser("deploy", help="train, register, build and deploy a script")
-    deploy.add_argument("script")
-    deploy.add_argument("--model-name", required=True)
-    deploy.add_argument("--requirements", nargs="*", help="PEP 508 requirements")
-    deploy.add_argument("--requirements-file", action="append", help="a requirements.txt")
-    deploy.add_argument("--experiment-name")
-    deploy.add_argument("--timeout", type=int, help="script timeout in seconds")
-    deploy.add_argument("--replicas", type=int)
+    request = sub.add_parser(
+        "request", help="print the POST /deployments body for a script (script_content "
+                        "base64, as the original encode_script.py --deploy); "
+                        "`trainship request train.py --model-name m > request.json`")
+    for p in (deploy, request):
+        p.add_argument("script", help="the training script")
+        p.add_argument("--model-name", required=True,
+                       help="the MLflow registered-model name")
+        p.add_argument("--requirements", nargs="*", help="PEP 508 requirements")
+        p.add_argument("--requirements-file", action="append", help="a requirements.txt")
+        p.add_argument("--experiment-name", help="MLflow experiment (default: the model name)")
+        p.add_argument("--timeout", type=int, help="script timeout in seconds")
+        p.add_argument("--replicas", type=int)
+        p.add_argument("--target", choices=("process", "podman", "kubernetes"),
+                       help="where to serve: process (local default), podman (build the "
+                            "image, push it to the local registry, play the Deployment), "
+                            "kubernetes")
     deploy.add_argument("--idempotency-key")
-    deploy.add_argument("--target", choices=("process", "podman", "kubernetes"),
-                        help="where to serve: process (local default), podman (build the "
-                             "image, push it to the local registry, play the Deployment), "
-                             "kubernetes")
     deploy.add_argument("--no-wait", action="store_true", help="print the id and return")
     deploy.set_defaults(func=cmd_deploy)
+    request.set_defaults(func=cmd_request)
 
     status = sub.add_parser("status", help="one deployment's status, steps and result")
     status.add_argument("deployment_id")
@@ -329,8 +487,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    args = build_parser().parse_args(argv)  # bad arguments: usage and exit 2 (argparse)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        _say(str(exc))
+        return exc.code
+    except ApiUnavailable as exc:
+        hint = (": check that it runs (`trainship local up` starts the local stack) and that "
+                "--api / TRAINSHIP_API points to it" if str(exc).startswith("cannot reach")
+                else "")
+        _say(f"{exc}{hint}")
+        return EXIT_UNAVAILABLE
+    except ApiError as exc:
+        try:
+            return _refused(exc)
+        except CliError as failure:
+            _say(str(failure))
+            return failure.code
+    except (InvalidApiUrl, ClientSetupError) as exc:
+        _say(f"{exc}" if isinstance(exc, ClientSetupError) else
+             f"--api / TRAINSHIP_API: {exc}; give the API's base URL, e.g. http://127.0.0.1:PORT")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`trainship logs ID | head`): no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # one line instead of a traceback
+        if os.environ.get("TRAINSHIP_DEBUG"):
+            raise
+        _say(f"internal error: {type(exc).__name__}: {exc} (a bug in trainship: run again "
+             "with TRAINSHIP_DEBUG=1 for the traceback and report it)")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

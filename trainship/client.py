@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -12,10 +13,39 @@ from typing import Any
 
 
 class ApiError(Exception):
+    """The API answered with an HTTP error status (its body is the error document)."""
+
     def __init__(self, status: int, document: dict[str, Any]) -> None:
         super().__init__(f"HTTP {status}: {document.get('error')}: {document.get('message')}")
         self.status = status
         self.document = document
+
+
+class ApiUnavailable(Exception):
+    """The API could not be reached, or answered with something that is not its answer
+    (not JSON, not the expected shape). ``str(exc)`` is one line: what and what to do."""
+
+
+class InvalidApiUrl(ValueError):
+    """``--api`` / ``$TRAINSHIP_API`` is not an http(s) URL."""
+
+
+class ClientSetupError(Exception):
+    """This machine cannot call the API yet (an extra or credentials are missing)."""
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a network failure: 'connection refused', 'timed out', ..."""
+    inner = getattr(exc, "reason", exc)
+    if isinstance(inner, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(inner, TimeoutError):
+        return "timed out"
+    if isinstance(inner, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(inner, OSError) and inner.strerror:
+        return inner.strerror[:1].lower() + inner.strerror[1:]
+    return str(inner) or type(inner).__name__
 
 
 def execute_api_region(url: str) -> str | None:
@@ -33,12 +63,12 @@ AWS_EXTRA_HINT = ("trainship: this API is an API Gateway URL (IAM auth): signing
 
 
 def require_signing() -> None:
-    """Exit with one line naming the extra when boto3/botocore are not installed."""
+    """ClientSetupError, one line naming the extra, when boto3/botocore are missing."""
     try:
         import boto3  # noqa: F401
         import botocore.auth  # noqa: F401
     except ImportError:
-        raise SystemExit(AWS_EXTRA_HINT) from None
+        raise ClientSetupError(AWS_EXTRA_HINT) from None
 
 
 def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, str],
@@ -51,7 +81,9 @@ def sigv4_headers(method: str, url: str, body: bytes | None, headers: dict[str, 
 
     credentials = boto3.Session().get_credentials()
     if credentials is None:
-        raise SystemExit("no AWS credentials found to sign the request (IAM-authorised API)")
+        raise ClientSetupError("no AWS credentials found to sign the request (the API is "
+                               "IAM-authorised): run `aws configure`, or set AWS_PROFILE or "
+                               "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
     SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
     return dict(request.headers.items())
@@ -61,6 +93,9 @@ class Client:
     """Talks to the API; requests to API Gateway URLs are signed with SigV4."""
 
     def __init__(self, base_url: str, timeout: float = 30) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidApiUrl(f"{base_url!r} is not an http:// or https:// URL")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.region = execute_api_region(self.base_url)
@@ -68,7 +103,10 @@ class Client:
             require_signing()  # before anything is sent or read
 
     def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None) -> Any:
+                headers: dict[str, str] | None = None, *, expect_json: bool = False) -> Any:
+        """JSON answers are decoded, other answers returned as text. An HTTP error status
+        raises ApiError (its document: the body, or one made from a non-JSON body); no
+        answer, or with ``expect_json`` a non-JSON one, raises ApiUnavailable."""
         data = json.dumps(body).encode() if body is not None else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         url = self.base_url + path
@@ -77,29 +115,65 @@ class Client:
         req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                raw = response.read().decode()
+                raw = response.read().decode(errors="replace")
                 ctype = response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             raw = exc.read().decode(errors="replace")
             try:
                 doc = json.loads(raw)
             except ValueError:
-                doc = {"error": f"HTTP{exc.code}", "message": raw[:500]}
+                doc = None
+            if not isinstance(doc, dict):
+                doc = {"error": f"HTTP{exc.code}", "message": _snippet(raw) or exc.reason}
+            elif "error" not in doc:  # e.g. API Gateway's own {"message": ...}
+                doc = {"error": f"HTTP{exc.code}", **doc}
             raise ApiError(exc.code, doc) from None
-        return json.loads(raw) if ctype.startswith("application/json") else raw
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            raise ApiUnavailable(f"cannot reach the API at {self.base_url} ({_reason(exc)})"
+                                 ) from None
+        if ctype.startswith("application/json"):
+            try:
+                return json.loads(raw)
+            except ValueError:
+                pass
+        elif not expect_json:
+            return raw
+        raise ApiUnavailable(
+            f"{self.base_url} answered {method} {path} with something that is not the "
+            f"trainship API's JSON ({ctype or 'no Content-Type'}: {_snippet(raw)!r}): check "
+            "that --api / TRAINSHIP_API is the trainship API's base URL")
+
+    def _expect(self, answer: Any, *keys: str, what: str) -> dict[str, Any]:
+        if not isinstance(answer, dict) or any(key not in answer for key in keys):
+            raise ApiUnavailable(f"{self.base_url} answered {what} without "
+                                 f"{', '.join(keys)}: {_snippet(json.dumps(answer))!r}: check "
+                                 "that --api / TRAINSHIP_API is the trainship API's base URL")
+        return answer
 
     def submit(self, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.request("POST", "/deployments", body, headers)
+        return self._expect(self.request("POST", "/deployments", body, headers,
+                                         expect_json=True),
+                            "deployment_id", what="POST /deployments")
 
     def get(self, deployment_id: str) -> Any:
-        return self.request("GET", f"/deployments/{deployment_id}")
+        path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}"
+        return self._expect(self.request("GET", path, expect_json=True),
+                            "deployment_id", "status", what=f"GET {path}")
 
     def list(self) -> Any:
-        return self.request("GET", "/deployments")["deployments"]
+        answer = self._expect(self.request("GET", "/deployments", expect_json=True),
+                              "deployments", what="GET /deployments")
+        return answer["deployments"]
 
     def logs(self, deployment_id: str) -> str:
-        return str(self.request("GET", f"/deployments/{deployment_id}/logs"))
+        path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}/logs"
+        return str(self.request("GET", path))
+
+
+def _snippet(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
 def default_home() -> Path:
@@ -114,7 +188,16 @@ def resolve_api(api: str | None, *, start: bool = True) -> str:
         return os.environ["TRAINSHIP_API"]
     from trainship.local import stack
 
-    info = stack.read_info(default_home()) if not start else stack.up(default_home())
-    if info is None:
-        raise SystemExit("the local stack is not running: `trainship local up` starts it")
+    home = default_home()
+    if not start:
+        info = stack.read_info(home)
+        if info is None:
+            raise ApiUnavailable(f"the local stack is not running (state directory {home}): "
+                                 "start it with `trainship local up`, or pass --api URL or "
+                                 "set TRAINSHIP_API")
+        return str(info["api"])
+    try:
+        info = stack.up(home)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        raise ApiUnavailable(f"could not start the local stack: {exc}") from None
     return str(info["api"])
