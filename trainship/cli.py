@@ -39,7 +39,7 @@ EXIT_CODES = {
     EXIT_USAGE: "bad arguments, or a script or requirements file that cannot be read",
     EXIT_REFUSED: "the API refused the request (4xx error document)",
     EXIT_UNAVAILABLE: "the API cannot be reached or answered unexpectedly",
-    EXIT_STILL_RUNNING: "gave up waiting; the deployment is still running",
+    EXIT_STILL_RUNNING: "gave up waiting (the deployment is still running)",
     EXIT_INTERNAL: "internal error in trainship",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
     EXIT_BROKEN_PIPE: "stdout was closed early",
