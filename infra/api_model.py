@@ -6,8 +6,10 @@
   differ are converted here (``anyOf`` with null -> a type list, ``$ref``/``$defs`` ->
   inlined, ``const`` -> ``enum``, numeric ``exclusiveMinimum`` -> boolean form). A field
   added to the pydantic model reaches the API model at the next synth: nothing to keep
-  in step by hand. Field validators (DNS-1123 names, PEP 508 requirements) stay in the
-  API Lambda, which answers with a trainship error document.
+  in step by hand. The name rules are in the model too (``pattern``, ``minLength``,
+  ``maxLength`` of ``model_name`` and ``experiment_name``, written for draft 4); the field
+  validators (their messages, PEP 508 requirements) stay in the API Lambda, which answers
+  with a trainship error document.
 - Gateway responses: the answers API Gateway gives by itself (a body the model refuses,
   an unsigned request, throttling, its own 5xx) carry trainship's error document
   ``{error, message, details, help}`` instead of ``{"message": ...}``.
@@ -107,8 +109,11 @@ def request_schema() -> dict[str, Any]:
 # ("x-amazon-apigateway-gateway-responses.responseTemplates object"). So the JSON is
 # built from values that are JSON already: $context.error.messageString is documented as
 # the quoted (JSON string) form of $context.error.message; the request id is a UUID.
-# $context.error.validationErrorString is placed inside quotes, the form AWS's examples
-# and common use take.
+# $context.error.validationErrorString is NOT used: it is the validator's raw text, with
+# unescaped double quotes (e.g. `object has missing required properties (["model_name"])`),
+# and a template cannot escape it, so the body would not parse as JSON. details names
+# the fields instead; the API function's own validation (the same pydantic model) gives
+# field-by-field messages for bodies that pass the gateway's model.
 HELP_ROUTES = ("POST /deployments, GET /deployments, GET /deployments/{id}, "
                "GET /deployments/{id}/logs, POST /mlops/deploy")
 
@@ -122,9 +127,12 @@ def _document(error: str, details: str, help_text: str) -> str:
 # response type -> (status code or None for API Gateway's own, error name, details, help)
 GATEWAY_RESPONSES: dict[str, tuple[str | None, str, str, str]] = {
     "BAD_REQUEST_BODY": (
-        "400", "InvalidRequest", "$context.error.validationErrorString",
-        "The body does not match the DeploymentRequest model (docs/api.md): fix the fields "
-        "named in details. Example: {\\\"model_name\\\": \\\"iris-classifier\\\", "
+        "400", "InvalidRequest",
+        "API Gateway's request validator refused the body against the DeploymentRequest "
+        "model: a required field missing (model_name; script, script_base64 or "
+        "script_content), an unknown field, a wrong type or a value out of range",
+        "The body does not match the DeploymentRequest model (docs/api.md): check the "
+        "field names and types. Example: {\\\"model_name\\\": \\\"iris-classifier\\\", "
         "\\\"script\\\": \\\"import mlflow ...\\\"}"),
     "ACCESS_DENIED": (
         "403", "AccessDenied", "$context.error.responseType",
@@ -163,6 +171,10 @@ def add_request_model(api: apigw.RestApi) -> apigw.Model:
     cfn_model = model.node.default_child
     assert isinstance(cfn_model, apigw.CfnModel)
     cfn_model.add_property_override("Schema", request_schema())
+    # CDK salts the deployment's logical id with the model's construct props, not with the
+    # override: without this a changed schema would not redeploy the stage.
+    if api.latest_deployment is not None:
+        api.latest_deployment.add_to_logical_id({"DeploymentRequest": request_schema()})
     return model
 
 

@@ -97,8 +97,9 @@ def test_gateway_responses_are_error_documents(synthesized: Synth, kind: str) ->
     response = responses[kind]
     values = {  # as API Gateway substitutes them; messageString is already quoted
         "$context.error.messageString": json.dumps('Invalid request body'),
+        # the validator's real text has unescaped quotes: it must not reach the body
         "$context.error.validationErrorString":
-            "[instance type (string) does not match any allowed primitive type]",
+            '[object has missing required properties (["model_name"])]',
         "$context.error.responseType": kind,
         "$context.requestId": "3f1c2a9e-0000-4000-8000-000000000000",
     }
@@ -108,7 +109,30 @@ def test_gateway_responses_are_error_documents(synthesized: Synth, kind: str) ->
     expected_status = GATEWAY_RESPONSES[kind][0]
     assert response.get("StatusCode") == expected_status
     if kind == "BAD_REQUEST_BODY":
-        assert body["error"] == "InvalidRequest" and "instance type" in body["details"]
+        assert body["error"] == "InvalidRequest" and "model_name" in body["details"]
     # every error name a caller can get is documented
     troubleshooting = (REPO / "docs" / "troubleshooting.md").read_text()
     assert re.search(rf"`{body['error']}`", troubleshooting), body["error"]
+
+
+def test_a_changed_request_model_redeploys_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema is a property override; the stage's Deployment must still change with it,
+    or API Gateway keeps validating against the old model."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_apigateway as apigw
+
+    from infra import api_model
+
+    def deployment_id(schema: dict[str, object]) -> str:
+        monkeypatch.setattr(api_model, "request_schema", lambda: schema)
+        stack = cdk.Stack(cdk.App(), "Probe")
+        api = apigw.RestApi(stack, "Api")
+        api.root.add_method("GET")
+        api_model.add_request_model(api)
+        assert api.latest_deployment is not None
+        return str(stack.resolve(api.latest_deployment.deployment_id))
+
+    base = api_model.request_schema()
+    changed = {**base, "properties": {**base["properties"], "extra": {"type": "string"}}}
+    assert deployment_id(base) == deployment_id(dict(base))
+    assert deployment_id(base) != deployment_id(changed)
