@@ -39,6 +39,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from trainship import staging
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
+from trainship.names import serving_name
 from trainship.state import DeploymentState
 from trainship.training import error_uri
 
@@ -68,7 +69,8 @@ def tree_digest(root: Path) -> str:
 
 
 def image_tag(model_name: str, version: str) -> str:
-    return f"{model_name}-v{version}"
+    """``<serving name>-v<version>``: an image tag allows no upper case (trainship.names)."""
+    return f"{serving_name(model_name)}-v{version}"
 
 
 def assemble_context(state: DeploymentState, tracking_uri: str, context: Path) -> None:
@@ -241,7 +243,10 @@ def build_command(builder: str, *, context: Path, reference: str, base_image: st
     manifest with OCI media types (``image-manifest=true,oci-mediatypes=true``; AWS
     Containers blog, "Announcing remote cache support in Amazon ECR for BuildKit
     clients"). buildx pushes the image itself (a docker-container builder keeps no local
-    image to push) and writes its digest to the metadata file.
+    image to push) and writes its digest to the metadata file. Attestations are off
+    (``--provenance=false --sbom=false``): with them buildx pushes an index whose
+    per-platform and attestation manifests are untagged images in ECR, which the
+    repository's lifecycle rules count and could expire under a pinned tag.
     """
     platform = f"linux/{arch}"
     args = ["--build-arg", f"BASE_IMAGE={base_image}", "--build-arg",
@@ -256,6 +261,7 @@ def build_command(builder: str, *, context: Path, reference: str, base_image: st
                 "--cache-from", f"type=registry,ref={cache}",
                 "--cache-to", f"type=registry,ref={cache},mode=max,image-manifest=true,"
                               "oci-mediatypes=true",
+                "--provenance=false", "--sbom=false",
                 "--push", "--metadata-file", str(context / DOCKER_METADATA), *args]
     raise ImageBuildFailed(f"Unknown image builder {builder!r}", step=STEP,
                            help="Set TRAINSHIP_IMAGE_BUILDER to docker, podman or bundle.")
