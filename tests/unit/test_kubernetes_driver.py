@@ -257,6 +257,17 @@ def test_eks_token_is_a_presigned_get_caller_identity() -> None:
     assert query["X-Amz-Credential"][0].startswith("AKIDEXAMPLE/")
 
 
+def test_eks_token_outside_the_aws_partition_signs_for_that_partitions_sts() -> None:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.set_credentials("AKIDEXAMPLE", "secret")
+    token = eks_token("prod", "cn-north-1", session=_Boto3Like(session))
+    encoded = token.removeprefix("k8s-aws-v1.")
+    url = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    assert urlparse(url).netloc == "sts.cn-north-1.amazonaws.com.cn"
+
+
 class _Boto3Like:
     """What eks_token needs of a boto3 Session, over a botocore session."""
 

@@ -471,7 +471,9 @@ def eks_token(cluster_name: str, region: str, session: Any = None) -> str:
                            session.get_credentials(), session.events)
     url = signer.generate_presigned_url(
         {"method": "GET",
-         "url": f"https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity"
+         # the client's own regional endpoint: sts.<region>.amazonaws.com, or
+         # .amazonaws.com.cn in the China partition, where a hard-coded host fails
+         "url": f"{sts.meta.endpoint_url.rstrip('/')}/?Action=GetCallerIdentity"
                 "&Version=2011-06-15",
          "body": {}, "headers": {"x-k8s-aws-id": cluster_name}, "context": {}},
         region_name=region, expires_in=60, operation_name="")
