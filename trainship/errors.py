@@ -227,3 +227,19 @@ class IdempotencyConflict(TrainshipError):
 
 
 _BY_NAME[IdempotencyConflict.__name__] = IdempotencyConflict
+
+
+class ServingNameTaken(TrainshipError):
+    """Two registered-model names that map to one serving name (trainship.names)."""
+
+    http_status = 409
+    help_text = (
+        "Another registered model is already served under this model's serving name (model "
+        "names map to DNS-1123 serving names: test_model, test.model and Test_Model are all "
+        "test-model). Deploy under that registered model's name to add a version to it, or "
+        "pick a model name whose serving name differs, e.g. test_model_2."
+    )
+
+
+USER_ERRORS = (*USER_ERRORS, ServingNameTaken)
+_BY_NAME[ServingNameTaken.__name__] = ServingNameTaken

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from trainship.errors import RolloutFailed, TransientError
+from trainship.names import serving_name
 
 LIVE_TAG_PREFIX = "live-"
 PREVIOUS_TAG_PREFIX = "previous-"
@@ -54,11 +55,11 @@ PIN_HELP = ("PromoteModel tags the serving image live-<model> and the one it rep
 
 
 def live_tag(model_name: str) -> str:
-    return f"{LIVE_TAG_PREFIX}{model_name}"
+    return f"{LIVE_TAG_PREFIX}{serving_name(model_name)}"
 
 
 def previous_tag(model_name: str) -> str:
-    return f"{PREVIOUS_TAG_PREFIX}{model_name}"
+    return f"{PREVIOUS_TAG_PREFIX}{serving_name(model_name)}"
 
 
 class ImagePins(Protocol):

@@ -7,6 +7,7 @@ scripts (a run artifact folder holding an MLmodel file), autologging included.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +16,18 @@ from trainship.errors import (
     NoMlflowRun,
     NoModelLogged,
     RegistrationFailed,
+    ServingNameTaken,
     TransientError,
 )
+from trainship.names import serving_name as derive_serving_name
 from trainship.state import ModelInfo
 
 STEP = "RegisterModel"
 DEPLOYMENT_TAG = "trainship.deployment_id"
 PREFERRED_MODEL_NAME = "model"
+# Every registered model trainship deploys carries its serving name (trainship.names), so
+# that a second registered name mapping to the same serving name is found and refused.
+SERVING_NAME_TAG = "trainship.serving_name"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class LoggedModelRef:
     name: str
     uri: str
     model_id: str | None = None
+    # an MLflow 3 LoggedModel logged with no run (found by the deployment tag)
+    run_less: bool = False
 
 
 def _client(tracking_uri: str) -> Any:
@@ -63,15 +71,24 @@ def _artifact_models(client: Any, run_id: str, path: str = "", depth: int = 0) -
     return found
 
 
-def find_logged_models(client: Any, run: Any) -> list[LoggedModelRef]:
+def find_logged_models(client: Any, run: Any, deployment_id: str = "") -> list[LoggedModelRef]:
+    """The models the deployment's script logged: LoggedModels of the run (source run or
+    run outputs), LoggedModels of the run's experiment tagged with the deployment id (the
+    training runner sets that tag through MLFLOW_RUN_CONTEXT, so it is also on a model
+    MLflow 3 logged with no run at all), else MLflow 2 artifact folders of the run."""
     run_id = run.info.run_id
     refs: dict[str, LoggedModelRef] = {}
     search = getattr(client, "search_logged_models", None)
     if search is not None:
-        for model in search(experiment_ids=[run.info.experiment_id],
-                            filter_string=f"source_run_id = '{run_id}'"):
-            refs[model.model_id] = LoggedModelRef(name=model.name, uri=f"models:/{model.model_id}",
-                                                  model_id=model.model_id)
+        filters = [f"source_run_id = '{run_id}'"]
+        if re.fullmatch(r"[\w.:-]+", deployment_id):
+            filters.append(f"tags.`{DEPLOYMENT_TAG}` = '{deployment_id}'")
+        for filter_string in filters:
+            for model in search(experiment_ids=[run.info.experiment_id],
+                                filter_string=filter_string):
+                refs[model.model_id] = LoggedModelRef(
+                    name=model.name, uri=f"models:/{model.model_id}", model_id=model.model_id,
+                    run_less=not model.source_run_id)
     outputs = getattr(run, "outputs", None)
     for output in getattr(outputs, "model_outputs", None) or []:
         if output.model_id not in refs:
@@ -125,6 +142,66 @@ def _model_metadata(model_uri: str, tracking_uri: str) -> tuple[list[str], list[
     return flavors, requirements
 
 
+def serving_name_owners(client: Any, model_name: str, serving: str) -> list[str]:
+    """The other registered models already served under ``serving``: those tagged with it,
+    and a model registered under the serving name itself (names were serving names before
+    the tag existed, so such a model is served under it)."""
+    from mlflow.exceptions import MlflowException
+
+    owners = {model.name for model in client.search_registered_models(
+        filter_string=f"tags.`{SERVING_NAME_TAG}` = '{serving}'")}
+    if serving != model_name:
+        try:
+            client.get_registered_model(serving)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        else:
+            owners.add(serving)
+    owners.discard(model_name)
+    return sorted(owners)
+
+
+def claim_serving_name(client: Any, model_name: str) -> str:
+    """Refuse ``model_name`` (ServingNameTaken) when another registered model is served
+    under its serving name; otherwise create the registered model if needed and tag it
+    with its serving name. Runs before a version is created: nothing is half-deployed."""
+    from mlflow.exceptions import MlflowException
+
+    serving = derive_serving_name(model_name)
+    owners = serving_name_owners(client, model_name, serving)
+    if owners:
+        first = owners[0]
+        raise ServingNameTaken(
+            f"Model name {model_name!r} maps to serving name {serving!r}, which registered "
+            f"model {first!r} is already served under", step=STEP,
+            details=f"registered models served as {serving!r}: {', '.join(owners)}",
+            help=(f"{model_name!r} and {first!r} both map to the serving name {serving!r} "
+                  f"(Kubernetes objects, image tags and URLs need DNS-1123 names). Deploy as "
+                  f"model_name {first!r} to add a version to that model, or choose a name "
+                  f"whose serving name differs, e.g. {model_name + '_2'!r}."))
+    try:
+        client.create_registered_model(model_name, tags={SERVING_NAME_TAG: serving})
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+            raise
+        client.set_registered_model_tag(model_name, SERVING_NAME_TAG, serving)
+    return serving
+
+
+def register_run_less(client: Any, ref: LoggedModelRef, model_name: str, run_id: str,
+                      tags: dict[str, str]) -> Any:
+    """Register a LoggedModel the script logged with no run: link it to the deployment's
+    run first (the run's outputs list it, as if logged inside the run), and give the
+    version that run, which MLflow would otherwise take from the model's empty source."""
+    from mlflow.entities import LoggedModelOutput
+
+    assert ref.model_id is not None
+    client.log_outputs(run_id, [LoggedModelOutput(model_id=ref.model_id, step=0)])
+    return client.create_model_version(model_name, ref.uri, run_id=run_id, tags=tags,
+                                       model_id=ref.model_id)
+
+
 def register(*, tracking_uri: str, deployment_id: str, model_name: str, run_id: str,
              replicas: int = 1) -> ModelInfo:
     """Validate the run and register a new version of ``model_name``."""
@@ -138,7 +215,7 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str, run_id: 
             raise TransientError("MLflow is not reachable", details=str(exc), step=STEP) from exc
         raise NoMlflowRun(f"MLflow run {run_id} does not exist", details=str(exc),
                           step=STEP) from exc
-    refs = find_logged_models(client, run)
+    refs = find_logged_models(client, run, deployment_id)
     if not refs and not run_has_content(run):
         raise NoMlflowRun(
             f"The script logged nothing to MLflow run {run_id}", step=STEP,
@@ -151,7 +228,11 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str, run_id: 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        version = mlflow.register_model(chosen.uri, model_name, tags=tags)
+        claim_serving_name(client, model_name)
+        if chosen.run_less:
+            version = register_run_less(client, chosen, model_name, run_id, tags)
+        else:
+            version = mlflow.register_model(chosen.uri, model_name, tags=tags)
     except MlflowException as exc:
         if _is_unavailable(exc):
             raise TransientError("MLflow is not reachable", details=str(exc), step=STEP) from exc

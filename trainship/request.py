@@ -10,19 +10,30 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trainship.errors import InvalidRequest, TargetNotEnabled
+from trainship.names import (
+    MAX_MODEL_NAME_CHARS,
+    MODEL_NAME_PATTERN,
+    model_name_problem,
+    serving_name,
+)
 
 MAX_SCRIPT_BYTES = 100 * 1024  # keeps the execution input far below Step Functions' 256 KiB
 MAX_REQUIREMENTS = 50
 MAX_REQUIREMENT_CHARS = 200
 MAX_TIMEOUT_SECONDS = 7200
 MAX_REPLICAS = 20
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_EXPERIMENT_NAME_CHARS = 200
+# C0 and C1 control characters and DEL (NUL, newline, tab, ESC, ...): refused in names.
+# Written with \x escapes so that the pattern reads the same in Python, in JSON Schema
+# (ECMA 262) and in API Gateway's validator.
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Never passed through a shell (pip reads a requirements file), but refused all the same;
 # < > ! * ( ) ; and quotes stay allowed: PEP 508 specifiers and markers use them.
 _SHELL_CHARS = set("`$|&\\?{}#\n\r\t\x00")
@@ -43,18 +54,31 @@ class Resources(BaseModel):
         return value
 
 
+ExperimentName = Annotated[str, Field(
+    description=f"the MLflow experiment (default: model_name); 1 to "
+                f"{MAX_EXPERIMENT_NAME_CHARS} characters, no control characters",
+    json_schema_extra={"pattern": NO_CONTROL_PATTERN, "minLength": 1,
+                       "maxLength": MAX_EXPERIMENT_NAME_CHARS})]
+
+
 class DeploymentRequest(BaseModel):
     """The POST /deployments body (also the state machine input)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(description="DNS-1123 label: lower case, digits, '-', <= 63")
+    model_name: str = Field(
+        description=f"the MLflow registered-model name: letters, digits, '_', '-', '.', "
+                    f"starting with a letter or digit, no '..', at most "
+                    f"{MAX_MODEL_NAME_CHARS} characters (served under its serving name, "
+                    "e.g. test_model -> test-model)",
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN, "minLength": 1,
+                           "maxLength": MAX_MODEL_NAME_CHARS})
     script: str | None = Field(default=None, description="the training script as text")
     script_base64: str | None = Field(default=None, description="the script, base64")
     script_content: str | None = Field(default=None,
                                        description="the script, base64 (original /mlops/deploy)")
     requirements: list[str] = Field(default_factory=list)
-    experiment_name: str | None = None
+    experiment_name: ExperimentName | None = None
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
     timeout: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS,
                                 description="original /mlops/deploy name of timeout_seconds")
@@ -68,17 +92,26 @@ class DeploymentRequest(BaseModel):
     @field_validator("model_name")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        if len(value) > 63 or not DNS_1123_LABEL.match(value):
+        problem = model_name_problem(value)
+        if problem is not None:
             raise ValueError(
-                f"{value!r} is not a DNS-1123 label (lower case letters, digits and '-', "
-                "starting and ending with a letter or digit, at most 63 characters)")
+                f"{value!r} is not a model name: {problem}. A model name is the MLflow "
+                "registered-model name: letters, digits, '_', '-' and '.', e.g. test_model, "
+                f"customer-churn, iris.v2 (at most {MAX_MODEL_NAME_CHARS} characters)")
         return value
 
     @field_validator("experiment_name")
     @classmethod
     def _experiment_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or len(value) > 200):
-            raise ValueError("must be 1 to 200 characters")
+        if value is None:
+            return value
+        if not value.strip() or len(value) > MAX_EXPERIMENT_NAME_CHARS:
+            raise ValueError(f"must be 1 to {MAX_EXPERIMENT_NAME_CHARS} characters")
+        control = _CONTROL.search(value)
+        if control is not None:
+            raise ValueError(f"{value!r} contains the control character "
+                             f"U+{ord(control.group()):04X}; names may not contain control "
+                             "characters (NUL, newline, tab, ...)")
         return value
 
     @field_validator("requirements")
@@ -112,6 +145,7 @@ class NormalizedRequest(BaseModel):
 
     deployment_id: str
     model_name: str
+    serving_name: str = ""
     experiment_name: str
     script_uri: str
     script_sha256: str
@@ -199,6 +233,7 @@ def normalize(request: DeploymentRequest, script: str, *, deployment_id: str,
     return NormalizedRequest(
         deployment_id=deployment_id,
         model_name=request.model_name,
+        serving_name=serving_name(request.model_name),
         experiment_name=request.experiment_name or request.model_name,
         script_uri=script_uri,
         script_sha256=hashlib.sha256(script.encode()).hexdigest(),

@@ -71,6 +71,8 @@ class DeploymentResult(BaseModel):
     inference_url: str
     invocations_url: str
     model_name: str
+    serving_name: str = Field(
+        default="", description="the DNS-1123 name it is served under (trainship.names)")
     model_version: str
     model_uri: str
     run_id: str

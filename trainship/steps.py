@@ -30,6 +30,7 @@ from trainship.errors import (
     error_class,
 )
 from trainship.image_pins import ImagePins
+from trainship.names import serving_name
 from trainship.request import normalize, parse_request
 from trainship.state import DeploymentResult, DeploymentState, RolloutState, SmokeTest
 from trainship.training import error_uri
@@ -191,6 +192,7 @@ def promote_model(state: DeploymentState, *, settings: Settings, driver: Cluster
     state.result = DeploymentResult(
         deployment_id=state.deployment_id, inference_url=url,
         invocations_url=f"{url}/invocations", model_name=state.model_name,
+        serving_name=state.serving_name or serving_name(state.model_name),
         model_version=state.model.version, model_uri=state.model.model_uri,
         run_id=state.model.run_id, image_uri=state.rollout.image_uri,
         alias=settings.model_alias if superseded_by is None else "",

@@ -140,7 +140,7 @@ def test_bad_scripts_fail_with_their_own_error(api: Client, local_home: Path, na
 def test_invalid_body_is_400_and_starts_nothing(api: Client, local_stack: dict[str, Any]
                                                 ) -> None:
     before = len(api.list())
-    for body in ({"model_name": "Bad_Name", "script": "x"},
+    for body in ({"model_name": "bad name", "script": "x"},
                  {"model_name": "ok", "script": "print(1)", "requirements": ["--index-url x"]},
                  {"model_name": "ok", "script_content": "not base64!!"},
                  {"model_name": "ok", "script": "print(1)", "surprise": 1}):

@@ -30,6 +30,8 @@ VARIANTS = {
     "internal-arm": WorkloadSpec("iris", "3", IMAGE, lb_scheme="internal",
                                  lb_source_ranges=["10.0.0.0/8", "192.168.1.0/24"],
                                  arch="arm64"),
+    # a registered-model name that is not a DNS-1123 label: objects use its serving name
+    "registered-name": WorkloadSpec("Test_Model.v2", "3", IMAGE, replicas=2),
 }
 
 
@@ -44,7 +46,8 @@ def test_strict_schema_validation(manifest_file: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict",
                            str(manifest_file)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "passed for resource deployment/iris" in proc.stdout + proc.stderr
+    name = VARIANTS[manifest_file.stem].serving_name  # iris; test-model-v2 (trainship.names)
+    assert f"passed for resource deployment/{name}" in proc.stdout + proc.stderr
 
 
 def test_strict_validation_catches_a_bad_field(tmp_path: Path) -> None:

@@ -27,9 +27,8 @@ def test_text_and_base64_scripts_decode_the_same() -> None:
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ({"model_name": "UPPER", "script": "x"}, "DNS-1123"),
-    ({"model_name": "-lead", "script": "x"}, "DNS-1123"),
-    ({"model_name": "a" * 64, "script": "x"}, "DNS-1123"),
+    ({"model_name": "-lead", "script": "x"}, "not a model name"),
+    ({"model_name": "a" * 129, "script": "x"}, "the limit is 128"),
     ({"model_name": "m"}, "exactly one"),
     ({"model_name": "m", "script": "x", "script_base64": "eA=="}, "exactly one"),
     ({"model_name": "m", "script_base64": "%%%"}, "base64"),
@@ -94,3 +93,56 @@ def test_target_must_be_enabled_here() -> None:
     with pytest.raises(InvalidRequest):  # not a target at all
         parse_request({**body, "target": "docker"}, ("process",))
     assert parse_request({"model_name": "m", "script": "x"}, ("kubernetes",))[0].target is None
+
+
+# --- names (issue 11): model_name is the MLflow registered-model name as written ---------
+
+GOOD_MODEL_NAMES = ["test_model", "customer_churn", "my_model", "iris-classifier", "Iris.v2",
+                    "UPPER", "m", "2024_churn", "a" * 128, "a.b-c_d", "x_"]
+BAD_MODEL_NAMES = [
+    ("", "empty"), ("test model", "only letters"), ("team/model", "only letters"),
+    ("a..b", "'..'"), ("..", "'..'"), (".hidden", "only letters"), ("model.", "only letters"),
+    ("_lead", "only letters"), ("a\x00b", "only letters"), ("a\nb", "only letters"),
+    ("trailing\n", "only letters"),
+    ("tab\there", "only letters"), ("caf\u00e9", "only letters"), ("a" * 129, "limit is 128"),
+    ("a:b", "only letters"), ("a@b", "only letters"),
+]
+
+
+@pytest.mark.parametrize("name", GOOD_MODEL_NAMES)
+def test_model_names_as_mlflow_users_write_them_are_accepted(name: str) -> None:
+    req, _ = parse_request({"model_name": name, "script": "x"})
+    assert req.model_name == name  # registered under exactly that name
+    norm = normalize(req, "x", deployment_id="d-1", script_uri="/s")
+    assert norm.model_name == name and norm.experiment_name == name
+
+
+@pytest.mark.parametrize("name, fragment", BAD_MODEL_NAMES)
+def test_bad_model_names_are_invalid_request_with_an_example(name: str, fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request({"model_name": name, "script": "x"})
+    doc = caught.value.document()
+    assert doc.error == "InvalidRequest"
+    assert "model_name" in doc.details and fragment in doc.details, doc.details
+    assert "test_model" in doc.details  # names an example of a good name
+    assert '"model_name"' in doc.help
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "cr\r", "tab\tname", "esc\x1b[1m",
+                                  "del\x7f", "c1\x85", "", "   ", "e" * 201])
+def test_bad_experiment_names_are_invalid_request(name: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request({"model_name": "m", "script": "x", "experiment_name": name})
+    assert "experiment_name" in caught.value.document().details
+
+
+@pytest.mark.parametrize("name", ["churn experiments", "team/churn", "Iris (v2) é", "e" * 200])
+def test_experiment_names_without_control_characters_are_accepted(name: str) -> None:
+    req, _ = parse_request({"model_name": "m", "script": "x", "experiment_name": name})
+    assert req.experiment_name == name
+
+
+def test_normalize_carries_the_serving_name() -> None:
+    req, _ = parse_request({"model_name": "test_model", "script": "x"})
+    norm = normalize(req, "x", deployment_id="d-1", script_uri="/s")
+    assert (norm.model_name, norm.serving_name) == ("test_model", "test-model")

@@ -49,6 +49,7 @@ from trainship.cluster.manifests import (
     source_ranges,
 )
 from trainship.errors import RolloutFailed
+from trainship.names import serving_name
 
 FATAL_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
@@ -140,6 +141,11 @@ def _version(deployment: dict[str, Any] | None) -> str | None:
     if not deployment:
         return None
     return (deployment.get("metadata", {}).get("annotations") or {}).get(VERSION_ANNOTATION)
+
+
+def _name(handle: dict[str, Any]) -> str:
+    """The Kubernetes name of a handle's objects: its serving name (trainship.names)."""
+    return serving_name(str(handle["model_name"]))
 
 
 def _higher(a: str | None, b: str) -> bool:
@@ -327,11 +333,13 @@ class KubernetesDriver:
 
     def _apply(self, spec: WorkloadSpec) -> Applied:
         self.ensure_namespace(spec.namespace)
-        handle: dict[str, Any] = {"model_name": spec.model_name, "version": spec.version,
+        handle: dict[str, Any] = {"model_name": spec.model_name,
+                                  "serving_name": spec.serving_name, "version": spec.version,
                                   "namespace": spec.namespace, "image_uri": spec.image_uri,
                                   "spec": asdict(spec)}
         for attempt in range(APPLY_ATTEMPTS):
-            current = self.api.get(object_path("Deployment", spec.namespace, spec.model_name))
+            current = self.api.get(object_path("Deployment", spec.namespace,
+                                               spec.serving_name))
             live = _version(current)
             if _higher(live, spec.version):
                 handle["superseded_by"] = live
@@ -358,7 +366,7 @@ class KubernetesDriver:
                     self.discard(handle)
                 raise
             break
-        service = self.api.get(object_path("Service", spec.namespace, spec.model_name))
+        service = self.api.get(object_path("Service", spec.namespace, spec.serving_name))
         return Applied(inference_url=service_url(service), handle=handle)
 
     def _prune(self, spec: WorkloadSpec) -> None:
@@ -366,10 +374,10 @@ class KubernetesDriver:
         kinds = {obj["kind"] for obj in render(spec)}
         for kind in ("PodDisruptionBudget", "HorizontalPodAutoscaler"):
             if kind not in kinds:
-                self.api.delete(kind, spec.namespace, spec.model_name)
+                self.api.delete(kind, spec.namespace, spec.serving_name)
 
     def status(self, handle: dict[str, Any]) -> RolloutStatus:
-        ns, name, version = handle["namespace"], handle["model_name"], handle["version"]
+        ns, name, version = handle["namespace"], _name(handle), handle["version"]
         deployment = self.api.get(object_path("Deployment", ns, name))
         pods = (self.api.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=(
             f"app.kubernetes.io/instance={name},app.kubernetes.io/version=v{version}"))
@@ -385,7 +393,7 @@ class KubernetesDriver:
                timeout: float) -> Answer | None:
         if handle.get("superseded_by"):
             return None  # never applied: the higher version serves
-        ns, name, version = handle["namespace"], handle["model_name"], handle["version"]
+        ns, name, version = handle["namespace"], _name(handle), handle["version"]
         try:
             pods = (self.api.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=(
                 f"app.kubernetes.io/instance={name},app.kubernetes.io/version=v{version}"))
@@ -437,13 +445,13 @@ class KubernetesDriver:
         if handle.get("superseded_by"):
             return str(handle["superseded_by"])
         live = _version(self.api.get(object_path("Deployment", handle["namespace"],
-                                                 handle["model_name"])))
+                                                 _name(handle))))
         return live if _higher(live, handle["version"]) else None
 
     def discard(self, handle: dict[str, Any]) -> None:
         if handle.get("superseded_by"):
             return
-        ns, name = handle["namespace"], handle["model_name"]
+        ns, name = handle["namespace"], _name(handle)
         live = _version(self.api.get(object_path("Deployment", ns, name)))
         if live != handle["version"]:
             return  # another version has been applied since: it is not ours to undo

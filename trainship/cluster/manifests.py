@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from trainship.names import serving_name
+
 CONTAINER_PORT = 8080
 SERVICE_PORT = 80
 RUN_AS_USER = 10001
@@ -42,7 +44,10 @@ LB_INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
 
 @dataclass
 class WorkloadSpec:
-    """What one model version needs to be served; the drivers' single input."""
+    """What one model version needs to be served; the drivers' single input.
+
+    ``model_name`` is the MLflow registered-model name; every Kubernetes name and label
+    is its ``serving_name`` (a DNS-1123 label, trainship.names)."""
 
     model_name: str
     version: str
@@ -62,10 +67,14 @@ class WorkloadSpec:
     lb_source_ranges: list[str] = field(default_factory=list)
     arch: str = "amd64"
 
+    @property
+    def serving_name(self) -> str:
+        return serving_name(self.model_name)
+
 
 def labels(spec: WorkloadSpec, *, with_version: bool = True) -> dict[str, str]:
-    selector = {"app.kubernetes.io/name": spec.model_name,
-                "app.kubernetes.io/instance": spec.model_name}
+    selector = {"app.kubernetes.io/name": spec.serving_name,
+                "app.kubernetes.io/instance": spec.serving_name}
     if not with_version:
         return selector
     return {**selector, "app.kubernetes.io/version": f"v{spec.version}",
@@ -76,12 +85,13 @@ def labels(spec: WorkloadSpec, *, with_version: bool = True) -> dict[str, str]:
 
 def model_annotations(spec: WorkloadSpec) -> dict[str, str]:
     return {f"{ANNOTATION_PREFIX}/model-name": spec.model_name,
+            f"{ANNOTATION_PREFIX}/serving-name": spec.serving_name,
             VERSION_ANNOTATION: spec.version,
             f"{ANNOTATION_PREFIX}/deployment-id": spec.deployment_id}
 
 
 def _metadata(spec: WorkloadSpec, **extra: Any) -> dict[str, Any]:
-    return {"name": spec.model_name, "namespace": spec.namespace, "labels": labels(spec),
+    return {"name": spec.serving_name, "namespace": spec.namespace, "labels": labels(spec),
             "annotations": model_annotations(spec), **extra}
 
 
@@ -203,7 +213,7 @@ def autoscaler(spec: WorkloadSpec) -> dict[str, Any]:
         "metadata": _metadata(spec),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                               "name": spec.model_name},
+                               "name": spec.serving_name},
             "minReplicas": spec.replicas,
             "maxReplicas": spec.max_replicas,
             "metrics": [{"type": "Resource", "resource": {

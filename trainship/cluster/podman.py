@@ -1,15 +1,16 @@
 """The ``podman`` cluster driver: the very Deployment manifest, played by ``podman kube play``.
 
 Each model version runs as its own pod (the Deployment from ``manifests.deployment``,
-named ``<model>-v<version>``, its container port published on a 127.0.0.1 host port). The
-model's URL is a service proxy on a port kept for the model (trainship.cluster.proxy, the
-local Service): it points at the live version only. So a new version is played beside
-the old one, checked (podman ignores probes: the driver probes /ping like a kubelet's
-readiness probe, and reads restarts and exit codes like CheckRollout reads pod statuses),
-smoke-tested on its own port, and only then made live; a version that crashes is removed
-and the previous one never stops answering at the same URL.
+named ``<serving name>-v<version>`` (trainship.names), its container port published on a
+127.0.0.1 host port). The model's URL is a service proxy on a port kept for the model
+(trainship.cluster.proxy, the local Service): it points at the live version only. So a new
+version is played beside the old one, checked (podman ignores probes: the driver probes
+/ping like a kubelet's readiness probe, and reads restarts and exit codes like
+CheckRollout reads pod statuses), smoke-tested on its own port, and only then made live; a
+version that crashes is removed and the previous one never stops answering at the same
+URL.
 
-Records live in ``<home>/podman/<model>/``: ``service.json`` (proxy port and pid),
+Records live in ``<home>/podman/<serving name>/``: ``service.json`` (proxy port and pid),
 ``target`` (the live version's port) and ``v<version>.json`` per version.
 """
 
@@ -32,11 +33,12 @@ from trainship import containers
 from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
 from trainship.cluster.process import free_port, library_path
+from trainship.names import serving_name
 from trainship.procs import file_lock, pid_alive, stop_pid
 
 
 def pod_name(model_name: str, version: str) -> str:
-    return f"{model_name}-v{version}-pod-0"
+    return f"{serving_name(model_name)}-v{version}-pod-0"
 
 
 def container_name(model_name: str, version: str) -> str:
@@ -48,7 +50,7 @@ def podman_manifest(spec: WorkloadSpec, host_port: int) -> dict[str, Any]:
     the container port published on 127.0.0.1 (podman has no Services). The nodeSelector
     stays: podman's "Podman Kube Play Support" lists it as N/A (single node) and ignores it."""
     manifest = deployment(spec)
-    manifest["metadata"]["name"] = f"{spec.model_name}-v{spec.version}"
+    manifest["metadata"]["name"] = f"{spec.serving_name}-v{spec.version}"
     manifest["metadata"].pop("namespace", None)
     manifest["spec"]["replicas"] = 1
     container = manifest["spec"]["template"]["spec"]["containers"][0]
@@ -63,7 +65,7 @@ class PodmanDriver:
 
     # --- records ---------------------------------------------------------------------
     def _dir(self, model_name: str) -> Path:
-        path = self.root / model_name
+        path = self.root / serving_name(model_name)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -75,7 +77,7 @@ class PodmanDriver:
             json.dumps(handle, indent=2))
 
     def records(self, model_name: str | None = None) -> list[dict[str, Any]]:
-        pattern = f"{model_name}/v*.json" if model_name else "*/v*.json"
+        pattern = f"{serving_name(model_name)}/v*.json" if model_name else "*/v*.json"
         return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
 
     def _podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -114,8 +116,9 @@ class PodmanDriver:
         manifest_path.write_text(yaml.safe_dump(podman_manifest(spec, host_port),
                                                 sort_keys=False))
         handle: dict[str, Any] = {
-            "model_name": spec.model_name, "version": spec.version,
-            "image_uri": spec.image_uri, "deployment_id": spec.deployment_id,
+            "model_name": spec.model_name, "serving_name": spec.serving_name,
+            "version": spec.version, "image_uri": spec.image_uri,
+            "deployment_id": spec.deployment_id,
             "pod": pod_name(spec.model_name, spec.version), "port": host_port,
             "test_url": f"http://127.0.0.1:{host_port}", "url": service["url"],
             "manifest": str(manifest_path), "state": "starting"}

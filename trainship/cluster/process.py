@@ -2,8 +2,8 @@
 
 The image bundle (see trainship.image) holds the model; the service runs with the python
 of the model's requirements environment (the one training used). Records of what serves
-live in ``<home>/serving/<model>/v<version>.json`` so that ``trainship local down`` stops
-every server and a restart finds them.
+live in ``<home>/serving/<serving name>/v<version>.json`` (trainship.names) so that
+``trainship local down`` stops every server and a restart finds them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.errors import tail
 from trainship.image import resolve_bundle
+from trainship.names import serving_name
 from trainship.procs import file_lock, pid_alive, stop_pid
 from trainship.training import prepare_environment
 
@@ -37,11 +38,14 @@ class ProcessDriver:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def _dir(self, model_name: str) -> Path:
+        return self.root / serving_name(model_name)
+
     def _record_path(self, model_name: str, version: str) -> Path:
-        return self.root / model_name / f"v{version}.json"
+        return self._dir(model_name) / f"v{version}.json"
 
     def records(self, model_name: str | None = None) -> list[dict[str, Any]]:
-        pattern = f"{model_name}/v*.json" if model_name else "*/v*.json"
+        pattern = f"{serving_name(model_name)}/v*.json" if model_name else "*/v*.json"
         return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
 
     def apply(self, spec: WorkloadSpec) -> Applied:
@@ -52,7 +56,7 @@ class ProcessDriver:
                requirements: list[str], *, port: int, state: str) -> Applied:
         bundle = resolve_bundle(image_uri)
         python = prepare_environment(requirements, self.root.parent / "envs")
-        log = self.root / model_name / f"v{version}.log"
+        log = self._dir(model_name) / f"v{version}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:
             proc = subprocess.Popen(
@@ -63,7 +67,8 @@ class ProcessDriver:
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": library_path()})
         url = f"http://127.0.0.1:{port}"
-        handle = {"model_name": model_name, "version": version, "pid": proc.pid, "port": port,
+        handle = {"model_name": model_name, "serving_name": serving_name(model_name),
+                  "version": version, "pid": proc.pid, "port": port,
                   "url": url, "log": str(log), "image_uri": image_uri,
                   "deployment_id": deployment_id, "requirements": requirements,
                   "state": state}
@@ -90,7 +95,7 @@ class ProcessDriver:
         return post_json(f"{handle['url']}{path}", payload, timeout=timeout)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
-        return file_lock(self.root / model_name / ".lock")
+        return file_lock(self._dir(model_name) / ".lock")
 
     def promote(self, handle: dict[str, Any]) -> str | None:
         return promote_by_records(handle, self.records(handle["model_name"]),
