@@ -43,6 +43,9 @@ class Config:
     log_retention_days: int = 30
     lambda_bundling: str = "local"
     base_image: str = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
+    # the BuildKit image of BuildImage's docker-container builder; "" = Docker Hub's
+    # moby/buildkit (anonymous pulls are rate-limited; a VPC without internet needs a copy)
+    buildkit_image: str = ""
     service_type: str = "LoadBalancer"
     load_balancer_scheme: str = "internet-facing"
     load_balancer_source_ranges: list[str] = field(default_factory=list)
@@ -94,6 +97,7 @@ class Config:
             log_retention_days=int(value("logRetentionDays", defaults.log_retention_days)),
             lambda_bundling=str(value("lambdaBundling", defaults.lambda_bundling)).lower(),
             base_image=str(value("baseImage", defaults.base_image)),
+            buildkit_image=str(value("buildkitImage", defaults.buildkit_image)),
             service_type=str(value("serviceType", defaults.service_type)),
             load_balancer_scheme=str(value("loadBalancerScheme",
                                            defaults.load_balancer_scheme)).lower(),

@@ -430,7 +430,9 @@ class TrainshipStack(cdk.Stack):
                 "TRAINSHIP_IMAGE_BUILDER": "docker",
                 "TRAINSHIP_IMAGE_REPOSITORY": self.repository.repository_uri,
                 "TRAINSHIP_BASE_IMAGE": self.config.base_image,
-                "TRAINSHIP_CLUSTER_ARCH": self.config.cluster_architecture})
+                "TRAINSHIP_CLUSTER_ARCH": self.config.cluster_architecture,
+                **({"TRAINSHIP_BUILDKIT_IMAGE": self.config.buildkit_image}
+                   if self.config.buildkit_image else {})})
         self.allow(role, ["ecr:GetAuthorizationToken"], ["*"],
                    "ecr:GetAuthorizationToken has no resource-level permissions.")
         self.allow(role, ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",

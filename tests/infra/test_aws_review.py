@@ -26,6 +26,9 @@ ARTIFACT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1
 TRACKING_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team"
 
 
+BUILDKIT_COPY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/buildkit:v0.17.3"
+
+
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """An existing tracking server in a VPC, arm64 nodes, an internal load balancer."""
@@ -36,7 +39,8 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Synth:
                  loadBalancerScheme="internal",
                  loadBalancerSourceRanges=["10.0.0.0/8", "192.168.1.0/24"],
                  apiReservedConcurrency=5, trainCompute="gpu",
-                 deepLearningContainersAccount="123456789012")
+                 deepLearningContainersAccount="123456789012",
+                 buildkitImage=BUILDKIT_COPY)
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -425,3 +429,10 @@ def test_functions_in_the_vpc_wait_for_their_eni_permissions(variant: Synth) -> 
                     if {"Ref": role_id} in v["Properties"]["Roles"] and "VpcPolicy" in k]
         assert len(policies) == 1, fid
         assert policies[0] in fn.get("DependsOn", []), fid
+
+
+def test_buildkit_image_can_be_a_copy(synthesized: Synth, variant: Synth) -> None:
+    """A VPC without internet (or Docker Hub's anonymous pull limits) needs BuildKit from
+    elsewhere: the context key reaches the image project, and is absent by default."""
+    assert "TRAINSHIP_BUILDKIT_IMAGE" not in project_env(synthesized[1], "Image")
+    assert project_env(variant[1], "Image")["TRAINSHIP_BUILDKIT_IMAGE"] == BUILDKIT_COPY
