@@ -262,9 +262,10 @@ def report(record: dict[str, Any], output: str) -> int:
         return EXIT_OK if ok else EXIT_FAILED
     if ok:
         result = record["result"]
-        for key in ("status", "deployment_id", "inference_url", "model_name", "model_version",
-                    "image_uri", "deployment_time_seconds"):
-            print(f"{key + ':':26} {result.get(key)}")
+        for key in ("status", "deployment_id", "inference_url", "model_name", "serving_name",
+                    "model_version", "image_uri", "deployment_time_seconds"):
+            if key in result:
+                print(f"{key + ':':26} {result.get(key)}")
         print(f"{'try:':26} curl -s -H 'Content-Type: application/json' "
               f"-d '{{\"inputs\": [[...]]}}' {result['inference_url']}/invocations")
         return EXIT_OK

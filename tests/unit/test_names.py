@@ -188,3 +188,17 @@ def test_a_model_registered_under_the_serving_name_before_tags_is_found(client: 
 def test_an_untagged_model_with_another_name_does_not_block(client: Any) -> None:
     client.create_registered_model("Test_Model")  # registered outside trainship, never served
     assert registry.claim_serving_name(client, "test_model") == "test-model"
+
+
+def test_status_shows_both_names(capsys: pytest.CaptureFixture[str]) -> None:
+    from trainship.cli import report
+
+    record = {"status": "SUCCEEDED", "deployment_id": "d-1", "result": {
+        "status": "SUCCEEDED", "deployment_id": "d-1", "inference_url": "http://127.0.0.1:9",
+        "model_name": "test_model", "serving_name": "test-model", "model_version": "1",
+        "image_uri": "r/trainship-models:test-model-v1@sha256:" + "a" * 64,
+        "deployment_time_seconds": 3.0}}
+    assert report(record, "text") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^model_name:\s+test_model$", out, re.M)
+    assert re.search(r"^serving_name:\s+test-model$", out, re.M)
