@@ -144,48 +144,59 @@ def _model_metadata(model_uri: str, tracking_uri: str) -> tuple[list[str], list[
 
 def serving_name_owners(client: Any, model_name: str, serving: str) -> list[str]:
     """The other registered models already served under ``serving``: those tagged with it,
-    and a model registered under the serving name itself (names were serving names before
-    the tag existed, so such a model is served under it)."""
-    from mlflow.exceptions import MlflowException
-
+    and a model registered under the serving name itself that has versions (names were
+    serving names before the tag existed, so such a model is served under it)."""
     owners = {model.name for model in client.search_registered_models(
         filter_string=f"tags.`{SERVING_NAME_TAG}` = '{serving}'")}
-    if serving != model_name:
-        try:
-            client.get_registered_model(serving)
-        except MlflowException as exc:
-            if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
-                raise
-        else:
-            owners.add(serving)
+    if serving != model_name and client.search_model_versions(
+            filter_string=f"name = '{serving}'", max_results=1):
+        owners.add(serving)
     owners.discard(model_name)
     return sorted(owners)
+
+
+def _taken(model_name: str, serving: str, owners: list[str]) -> ServingNameTaken:
+    first = owners[0]
+    return ServingNameTaken(
+        f"Model name {model_name!r} maps to serving name {serving!r}, which registered "
+        f"model {first!r} is already served under", step=STEP,
+        details=f"registered models served as {serving!r}: {', '.join(owners)}",
+        help=(f"{model_name!r} and {first!r} both map to the serving name {serving!r} "
+              f"(Kubernetes objects, image tags and URLs need DNS-1123 names). Deploy as "
+              f"model_name {first!r} to add a version to that model, or choose a name "
+              f"whose serving name differs, e.g. {model_name + '_2'!r}."))
 
 
 def claim_serving_name(client: Any, model_name: str) -> str:
     """Refuse ``model_name`` (ServingNameTaken) when another registered model is served
     under its serving name; otherwise create the registered model if needed and tag it
-    with its serving name. Runs before a version is created: nothing is half-deployed."""
+    with its serving name. Runs before a version is created: nothing is half-deployed.
+
+    Two names claimed at the same moment both pass the first check; the check after
+    tagging sees both, and the registered model created first keeps the serving name
+    (ties: the smaller name). The other drops its tag and is refused."""
     from mlflow.exceptions import MlflowException
 
     serving = derive_serving_name(model_name)
     owners = serving_name_owners(client, model_name, serving)
     if owners:
-        first = owners[0]
-        raise ServingNameTaken(
-            f"Model name {model_name!r} maps to serving name {serving!r}, which registered "
-            f"model {first!r} is already served under", step=STEP,
-            details=f"registered models served as {serving!r}: {', '.join(owners)}",
-            help=(f"{model_name!r} and {first!r} both map to the serving name {serving!r} "
-                  f"(Kubernetes objects, image tags and URLs need DNS-1123 names). Deploy as "
-                  f"model_name {first!r} to add a version to that model, or choose a name "
-                  f"whose serving name differs, e.g. {model_name + '_2'!r}."))
+        raise _taken(model_name, serving, owners)
     try:
         client.create_registered_model(model_name, tags={SERVING_NAME_TAG: serving})
     except MlflowException as exc:
         if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise
         client.set_registered_model_tag(model_name, SERVING_NAME_TAG, serving)
+    rivals = serving_name_owners(client, model_name, serving)
+    if rivals:
+        def created(name: str) -> tuple[int, str]:
+            return int(client.get_registered_model(name).creation_timestamp or 0), name
+
+        mine = created(model_name)
+        earlier = [name for name in rivals if created(name) < mine]
+        if earlier:
+            client.delete_registered_model_tag(model_name, SERVING_NAME_TAG)
+            raise _taken(model_name, serving, earlier)
     return serving
 
 

@@ -178,8 +178,11 @@ def test_a_second_name_with_the_same_serving_name_is_refused(client: Any, second
     assert names == {"test_model"}  # nothing created for the refused name
 
 
-def test_a_model_registered_under_the_serving_name_before_tags_is_found(client: Any) -> None:
+def test_a_model_registered_under_the_serving_name_before_tags_is_found(
+        client: Any, tmp_path: Path) -> None:
     client.create_registered_model("test-model")  # deployed before serving names existed
+    (tmp_path / "model").mkdir()
+    client.create_model_version("test-model", (tmp_path / "model").as_uri())
     with pytest.raises(ServingNameTaken) as caught:
         registry.claim_serving_name(client, "test_model")
     assert "'test-model'" in caught.value.help
@@ -202,3 +205,29 @@ def test_status_shows_both_names(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert re.search(r"^model_name:\s+test_model$", out, re.M)
     assert re.search(r"^serving_name:\s+test-model$", out, re.M)
+
+
+def test_a_model_under_the_serving_name_without_versions_does_not_block(client: Any) -> None:
+    client.create_registered_model("test-model")  # registered, never given a version
+    assert registry.claim_serving_name(client, "test_model") == "test-model"
+
+
+def test_two_names_claimed_at_once_leave_one_owner(client: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both passed the first check (a race): the registered model created first keeps the
+    serving name; the later one is refused and drops its tag, so it blocks nobody."""
+    client.create_registered_model("test.model", tags={registry.SERVING_NAME_TAG: "test-model"})
+    real = registry.serving_name_owners
+    calls: list[str] = []
+
+    def first_check_misses(c: Any, name: str, serving: str) -> list[str]:
+        calls.append(name)
+        return [] if len(calls) == 1 else real(c, name, serving)
+
+    monkeypatch.setattr(registry, "serving_name_owners", first_check_misses)
+    with pytest.raises(ServingNameTaken) as caught:
+        registry.claim_serving_name(client, "test_model")
+    assert "'test.model'" in caught.value.help
+    assert registry.SERVING_NAME_TAG not in client.get_registered_model("test_model").tags
+    monkeypatch.setattr(registry, "serving_name_owners", real)
+    assert registry.claim_serving_name(client, "test.model") == "test-model"  # still its own
