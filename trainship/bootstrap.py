@@ -13,21 +13,36 @@ With ``MLFLOW_TRACKING_AWS_SIGV4=true`` MLflow signs each request with
 requests-auth-aws-sigv4, which cannot sign a streamed body: every proxied artifact upload
 (MLflow sends the open file) fails with "'BufferedReader' object has no attribute
 'encode'". The fix kept here: read such a body into memory before it is signed.
+
+Both fixes are applied when the script (or MLflow on its behalf) first imports the module
+concerned, not before the script starts: a script pays no import time for them, and a
+module imported late (autologging imports ``mlflow.sklearn`` itself) is still fixed.
+
+A script that raises ends with its own traceback: the frames of this module and of
+``runpy`` that run it are left out, so ``details`` starts at the script's own lines.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.abc
+import importlib.machinery
 import inspect
 import os
 import runpy
 import sys
+import traceback
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 
 def patch_sklearn_skops_default() -> bool:
     try:
-        import mlflow.sklearn as mlflow_sklearn
+        # from sys.modules: while mlflow.sklearn is being imported, the attribute
+        # mlflow.sklearn is still MLflow's lazy loader, not the module
+        mlflow_sklearn: Any = importlib.import_module("mlflow.sklearn")
     except ImportError:
         return False
     original = mlflow_sklearn.save_model
@@ -74,13 +89,84 @@ def patch_sigv4_file_bodies() -> bool:
     return True
 
 
+class _PatchingLoader(importlib.abc.Loader):
+    """Runs the module's own loader, then the patch; everything else is the loader's."""
+
+    def __init__(self, loader: Any, patch: Callable[[], object]) -> None:
+        self._loader = loader
+        self._patch = patch
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self._loader.create_module(spec)
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        self._patch()
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
+        return getattr(self._loader, name)
+
+
+class PatchOnImport(importlib.abc.MetaPathFinder):
+    """Applies ``patches[name]`` right after module ``name`` is first imported."""
+
+    def __init__(self, patches: dict[str, Callable[[], object]]) -> None:
+        self.pending = dict(patches)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        patch = self.pending.get(fullname)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    del self.pending[fullname]
+                    spec.loader = _PatchingLoader(spec.loader, patch)
+                return spec
+        return None
+
+
+def install_patches(sigv4: bool) -> PatchOnImport:
+    """Apply the fixes now for modules already imported, else when they are imported."""
+    patches: dict[str, Callable[[], object]] = {"mlflow.sklearn": patch_sklearn_skops_default}
+    if sigv4:
+        patches["requests_auth_aws_sigv4"] = patch_sigv4_file_bodies
+    for name in [n for n in patches if n in sys.modules]:
+        patches.pop(name)()
+    hook = PatchOnImport(patches)
+    sys.meta_path.insert(0, hook)
+    return hook
+
+
+def user_traceback(exc: BaseException, script: str) -> str:
+    """The exception's traceback from the script's first frame on, the script named by its
+    file name (the runner's working directory is no business of the user's)."""
+    tb = exc.__traceback__
+    first = tb
+    while first is not None and first.tb_frame.f_code.co_filename != script:
+        first = first.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, first or tb))
+    return text.replace(f'File "{script}"', f'File "{os.path.basename(script)}"')
+
+
 def main(argv: list[str]) -> None:
-    script = argv[0]
-    patch_sklearn_skops_default()
-    if os.environ.get("MLFLOW_TRACKING_AWS_SIGV4", "").lower() in ("1", "true"):
-        patch_sigv4_file_bodies()
+    script = os.path.abspath(argv[0])
+    install_patches(os.environ.get("MLFLOW_TRACKING_AWS_SIGV4", "").lower() in ("1", "true"))
     sys.argv = [script, *argv[1:]]
-    runpy.run_path(script, run_name="__main__")
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - reported as Python would, minus our frames
+        sys.stdout.flush()
+        sys.stderr.write(user_traceback(exc, script))
+        sys.stderr.flush()
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 ``python -m trainship.training create-run`` creates the MLflow run first (tagged with the
 deployment id) and prints its id; ``python -m trainship.training run`` installs the
 requirements into an environment cached by their hash, runs the script bound to that run
-under the timeout, streams and keeps its log, and classifies failures. On failure it
+under the timeout, streams its log (the first STREAM_HEAD_CHARS, then its end: a script
+printing gigabytes neither fills the build log nor the runner's memory), and classifies
+failures. On failure it
 stages the error document next to the script and exits 1, so the build (and the
 TrainModel state) fails and RecordFailure reports the precise error.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import json
@@ -43,6 +46,11 @@ from trainship.script_access import CredentialsEndpoint
 STEP = "TrainModel"
 DEPLOYMENT_TAG = "trainship.deployment_id"
 LOG_TAIL_LINES = 40
+# The script's output streamed to the build log as it comes; past this, only its end
+# (KEPT_TAIL_CHARS, also what failures are classified from) is printed when it exits.
+STREAM_HEAD_CHARS = 8 << 20
+KEPT_TAIL_CHARS = 256 << 10
+READ_CHUNK_BYTES = 64 << 10
 # Variables the script never needs; removed from its environment (see docs/reliability).
 SECRET_ENV = re.compile(
     r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|AWS_CONTAINER_CREDENTIALS_.*|"
@@ -153,6 +161,8 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
     env_dir = cache_dir / env_key(requirements)
     python = env_dir / "bin" / "python"
     if (env_dir / ".complete").exists():
+        print(f"[trainship] requirements environment {env_dir.name} is cached: nothing to "
+              f"install", flush=True)
         return str(python)
     cache_dir.mkdir(parents=True, exist_ok=True)
     lock = cache_dir / f"{env_dir.name}.lock"
@@ -160,7 +170,9 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
 
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        if (env_dir / ".complete").exists():
+        if (env_dir / ".complete").exists():  # built by a concurrent deployment meanwhile
+            print(f"[trainship] requirements environment {env_dir.name} is cached: nothing "
+                  f"to install", flush=True)
             return str(python)
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--clear",
                         str(env_dir)], check=True, capture_output=True)
@@ -169,9 +181,15 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
         req_file.write_text("\n".join(requirements) + "\n")
         print(f"[trainship] installing requirements into {env_dir.name}: {requirements}",
               flush=True)
-        proc = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                               "--no-input", "-r", str(req_file)],
-                              capture_output=True, text=True, timeout=1800)
+        try:
+            proc = subprocess.run([str(python), "-m", "pip", "install",
+                                   "--disable-pip-version-check", "--no-input", "-r",
+                                   str(req_file)],
+                                  capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired as exc:
+            raise RequirementsInstallFailed(
+                f"pip did not install {requirements} within {exc.timeout:.0f} s",
+                details=tail(str(exc.stderr or exc.stdout or "")), step=STEP) from exc
         print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", flush=True)
         if proc.returncode != 0:
             raise RequirementsInstallFailed(
@@ -184,11 +202,17 @@ def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
 # --- running the script --------------------------------------------------------------
 
 def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
-                       experiment_name: str,
+                       experiment_name: str, deployment_id: str = "",
                        credentials: dict[str, str] | None = None) -> dict[str, str]:
     """The script's environment: the build's minus its secrets and credentials, plus the
-    run binding and (``credentials``) the script's own container-credentials endpoint."""
+    run binding and (``credentials``) the script's own container-credentials endpoint.
+
+    ``MLFLOW_RUN_CONTEXT`` (MLflow's own variable: tags for what the client creates) tags
+    every LoggedModel the script logs with the deployment id, including one MLflow 3 logs
+    with no run at all (``log_model`` before any fluent call), which RegisterModel then
+    finds in the experiment by that tag."""
     env = {k: v for k, v in base.items() if not SECRET_ENV.match(k)}
+    env.pop("MLFLOW_RUN_CONTEXT", None)
     env.update({
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_RUN_ID": run_id,
@@ -199,6 +223,10 @@ def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_CONFIG_FILE": os.devnull,
     })
+    for key, value in TELEMETRY_ENV.items():
+        env.setdefault(key, value)
+    if deployment_id:
+        env["MLFLOW_RUN_CONTEXT"] = json.dumps({DEPLOYMENT_TAG: deployment_id})
     env.update(credentials or {})
     env.pop("MLFLOW_EXPERIMENT_ID", None)
     return env
@@ -282,30 +310,83 @@ def classify_failure(returncode: int, output: str) -> TrainshipError:
                         details=tail(output), step=STEP)
 
 
-def _stream(proc: subprocess.Popen[str], kept: deque[str], log: Path | None) -> None:
+class OutputKeeper:
+    """The script's output as the runner keeps it: the first ``head_chars`` streamed to
+    ``out`` (the build log) as they come, and the last ``tail_chars`` kept in memory, to
+    classify a failure and to print once the script has exited. Memory stays bounded
+    whatever the script prints, in lines of any length."""
+
+    def __init__(self, out: Any, head_chars: int = STREAM_HEAD_CHARS,
+                 tail_chars: int = KEPT_TAIL_CHARS) -> None:
+        self.out = out
+        self.head_chars = head_chars
+        self.tail_chars = tail_chars
+        self.streamed = 0
+        self.omitted = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail: deque[str] = deque()
+        self._tail_len = 0
+        self._lock = threading.Lock()
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        text = self._decoder.decode(chunk, final)
+        if not text:
+            return
+        with self._lock:
+            part = text[:max(self.head_chars - self.streamed, 0)]
+            if part:
+                self.out.write(part)
+                self.streamed += len(part)
+            if len(text) > len(part):
+                if not self.omitted:
+                    self.out.write(
+                        f"\n[trainship] the script's output passed {self.head_chars} "
+                        "characters: the rest is not streamed; its end follows when the "
+                        "script exits\n")
+                self.omitted += len(text) - len(part)
+            self.out.flush()
+            self._tail.append(text)
+            self._tail_len += len(text)
+            while self._tail_len - len(self._tail[0]) >= self.tail_chars:
+                self._tail_len -= len(self._tail.popleft())
+
+    def text(self) -> str:
+        """The end of the output (at most ``tail_chars``)."""
+        with self._lock:
+            return "".join(self._tail)[-self.tail_chars:]
+
+    def finish(self) -> None:
+        """Print the end of what was not streamed (nothing if everything was)."""
+        self.feed(b"", final=True)
+        if not self.omitted:
+            return
+        end = self.text()[-self.omitted:]
+        if len(end) < self.omitted and "\n" in end:
+            end = end[end.index("\n") + 1:]  # from a line's start
+        self.out.write(f"\n[trainship] {self.omitted - len(end)} characters of the script's "
+                       f"output were not kept; its last {len(end)} characters:\n{end}")
+        if not end.endswith("\n"):
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _stream(proc: subprocess.Popen[bytes], keeper: OutputKeeper) -> None:
     assert proc.stdout is not None
-    handle = open(log, "a") if log else None
-    try:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            kept.append(line)
-            if handle:
-                handle.write(line)
-    finally:
-        if handle:
-            handle.close()
+    while chunk := proc.stdout.read1(READ_CHUNK_BYTES):  # type: ignore[attr-defined]
+        keeper.feed(chunk)
 
 
 def run_script(python: str, script: Path, env: dict[str, str], timeout_seconds: int,
-               log: Path | None = None) -> tuple[int, str]:
-    """Run the script bound to the MLflow run; return (exit status, kept output)."""
-    kept: deque[str] = deque(maxlen=400)
+               out: Any = None) -> tuple[int, str]:
+    """Run the script bound to the MLflow run; return (exit status, the output's end).
+
+    Its output goes to ``out`` (default: this process's stdout, the build log) through an
+    OutputKeeper."""
+    keeper = OutputKeeper(out if out is not None else sys.stdout)
     proc = subprocess.Popen([python, "-m", "trainship.bootstrap", str(script)],
                             cwd=script.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace",
-                            start_new_session=True)
-    reader = threading.Thread(target=_stream, args=(proc, kept, log), daemon=True)
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    reader = threading.Thread(target=_stream, args=(proc, keeper), daemon=True)
     reader.start()
     try:
         returncode = proc.wait(timeout=timeout_seconds)
@@ -317,10 +398,12 @@ def run_script(python: str, script: Path, env: dict[str, str], timeout_seconds: 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         reader.join(timeout=5)
+        keeper.finish()
         raise ScriptTimeout(f"The script did not finish within {timeout_seconds} s",
-                            details=tail("".join(kept)), step=STEP) from None
+                            details=tail(keeper.text()), step=STEP) from None
     reader.join(timeout=10)
-    return returncode, "".join(kept)
+    keeper.finish()
+    return returncode, keeper.text()
 
 
 def run(job: NormalizedRequest, *, tracking_uri: str, run_id: str, workdir: Path,
@@ -336,6 +419,7 @@ def run(job: NormalizedRequest, *, tracking_uri: str, run_id: str, workdir: Path
     endpoint = script_credentials(tracking_uri, run_id, job.deployment_id)
     env = script_environment(dict(os.environ), tracking_uri=tracking_uri, run_id=run_id,
                              experiment_name=job.experiment_name,
+                             deployment_id=job.deployment_id,
                              credentials=endpoint.environment() if endpoint else None)
     print(f"[trainship] running train.py bound to MLflow run {run_id} "
           f"(timeout {job.timeout_seconds} s)", flush=True)
@@ -356,7 +440,16 @@ def _fail(job: NormalizedRequest | None, exc: TrainshipError) -> int:
     return 1
 
 
+# MLflow 3's usage telemetry: off in the runner and the script unless the build sets it.
+# Offline, its background thread gives up and unsets an environment variable while other
+# threads copy os.environ (botocore does, for every signed request): a KeyError
+# '_MLFLOW_TELEMETRY_SESSION_ID' that failed a deployment at random.
+TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
 def main(argv: list[str]) -> int:
+    for key, value in TELEMETRY_ENV.items():
+        os.environ.setdefault(key, value)
     command = argv[0] if argv else "run"
     job = load_job()
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")

@@ -101,3 +101,30 @@ def test_start_build_refuses_an_override_over_4096_characters(tmp_path: Path) ->
     assert caught.value.error == "CodeBuild.InvalidInputException"
     assert "should be at most 4096 characters" in caught.value.cause
     assert len(list((tmp_path / "logs" / "p").iterdir())) == 1  # only the first build ran
+
+
+def test_the_build_log_is_capped_and_the_build_still_succeeds(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """A command printing far more than the cap (one long line, then lines) neither blocks
+    on its pipe nor grows the log past the cap; later commands and phases still log."""
+    from trainship.local import codebuild
+
+    monkeypatch.setattr(codebuild, "MAX_BUILD_LOG_CHARS", 100_000)
+    cb = make(tmp_path, """
+version: 0.2
+phases:
+  build:
+    commands:
+      - head -c 3000000 /dev/zero | tr '\\0' x
+      - yes "a line of output" | head -n 200000
+      - echo "after the flood"
+""")
+    build = cb.start_build("p")
+    assert build["BuildStatus"] == "SUCCEEDED"
+    log = cb.log_path(build["Id"]).read_text()
+    assert len(log) < 100_000 + 5_000
+    assert "keeps at most 100000 characters of command output" in log
+    assert "characters of command output were dropped" in log
+    assert "Running command echo \"after the flood\"" in log
+    assert "Phase complete: BUILD State: SUCCEEDED" in log

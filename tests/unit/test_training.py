@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,25 +36,138 @@ def test_exception_and_exit_status() -> None:
     assert isinstance(exc, ScriptFailed) and "status 3" in exc.message
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def test_run_script_streams_and_times_out(tmp_path: Path) -> None:
+    """The script's output is kept as it comes, and the timeout ends the script (and its
+    process group) with ScriptTimeout carrying that output. The budget is the script's own:
+    the bootstrap imports nothing heavy (MLflow) before the script starts, which used to eat
+    a 3 s budget on a loaded machine."""
     script = tmp_path / "s.py"
-    script.write_text("import os,time\nprint('run', os.environ['MLFLOW_RUN_ID'], flush=True)\n"
-                      "time.sleep(30)\n")
+    marker = tmp_path / "survived"
+    script.write_text("import os,sys,time\n"
+                      "print('run', os.environ['MLFLOW_RUN_ID'], 'mlflow' in sys.modules, "
+                      "flush=True)\n"
+                      f"time.sleep(30)\nopen({str(marker)!r}, 'w').close()\n")
     env = training.script_environment({"PATH": "/usr/bin", "AWS_SECRET_ACCESS_KEY": "s3cr3t"},
                                       tracking_uri="http://x", run_id="r1",
                                       experiment_name="e")
     assert "AWS_SECRET_ACCESS_KEY" not in env
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = str(REPO)
+    out = io.StringIO()
+    started = time.monotonic()
     with pytest.raises(ScriptTimeout) as caught:
-        training.run_script(sys.executable, script, env, timeout_seconds=3)
-    assert "run r1" in caught.value.details
+        training.run_script(sys.executable, script, env, timeout_seconds=3, out=out)
+    assert time.monotonic() - started < 20
+    assert "run r1 False" in caught.value.details
+    assert "run r1 False" in out.getvalue()
+    assert not marker.exists()
+
+
+def test_the_bootstrap_patches_mlflow_sklearn_when_the_script_imports_it(tmp_path: Path
+                                                                         ) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("import sys\nprint('before', 'mlflow' in sys.modules)\n"
+                      "import mlflow\n"
+                      "print('patched', getattr(mlflow.sklearn.save_model, "
+                      "'__trainship_patched__', False))\n")
+    env = {"PATH": "/usr/bin", "PYTHONPATH": str(REPO)}
+    code, output = training.run_script(sys.executable, script, env, timeout_seconds=300,
+                                       out=io.StringIO())
+    assert code == 0, output
+    assert "before False" in output and "patched True" in output
+
+
+def test_a_failed_script_shows_its_own_frames(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("import json\n\n\ndef load(text):\n    return json.loads(text)\n\n\n"
+                      "load('{nope')\n")
+    env = {"PATH": "/usr/bin", "PYTHONPATH": str(REPO)}
+    code, output = training.run_script(sys.executable, script, env, timeout_seconds=60,
+                                       out=io.StringIO())
+    assert code == 1
+    doc = training.classify_failure(code, output)
+    assert isinstance(doc, ScriptFailed)
+    frames = [line.strip() for line in doc.details.splitlines()
+              if line.strip().startswith("File ")]
+    assert frames[:2] == ['File "train.py", line 8, in <module>',
+                          'File "train.py", line 5, in load'], doc.details
+    assert "runpy" not in doc.details and "bootstrap" not in doc.details
+    assert str(tmp_path) not in doc.details
+    assert doc.details.rstrip().endswith("(char 1)")
+
+
+def test_output_of_hundreds_of_mb_is_capped_in_the_log_and_in_memory(tmp_path: Path) -> None:
+    """300 MB of output (lines, then one 40 MB line) through the runner: what reaches the
+    build log is the head and the end, and the runner's own peak memory stays far below the
+    output's size."""
+    script = tmp_path / "s.py"
+    script.write_text("import sys\nline = 'x' * 1023 + '\\n'\nblock = line * 1024\n"
+                      "for _ in range(260):\n    sys.stdout.write(block)\n"
+                      "sys.stdout.write('y' * (40 << 20) + '\\n')\nprint('THE END')\n")
+    runner = tmp_path / "runner.py"
+    runner.write_text(
+        "import resource, sys\nfrom pathlib import Path\nfrom trainship import training\n"
+        "log = open(sys.argv[2], 'w')\n"
+        "code, kept = training.run_script(sys.executable, Path(sys.argv[1]), "
+        "{'PATH': '/usr/bin', 'PYTHONPATH': sys.argv[3]}, 300, out=log)\n"
+        "log.close()\n"
+        "print(code, len(kept), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+        "kept.rstrip().endswith('THE END'))\n")
+    log = tmp_path / "build.log"
+    proc = subprocess.run([sys.executable, str(runner), str(script), str(log), str(REPO)],
+                          capture_output=True, text=True, timeout=600,
+                          env={"PATH": "/usr/bin", "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, kept, peak_kib, ends = proc.stdout.split()
+    assert (code, ends) == ("0", "True"), (proc.stdout, log.read_text()[-2000:])
+    assert int(kept) <= training.KEPT_TAIL_CHARS
+    assert int(peak_kib) < 200 * 1024, f"runner peaked at {int(peak_kib) // 1024} MiB"
+    size = log.stat().st_size
+    assert size < training.STREAM_HEAD_CHARS + training.KEPT_TAIL_CHARS + 10_000
+    text = log.read_text()
+    assert "the rest is not streamed" in text and "were not kept" in text
+    assert text.rstrip().endswith("THE END")
+
+
+def test_output_keeper_streams_all_of_a_small_output() -> None:
+    out = io.StringIO()
+    keeper = training.OutputKeeper(out, head_chars=100, tail_chars=50)
+    for part in (b"abc\n", "d\u00e9".encode()[:2], "d\u00e9".encode()[2:], b"\n"):
+        keeper.feed(part)
+    keeper.finish()
+    assert out.getvalue() == "abc\nd\u00e9\n" and keeper.text() == "abc\nd\u00e9\n"
+
+
+def test_output_keeper_keeps_head_and_tail() -> None:
+    out = io.StringIO()
+    keeper = training.OutputKeeper(out, head_chars=25, tail_chars=30)
+    for i in range(100):
+        keeper.feed(f"line {i:03d}\n".encode())
+    keeper.finish()
+    text = out.getvalue()
+    assert text.startswith("line 000\nline 001\nline 00\n[trainship] the script's output "
+                           "passed 25 characters")
+    assert "line 050" not in text
+    assert text.rstrip().endswith("line 098\nline 099")
+    assert keeper.text().endswith("line 099\n") and len(keeper.text()) <= 30
+    assert keeper.omitted == 100 * 9 - 25
+
+
+def test_the_script_environment_tags_what_mlflow_creates_with_the_deployment() -> None:
+    env = training.script_environment({"PATH": "/usr/bin", "MLFLOW_RUN_CONTEXT": "{}"},
+                                      tracking_uri="http://x", run_id="r1",
+                                      experiment_name="e", deployment_id="d-1")
+    assert json.loads(env["MLFLOW_RUN_CONTEXT"]) == {"trainship.deployment_id": "d-1"}
 
 
 def test_run_script_returns_status_and_output(tmp_path: Path) -> None:
     script = tmp_path / "s.py"
     script.write_text("import sys\nprint('hello')\nsys.exit(4)\n")
-    env = {"PATH": "/usr/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    code, output = training.run_script(sys.executable, script, env, timeout_seconds=60)
+    env = {"PATH": "/usr/bin", "PYTHONPATH": str(REPO)}
+    code, output = training.run_script(sys.executable, script, env, timeout_seconds=60,
+                                       out=io.StringIO())
     assert code == 4 and "hello" in output
 
 
@@ -78,14 +193,18 @@ def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.M
     assert doc["error"] == "ScriptSyntaxError" and doc["step"] == "TrainModel"
 
 
-def test_requirements_env_is_built_once_and_cached(tmp_path: Path) -> None:
+def test_requirements_env_is_built_once_and_cached(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     python = training.prepare_environment(["six"], tmp_path)
     env_dir = Path(python).parents[1]
     assert (env_dir / ".complete").exists()
     assert env_dir.name == training.env_key(["six"])
     marker = (env_dir / ".complete").stat().st_mtime_ns
+    capsys.readouterr()
     assert training.prepare_environment(["six"], tmp_path) == python
     assert (env_dir / ".complete").stat().st_mtime_ns == marker
+    said = capsys.readouterr().out
+    assert "is cached: nothing to install" in said and "installing" not in said
     assert training.prepare_environment([], tmp_path) == sys.executable
 
 

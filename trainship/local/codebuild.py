@@ -7,10 +7,16 @@ a failing install/pre_build ends the build, a failing build still runs post_buil
 ``env.exported-variables`` read at the end of the build and returned the way CodeBuild's
 build result does (``Build.ExportedEnvironmentVariables``); one log per build; and
 StartBuild's refusal of an environment variable override longer than 4096 characters.
+
+What it adds: a build's log keeps at most MAX_BUILD_LOG_CHARS of its commands' output
+(CloudWatch Logs keeps everything; a local disk should not). Output past that is read and
+dropped, so a command never blocks on a full pipe, and one line in the log says so. The
+training runner caps the script's own output far below this, on AWS too.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import shlex
@@ -21,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -36,6 +42,41 @@ PHASES = ("install", "pre_build", "build", "post_build")
 # who passed large values through the override (e.g. GitHub issue
 # wolfeidau/buildkite-serverless-agent#35, a squashed commit message as a variable).
 MAX_ENVIRONMENT_VARIABLE_LENGTH = 4096
+MAX_BUILD_LOG_CHARS = 64 << 20
+
+
+class CappedLog:
+    """A build's log file; commands' output is kept up to ``limit`` characters."""
+
+    def __init__(self, out: IO[str], limit: int | None = None) -> None:
+        self.out = out
+        self.limit = MAX_BUILD_LOG_CHARS if limit is None else limit
+        self.kept = 0
+        self.dropped = 0
+
+    def write(self, text: str) -> None:
+        """The runner's own lines ([Container] ...), always kept."""
+        self.out.write(text)
+        self.out.flush()
+
+    def copy(self, stream: IO[bytes]) -> None:
+        """Copy a command's output until it closes, keeping what fits under the cap."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            chunk = stream.read1(64 << 10)  # type: ignore[attr-defined]
+            text = decoder.decode(chunk, final=not chunk)
+            part = text[:max(self.limit - self.kept, 0)]
+            if part:
+                self.out.write(part)
+                self.kept += len(part)
+            if len(text) > len(part):
+                if not self.dropped:
+                    self.out.write(f"\n[Container] The build log keeps at most {self.limit} "
+                                   "characters of command output: the rest is dropped\n")
+                self.dropped += len(text) - len(part)
+            self.out.flush()
+            if not chunk:
+                return
 
 
 class InvalidInputException(TaskFailure):
@@ -128,7 +169,8 @@ class LocalCodeBuild:
         state_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
         phases: list[dict[str, Any]] = []
         status = "SUCCEEDED"
-        with open(log, "w") as out:
+        with open(log, "w") as handle:
+            out = CappedLog(handle)
             out.write(f"[Container] {started.isoformat()} Running build {build_id}\n")
             for phase in PHASES:
                 if status != "SUCCEEDED" and phase != "post_build":
@@ -141,7 +183,6 @@ class LocalCodeBuild:
                 out.write(f"[Container] Entering phase {phase.upper()}\n")
                 for command in commands:
                     out.write(f"[Container] Running command {command}\n")
-                    out.flush()
                     rc = self._run_command(str(command), state_file, workdir, out, deadline,
                                            self._active)
                     if rc != 0:
@@ -156,6 +197,9 @@ class LocalCodeBuild:
                     status = "FAILED" if phase_status == "FAILED" else "TIMED_OUT"
                     self._set(state_file, "CODEBUILD_BUILD_SUCCEEDING", "0")
             exported = self._exported(state_file, env_spec.get("exported-variables") or [])
+            if out.dropped:
+                out.write(f"[Container] {out.dropped} characters of command output were "
+                          f"dropped (log cap {out.limit})\n")
             out.write(f"[Container] Build {status}\n")
         build = {
             "Id": build_id,
@@ -185,17 +229,20 @@ class LocalCodeBuild:
             handle.write(f"export {name}={shlex.quote(value)}\n")
 
     @staticmethod
-    def _run_command(command: str, state_file: Path, workdir: Path, out: Any,
+    def _run_command(command: str, state_file: Path, workdir: Path, out: CappedLog,
                      deadline: float, active: set[int]) -> int:
         script = (f". {shlex.quote(str(state_file))}\n{command}\n__rc=$?\n"
                   f"export -p > {shlex.quote(str(state_file))}\nexit $__rc\n")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return 124
-        proc = subprocess.Popen(["bash", "-c", script], cwd=workdir, stdout=out,
+        proc = subprocess.Popen(["bash", "-c", script], cwd=workdir, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env={"PATH": os.environ["PATH"]},
                                 start_new_session=True)
         active.add(proc.pid)
+        assert proc.stdout is not None
+        copier = threading.Thread(target=out.copy, args=(proc.stdout,), daemon=True)
+        copier.start()
         try:
             return proc.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
@@ -204,6 +251,10 @@ class LocalCodeBuild:
             return 124
         finally:
             active.discard(proc.pid)
+            # a background process the command left may hold the pipe: stop waiting then
+            copier.join(timeout=10)
+            if not copier.is_alive():
+                proc.stdout.close()
 
     @staticmethod
     def _exported(state_file: Path, names: list[str]) -> list[dict[str, str]]:
