@@ -298,6 +298,21 @@ def write_load_cache(model: Any, model_dir: Path, cache: Path) -> bool:
     return True
 
 
+def set_keras_backend(model_dir: Path) -> None:
+    """Keras 3 picks its backend once, at import, from KERAS_BACKEND (default TensorFlow);
+    MLflow records the backend the model was saved with in the MLmodel's ``keras`` flavor
+    but does not set it when loading. Set it from there unless the environment says."""
+    import yaml
+
+    path = model_dir / "MLmodel"
+    if "KERAS_BACKEND" in os.environ or not path.exists():
+        return
+    flavors = (yaml.safe_load(path.read_text()) or {}).get("flavors") or {}
+    backend = (flavors.get("keras") or {}).get("keras_backend")
+    if isinstance(backend, str) and backend:
+        os.environ["KERAS_BACKEND"] = backend
+
+
 def load(model_dir: Path, cache: Path | None = None) -> Any:
     """The pyfunc model: from the load cache when it was made for this model, interpreter
     and MLflow, else with ``mlflow.pyfunc.load_model`` (then the cache is (re)written when
@@ -388,6 +403,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--prepare-load-cache", action="store_true",
                         help="load the model, write --load-cache and exit (the image build)")
     args = parser.parse_args(argv)
+    set_keras_backend(args.model_dir)
     if args.prepare_load_cache:
         if args.load_cache is None:
             parser.error("--prepare-load-cache needs --load-cache")
