@@ -16,10 +16,14 @@ from mlflow import MlflowClient
 from tests.e2e.conftest import EXAMPLES, deploy, post_json
 from trainship import containers
 from trainship.cluster.podman import container_name
+from trainship.names import serving_name
 
 pytestmark = pytest.mark.e2e
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-MODEL = "iris-podman"
+# A registered-model name that is not a DNS-1123 label: container mode names its pods,
+# image tags and records by the serving name (trainship.names), MLflow by the name as written.
+MODEL = "Iris_Podman"
+SERVING = serving_name(MODEL)  # iris-podman
 ROWS = {"dataframe_split": {
     "columns": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)",
                 "petal width (cm)"],
@@ -37,7 +41,7 @@ def first_version(api: Any, local_home: Path) -> Iterator[dict[str, Any]]:
                           "script": (EXAMPLES / "iris_sklearn.py").read_text()})
     assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
     yield dict(record["result"])
-    containers.podman(local_home, "pod", "rm", "--force", f"{MODEL}-v1-pod-0", check=False)
+    containers.podman(local_home, "pod", "rm", "--force", f"{SERVING}-v1-pod-0", check=False)
 
 
 def test_image_is_built_pushed_and_served(first_version: dict[str, Any], local_home: Path
@@ -46,7 +50,9 @@ def test_image_is_built_pushed_and_served(first_version: dict[str, Any], local_h
     reference, _, digest = image.partition("@")
     registry, _, rest = reference.partition("/")
     repository, _, tag = rest.partition(":")
-    assert registry.startswith("127.0.0.1:") and tag == f"{MODEL}-v1"
+    assert registry.startswith("127.0.0.1:") and tag == f"{SERVING}-v1"
+    assert (first_version["model_name"], first_version["serving_name"]) == (MODEL, SERVING)
+    assert (local_home / "podman" / SERVING / "v1.json").exists()
     # the registry serves the pushed tag with the digest the deployment recorded
     assert containers.registry_digest(registry, repository, tag) == digest
     status, body = post_json(f"{first_version['inference_url']}/invocations", ROWS)
@@ -102,7 +108,7 @@ def test_crashing_second_version_leaves_the_first_serving(
     client = MlflowClient(local_stack["mlflow"])
     assert client.get_model_version_by_alias(MODEL, "live").version == "1"
     # and the failed version's pod is gone
-    proc = containers.podman(local_home, "pod", "exists", f"{MODEL}-v2-pod-0", check=False)
+    proc = containers.podman(local_home, "pod", "exists", f"{SERVING}-v2-pod-0", check=False)
     assert proc.returncode != 0
 
 
