@@ -313,6 +313,9 @@ class TrainshipStack(cdk.Stack):
                     k: codebuild.BuildEnvironmentVariable(value=v) for k, v in {
                         "MLFLOW_TRACKING_URI": self.tracking_uri,
                         "TRAINSHIP_STAGING_KMS_KEY_ID": self.key.key_arn,
+                        # MLflow's telemetry thread gives up without internet and edits
+                        # os.environ while other threads copy it (KeyError races)
+                        "MLFLOW_DISABLE_TELEMETRY": "true",
                         **variables}.items()}),
             timeout=cdk.Duration.minutes(minutes),
             queued_timeout=cdk.Duration.minutes(limits.BUILD_QUEUED_MINUTES),
@@ -493,6 +496,7 @@ class TrainshipStack(cdk.Stack):
             "TRAINSHIP_NAMESPACE": self.config.eks_namespace,
             "TRAINSHIP_SERVICE_TYPE": self.config.service_type,
             "TRAINSHIP_STAGING_KMS_KEY_ID": self.key.key_arn,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": str(limits.ROLLOUT_TIMEOUT_SECONDS),
             "TRAINSHIP_ROLLOUT_POLL_SECONDS": str(limits.ROLLOUT_POLL_SECONDS),
             **(extra_env or {}),

@@ -328,6 +328,17 @@ def test_every_function_and_build_names_the_stack_key(synthesized: Synth) -> Non
         assert project_env(template, prefix)["TRAINSHIP_STAGING_KMS_KEY_ID"] == key
 
 
+def test_mlflow_clients_run_without_telemetry(synthesized: Synth) -> None:
+    """MLflow's telemetry thread, offline, deletes an os.environ key while other threads
+    copy the environment: every MLflow client (functions, builds) runs with it off."""
+    _, template, _ = synthesized
+    for fid, fn in resources(template, "AWS::Lambda::Function").items():
+        assert fn["Properties"]["Environment"]["Variables"][
+            "MLFLOW_DISABLE_TELEMETRY"] == "true", fid
+    for prefix in ("Train", "Image"):
+        assert project_env(template, prefix)["MLFLOW_DISABLE_TELEMETRY"] == "true"
+
+
 # --- item 12: the managed server's MLflow version ------------------------------------------
 
 def test_managed_mlflow_version_is_pinned(synthesized: Synth, tmp_path: Path) -> None:

@@ -296,6 +296,9 @@ class LocalStack:
             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
             "AWS_ENDPOINT_URL_SFN": sfn_url,
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # MLflow's telemetry thread gives up offline and deletes a variable from
+            # os.environ while other threads copy it (KeyError _MLFLOW_TELEMETRY_SESSION_ID)
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "trainship",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
         })
