@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainship.cluster.manifests import ARCHITECTURES, LB_SCHEMES
+
 PREFIX = "trainship:"
 
 COMPUTE_TYPES = {
@@ -21,8 +23,9 @@ COMPUTE_TYPES = {
     "2xlarge": "X2_LARGE",
     "gpu": "LARGE",  # with a GPU (deep learning container) build image
 }
-LOAD_BALANCER_SCHEMES = ("internet-facing", "internal")
-CLUSTER_ARCHITECTURES = ("amd64", "arm64")
+# one source: what the manifests accept is what the context may ask for
+LOAD_BALANCER_SCHEMES = LB_SCHEMES
+CLUSTER_ARCHITECTURES = ARCHITECTURES
 # SageMaker managed MLflow versions are major.minor (CreateMlflowTrackingServer's
 # MlflowVersion); trainship needs MLflow 3 (LoggedModels).
 MLFLOW_VERSION = re.compile(r"^([0-9]+)\.([0-9]+)(\.[0-9]+)?$")
