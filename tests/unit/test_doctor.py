@@ -247,15 +247,21 @@ def run(account: Account, kube_for: doctor.KubeFactory | None, **kwargs: Any) ->
 
 # --- all green ---------------------------------------------------------------------------
 
-@mock_aws
-def test_all_green_account(kube: Any) -> None:
-    fake, given, factory = kube
+
+def green_account_report(factory: Any) -> Any:
+    """doctor's report for the stack, repository, cluster and MLflow all as they should be;
+    the Kubernetes fake behind ``factory`` decides the cluster-side checks."""
     create_stack(outputs())
     create_repository()
     with Account() as account:
         account.green_cluster()
         account.mlflow()
-        report = run(account, factory)
+        return run(account, factory)
+
+@mock_aws
+def test_all_green_account(kube: Any) -> None:
+    fake, given, factory = kube
+    report = green_account_report(factory)
     checks = by_name(report)
     assert [c.name for c in report.checks] == [
         "stack", "cluster", "authentication-mode", "access-entry", "namespace",
@@ -464,12 +470,7 @@ def test_edit_policy_scoped_to_another_namespace() -> None:
 def test_missing_namespace(kube: Any) -> None:
     fake, _, factory = kube
     fake.namespaces.discard(NAMESPACE)
-    create_stack(outputs())
-    create_repository()
-    with Account() as account:
-        account.green_cluster()
-        account.mlflow()
-        report = run(account, factory)
+    report = green_account_report(factory)
     check = by_name(report)["namespace"]
     assert (check.status, check.fix) == ("fail", "kubectl create namespace models")
 
@@ -500,12 +501,7 @@ def test_no_cluster_access_for_the_caller_is_not_a_missing_namespace() -> None:
 def test_a_namespace_scoped_caller_gets_403(kube: Any) -> None:
     fake, _, factory = kube
     fake.namespaces_forbidden = True
-    create_stack(outputs())
-    create_repository()
-    with Account() as account:
-        account.green_cluster()
-        account.mlflow()
-        report = run(account, factory)
+    report = green_account_report(factory)
     assert "your identity has no cluster access (HTTP 403)" in \
         by_name(report)["namespace"].message
 
@@ -514,12 +510,7 @@ def test_a_namespace_scoped_caller_gets_403(kube: Any) -> None:
 def test_no_load_balancer_controller(kube: Any) -> None:
     fake, _, factory = kube
     fake.objects.clear()
-    create_stack(outputs())
-    create_repository()
-    with Account() as account:
-        account.green_cluster()
-        account.mlflow()
-        report = run(account, factory)
+    report = green_account_report(factory)
     check = by_name(report)["load-balancer"]
     assert check.status == "warn"
     assert "legacy Classic Load Balancer" in check.message
@@ -530,12 +521,7 @@ def test_no_load_balancer_controller(kube: Any) -> None:
 def test_load_balancer_controller_without_replicas(kube: Any) -> None:
     fake, _, factory = kube
     fake.deployment_statuses = [{"replicas": 1, "availableReplicas": 0}]
-    create_stack(outputs())
-    create_repository()
-    with Account() as account:
-        account.green_cluster()
-        account.mlflow()
-        report = run(account, factory)
+    report = green_account_report(factory)
     check = by_name(report)["load-balancer"]
     assert check.status == "fail"
     assert check.fix == "kubectl -n kube-system describe deployment aws-load-balancer-controller"
@@ -546,12 +532,7 @@ def test_without_the_kubernetes_client_the_cluster_checks_say_what_to_install() 
     def factory(described: dict[str, Any], region: str) -> doctor.KubeReader:
         raise ImportError("No module named 'kubernetes'")
 
-    create_stack(outputs())
-    create_repository()
-    with Account() as account:
-        account.green_cluster()
-        account.mlflow()
-        report = run(account, factory)
+    report = green_account_report(factory)
     checks = by_name(report)
     assert checks["namespace"].status == "warn"
     assert "pip install 'trainship[lambda]'" in checks["namespace"].message
