@@ -275,14 +275,20 @@ def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> 
     return True
 
 
-def serving_input_example(model_uri: str, tracking_uri: str) -> dict[str, Any] | None:
-    """The model's logged serving input example (MLflow >= 2.16), or None."""
+def serving_input_example(model_name: str, version: str,
+                          tracking_uri: str) -> dict[str, Any] | None:
+    """The registered version's logged serving input example (MLflow >= 2.16), or None.
+
+    Read through ``models:/NAME/VERSION``: MLflow 3's ``models:/m-<id>`` (a LoggedModel)
+    loads as a model, but a file below it does not resolve (the artifact repository takes
+    ``m-<id>`` for a registered model's name and finds none)."""
     import mlflow
     from mlflow.artifacts import download_artifacts
 
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        path = download_artifacts(artifact_uri=f"{model_uri}/serving_input_example.json")
+        path = download_artifacts(
+            artifact_uri=f"models:/{model_name}/{version}/serving_input_example.json")
     except Exception:  # noqa: BLE001 - no example logged
         return None
     with open(path) as handle:

@@ -124,7 +124,8 @@ def smoke_test(state: DeploymentState, *, settings: Settings, driver: ClusterDri
     ``budget_seconds``, the Lambda's remaining time: then TransientError, which the state
     machine retries); any other error status is the model's answer: RolloutFailed."""
     assert state.model is not None and state.rollout is not None
-    example = registry.serving_input_example(state.model.model_uri, settings.tracking_uri)
+    example = registry.serving_input_example(state.model.name, state.model.version,
+                                             settings.tracking_uri)
     if example is None:
         state.smoke_test = SmokeTest(ran=False, message="the model has no input example")
         return state

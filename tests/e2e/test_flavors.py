@@ -228,7 +228,8 @@ def test_flavor_serves_what_mlflow_loads(
     model_name = body_for(flavor, target)["model_name"]
     assert result["model_name"] == model_name
     # the script logged an input example, so SmokeTestModel posted it (and it answers)
-    example = serving_input_example(result["model_uri"], local_stack["mlflow"])
+    example = serving_input_example(model_name, result["model_version"],
+                                    local_stack["mlflow"])
     assert example is not None
     assert post_json(f"{result['inference_url']}/invocations", example)[0] == 200
 

@@ -179,6 +179,10 @@ def test_aws_cli_reads_execution_history(iris: dict[str, Any],
                if "stateEnteredEventDetails" in e]
     for state in HAPPY_PATH:
         assert state in entered
+    # the example logs an input example: SmokeTestModel posted it (not "no input example")
+    smoke = [json.loads(e["stateExitedEventDetails"]["output"]) for e in history["events"]
+             if e.get("stateExitedEventDetails", {}).get("name") == "SmokeTestModel"]
+    assert smoke and smoke[-1]["smoke_test"]["ran"] is True, smoke
 
 
 def test_cli_deploy_prints_result_and_fails_nonzero(local_stack: dict[str, Any],
