@@ -39,9 +39,9 @@ containers:
 
 ## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests (container mode included)
 test: venv $(CHECKOV) containers lint typecheck statelint
-	$(BIN)/python -m pytest -q -ra -m "not flavors"
+	$(BIN)/python -m pytest -q -ra
 
-## test-flavors: the flavor matrix (one deployment per MLflow flavor; in progress, not yet in make test)
+## test-flavors: only the flavor matrix (one deployment per MLflow flavor; make test runs it too)
 test-flavors: venv containers
 	$(BIN)/python -m pytest -q -ra -m flavors tests/e2e/test_flavors.py
 
@@ -49,7 +49,7 @@ test-unit: venv
 	$(BIN)/python -m pytest -q -ra -m "not e2e and not flavors"
 
 test-e2e: venv
-	$(BIN)/python -m pytest -q -ra -m "e2e and not flavors"
+	$(BIN)/python -m pytest -q -ra -m e2e
 
 test-infra: venv $(CHECKOV)
 	$(BIN)/python -m pytest -q -ra tests/infra

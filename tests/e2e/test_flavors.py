@@ -28,7 +28,7 @@ from tests.e2e.conftest import EXAMPLES, REPO, deploy, post_json
 from tests.e2e.flavors import CATALOG, Flavor, mode, requirements_cell
 from trainship.client import Client
 
-# Work in progress (issue 11): not yet part of `make test`; run with `make test-flavors`.
+# part of `make test`; `make test-flavors` runs only this module
 pytestmark = pytest.mark.flavors
 
 DOCS = REPO / "docs" / "training-scripts.md"
@@ -129,7 +129,7 @@ def measured() -> Iterator[dict[str, dict[str, str]]]:
         size = cells[0].get("size", "?")
         cold = cells[0].get("cold_start", "?")
         if flavor.container:
-            size = f"env {size}; image {cells[1].get('size', '?')}"
+            size = f"{size if size == '-' else 'env ' + size}; image {cells[1].get('size', '?')}"
             cold = f"process {cold}; podman {cells[1].get('cold_start', '?')}"
         elif size != "-":
             size = f"env {size}"
