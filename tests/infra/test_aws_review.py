@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import synth
+from tests.infra.helpers import Synth, synth
 from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 from trainship.script_access import MLFLOW_SCRIPT_ACTIONS, role_policy
 
 REPO = Path(__file__).resolve().parents[2]
-Synth = tuple[Any, dict[str, Any], Path]
 CLUSTER_STEPS = ("DeployModel", "CheckRollout", "SmokeTestModel", "PromoteModel",
                  "RecordFailure")
 ARTIFACTS = "team-mlflow-artifacts"

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from infra.stack import ASL_PATH, definition_with_substitutions
-from tests.infra.conftest import synth
+from tests.infra.helpers import Synth, definition_with_substitutions, synth
+from trainship.pipeline import ASL_PATH
 
 REPO = Path(__file__).resolve().parents[2]
-Synth = tuple[Any, dict[str, Any], Path]
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
