@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 ASL_PATH = REPO / "infra" / "statemachine" / "deploy.asl.json"
 # The state machine's name (on AWS prefixed with the stack name: Trainship-TrainAndDeploy).
 STATE_MACHINE_NAME = "TrainAndDeploy"
+# The execution statuses after which nothing changes (DescribeExecution's status, less
+# RUNNING and PENDING_REDRIVE): a deployment's record is final in one of them.
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 
 @dataclass(frozen=True)
