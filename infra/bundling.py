@@ -34,8 +34,10 @@ RUNTIME_PROVIDED_EXTRAS = frozenset({"aws"})
 # dependencies), at the library's own version.
 CLIENT_ONLY = {"mlflow": "mlflow-skinny"}
 SOURCE_DIRS = ("trainship", "lambdas")
-EXCLUDE = ["*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**", "**/__pycache__",
-           "**/*.pyc"]
+# "*" leaves dotfiles in (the checkout's .git, .venv and tool caches would enter the asset
+# and its hash), hence ".*"
+EXCLUDE = ["*", ".*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**",
+           "**/__pycache__", "**/*.pyc"]
 
 
 def lambda_requirements(pyproject: Path = PYPROJECT) -> list[str]:
