@@ -3,6 +3,8 @@
 One asset for every function: ``trainship/`` and ``lambdas/`` plus their runtime
 dependencies, installed with ``pip install --target`` for the Lambda platform
 (manylinux aarch64, the runtime's Python, binary wheels only).
+
+The dependencies come from pyproject.toml (:func:`lambda_requirements`), not a list here.
 """
 
 from __future__ import annotations
@@ -10,29 +12,65 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = REPO / "pyproject.toml"
 RUNTIME_PYTHON = "3.14"
-# What the handlers import at run time (boto3 comes with the runtime).
-LAMBDA_REQUIREMENTS = [
-    "aws-lambda-powertools[parser,tracer]==3.37.0",
-    "pydantic>=2.7,<3",
-    "packaging>=23",
-    "pyyaml>=6",
-    "mlflow-skinny==3.17.2",
-    "sagemaker-mlflow>=0.1",
-    "kubernetes==36.0.3",
-    "python-dateutil>=2.8,<3",  # botocore's range; kubernetes 37 needs >=3
-]
+# What the handlers import at run time: the library's dependencies and these extras ...
+LAMBDA_EXTRAS = ("lambda", "sagemaker")
+# ... less the extras the Lambda runtime already has (boto3 and botocore) ...
+RUNTIME_PROVIDED_EXTRAS = frozenset({"aws"})
+# ... with MLflow's client-only distribution (no tracking server, UI or their
+# dependencies), at the library's own version.
+CLIENT_ONLY = {"mlflow": "mlflow-skinny"}
 SOURCE_DIRS = ("trainship", "lambdas")
-EXCLUDE = ["*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**", "**/__pycache__",
-           "**/*.pyc"]
+# "*" leaves dotfiles in (the checkout's .git, .venv and tool caches would enter the asset
+# and its hash), hence ".*"
+EXCLUDE = ["*", ".*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**",
+           "**/__pycache__", "**/*.pyc"]
+
+
+def lambda_requirements(pyproject: Path = PYPROJECT) -> list[str]:
+    """The Lambda bundle's requirements, from the project's dependencies and extras.
+
+    ``<project>[extra]`` references are expanded (except the runtime-provided extras);
+    each requirement is kept as written but for the CLIENT_ONLY renames, once (pip
+    installs what satisfies every line of a name).
+    """
+    project = tomllib.loads(pyproject.read_text())["project"]
+    own_name = canonicalize_name(project["name"])
+    extras: dict[str, list[str]] = project.get("optional-dependencies", {})
+    out: list[str] = []
+
+    def add(requirements: Iterable[str], seen_extras: frozenset[str]) -> None:
+        for text in requirements:
+            requirement = Requirement(text)
+            name = canonicalize_name(requirement.name)
+            if name == own_name:
+                for extra in sorted(set(requirement.extras) - RUNTIME_PROVIDED_EXTRAS
+                                    - seen_extras):
+                    add(extras[extra], seen_extras | {extra})
+                continue
+            if name in CLIENT_ONLY:
+                requirement.name, requirement.extras = CLIENT_ONLY[name], set()
+                text = str(requirement)
+            if text.strip() not in out:
+                out.append(text.strip())
+
+    add(project.get("dependencies", []), frozenset())
+    for extra in LAMBDA_EXTRAS:
+        add(extras[extra], frozenset({extra}))
+    return out
 
 
 def copy_sources(output: Path) -> None:
@@ -45,6 +83,9 @@ def copy_sources(output: Path) -> None:
 class PipTargetBundling:
     """Bundle on this machine: pip --target for the Lambda platform, then the sources."""
 
+    def __init__(self, requirements: list[str]) -> None:
+        self.requirements = requirements
+
     def try_bundle(self, output_dir: str, *, image: Any = None, **kwargs: Any) -> bool:
         output = Path(output_dir)
         subprocess.run([
@@ -55,7 +96,7 @@ class PipTargetBundling:
             # no .pyc: pip would compile them with this machine's interpreter (cpython-311),
             # which the Lambda runtime's Python ignores; they were 92 MB of the 250 MiB
             # unzipped limit ("Lambda quotas": deployment package size)
-            "--no-compile", *LAMBDA_REQUIREMENTS], check=True)
+            "--no-compile", *self.requirements], check=True)
         copy_sources(output)
         return True
 
@@ -64,10 +105,11 @@ def lambda_code(mode: str) -> lambda_.Code:
     """``local``: dependencies bundled without Docker; ``none``: sources only (for tests)."""
     if mode == "none":
         return lambda_.Code.from_asset(str(REPO), exclude=EXCLUDE)
+    requirements = lambda_requirements()
     return lambda_.Code.from_asset(str(REPO), exclude=EXCLUDE, bundling=cdk.BundlingOptions(
         image=lambda_.Runtime.PYTHON_3_14.bundling_image,
-        local=PipTargetBundling(),
+        local=PipTargetBundling(requirements),
         command=["bash", "-c", "pip install --no-compile --target /asset-output "
-                 + " ".join(f"'{r}'" for r in LAMBDA_REQUIREMENTS)
+                 + " ".join(f"'{r}'" for r in requirements)
                  + " && cp -r /asset-input/trainship /asset-input/lambdas /asset-output/"],
     ))

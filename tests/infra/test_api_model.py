@@ -12,10 +12,10 @@ import pytest
 from jsonschema import Draft4Validator
 
 from infra.api_model import GATEWAY_RESPONSES, request_schema
+from tests.infra.helpers import Synth
 from trainship.request import DeploymentRequest
 
 REPO = Path(__file__).resolve().parents[2]
-Synth = tuple[Any, dict[str, Any], Path]
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

@@ -1,10 +1,9 @@
 """Issue 10, infra side: what a review against AWS's documentation found, as template
-assertions (each would fail on the stack as it was)."""
+assertions (each would fail on the stack as it was). Roles, grants and settings here;
+images and builds in test_aws_review_images.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import fnmatch
 import json
 import subprocess
 import sys
@@ -13,78 +12,23 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import synth
-from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
+from tests.infra.helpers import (
+    ARTIFACT_KEY,
+    ARTIFACTS,
+    CLUSTER_STATES,
+    REPO,
+    TRACKING_ARN,
+    Synth,
+    as_list,
+    function_env,
+    granted,
+    one,
+    project_env,
+    resources,
+    statements,
+    synth,
+)
 from trainship.script_access import MLFLOW_SCRIPT_ACTIONS, role_policy
-
-REPO = Path(__file__).resolve().parents[2]
-Synth = tuple[Any, dict[str, Any], Path]
-CLUSTER_STEPS = ("DeployModel", "CheckRollout", "SmokeTestModel", "PromoteModel",
-                 "RecordFailure")
-ARTIFACTS = "team-mlflow-artifacts"
-ARTIFACT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-TRACKING_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team"
-
-
-BUILDKIT_COPY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/buildkit:v0.17.3"
-
-
-@pytest.fixture(scope="module")
-def variant(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """An existing tracking server in a VPC, arm64 nodes, an internal load balancer."""
-    return synth(tmp_path_factory.mktemp("variant"), mlflowTrackingUri=TRACKING_ARN,
-                 mlflowArtifactBucket=ARTIFACTS, mlflowArtifactKmsKeyArn=ARTIFACT_KEY,
-                 vpcId="vpc-0123456789abcdef0", vpcSubnetIds=["subnet-0123456789abcdef0"],
-                 vpcSecurityGroupIds=["sg-0123456789abcdef0"], clusterArchitecture="arm64",
-                 loadBalancerScheme="internal",
-                 loadBalancerSourceRanges=["10.0.0.0/8", "192.168.1.0/24"],
-                 apiReservedConcurrency=5, trainCompute="gpu",
-                 deepLearningContainersAccount="123456789012",
-                 buildkitImage=BUILDKIT_COPY)
-
-
-def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
-
-
-def one(template: dict[str, Any], kind: str, prefix: str) -> tuple[str, dict[str, Any]]:
-    found = [(k, v["Properties"]) for k, v in resources(template, kind).items()
-             if k.startswith(prefix)]
-    assert len(found) == 1, (kind, prefix, found)
-    return found[0]
-
-
-def statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            found += policy["Properties"]["PolicyDocument"]["Statement"]
-    return found
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def granted(template: dict[str, Any], role_id: str) -> dict[str, list[Any]]:
-    """action -> the resources it is allowed on."""
-    out: dict[str, list[Any]] = {}
-    for st in statements(template, role_id):
-        for action in as_list(st["Action"]):
-            out.setdefault(action, []).extend(as_list(st["Resource"]))
-    return out
-
-
-def function_env(template: dict[str, Any], step: str) -> dict[str, Any]:
-    _, props = one(template, "AWS::Lambda::Function", f"{step}Function")
-    env: dict[str, Any] = props["Environment"]["Variables"]
-    return env
-
-
-def project_env(template: dict[str, Any], prefix: str) -> dict[str, Any]:
-    _, props = one(template, "AWS::CodeBuild::Project", prefix)
-    return {v["Name"]: v["Value"] for v in props["Environment"]["EnvironmentVariables"]}
-
 
 # --- item 1: the script's own role -------------------------------------------------------
 
@@ -130,7 +74,7 @@ def test_cluster_functions_get_the_load_balancer_settings(synthesized: Synth,
                                                           variant: Synth) -> None:
     _, default, _ = synthesized
     _, other, _ = variant
-    for step in CLUSTER_STEPS:
+    for step in CLUSTER_STATES:
         assert function_env(default, step)["TRAINSHIP_LB_SCHEME"] == "internet-facing"
         assert function_env(default, step)["TRAINSHIP_LB_SOURCE_RANGES"] == ""
         assert function_env(other, step)["TRAINSHIP_LB_SCHEME"] == "internal"
@@ -225,78 +169,6 @@ def test_vpc_needs_its_id(tmp_path: Path) -> None:
               vpcSecurityGroupIds=["sg-0123456789abcdef0"])
 
 
-# --- item 7: images that serve never expire -----------------------------------------------
-
-def ecr_expired(policy: dict[str, Any], images: list[dict[str, Any]]) -> set[str]:
-    """Amazon ECR's documented lifecycle evaluation ("How lifecycle policies work",
-    "Lifecycle policy properties"): rules apply from the lowest rulePriority; an image
-    matched by a rule's tag selection cannot be expired by a lower-priority rule; a
-    tagPatternList (or tagPrefixList) selects images having every listed pattern;
-    imageCountMoreThan keeps the newest countNumber of the images a rule selects."""
-    claimed: set[str] = set()
-    expired: set[str] = set()
-    for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
-        sel = rule["selection"]
-
-        def selects(image: dict[str, Any], sel: dict[str, Any] = sel) -> bool:
-            tags = image["tags"]
-            if sel["tagStatus"] == "untagged":
-                return not tags
-            if sel["tagStatus"] == "any":
-                return True
-            patterns = sel.get("tagPatternList") or [p + "*" for p in sel["tagPrefixList"]]
-            return all(any(fnmatch.fnmatchcase(t, p) for t in tags) for p in patterns)
-
-        matched = [i for i in images if i["digest"] not in claimed and selects(i)]
-        assert sel["countType"] == "imageCountMoreThan"
-        newest = sorted(matched, key=lambda i: i["pushed"], reverse=True)
-        expired |= {i["digest"] for i in newest[sel["countNumber"]:]}
-        claimed |= {i["digest"] for i in matched}
-    return expired
-
-
-def lifecycle(template: dict[str, Any]) -> dict[str, Any]:
-    _, repo = one(template, "AWS::ECR::Repository", "Models")
-    policy: dict[str, Any] = json.loads(repo["LifecyclePolicy"]["LifecyclePolicyText"])
-    return policy
-
-
-def test_serving_and_rollback_images_never_expire(synthesized: Synth) -> None:
-    _, template, _ = synthesized
-    start = dt.datetime(2026, 1, 1)
-    # a long-lived model deployed first, then 150 images of busier models
-    images = [{"digest": "sha256:churn-v1", "pushed": start,
-               "tags": ["churn-v1", f"{PREVIOUS_TAG_PREFIX}churn"]},
-              {"digest": "sha256:churn-v2", "pushed": start + dt.timedelta(hours=1),
-               "tags": ["churn-v2", f"{LIVE_TAG_PREFIX}churn"]}]
-    images += [{"digest": f"sha256:busy-{n}", "pushed": start + dt.timedelta(days=1, hours=n),
-                "tags": [f"busy-v{n}"]} for n in range(150)]
-    expired = ecr_expired(lifecycle(template), images)
-    assert "sha256:churn-v1" not in expired and "sha256:churn-v2" not in expired
-    assert len(expired) == 50  # the other images still keep the repository at 100
-    old = {"rules": [{"rulePriority": 1, "selection": {
-        "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100},
-        "action": {"type": "expire"}}]}
-    assert {"sha256:churn-v1", "sha256:churn-v2"} <= ecr_expired(old, images)
-
-
-def test_pins_are_mutable_tags_the_cluster_role_may_move(synthesized: Synth) -> None:
-    _, template, _ = synthesized
-    repo_id, repo = one(template, "AWS::ECR::Repository", "Models")
-    filters = {f["ImageTagMutabilityExclusionFilterValue"]
-               for f in repo["ImageTagMutabilityExclusionFilters"]}
-    assert {f"{LIVE_TAG_PREFIX}*", f"{PREVIOUS_TAG_PREFIX}*", "buildcache*"} == filters
-    rules = lifecycle(template)["rules"]
-    assert rules[-1]["selection"]["tagStatus"] == "any"  # "any" must come last
-    assert rules[-1]["rulePriority"] == max(r["rulePriority"] for r in rules)
-    role_id, _ = one(template, "AWS::IAM::Role", "ClusterRole")
-    grants = granted(template, role_id)
-    for action in ("ecr:BatchGetImage", "ecr:PutImage", "ecr:DescribeImages"):
-        assert grants[action] == [{"Fn::GetAtt": [repo_id, "Arn"]}], action
-    for step in CLUSTER_STEPS:
-        assert "TRAINSHIP_IMAGE_REPOSITORY" in function_env(template, step)
-
-
 # --- item 9 (infra side): the staged job document --------------------------------------
 
 def test_job_document_is_written_and_read_by_the_right_roles(synthesized: Synth) -> None:
@@ -348,42 +220,6 @@ def test_managed_mlflow_version_is_pinned(synthesized: Synth, tmp_path: Path) ->
     _, other, _ = synth(tmp_path, mlflowVersion="3.1")
     assert one(other, "AWS::SageMaker::MlflowTrackingServer", "Mlflow")[1][
         "MlflowVersion"] == "3.1"
-
-
-# --- item 13: the cluster's architecture ----------------------------------------------------
-
-def test_images_are_built_natively_for_the_cluster(synthesized: Synth,
-                                                   variant: Synth) -> None:
-    _, default, _ = synthesized
-    _, arm, _ = variant
-    _, x86 = one(default, "AWS::CodeBuild::Project", "Image")
-    assert x86["Environment"]["Type"] == "LINUX_CONTAINER"
-    assert project_env(default, "Image")["TRAINSHIP_CLUSTER_ARCH"] == "amd64"
-    _, aarch64 = one(arm, "AWS::CodeBuild::Project", "Image")
-    assert aarch64["Environment"]["Type"] == "ARM_CONTAINER"
-    assert "aarch64" in aarch64["Environment"]["Image"]
-    assert aarch64["Environment"]["PrivilegedMode"] is True
-    assert project_env(arm, "Image")["TRAINSHIP_CLUSTER_ARCH"] == "arm64"
-    for step in CLUSTER_STEPS:
-        assert function_env(default, step)["TRAINSHIP_CLUSTER_ARCH"] == "amd64"
-        assert function_env(arm, step)["TRAINSHIP_CLUSTER_ARCH"] == "arm64"
-
-
-# --- item 15: the Deep Learning Containers account ------------------------------------------
-
-def test_deep_learning_container_account_comes_from_region_info(tmp_path: Path,
-                                                                variant: Synth) -> None:
-    _, gpu, _ = synth(tmp_path, trainCompute="gpu")
-    _, train = one(gpu, "AWS::CodeBuild::Project", "Train")
-    image = json.dumps(train["Environment"]["Image"])
-    assert "Fn::FindInMap" in image  # the account of the region the stack lands in
-    mapping = next(iter(gpu["Mappings"].values()))
-    assert {"us-east-1", "eu-central-2", "ap-east-1", "cn-north-1"} <= set(mapping)
-    assert len({v["value"] for v in mapping.values()}) > 1  # not one account for all
-    _, pinned = one(variant[1], "AWS::CodeBuild::Project", "Train")
-    assert "123456789012.dkr.ecr" in json.dumps(pinned["Environment"]["Image"])
-    sources = "".join(p.read_text() for p in (REPO / "infra").glob("*.py"))
-    assert "763104351884" not in sources
 
 
 # --- item 16: reserved concurrency is opt-in ------------------------------------------------
@@ -440,10 +276,3 @@ def test_functions_in_the_vpc_wait_for_their_eni_permissions(variant: Synth) -> 
                     if {"Ref": role_id} in v["Properties"]["Roles"] and "VpcPolicy" in k]
         assert len(policies) == 1, fid
         assert policies[0] in fn.get("DependsOn", []), fid
-
-
-def test_buildkit_image_can_be_a_copy(synthesized: Synth, variant: Synth) -> None:
-    """A VPC without internet (or Docker Hub's anonymous pull limits) needs BuildKit from
-    elsewhere: the context key reaches the image project, and is absent by default."""
-    assert "TRAINSHIP_BUILDKIT_IMAGE" not in project_env(synthesized[1], "Image")
-    assert project_env(variant[1], "Image")["TRAINSHIP_BUILDKIT_IMAGE"] == BUILDKIT_COPY

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import synth
+from tests.infra.helpers import Synth, synth
 
 LIMIT = 250 * 1024 * 1024
 WELL_UNDER = 200 * 1024 * 1024  # 80 %: room for a dependency to grow
-Synth = tuple[Any, dict[str, Any], Path]
 
 
 @pytest.fixture(scope="session")

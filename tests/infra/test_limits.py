@@ -13,13 +13,10 @@ AWS's semantics:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from infra.stack import definition_with_substitutions
+from tests.infra.helpers import Synth, definition_with_substitutions
 from trainship.request import MAX_TIMEOUT_SECONDS
-
-Synth = tuple[Any, dict[str, Any], Path]
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from infra.stack import ASL_PATH, definition_with_substitutions
-from tests.infra.conftest import synth
+from tests.infra.helpers import Synth, definition_with_substitutions, synth
+from trainship.pipeline import ASL_PATH
 
 REPO = Path(__file__).resolve().parents[2]
-Synth = tuple[Any, dict[str, Any], Path]
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -226,3 +225,14 @@ def test_checkov_has_no_unjustified_failures(synthesized: Synth) -> None:
     assert result["summary"]["passed"] > 200
     for skipped in result["results"]["skipped_checks"]:
         assert len(skipped["check_result"].get("suppress_comment", "")) >= 10, skipped
+
+
+def test_assets_carry_the_sources_and_nothing_of_the_checkout(synthesized: Synth) -> None:
+    """The Lambda code and the library source hold what they name, not the checkout's
+    .git, .venv or tool caches (which would also make their hashes differ per machine)."""
+    _, _, outdir = synthesized
+    contents = {frozenset(p.name for p in asset.iterdir()) for asset in outdir.glob("asset.*")}
+    assert contents == {frozenset({"lambdas", "trainship"}),
+                        frozenset({"README.md", "buildspecs", "pyproject.toml", "trainship"})}
+    for asset in outdir.glob("asset.*"):
+        assert not [p for p in asset.rglob(".*")], asset.name

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainship.local.stack import ASL_PATH, render_definition, substitutions
+from trainship.local.stack import render_definition, substitutions
+from trainship.pipeline import ASL_PATH
 
 FLOW = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",

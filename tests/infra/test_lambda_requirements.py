@@ -1,0 +1,64 @@
+"""The Lambda bundle's requirements come from pyproject.toml: the library's dependencies
+and its [lambda] and [sagemaker] extras, less what the runtime brings, with MLflow's
+client-only distribution."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from infra.bundling import LAMBDA_EXTRAS, PYPROJECT, lambda_requirements
+
+
+def names(requirements: list[str]) -> list[str]:
+    return [canonicalize_name(Requirement(r).name) for r in requirements]
+
+
+def test_the_bundle_is_the_library_and_its_lambda_extras() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = project["optional-dependencies"]
+    declared = [*project["dependencies"], *(r for e in LAMBDA_EXTRAS for r in extras[e])]
+    expected = {canonicalize_name(Requirement(r).name) for r in declared} - {"trainship"}
+    expected = expected - {"mlflow"} | {"mlflow-skinny"}
+    got = names(lambda_requirements())
+    assert set(got) == expected
+    assert len(got) == len(set(got))
+    # the handlers' own needs, whatever pyproject groups them under
+    assert {"aws-lambda-powertools", "kubernetes", "pydantic", "sagemaker-mlflow"} <= set(got)
+
+
+def test_mlflow_is_the_client_at_the_library_version() -> None:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    library = next(Requirement(r) for r in project["dependencies"]
+                   if canonicalize_name(Requirement(r).name) == "mlflow")
+    bundled = next(Requirement(r) for r in lambda_requirements()
+                   if canonicalize_name(Requirement(r).name) == "mlflow-skinny")
+    assert bundled.specifier == library.specifier and str(library.specifier)
+    assert "mlflow" not in names(lambda_requirements())
+
+
+def test_what_the_runtime_brings_is_left_out() -> None:
+    """boto3 and botocore (the [aws] extra) come with the Lambda Python runtime."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    aws = names(project["optional-dependencies"]["aws"])
+    assert aws and not set(aws) & set(names(lambda_requirements()))
+
+
+def test_derivation_rules(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("""
+[project]
+name = "Trainship"
+dependencies = ["mlflow[extras]==3.1; python_version >= '3.10'", "pyyaml>=6"]
+[project.optional-dependencies]
+aws = ["boto3>=1"]
+k8s = ["kubernetes==36.0.3", "trainship[k8s]"]
+lambda = ["trainship[aws,k8s]", "pyyaml>=6", "powertools==3"]
+sagemaker = ["sagemaker-mlflow>=0.1"]
+""")
+    assert lambda_requirements(pyproject) == [
+        'mlflow-skinny==3.1; python_version >= "3.10"', "pyyaml>=6", "kubernetes==36.0.3",
+        "powertools==3", "sagemaker-mlflow>=0.1"]
