@@ -1,7 +1,8 @@
 """The HTTP transport: a threading HTTP/1.1 server, its routes and its request handler.
 
-Every answer is counted once, with the status actually sent and the route it matched
-(``metrics.OTHER`` when none did).
+Every answer is counted once, with the status it is sent with and the route it matched
+(``metrics.OTHER`` when none did), just before it is sent: a client that has its answer
+finds it in the next scrape.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             route = routes.get(path)
             reply = route() if route is not None else protocol.NOT_FOUND
-            self._send(reply)
             metrics.observe(path if route is not None else OTHER, reply.status,
                             time.perf_counter() - started)
+            self._send(reply)
 
         def do_POST(self) -> None:
             started = time.perf_counter()
@@ -77,8 +78,8 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 body = self.rfile.read(length)
                 content_type = self.headers.get("Content-Type", "application/json")
                 reply = service.invoke(body, content_type)
-            self._send(reply)
             metrics.observe(route, reply.status, time.perf_counter() - started)
+            self._send(reply)
 
     return Handler
 
