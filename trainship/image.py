@@ -36,10 +36,12 @@ import traceback
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from trainship import staging
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
 from trainship.names import serving_name
+from trainship.serving import REQUIREMENTS as SERVICE_REQUIREMENTS
 from trainship.state import DeploymentState
 from trainship.training import error_uri
 
@@ -47,7 +49,7 @@ STEP = "BuildImage"
 METADATA = "trainship-image.json"
 REPOSITORY = "trainship-models"
 IMAGE_FILES = Path(__file__).resolve().parent / "image_files"
-SERVICE_MODULES = ("__init__.py", "serving.py", "batching.py")
+SERVICE_MODULES = ("__init__.py", "serving/*.py")  # the service imports nothing else
 PYFUNC_SERVING_NEEDS = ("numpy", "pandas")
 DEFAULT_ARCH = "amd64"
 ARCHITECTURES = ("amd64", "arm64")
@@ -124,6 +126,10 @@ def serving_requirements(model_dir: Path) -> list[str]:
         out.append(f"mlflow-skinny=={VERSION}")
     # what full mlflow brings and pyfunc serving imports (skinny leaves them out)
     out += [name for name in PYFUNC_SERVING_NEEDS if name not in names]
+    # what the service itself imports (prometheus_client), unless the model pins it
+    canonical = {canonicalize_name(name) for name in names}
+    out += [r for r in SERVICE_REQUIREMENTS
+            if canonicalize_name(Requirement(r).name) not in canonical]
     return out
 
 
@@ -135,8 +141,11 @@ def prepare_container_context(context: Path, *, wheels: str) -> str:
     service = context / "trainship"
     service.mkdir()
     here = Path(__file__).resolve().parent
-    for module in SERVICE_MODULES:
-        shutil.copy(here / module, service / module)
+    for pattern in SERVICE_MODULES:
+        for module in here.glob(pattern):
+            target = service / module.relative_to(here)
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy(module, target)
     requirements = serving_requirements(context / "model")
     (context / "requirements.txt").write_text("\n".join(requirements) + "\n")
     (context / "wheels").mkdir()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainship.batching import Batcher, batch_key, split
+from trainship.serving.batching import Batcher, batch_key, split
 
 
 def slow_double(df: pd.DataFrame) -> np.ndarray:

@@ -20,13 +20,14 @@ def test_mlflow_becomes_skinny_and_pins_stay(tmp_path: Path) -> None:
         "pandas==3.1.1\n")
     assert serving_requirements(tmp_path) == [
         "mlflow-skinny==3.17.2", "cloudpickle==3.1.1", "scikit-learn==1.9.1",
-        "pandas==3.1.1", "numpy"]
+        "pandas==3.1.1", "numpy", "prometheus-client==0.26.0"]
 
 
 def test_pyfunc_only_model_gets_what_scoring_imports(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("mlflow[extras]==3.17.2\ncloudpickle==3.1.1\n")
     assert serving_requirements(tmp_path) == [
-        "mlflow-skinny==3.17.2", "cloudpickle==3.1.1", "numpy", "pandas"]
+        "mlflow-skinny==3.17.2", "cloudpickle==3.1.1", "numpy", "pandas",
+        "prometheus-client==0.26.0"]
 
 
 def test_builder_follows_the_target(monkeypatch) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainship.serving import set_keras_backend
+from trainship.serving.loading import set_keras_backend
 
 MLMODEL = """flavors:
   keras:

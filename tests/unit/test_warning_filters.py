@@ -6,7 +6,7 @@ import subprocess
 import sys
 import warnings
 
-from trainship.serving import runtime_warning_filters
+from trainship.serving.warnings import runtime_warning_filters
 
 
 def _shape(filters: list[tuple[object, ...]]) -> list[tuple[str, str, str]]:

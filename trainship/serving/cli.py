@@ -1,0 +1,51 @@
+"""``python -m trainship.serving``: serve a model, or write its load cache."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from trainship.serving.loading import prepare_load_cache, set_keras_backend
+from trainship.serving.workers import serve
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainship.serving")
+    parser.add_argument("--model-dir", required=True, type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int,
+                        default=int(os.environ.get("TRAINSHIP_SERVING_WORKERS", "0"))
+                        or os.cpu_count() or 1, help="processes (default: one per core)")
+    parser.add_argument("--max-batch-rows", type=int,
+                        default=int(os.environ.get("TRAINSHIP_MAX_BATCH_ROWS", "256")),
+                        help="rows per predict call; 1 turns batching off")
+    parser.add_argument("--max-wait-ms", type=float,
+                        default=float(os.environ.get("TRAINSHIP_MAX_WAIT_MS", "2")),
+                        help="how long a batch waits for requests being parsed")
+    parser.add_argument("--load-cache", type=Path,
+                        default=os.environ.get("TRAINSHIP_LOAD_CACHE") or None,
+                        help="a pickle of the loaded model, used when it was made for this "
+                             "model and environment (written when missing and writable)")
+    parser.add_argument("--keep-warning-filters", action="store_true",
+                        default=bool(os.environ.get("TRAINSHIP_KEEP_WARNING_FILTERS")),
+                        help="keep the warning filters libraries add on import (slower "
+                             "scikit-learn ensembles; see trainship.serving.warnings)")
+    parser.add_argument("--prepare-load-cache", action="store_true",
+                        help="load the model, write --load-cache and exit (the image build)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    cli = parser()
+    args = cli.parse_args(argv)
+    set_keras_backend(args.model_dir)
+    if args.prepare_load_cache:
+        if args.load_cache is None:
+            cli.error("--prepare-load-cache needs --load-cache")
+        prepare_load_cache(args.model_dir, args.load_cache)
+        return 0
+    return serve(args.model_dir, args.host, args.port, workers=args.workers,
+                 max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
+                 load_cache=args.load_cache, keep_warning_filters=args.keep_warning_filters)

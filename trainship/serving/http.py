@@ -1,0 +1,99 @@
+"""The HTTP transport: a threading HTTP/1.1 server, its routes and its request handler.
+
+Every answer is counted once, with the status it is sent with and the route it matched
+(``metrics.OTHER`` when none did), just before it is sent: a client that has its answer
+finds it in the next scrape.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from trainship.serving import protocol
+from trainship.serving.metrics import CONTENT_TYPE, INVOCATIONS, OTHER
+from trainship.serving.service import Service
+
+Route = Callable[[], protocol.Reply]
+
+
+def get_routes(service: Service) -> dict[str, Route]:
+    """``GET`` routes by path (``POST`` has one: ``/invocations``)."""
+    return {
+        "/ping": lambda: protocol.PING,
+        "/health": lambda: protocol.PING,
+        "/version": lambda: protocol.MLFLOW_VERSION,
+        "/metrics": lambda: protocol.Reply(200, CONTENT_TYPE, service.metrics.render()),
+        "/metadata": lambda: protocol.metadata(service.metadata),
+    }
+
+
+def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
+    routes = get_routes(service)
+    metrics = service.metrics
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "trainship-serving"
+        wbufsize = 64 * 1024  # headers and body leave in one write
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+        def setup(self) -> None:
+            super().setup()
+            # one segment per response and no Nagle delay (40 ms with delayed ACKs)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def _send(self, reply: protocol.Reply) -> None:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+            self.wfile.flush()
+
+        def do_GET(self) -> None:
+            started = time.perf_counter()
+            path = self.path.split("?", 1)[0]
+            route = routes.get(path)
+            reply = route() if route is not None else protocol.NOT_FOUND
+            metrics.observe(path if route is not None else OTHER, reply.status,
+                            time.perf_counter() - started)
+            self._send(reply)
+
+        def do_POST(self) -> None:
+            started = time.perf_counter()
+            path = self.path.split("?", 1)[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            route = INVOCATIONS if path == INVOCATIONS else OTHER
+            if route == OTHER or length > protocol.MAX_BODY_BYTES:
+                reply = protocol.NOT_FOUND if route == OTHER else protocol.BODY_TOO_LARGE
+                self.close_connection = length > 0  # the body is not read
+            else:
+                body = self.rfile.read(length)
+                content_type = self.headers.get("Content-Type", "application/json")
+                reply = service.invoke(body, content_type)
+            metrics.observe(route, reply.status, time.perf_counter() - started)
+            self._send(reply)
+
+    return Handler
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the default backlog of 5 drops connections under load
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client went away (load generators do at the end of a run)
+        super().handle_error(request, client_address)
+
+    def server_bind(self) -> None:
+        # every worker process binds the same port; the kernel spreads connections
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()

@@ -1,0 +1,92 @@
+"""Worker processes: one worker serves in this process; more are forked after the model is
+loaded (they share it copy-on-write) and bind the same port, and this process supervises
+them: it forwards SIGTERM and stops them all when one dies (the orchestrator restarts)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from trainship.serving import metrics
+from trainship.serving.http import Server, make_handler
+from trainship.serving.loading import load
+from trainship.serving.service import Service
+from trainship.serving.warnings import runtime_warning_filters
+
+
+def run_worker(model: Any, model_dir: Path, host: str, port: int, *, metrics_dir: Path,
+               max_batch_rows: int, max_wait_ms: float, drain_seconds: float = 30.0) -> None:
+    """Serve until SIGTERM, then stop accepting and drain in-flight requests."""
+    service = Service(model, model_dir, metrics.Metrics(metrics_dir),
+                      max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms)
+    server = Server((host, port), make_handler(service))
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
+    server.socket.close()
+    deadline = time.monotonic() + drain_seconds
+    while service.in_flight > 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def supervise(children: list[int], metrics_dir: Path) -> int:
+    """Wait for the workers; forward SIGTERM/SIGINT to them; when one exits with an error,
+    stop the others. 1 if any worker failed."""
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    remaining = set(children)
+    while remaining:
+        pid, code = os.wait()
+        remaining.discard(pid)
+        metrics.worker_exited(pid, metrics_dir)
+        if code != 0 and status == 0:
+            status = 1
+            forward(signal.SIGTERM, None)  # one worker died: stop, let the orchestrator restart
+    return status
+
+
+def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
+          max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+          load_cache: Path | None = None, keep_warning_filters: bool = False) -> int:
+    """Load the model once, then serve it from ``workers`` processes sharing the port."""
+    metrics_dir = metrics.create_directory()  # before anything imports prometheus_client
+    try:
+        model = load(model_dir, load_cache)
+        if not keep_warning_filters:
+            runtime_warning_filters()
+        print(f"serving {model_dir} on http://{host}:{port} with {workers} worker(s)",
+              flush=True)
+        options: dict[str, Any] = {"metrics_dir": metrics_dir,
+                                   "max_batch_rows": max_batch_rows,
+                                   "max_wait_ms": max_wait_ms}
+        if workers <= 1:
+            run_worker(model, model_dir, host, port, **options)
+            return 0
+        children: list[int] = []
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:  # a worker: its own batcher thread and server, the model shared
+                try:
+                    run_worker(model, model_dir, host, port, **options)
+                finally:
+                    os._exit(0)
+            children.append(pid)
+        return supervise(children, metrics_dir)
+    finally:
+        metrics.remove_directory(metrics_dir)
