@@ -1,4 +1,5 @@
-"""What several test modules share: paths, API calls, Lambda events and contexts.
+"""What several test modules share: paths, API calls, a step state and a fake cluster
+driver, Lambda events and contexts, the CDK synth.
 
 Fixtures stay in the conftest.py files; plain functions and constants live here, so that
 no test module imports another test module or a conftest.
@@ -6,6 +7,7 @@ no test module imports another test module or a conftest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from trainship.client import Client
+from trainship.cluster import Applied, RolloutStatus
+from trainship.state import DeploymentState
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "docs" / "examples"
@@ -47,6 +51,40 @@ def post_json(url: str, payload: Any) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+# --- the pipeline's steps (unit tests) ----------------------------------------------------
+
+def state(tmp_path: Path, **extra: Any) -> DeploymentState:
+    """A state as ValidateRequest leaves it, with ``extra`` fields on top."""
+    return DeploymentState.model_validate({
+        "deployment_id": "d-1", "model_name": "m", "experiment_name": "m",
+        "script_uri": str(tmp_path / "d-1" / "train.py"), "script_sha256": "0" * 64,
+        "requirements": [], "timeout_seconds": 60, "replicas": 1,
+        "resources": {"cpu": "1", "memory": "1Gi"}, **extra})
+
+
+class FakeDriver:
+    """A cluster driver whose rollouts report ``statuses`` in turn."""
+
+    def __init__(self, statuses: list[RolloutStatus]) -> None:
+        self.statuses = statuses
+        self.discarded: list[dict[str, Any]] = []
+
+    def apply(self, spec: Any) -> Applied:
+        return Applied("http://h", {"n": 1})
+
+    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+        return self.statuses.pop(0)
+
+    def lock(self, model_name: str) -> Any:
+        return contextlib.nullcontext()
+
+    def promote(self, handle: dict[str, Any]) -> str | None:
+        return None
+
+    def discard(self, handle: dict[str, Any]) -> None:
+        self.discarded.append(handle)
 
 
 # --- Lambda handlers (unit tests) --------------------------------------------------------
@@ -91,3 +129,18 @@ def api_gateway_event(method: str, path: str, *, resource: str | None = None,
         "body": text,
         "isBase64Encoded": False,
     }
+
+
+# --- the CDK app (infra tests) ----------------------------------------------------------
+
+def synth(tmp: Path, **context: Any) -> tuple[Any, dict[str, Any], Path]:
+    """Synthesize (cdk-nag runs and must pass); return the stack, its template, cdk.out."""
+    from aws_cdk.assertions import Template
+
+    from infra.app import build_app
+
+    ctx = {"trainship:lambdaBundling": "none", **{f"trainship:{k}": v for k, v in context.items()}}
+    app = build_app(ctx, outdir=str(tmp))
+    app.synth()
+    stack = app.node.find_child("Trainship")
+    return stack, Template.from_stack(stack).to_json(), tmp

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import synth
+from tests.helpers import synth
 from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 from trainship.script_access import MLFLOW_SCRIPT_ACTIONS, role_policy
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import synth
+from tests.helpers import synth
 
 LIMIT = 250 * 1024 * 1024
 WELL_UNDER = 200 * 1024 * 1024  # 80 %: room for a dependency to grow

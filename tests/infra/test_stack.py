@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.stack import ASL_PATH, definition_with_substitutions
-from tests.infra.conftest import synth
+from tests.helpers import synth
 
 REPO = Path(__file__).resolve().parents[2]
 Synth = tuple[Any, dict[str, Any], Path]
