@@ -142,5 +142,5 @@ def synth(tmp: Path, **context: Any) -> tuple[Any, dict[str, Any], Path]:
     ctx = {"trainship:lambdaBundling": "none", **{f"trainship:{k}": v for k, v in context.items()}}
     app = build_app(ctx, outdir=str(tmp))
     app.synth()
-    stack = app.node.find_child("Trainship")
-    return stack, Template.from_stack(stack).to_json(), tmp
+    stack: Any = app.node.find_child("Trainship")
+    return stack, dict(Template.from_stack(stack).to_json()), tmp
