@@ -195,6 +195,9 @@ def _paths() -> dict[str, Any]:
 @cache
 def _document() -> str:
     _, schemas = models_json_schema(_SCHEMAS, ref_template="#/components/schemas/{model}")
+    # Every error answer carries all four (the API's, API Gateway's templates, the Fail
+    # state's cause); only ``step`` may be missing. The model keeps defaults for building.
+    schemas["$defs"]["ErrorDocument"]["required"] = ["error", "message", "details", "help"]
     document = {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -71,7 +71,9 @@ def test_the_request_body_is_the_pydantic_model() -> None:
     assert set(request["properties"]) == set(DeploymentRequest.model_fields)
     assert request["required"] == ["model_name"]
     assert request["additionalProperties"] is False
-    assert set(schemas["ErrorDocument"]["required"]) == {"error", "message"}
+    assert set(schemas["ErrorDocument"]["required"]) == {"error", "message", "details", "help"}
+    assert set(schemas["ErrorDocument"]["properties"]) == {"error", "message", "details", "help",
+                                                           "step"}
 
 
 def test_every_error_answer_is_the_error_document() -> None:
