@@ -45,14 +45,17 @@ test: venv $(CHECKOV) containers lint typecheck statelint
 test-flavors: venv containers
 	$(BIN)/python -m pytest -q -ra -m flavors tests/e2e/test_flavors.py
 
+## test-unit: the loop to run while working: tests/unit on every core (no stack, no CDK synth, no checkov)
 test-unit: venv
-	$(BIN)/python -m pytest -q -ra -m "not e2e and not flavors"
+	$(BIN)/python -m pytest -q -ra -n auto -m "not e2e and not flavors and not infra" tests/unit
 
 test-e2e: venv
 	$(BIN)/python -m pytest -q -ra -m e2e
 
+## test-infra: the CDK app synthesized and checked (cdk-nag, cfn-lint, checkov), and the manifests' checkov run
 test-infra: venv $(CHECKOV)
 	$(BIN)/python -m pytest -q -ra tests/infra
+	$(BIN)/python -m pytest -q -ra -m infra tests/unit
 
 ## synth: the CloudFormation template in cdk.out (Lambda code bundled with pip, no Docker), linted
 synth: venv $(CHECKOV)

@@ -1,7 +1,8 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs].
 
-Also POST /mlops/deploy, the original API's path (same body shapes). Behind API Gateway
-on AWS; behind trainship.local.api_server locally, with the same proxy events.
+Also POST /mlops/deploy, the original API's path (same body shapes), and GET
+/openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
+trainship.local.api_server locally, with the same proxy events.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lambdas._common import logger, metrics, tracer
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
+from trainship.openapi import document, render
 from trainship.submit import submit
 
 app = APIGatewayRestResolver()
@@ -40,11 +42,14 @@ def _error(exc: TrainshipError) -> Response[str]:
                  exc.document().model_dump())
 
 
+ROUTES = ", ".join(f"{method.upper()} {path}"
+                   for path, operations in document()["paths"].items() for method in operations)
+
+
 @app.not_found
 def _not_found(exc: NotFoundError) -> Response[str]:
     return _json(404, {"error": "NotFound", "message": f"No route {app.current_event.path}",
-                       "details": "", "help": "Routes: POST /deployments, GET /deployments, "
-                       "GET /deployments/{id}, GET /deployments/{id}/logs"})
+                       "details": "", "help": f"Routes: {ROUTES}"})
 
 
 def _body() -> Any:
@@ -81,6 +86,11 @@ def get_deployment(deployment_id: str) -> Response[str]:
 def get_logs(deployment_id: str) -> Response[str]:
     return Response(status_code=200, content_type="text/plain; charset=utf-8",
                     body=_store().logs(deployment_id))
+
+
+@app.get("/openapi.json")
+def get_openapi() -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=render())
 
 
 @logger.inject_lambda_context(log_event=False)

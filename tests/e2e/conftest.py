@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import PLANTED_SECRET
 from trainship.client import Client
 from trainship.local import stack
 
-REPO = Path(__file__).resolve().parents[2]
-# Planted in the local stack's environment; it must never reach a script, a log or a record.
-PLANTED_SECRET = "planted-5f0c1e9a7d3b4c28"
-EXAMPLES = REPO / "docs" / "examples"
 SIGNING_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                "MLFLOW_TRACKING_AWS_SIGV4")
 
@@ -62,28 +56,3 @@ def local_stack(local_home: Path) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def api(local_stack: dict[str, Any]) -> Client:
     return Client(local_stack["api"])
-
-
-def wait_done(client: Client, deployment_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record: dict[str, Any] = client.get(deployment_id)
-        if record["status"] not in ("RUNNING",):
-            return record
-        time.sleep(1)
-    raise AssertionError(f"{deployment_id} still running after {timeout} s")
-
-
-def deploy(client: Client, body: dict[str, Any]) -> dict[str, Any]:
-    accepted = client.submit(body)
-    return wait_done(client, accepted["deployment_id"])
-
-
-def post_json(url: str, payload: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, post_json, wait_done
+from tests.helpers import EXAMPLES, post_json, wait_done
 from trainship.client import Client
 from trainship.errors import DeploymentNotFound, InvalidRequest
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, REPO, deploy, post_json
 from tests.e2e.flavors import CATALOG, Flavor, mode, requirements_cell
+from tests.helpers import EXAMPLES, REPO, deploy, post_json
 from trainship.client import Client
 
 # part of `make test`; `make test-flavors` runs only this module

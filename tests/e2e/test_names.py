@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import post_json, wait_done
+from tests.helpers import post_json, wait_done
 from trainship.client import ApiError, Client
 from trainship.registry import SERVING_NAME_TAG
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, REPO, deploy, post_json, wait_done
+from tests.helpers import EXAMPLES, REPO, deploy, post_json, wait_done
 from trainship.client import ApiError, Client
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from tests.e2e.conftest import EXAMPLES, deploy, post_json
+from tests.helpers import EXAMPLES, deploy, post_json
 from trainship import containers
 from trainship.cluster.podman import container_name
 from trainship.names import serving_name

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import PLANTED_SECRET, deploy, post_json, wait_done
+from tests.helpers import PLANTED_SECRET, deploy, post_json, wait_done
 from trainship.client import ApiError, Client
 from trainship.cluster.process import ProcessDriver
 from trainship.local import stack

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, deploy, post_json
+from tests.helpers import EXAMPLES, deploy, post_json
 from trainship.client import Client
 from trainship.cluster.process import ProcessDriver
 from trainship.local import stack

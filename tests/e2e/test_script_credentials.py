@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, deploy
+from tests.helpers import EXAMPLES, deploy
 from trainship.client import Client
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, deploy, post_json
+from tests.helpers import EXAMPLES, deploy, post_json
 from trainship.client import Client
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.unit.test_steps import FakeDriver
-from tests.unit.test_steps import state as make_state
+from tests.helpers import FakeDriver
+from tests.helpers import state as make_state
 from trainship import image_pins, registry, steps
 from trainship.config import Settings
 from trainship.errors import RolloutFailed

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
+from tests.helpers import state as make_state
 from tests.unit.fake_kube import FakeKube, FakeKubeServer
-from tests.unit.test_steps import state as make_state
 from trainship import steps
 from trainship.cluster.kubernetes import KubeApi, KubernetesDriver, eks_token
 from trainship.cluster.manifests import WorkloadSpec

@@ -60,6 +60,7 @@ def test_strict_validation_catches_a_bad_field(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "imagePullPolisy" in proc.stdout + proc.stderr
 
 
+@pytest.mark.infra  # the checkov venv: make test-infra (and make test)
 def test_checkov_kubernetes_checks(manifest_file: Path) -> None:
     checkov = REPO / ".venv" / "checkov" / "bin" / "checkov"
     assert checkov.exists(), "make test installs checkov into .venv/checkov"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from tests.unit.test_steps import FakeDriver
+from tests.helpers import FakeDriver
 from trainship import steps
 from trainship.cluster import ClusterDriver
 

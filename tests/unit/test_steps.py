@@ -2,44 +2,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+from tests.helpers import FakeDriver, state
 from trainship import steps
-from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster import RolloutStatus
 from trainship.deployments import summarize_history
 from trainship.errors import RolloutFailed
-from trainship.state import DeploymentState, RolloutState
-
-
-def state(tmp_path: Path, **extra: Any) -> DeploymentState:
-    return DeploymentState.model_validate({
-        "deployment_id": "d-1", "model_name": "m", "experiment_name": "m",
-        "script_uri": str(tmp_path / "d-1" / "train.py"), "script_sha256": "0" * 64,
-        "requirements": [], "timeout_seconds": 60, "replicas": 1,
-        "resources": {"cpu": "1", "memory": "1Gi"}, **extra})
-
-
-class FakeDriver:
-    def __init__(self, statuses: list[RolloutStatus]) -> None:
-        self.statuses = statuses
-        self.discarded: list[dict[str, Any]] = []
-
-    def apply(self, spec: Any) -> Applied:
-        return Applied("http://h", {"n": 1})
-
-    def status(self, handle: dict[str, Any]) -> RolloutStatus:
-        return self.statuses.pop(0)
-
-    def lock(self, model_name: str) -> Any:
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def promote(self, handle: dict[str, Any]) -> str | None:
-        return None
-
-    def discard(self, handle: dict[str, Any]) -> None:
-        self.discarded.append(handle)
+from trainship.state import RolloutState
 
 
 def test_lambda_failure_becomes_its_document(tmp_path: Path) -> None:

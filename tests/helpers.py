@@ -1,0 +1,131 @@
+"""What several test modules share: paths, API calls, a step state and a fake cluster
+driver, Lambda events and contexts, the CDK synth.
+
+Fixtures stay in the conftest.py files; plain functions and constants live here, so that
+no test module imports another test module or a conftest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainship.client import Client
+from trainship.cluster import Applied, RolloutStatus
+from trainship.state import DeploymentState
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "docs" / "examples"
+# Planted in the local stack's environment; it must never reach a script, a log or a record.
+PLANTED_SECRET = "planted-5f0c1e9a7d3b4c28"
+
+
+# --- the local stack's API (end-to-end tests) --------------------------------------------
+
+def wait_done(client: Client, deployment_id: str, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record: dict[str, Any] = client.get(deployment_id)
+        if record["status"] not in ("RUNNING",):
+            return record
+        time.sleep(1)
+    raise AssertionError(f"{deployment_id} still running after {timeout} s")
+
+
+def deploy(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    accepted = client.submit(body)
+    return wait_done(client, accepted["deployment_id"])
+
+
+def post_json(url: str, payload: Any) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+# --- the pipeline's steps (unit tests) ----------------------------------------------------
+
+def state(tmp_path: Path, **extra: Any) -> DeploymentState:
+    """A state as ValidateRequest leaves it, with ``extra`` fields on top."""
+    return DeploymentState.model_validate({
+        "deployment_id": "d-1", "model_name": "m", "experiment_name": "m",
+        "script_uri": str(tmp_path / "d-1" / "train.py"), "script_sha256": "0" * 64,
+        "requirements": [], "timeout_seconds": 60, "replicas": 1,
+        "resources": {"cpu": "1", "memory": "1Gi"}, **extra})
+
+
+class FakeDriver:
+    """A cluster driver whose rollouts report ``statuses`` in turn."""
+
+    def __init__(self, statuses: list[RolloutStatus]) -> None:
+        self.statuses = statuses
+        self.discarded: list[dict[str, Any]] = []
+
+    def apply(self, spec: Any) -> Applied:
+        return Applied("http://h", {"n": 1})
+
+    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+        return self.statuses.pop(0)
+
+    def lock(self, model_name: str) -> Any:
+        return contextlib.nullcontext()
+
+    def promote(self, handle: dict[str, Any]) -> str | None:
+        return None
+
+    def discard(self, handle: dict[str, Any]) -> None:
+        self.discarded.append(handle)
+
+
+# --- Lambda handlers (unit tests) --------------------------------------------------------
+
+@dataclass
+class LambdaContext:
+    """The attributes Powertools' Logger reads from a Lambda context."""
+
+    function_name: str = "trainship-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:trainship-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+
+def api_gateway_event(method: str, path: str, *, resource: str | None = None,
+                      path_parameters: dict[str, str] | None = None, body: Any = None,
+                      headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A REST API (v1) Lambda proxy event as API Gateway sends it (the shape of
+    Powertools' tests/events/apiGatewayProxyEvent.json): ``resource`` is the route's
+    template, ``path`` the concrete path. A ``body`` that is not a str is sent as JSON."""
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    all_headers = {"Content-Type": "application/json", "Host": "api.example.test",
+                   **(headers or {})}
+    return {
+        "resource": resource or path,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "1234567890", "stage": "prod",
+            "httpMethod": method, "path": f"/prod{path}", "resourcePath": resource or path,
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "protocol": "HTTP/1.1",
+            "requestTimeEpoch": 1428582896000,
+            "identity": {"sourceIp": "192.0.2.1", "userArn": None, "caller": None,
+                         "user": None, "accessKey": None},
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }

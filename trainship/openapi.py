@@ -1,0 +1,239 @@
+"""The API's contract as an OpenAPI 3.1 document, generated from the pydantic models.
+
+The request body is ``trainship.request.DeploymentRequest``, a finished deployment's
+``result`` is ``trainship.state.DeploymentResult`` and every error answer is
+``trainship.errors.ErrorDocument``; the other answers (the 202, the list, the status
+record) are described by the models below. pydantic writes the schemas (JSON Schema
+2020-12, the dialect of OpenAPI 3.1); this module only lays out the paths.
+
+``python -m trainship.openapi > docs/openapi.json`` writes the checked-in copy;
+tests/unit/test_openapi.py fails when that copy and this generator differ, validates the
+document with openapi-spec-validator, and checks that the paths are exactly the API
+function's routes. tests/unit/test_api_routes.py checks the handler's actual answers
+against these schemas. The API serves the document at ``GET /openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from trainship.errors import (
+    DeploymentNotFound,
+    ErrorDocument,
+    IdempotencyConflict,
+    InvalidRequest,
+    TargetNotEnabled,
+    TrainshipError,
+)
+from trainship.request import DeploymentRequest
+from trainship.state import DeploymentResult
+
+OPENAPI_VERSION = "3.1.0"
+# The version of the contract (paths and shapes), not of the package.
+API_VERSION = "1"
+
+ExecutionStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+
+
+class Accepted(BaseModel):
+    """The 202 of POST /deployments and POST /mlops/deploy."""
+
+    deployment_id: str = Field(description="the execution name; the id of every other route")
+    status: Literal["RUNNING"]
+    execution_arn: str
+    status_url: str = Field(description="GET this path for the status record")
+
+
+class DeploymentBrief(BaseModel):
+    deployment_id: str
+    status: ExecutionStatus
+    started_at: str | None
+    stopped_at: str | None
+
+
+class DeploymentList(BaseModel):
+    """GET /deployments: newest first."""
+
+    deployments: list[DeploymentBrief]
+
+
+class StepRecord(BaseModel):
+    """One state of the execution, from its history."""
+
+    name: str = Field(description="the state name (ValidateRequest, TrainModel, ...)")
+    status: Literal["RUNNING", "SUCCEEDED", "FAILED"]
+    entered: str | None
+    seconds: float | None = Field(default=None, description="present once the state exited")
+
+
+class BuildRecord(BaseModel):
+    """A CodeBuild build the execution ran (TrainModel, BuildImage)."""
+
+    step: str | None
+    build_id: str | None
+    status: str | None
+    logs: dict[str, Any] = Field(description="CodeBuild's logs object (GroupName, "
+                                             "StreamName, DeepLink)")
+
+
+class DeploymentRecord(BaseModel):
+    """GET /deployments/{deployment_id}: ``result`` once SUCCEEDED, ``error`` once FAILED,
+    TIMED_OUT or ABORTED."""
+
+    deployment_id: str
+    status: ExecutionStatus
+    execution_arn: str | None = Field(
+        default=None, description="absent for a deployment the local stack's restart ended")
+    started_at: str | None
+    stopped_at: str | None
+    current_step: str | None = None
+    steps: list[StepRecord]
+    builds: list[BuildRecord]
+    result: DeploymentResult | None = None
+    error: ErrorDocument | None = None
+
+
+# The error names each route answers with itself (API Gateway adds its own: 403, 429, ...).
+CREATE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, TargetNotEnabled,
+                                                   IdempotencyConflict)
+READ_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,)
+
+_SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+    (DeploymentRequest, "validation"),
+    (Accepted, "serialization"),
+    (DeploymentList, "serialization"),
+    (DeploymentRecord, "serialization"),
+    (ErrorDocument, "serialization"),
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_content(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _errors(classes: tuple[type[TrainshipError], ...]) -> dict[str, Any]:
+    """Responses by status code, each naming the error names it carries."""
+    by_status: dict[int, list[str]] = {}
+    for cls in classes:
+        by_status.setdefault(cls.http_status, []).append(cls.__name__)
+    answers: dict[str, Any] = {
+        str(status): {"description": "an error document: " + ", ".join(names),
+                      "content": _json_content("ErrorDocument")}
+        for status, names in sorted(by_status.items())}
+    answers["default"] = {
+        "description": "an error document (a crash is InternalError; API Gateway's own "
+                       "answers, such as 403 and 429, use the same document)",
+        "content": _json_content("ErrorDocument")}
+    return answers
+
+
+_DEPLOYMENT_ID = {"name": "deployment_id", "in": "path", "required": True,
+                  "schema": {"type": "string"}, "description": "from the 202's deployment_id"}
+
+
+def _create(operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "description": "the same key and body give the same deployment "
+                                       "(or the body's idempotency_key)"}],
+        "requestBody": {"required": True, "content": _json_content("DeploymentRequest")},
+        "responses": {"202": {"description": "the execution started",
+                              "content": _json_content("Accepted")},
+                      **_errors(CREATE_ERRORS)},
+    }
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/deployments": {
+            "post": _create("createDeployment", "Start a deployment"),
+            "get": {"operationId": "listDeployments", "summary": "Recent deployments",
+                    "responses": {"200": {"description": "newest first",
+                                          "content": _json_content("DeploymentList")},
+                                  **_errors(())}},
+        },
+        "/mlops/deploy": {
+            "post": _create("deploy", "Start a deployment (the original API's path)"),
+        },
+        "/deployments/{deployment_id}": {
+            "get": {"operationId": "getDeployment", "summary": "A deployment's status record",
+                    "parameters": [_DEPLOYMENT_ID],
+                    "responses": {"200": {"description": "the status record",
+                                          "content": _json_content("DeploymentRecord")},
+                                  **_errors(READ_ERRORS)}},
+        },
+        "/deployments/{deployment_id}/logs": {
+            "get": {"operationId": "getDeploymentLogs",
+                    "summary": "The training and image build logs, then the error document",
+                    "parameters": [_DEPLOYMENT_ID],
+                    "responses": {"200": {"description": "plain text",
+                                          "content": {"text/plain": {
+                                              "schema": {"type": "string"}}}},
+                                  **_errors(READ_ERRORS)}},
+        },
+        "/openapi.json": {
+            "get": {"operationId": "getOpenApi", "summary": "This document",
+                    "responses": {"200": {"description": "the OpenAPI document",
+                                          "content": {"application/json": {
+                                              "schema": {"type": "object"}}}}}},
+        },
+    }
+
+
+@cache
+def _document() -> str:
+    _, schemas = models_json_schema(_SCHEMAS, ref_template="#/components/schemas/{model}")
+    # Every error answer carries all four (the API's, API Gateway's templates, the Fail
+    # state's cause); only ``step`` may be missing. The model keeps defaults for building.
+    schemas["$defs"]["ErrorDocument"]["required"] = ["error", "message", "details", "help"]
+    document = {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "trainship",
+            "version": API_VERSION,
+            "description": "POST a training script, get back a live inference URL. "
+                           "Field by field: docs/api.md.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"sigv4": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "On AWS: API Gateway with IAM authorisation, requests signed "
+                               "with SigV4 (execute-api). The local API does not check it.",
+                "x-amazon-apigateway-authtype": "awsSigv4"}},
+        },
+        "security": [{"sigv4": []}],
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy)."""
+    parsed: dict[str, Any] = json.loads(_document())
+    return parsed
+
+
+def render() -> str:
+    """The document as docs/openapi.json holds it."""
+    return _document()
+
+
+def main() -> None:
+    print(render(), end="")
+
+
+if __name__ == "__main__":
+    main()
