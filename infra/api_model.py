@@ -22,6 +22,7 @@ from typing import Any
 
 from aws_cdk import aws_apigateway as apigw
 
+from trainship import openapi
 from trainship.request import DeploymentRequest
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"
@@ -114,8 +115,9 @@ def request_schema() -> dict[str, Any]:
 # and a template cannot escape it, so the body would not parse as JSON. details names
 # the fields instead; the API function's own validation (the same pydantic model) gives
 # field-by-field messages for bodies that pass the gateway's model.
-HELP_ROUTES = ("POST /deployments, GET /deployments, GET /deployments/{id}, "
-               "GET /deployments/{id}/logs, POST /mlops/deploy")
+HELP_ROUTES = ", ".join(f"{method.upper()} {path}"
+                       for path, operations in openapi.document()["paths"].items()
+                       for method in operations)
 
 
 def _document(error: str, details: str, help_text: str) -> str:

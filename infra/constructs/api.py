@@ -12,6 +12,7 @@ from infra.constructs.builds import Builds
 from infra.constructs.functions import Functions
 from infra.constructs.nag import acknowledge, allow, checkov_skip
 from infra.constructs.storage import Storage
+from trainship import openapi
 
 HANDLER = "lambdas.api.handler"
 TIMEOUT_SECONDS = 29  # API Gateway's integration timeout
@@ -75,16 +76,18 @@ class Api:
         model = add_request_model(api)
         add_gateway_responses(api)
         integration = apigw.LambdaIntegration(self.function)
-        deployments = api.root.add_resource("deployments")
         models = {"application/json": model}
-        deployments.add_method("POST", integration, request_validator=validator,
-                               request_models=models)
-        deployments.add_method("GET", integration)
-        one = deployments.add_resource("{deployment_id}")
-        one.add_method("GET", integration)
-        one.add_resource("logs").add_method("GET", integration)
-        api.root.add_resource("mlops").add_resource("deploy").add_method(
-            "POST", integration, request_validator=validator, request_models=models)
+        # the routes are the API's OpenAPI document's (docs/openapi.json): one source
+        for path, operations in openapi.document()["paths"].items():
+            resource = api.root
+            for part in path.strip("/").split("/"):
+                resource = resource.get_resource(part) or resource.add_resource(part)
+            for method, operation in operations.items():
+                if "requestBody" in operation:  # the body is checked before the function
+                    resource.add_method(method.upper(), integration,
+                                        request_validator=validator, request_models=models)
+                else:
+                    resource.add_method(method.upper(), integration)
         acknowledge(api, ("AwsSolutions-COG4",
                           "Callers authenticate with IAM (SigV4), not Cognito user pools."),
                     ("AwsSolutions-APIG3", "A regional API behind IAM auth and throttling; "

@@ -96,7 +96,7 @@ def test_state_machine_role_is_explicit(synthesized: Synth) -> None:
 def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
     _, template, _ = synthesized
     methods = resources(template, "AWS::ApiGateway::Method")
-    assert len(methods) == 5
+    assert len(methods) == 6  # the routes of docs/openapi.json, /openapi.json included
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
     posts = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"]
