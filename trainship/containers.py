@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from trainship.procs import file_lock, pid_alive, stop_pid
+from trainship.procs import file_lock, free_port, pid_alive, stop_pid
 
 BASE_IMAGE = "localhost/trainship-base:bookworm"
 SUITE = "bookworm"
@@ -143,8 +143,6 @@ def _registry_answers(port: int) -> bool:
 def ensure_registry(home: Path) -> str:
     """Start the local registry unless it answers; return ``127.0.0.1:<port>``."""
     require_tools()
-    from trainship.cluster.process import free_port
-
     root = containers_dir(home)
     record_path = root / "registry.json"
     with file_lock(root / "registry.lock"):

@@ -197,7 +197,7 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = 
 
 
 def _port(saved: dict[str, int], name: str) -> int:
-    from trainship.cluster.process import free_port
+    from trainship.procs import free_port
 
     port = saved.get(name)
     if port:
