@@ -24,7 +24,6 @@ On failure it stages an ImageBuildFailed error document and exits 1.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from trainship import staging
+from trainship.bundles import push_bundle
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
 from trainship.names import serving_name
 from trainship.state import DeploymentState
@@ -54,18 +54,6 @@ ARCHITECTURES = ("amd64", "arm64")
 DOCKER_BUILDER = "trainship"  # the docker-container buildx builder
 DOCKER_METADATA = "buildx-metadata.json"
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
-
-
-def tree_digest(root: Path) -> str:
-    """sha256 over the relative paths and contents of every file under root."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def image_tag(model_name: str, version: str) -> str:
@@ -305,33 +293,6 @@ def build_image(context: Path, *, builder: str, reference: str, base_image: str,
                             base_image=base_image, pip_options=pip_options, arch=arch)
     _run_builder(command, env=env, what=f"{builder} build")
     return env
-
-
-def bundle_dir(registry: Path, repository: str, digest: str) -> Path:
-    return registry / repository / "sha256" / digest
-
-
-def push_bundle(context: Path, registry: Path, repository: str, tag: str) -> str:
-    digest = tree_digest(context)
-    target = bundle_dir(registry, repository, digest)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging_dir = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        shutil.copytree(context, staging_dir)
-        staging_dir.rename(target)
-    tags = registry / repository / "tags"
-    tags.mkdir(parents=True, exist_ok=True)
-    (tags / tag).write_text(digest)
-    return f"{registry}/{repository}:{tag}@sha256:{digest}"
-
-
-def resolve_bundle(image_uri: str) -> Path:
-    """The bundle directory of a ``<registry dir>/<repository>:<tag>@sha256:<digest>`` URI."""
-    location, _, digest = image_uri.partition("@sha256:")
-    location = location.rsplit(":", 1)[0]
-    registry, _, repository = location.rpartition("/")
-    return bundle_dir(Path(registry), repository, digest)
 
 
 def build(state: DeploymentState, *, tracking_uri: str, builder: str, registry: str,
