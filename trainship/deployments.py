@@ -8,13 +8,13 @@ finished executions are also kept on disk so that they survive a restart.
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from trainship.errors import DeploymentNotFound, ErrorDocument, document_from_json
+from trainship.redaction import redact, secret_values
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 INTERRUPTED = "LocalStackRestarted"
@@ -66,25 +66,6 @@ def summarize_history(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
     for item in steps:
         item["entered"] = _iso(item["entered"])
     return steps, builds
-
-
-REDACTED = "[REDACTED]"
-
-
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of this process's secret-looking variables (names as the training runner
-    filters them), longest first."""
-    from trainship.training import SECRET_ENV
-
-    env = os.environ if environ is None else environ
-    return sorted({v for k, v in env.items() if SECRET_ENV.match(k) and len(v) >= 8},
-                  key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, REDACTED)
-    return text
 
 
 def read_build_log(logs: dict[str, Any], limit_bytes: int = 1 << 20) -> str:

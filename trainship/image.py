@@ -41,7 +41,6 @@ from trainship.bundles import push_bundle
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
 from trainship.names import serving_name
 from trainship.state import DeploymentState
-from trainship.training import error_uri
 
 STEP = "BuildImage"
 METADATA = "trainship-image.json"
@@ -337,7 +336,7 @@ def main(argv: list[str]) -> int:
                     home=Path(os.environ.get("TRAINSHIP_HOME", ".trainship")))
     except TrainshipError as exc:
         exc.step = STEP
-        staging.put_text(error_uri(state.script_uri), exc.document().to_json())
+        staging.put_text(staging.error_uri(state.script_uri), exc.document().to_json())
         print(f"[trainship] {exc.name}: {exc.message}", file=sys.stderr)
         return 1
     print(uri)

@@ -215,9 +215,9 @@ def test_flavor_serves_what_mlflow_loads(
         measured: dict[str, dict[str, str]], local_stack: dict[str, Any],
         local_home: Path) -> None:
     from trainship import containers
+    from trainship.envs import env_key, prepare_environment
     from trainship.names import serving_name
     from trainship.registry import serving_input_example
-    from trainship.training import env_key, prepare_environment
 
     flavor, target = BY_EXAMPLE[key[0]], key[1]
     record = matrix[key]

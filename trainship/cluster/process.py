@@ -21,10 +21,10 @@ from typing import Any
 from trainship.bundles import resolve_bundle
 from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
 from trainship.cluster.manifests import WorkloadSpec
+from trainship.envs import prepare_environment
 from trainship.errors import tail
 from trainship.names import serving_name
 from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_pid
-from trainship.training import prepare_environment
 
 
 class ProcessDriver:
