@@ -18,7 +18,6 @@ from trainship.client import (
     ClientSetupError,
     InvalidApiUrl,
     default_home,
-    resolve_api,
 )
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -215,6 +214,34 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
         time.sleep(poll)
 
 
+def resolve_api(api: str | None, *, start: bool = True) -> str:
+    """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
+    if api:
+        return api
+    if os.environ.get("TRAINSHIP_API"):
+        return os.environ["TRAINSHIP_API"]
+    # the local stack's control (with the drivers it stops) only when it is used: a CLI
+    # talking to AWS does not load it
+    from trainship.local import stack
+
+    home = default_home()
+    if not start:
+        info = stack.read_info(home)
+        if info is None and stack.holder(home) is not None:
+            raise ApiUnavailable(f"the local stack is still starting (state directory {home}): "
+                                 "try again in a moment, or wait with `trainship local up`")
+        if info is None:
+            raise ApiUnavailable(f"the local stack is not running (state directory {home}): "
+                                 "start it with `trainship local up`, or pass --api URL or "
+                                 "set TRAINSHIP_API")
+        return str(info["api"])
+    try:
+        info = stack.up(home)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        raise ApiUnavailable(f"could not start the local stack: {exc}") from None
+    return str(info["api"])
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     body = request_body(args, "script")
     client = Client(resolve_api(args.api))
@@ -338,8 +365,12 @@ def cmd_local(args: argparse.Namespace) -> int:
         return 0
     running = stack.read_info(home)
     if running is None:
-        print("local stack: not running")
-        return EXIT_FAILED
+        pid = stack.holder(home)
+        if pid is None:
+            print("local stack: not running")
+            return EXIT_FAILED
+        print(f"local stack: running (daemon pid {pid}), still starting")
+        return 0
     print(f"API: {running['api']}\nMLflow UI: {running['mlflow']}\n"
           f"Step Functions: {running['stepfunctions']}")
     return 0

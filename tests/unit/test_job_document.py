@@ -28,7 +28,7 @@ from trainship.local.codebuild import (
     LocalCodeBuild,
     Project,
 )
-from trainship.local.stack import (
+from trainship.local.daemon import (
     ASL_PATH,
     IMAGE_PROJECT,
     TRAIN_PROJECT,

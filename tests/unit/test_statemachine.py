@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainship.local.stack import ASL_PATH, render_definition, substitutions
+from trainship.local.daemon import ASL_PATH, render_definition, substitutions
 
 FLOW = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
