@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainship import doctor
 from trainship.client import (
     ApiError,
     ApiUnavailable,
@@ -19,6 +20,7 @@ from trainship.client import (
     InvalidApiUrl,
     default_home,
 )
+from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -377,8 +379,6 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
-    from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
-
     version = args.version or args.image.partition("@")[0].rpartition("-v")[2] or "1"
     try:
         objects = render(WorkloadSpec(
@@ -398,8 +398,6 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check the account for what a first deployment needs (trainship.doctor)."""
-    from trainship import doctor
-
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, NoCredentialsError

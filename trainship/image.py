@@ -36,7 +36,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from trainship import staging
+from trainship import containers, staging
 from trainship.bundles import push_bundle
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
 from trainship.names import serving_name
@@ -166,8 +166,6 @@ def _run_builder(args: list[str], *, env: dict[str, str] | None, what: str) -> s
 def container_build(context: Path, *, builder: str, repository: str, base_image: str,
                     tag: str, wheels: str, home: Path) -> str:
     """Build the image with podman or docker, push it, return ``<repo>:<tag>@<digest>``."""
-    from trainship import containers
-
     tls: list[str] = []
     if builder == "podman" and repository == "local":
         _require_podman()
@@ -193,8 +191,6 @@ def container_build(context: Path, *, builder: str, repository: str, base_image:
 
 
 def _require_podman() -> None:
-    from trainship import containers
-
     try:
         containers.require_tools()
     except containers.ContainerToolsMissing as exc:
@@ -272,8 +268,6 @@ def build_image(context: Path, *, builder: str, reference: str, base_image: str,
                 wheels: str, home: Path) -> dict[str, str] | None:
     """Complete the context and build it as ``reference`` (docker also pushes it); return
     the builder's env."""
-    from trainship import containers
-
     arch = cluster_arch()
     env: dict[str, str] | None = None
     if builder == "podman":
