@@ -170,13 +170,3 @@ def stop_registry(home: Path) -> None:
         record = json.loads(record_path.read_text())
         if record.get("pid") and pid_alive(int(record["pid"])):
             stop_pid(int(record["pid"]))
-
-
-def registry_digest(registry: str, repository: str, tag: str) -> str:
-    """The manifest digest the registry serves for a tag (what a pull by digest gets)."""
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                           "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(response.headers["Docker-Content-Digest"])
