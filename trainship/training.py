@@ -34,6 +34,7 @@ from trainship.errors import (
     ScriptSyntaxError,
     ScriptTimeout,
     TrainingBuildFailed,
+    TrainingRunnerFailed,
     TrainshipError,
     TransientError,
     tail,
@@ -390,8 +391,9 @@ def main(argv: list[str]) -> int:
     except TrainshipError as exc:
         return _fail(job, exc)
     except Exception as exc:  # noqa: BLE001 - anything else is still reported as a document
-        return _fail(job, ScriptFailed(f"The training runner failed: {exc}",
-                                       details=tail(traceback.format_exc()), step=STEP))
+        return _fail(job, TrainingRunnerFailed(f"The training runner failed: {exc}",
+                                               details=tail(traceback.format_exc()),
+                                               step=STEP))
 
 
 if __name__ == "__main__":

@@ -196,6 +196,27 @@ def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.M
     assert doc["error"] == "ScriptSyntaxError" and doc["step"] == "TrainModel"
 
 
+def test_a_crash_of_the_runner_is_not_the_scripts_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script_uri = str(tmp_path / "d-2" / "train.py")
+    (tmp_path / "d-2").mkdir()
+    job = {"deployment_id": "d-2", "model_name": "m", "experiment_name": "m",
+           "script_uri": script_uri, "script_sha256": "0" * 64, "requirements": [],
+           "timeout_seconds": 10, "replicas": 1, "resources": {"cpu": "1", "memory": "1Gi"}}
+    (tmp_path / "d-2" / "job.json").write_text(json.dumps(job))
+    monkeypatch.setenv("TRAINSHIP_JOB_URI", str(tmp_path / "d-2" / "job.json"))
+    monkeypatch.setenv("MLFLOW_RUN_ID", "r")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("runner bug")
+
+    monkeypatch.setattr(training, "run", crash)
+    assert training.main(["run"]) == 1
+    doc = json.loads((tmp_path / "d-2" / "error.json").read_text())
+    assert (doc["error"], doc["step"]) == ("TrainingRunnerFailed", "TrainModel")
+    assert "runner bug" in doc["message"] and "RuntimeError" in doc["details"]
+
+
 def test_requirements_env_is_built_once_and_cached(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     python = envs.prepare_environment(["six"], tmp_path)
