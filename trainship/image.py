@@ -23,6 +23,7 @@ On failure it stages an ImageBuildFailed error document and exits 1.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -317,6 +318,10 @@ def builder_for(target: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """``build`` (the only command): build the deployment's image, print its URI."""
+    parser = argparse.ArgumentParser(prog="python -m trainship.image")
+    parser.add_argument("command", choices=("build",))
+    parser.parse_args(argv)
     state = DeploymentState.model_validate_json(staging.read_job())
     try:
         builder = builder_for(state.target)
