@@ -162,7 +162,8 @@ def up(home: Path, timeout: float = 180) -> dict[str, Any]:
 
 def down(home: Path, timeout: float = 60) -> bool:
     """Stop the daemon that holds the home's lock (and everything it started); wait until
-    it released the lock. False if none was running (servers left over are stopped)."""
+    it has released the lock and exited. False if none was running (servers left over are
+    stopped)."""
     paths = Paths(home.resolve())
     pid = holder(paths.home)
     if pid is None:
@@ -176,11 +177,13 @@ def down(home: Path, timeout: float = 60) -> bool:
     if pid is None:
         return True
     os.kill(pid, signal.SIGTERM)
-    while time.monotonic() < deadline and holder(paths.home) is not None:
-        time.sleep(0.2)
-    if holder(paths.home) is not None and pid_alive(pid):
+    # it releases the lock once everything it started has stopped, then exits
+    while time.monotonic() < deadline and (holder(paths.home) is not None or pid_alive(pid)):
+        time.sleep(0.1)
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
-        while pid_alive(pid):
+        kill_deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < kill_deadline:
             time.sleep(0.05)
     return True
 
