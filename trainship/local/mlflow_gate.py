@@ -8,8 +8,7 @@ port) and does what AWS does:
 
 * Authentication: AWS Signature Version 4 (``Authorization: AWS4-HMAC-SHA256 ...``,
   ``X-Amz-Date``, ``X-Amz-Security-Token``), recomputed (trainship.local.aws_auth; IAM
-  user guide, "Create a
-  signed AWS API request"). MLflow clients sign natively with
+  user guide, "Create a signed AWS API request"). MLflow clients sign natively with
   ``MLFLOW_TRACKING_AWS_SIGV4=true`` (requests-auth-aws-sigv4, service ``execute-api``).
 * Principals: the stack's own key (Lambdas, builds, tests) has full access; a session
   made by STS AssumeRole against the stack's moto server (the training script's) is
