@@ -539,7 +539,7 @@ def _kube(kube_for: KubeFactory | None, cluster: dict[str, Any],
 # --- the Kubernetes API through the EKS token ---------------------------------------------
 
 class KubeApiReader:
-    """trainship.cluster.kubernetes.KubeApi's GET, with its failures as KubeUnavailable."""
+    """trainship.cluster.kube_api.KubeApi's GET, with its failures as KubeUnavailable."""
 
     def __init__(self, api: Any) -> None:
         self.api = api
@@ -560,7 +560,7 @@ class KubeApiReader:
 
 class EksKube:
     """The KubeFactory of the CLI: endpoint and CA from DescribeCluster, a bearer token made
-    by the very code the Lambdas use (trainship.cluster.kubernetes.eks_token) for the
+    by the very code the Lambdas use (trainship.cluster.kube_api.eks_token) for the
     caller's own identity. Temporary CA files are removed by ``close``."""
 
     def __init__(self, session: Any) -> None:
@@ -570,7 +570,7 @@ class EksKube:
     def __call__(self, cluster: dict[str, Any], region: str) -> KubeReader:
         from kubernetes import client as k8s  # ImportError: reported by the checks
 
-        from trainship.cluster.kubernetes import KubeApi, eks_token
+        from trainship.cluster.kube_api import KubeApi, eks_token
 
         with tempfile.NamedTemporaryFile(prefix="eks-ca-", suffix=".crt",
                                          delete=False) as ca:

@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from tests.unit.fake_kube import Call, FakeKube, FakeKubeServer, status_doc
 from trainship import cli, doctor
-from trainship.cluster.kubernetes import KubeApi
+from trainship.cluster.kube_api import KubeApi
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
