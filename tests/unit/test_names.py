@@ -192,7 +192,7 @@ def test_an_untagged_model_with_another_name_does_not_block(client: Any) -> None
 
 
 def test_status_shows_both_names(capsys: pytest.CaptureFixture[str]) -> None:
-    from trainship.cli import report
+    from trainship.terminal import report
 
     record = {"status": "SUCCEEDED", "deployment_id": "d-1", "result": {
         "status": "SUCCEEDED", "deployment_id": "d-1", "inference_url": "http://127.0.0.1:9",
