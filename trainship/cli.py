@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import doctor
+from trainship import doctor, doctor_eks
 from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
@@ -222,7 +222,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             cache[service, where] = session.client(service, region_name=where)
         return cache[service, where]
 
-    kube = doctor.EksKube(session)
+    kube = doctor_eks.EksKube(session)
     try:
         report = doctor.run(args.stack, region, clients, kube, cluster_name=args.cluster or "",
                             namespace=args.namespace or "")
