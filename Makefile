@@ -65,6 +65,7 @@ synth: venv $(CHECKOV)
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy trainship lambdas infra

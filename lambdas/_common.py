@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -33,8 +34,6 @@ def step(name: str) -> Iterator[None]:
         logger.warning("step failed", extra={"error": exc.name, "step": exc.step})
         raise
     except Exception as exc:
-        import traceback
-
         metrics.add_metric(name=f"{name}Failed", unit=MetricUnit.Count, value=1)
         logger.exception("step crashed")
         raise InternalError(f"{name} crashed: {type(exc).__name__}: {exc}"[:500],

@@ -38,8 +38,7 @@ def _json(status: int, body: Any) -> Response[str]:
 
 @app.exception_handler(TrainshipError)
 def _error(exc: TrainshipError) -> Response[str]:
-    return _json(exc.http_status if exc.user_caused or exc.http_status < 500 else 500,
-                 exc.document().model_dump())
+    return _json(exc.http_status, exc.document().model_dump())
 
 
 ROUTES = ", ".join(f"{method.upper()} {path}"

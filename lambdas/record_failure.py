@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas._common import step_handler
 from trainship import steps
-from trainship.cluster import driver_from_settings
+from trainship.cluster.drivers import driver_from_settings
 from trainship.config import Settings
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from trainship import doctor, doctor_eks
+from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
     ApiUnavailable,
@@ -18,201 +17,57 @@ from trainship.client import (
     ClientSetupError,
     InvalidApiUrl,
     default_home,
-    resolve_api,
 )
-
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-
-# Exit codes (README "Exit codes" lists them; tests/unit/test_cli.py checks each).
-EXIT_OK = 0
-EXIT_FAILED = 1  # the deployment ended FAILED, TIMED_OUT or ABORTED; `local status`: not running
-EXIT_USAGE = 2  # bad arguments, or a local file that cannot be read (argparse uses 2 as well)
-EXIT_REFUSED = 3  # the API refused the request: a 4xx error document (InvalidRequest, ...)
-EXIT_UNAVAILABLE = 4  # no API: connection refused, timeout, 5xx, not JSON, stack not running
-EXIT_STILL_RUNNING = 5  # the CLI stopped waiting; the deployment is still running
-EXIT_INTERNAL = 70  # a bug in trainship (TRAINSHIP_DEBUG=1 shows the traceback)
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_BROKEN_PIPE = 141  # stdout closed early (`trainship logs ID | head`)
-EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_FAILED: "the deployment failed (its error document is printed)",
-    EXIT_USAGE: "bad arguments, or a script or requirements file that cannot be read",
-    EXIT_REFUSED: "the API refused the request (4xx error document)",
-    EXIT_UNAVAILABLE: "the API cannot be reached or answered unexpectedly",
-    EXIT_STILL_RUNNING: "gave up waiting (the deployment is still running)",
-    EXIT_INTERNAL: "internal error in trainship",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-    EXIT_BROKEN_PIPE: "stdout was closed early",
-}
-POLL_RETRY_SECONDS = 60  # how long `deploy` keeps polling through API hiccups
-
-
-class CliError(Exception):
-    """A failure the CLI reports in one line (``str(exc)``) with its exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _say(message: str) -> None:
-    print(f"trainship: {message}", file=sys.stderr, flush=True)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def _print_error(doc: dict[str, Any], http_status: int | None = None) -> None:
-    name = doc.get("error")
-    if http_status and name == f"HTTP{http_status}":
-        print(f"error:   HTTP {http_status}", file=sys.stderr)
-    else:
-        print(f"error:   {name}" + (f" (HTTP {http_status})" if http_status else ""),
-              file=sys.stderr)
-    if doc.get("step"):
-        print(f"step:    {doc.get('step')}", file=sys.stderr)
-    print(f"message: {doc.get('message')}", file=sys.stderr)
-    if doc.get("details"):
-        print("details:\n  " + str(doc["details"]).replace("\n", "\n  "), file=sys.stderr)
-    if doc.get("help"):
-        print(f"help:    {doc.get('help')}", file=sys.stderr)
-
-
-def _read_file(name: str, what: str) -> bytes:
-    try:
-        return Path(name).read_bytes()
-    except FileNotFoundError:
-        raise CliError(f"{what} {name}: no such file; check the path", EXIT_USAGE) from None
-    except IsADirectoryError:
-        raise CliError(f"{what} {name} is a directory; give the file", EXIT_USAGE) from None
-    except OSError as exc:
-        raise CliError(f"cannot read {what} {name}: {exc.strerror or exc}; check the path and "
-                       "its permissions", EXIT_USAGE) from None
-
-
-def _text(data: bytes, name: str, what: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CliError(f"{what} {name} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                       "save it as UTF-8", EXIT_USAGE) from None
-
-
-def read_script(name: str) -> bytes:
-    return _read_file(name, "training script")
-
-
-def read_requirements(values: list[str] | None, files: list[str] | None) -> list[str]:
-    reqs = list(values or [])
-    for name in files or []:
-        text = _text(_read_file(name, "requirements file"), name, "requirements file")
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                reqs.append(line)
-    return reqs
-
-
-def request_body(args: argparse.Namespace, script_field: str) -> dict[str, Any]:
-    """The POST /deployments body from ``deploy``/``request`` arguments. ``script_field``:
-    ``script`` (the text) or ``script_content`` (base64, the original /mlops/deploy field)."""
-    data = read_script(args.script)
-    script: str = (_text(data, args.script, "training script") if script_field == "script"
-                   else base64.b64encode(data).decode("ascii"))
-    body: dict[str, Any] = {"model_name": args.model_name, script_field: script,
-                            "requirements": read_requirements(args.requirements,
-                                                              args.requirements_file)}
-    timeout_field = "timeout_seconds" if script_field == "script" else "timeout"
-    for field, value in (("experiment_name", args.experiment_name),
-                         (timeout_field, args.timeout), ("replicas", args.replicas),
-                         ("target", args.target)):
-        if value is not None:
-            body[field] = value
-    return body
+from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
+from trainship.terminal import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+    print_error,
+    print_json,
+    refused,
+    report,
+    say,
+    wait_for,
+)
 
 
 def _follow_hint(deployment_id: str, api: str | None) -> str:
     return f"trainship status {deployment_id}" + (f" --api {api}" if api else "")
 
 
-def _api_failure(exc: ApiError) -> CliError:
-    """A 5xx: the API (or the gateway in front of it) failed; not the request's fault."""
-    doc = exc.document
-    name = doc.get("error")
-    what = " ".join(str(x) for x in (None if name == f"HTTP{exc.status}" else name,
-                                     doc.get("message")) if x)
-    return CliError(f"the API failed with HTTP {exc.status}" + (f" ({what})" if what else "")
-                    + "; try again, and if it keeps failing check the API's logs (locally: "
-                    "stack.log in the state directory)", EXIT_UNAVAILABLE)
+def resolve_api(api: str | None, *, start: bool = True) -> str:
+    """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
+    if api:
+        return api
+    if os.environ.get("TRAINSHIP_API"):
+        return os.environ["TRAINSHIP_API"]
+    # the local stack's control (with the drivers it stops) only when it is used: a CLI
+    # talking to AWS does not load it
+    from trainship.local import stack
 
-
-def _refused(exc: ApiError, output: str = "text") -> int:
-    """A 4xx error document: printed whole; exit EXIT_REFUSED. A 5xx: one line."""
-    if exc.status >= 500:
-        raise _api_failure(exc)
-    doc = exc.document
-    if doc.get("error") == f"HTTP{exc.status}" and not doc.get("help"):
-        # not a trainship error document (a proxy, another server, a gateway's own answer)
-        doc = {**doc, "help": "This is not a trainship error document: check that --api / "
-                              "TRAINSHIP_API is the trainship API's base URL (on AWS: the "
-                              "stack's ApiUrl output, called with AWS credentials)"}
-    if output == "json":
-        _print_json(doc)
-    else:
-        _print_error(doc, exc.status)
-    return EXIT_REFUSED
-
-
-def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float = 1.0,
-             timeout: float = 7800) -> dict[str, Any]:
-    """Poll until the deployment ends; show each state as it is entered, with elapsed time.
-
-    States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) repeat; each
-    name is shown once.
-    """
-    started = time.monotonic()
-    entered: set[str] = set()
-    finished: set[str] = set()
-    done = 0
-    failing_since: float | None = None
-    while True:
-        try:
-            record: dict[str, Any] = client.get(deployment_id)
-        except (ApiUnavailable, ApiError) as exc:
-            # a long wait outlives a dropped connection, a restart or throttling
-            transient = not isinstance(exc, ApiError) or exc.status >= 500 or exc.status == 429
-            failing_since = failing_since or time.monotonic()
-            if not transient or time.monotonic() - failing_since > POLL_RETRY_SECONDS:
-                raise
-            time.sleep(poll)
-            continue
-        failing_since = None
-        steps = record.get("steps", [])
-        if progress:
-            for step in steps[done:]:
-                name, status = step["name"], step["status"]
-                elapsed = f"[{time.monotonic() - started:6.1f}s]"
-                if status == "RUNNING":
-                    if name not in entered:
-                        print(f"  {elapsed} {name} ...", file=sys.stderr, flush=True)
-                        entered.add(name)
-                    break
-                if name not in finished or status == "FAILED":
-                    seconds = step.get("seconds")
-                    print(f"  {elapsed} {name} {status.lower()}"
-                          f"{'' if seconds is None else f' ({seconds}s)'}",
-                          file=sys.stderr, flush=True)
-                    entered.add(name)
-                    finished.add(name)
-                done += 1
-        if record["status"] in TERMINAL:
-            return record
-        if time.monotonic() - started > timeout:
-            raise CliError(f"gave up waiting after {timeout:.0f} s: deployment {deployment_id} "
-                           "is still running; follow it with `trainship status "
-                           f"{deployment_id}`", EXIT_STILL_RUNNING)
-        time.sleep(poll)
+    home = default_home()
+    if not start:
+        info = stack.read_info(home)
+        if info is None and stack.holder(home) is not None:
+            raise ApiUnavailable(f"the local stack is still starting (state directory {home}): "
+                                 "try again in a moment, or wait with `trainship local up`")
+        if info is None:
+            raise ApiUnavailable(f"the local stack is not running (state directory {home}): "
+                                 "start it with `trainship local up`, or pass --api URL or "
+                                 "set TRAINSHIP_API")
+        return str(info["api"])
+    try:
+        info = stack.up(home)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        raise ApiUnavailable(f"could not start the local stack: {exc}") from None
+    return str(info["api"])
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -221,7 +76,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     try:
         accepted = client.submit(body, idempotency_key=args.idempotency_key)
     except ApiError as exc:
-        return _refused(exc, args.output)
+        return refused(exc, args.output)
     except KeyboardInterrupt:
         raise CliError("interrupted before the API answered; the deployment may have started: "
                        "`trainship list` shows it", EXIT_INTERRUPTED) from None
@@ -230,7 +85,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if text:
         print(f"deployment {deployment_id} started", file=sys.stderr, flush=True)
     if args.no_wait:
-        _print_json(accepted) if not text else print(deployment_id)
+        print_json(accepted) if not text else print(deployment_id)
         return EXIT_OK
     try:
         record = wait_for(client, deployment_id, progress=text)
@@ -249,29 +104,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_request(args: argparse.Namespace) -> int:
     """Print the POST body, as the original ``encode_script.py --deploy`` did."""
-    _print_json(request_body(args, "script_content"))
+    print_json(request_body(args, "script_content"))
     return EXIT_OK
-
-
-def report(record: dict[str, Any], output: str) -> int:
-    ok = record["status"] == "SUCCEEDED"
-    if output == "json":
-        _print_json(record.get("result") if ok else {"status": record["status"],
-                                                      "deployment_id": record["deployment_id"],
-                                                      **(record.get("error") or {})})
-        return EXIT_OK if ok else EXIT_FAILED
-    if ok:
-        result = record["result"]
-        for key in ("status", "deployment_id", "inference_url", "model_name", "serving_name",
-                    "model_version", "image_uri", "deployment_time_seconds"):
-            if key in result:
-                print(f"{key + ':':26} {result.get(key)}")
-        print(f"{'try:':26} curl -s -H 'Content-Type: application/json' "
-              f"-d '{{\"inputs\": [[...]]}}' {result['inference_url']}/invocations")
-        return EXIT_OK
-    print(f"status:  {record['status']}  ({record['deployment_id']})", file=sys.stderr)
-    _print_error(record.get("error") or {})
-    return EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -279,9 +113,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         record = client.get(args.deployment_id)
     except ApiError as exc:
-        return _refused(exc)
+        return refused(exc)
     if args.output == "json":
-        _print_json(record)
+        print_json(record)
         return EXIT_OK
     print(f"deployment {record['deployment_id']}: {record['status']}")
     for step in record.get("steps", []):
@@ -291,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record.get("result"):
         print(f"inference_url: {record['result']['inference_url']}")
     if record.get("error"):
-        _print_error(record["error"])
+        print_error(record["error"])
     return 0
 
 
@@ -299,9 +133,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     try:
         items = Client(resolve_api(args.api, start=False)).list()
     except ApiError as exc:
-        return _refused(exc)
+        return refused(exc)
     if args.output == "json":
-        _print_json(items)
+        print_json(items)
         return 0
     for item in items:
         print(f"{item['deployment_id']:26} {item['status']:10} {item.get('started_at')}")
@@ -313,7 +147,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(client.logs(args.deployment_id))
     except ApiError as exc:
-        return _refused(exc)
+        return refused(exc)
     return EXIT_OK
 
 
@@ -338,16 +172,18 @@ def cmd_local(args: argparse.Namespace) -> int:
         return 0
     running = stack.read_info(home)
     if running is None:
-        print("local stack: not running")
-        return EXIT_FAILED
+        pid = stack.holder(home)
+        if pid is None:
+            print("local stack: not running")
+            return EXIT_FAILED
+        print(f"local stack: running (daemon pid {pid}), still starting")
+        return 0
     print(f"API: {running['api']}\nMLflow UI: {running['mlflow']}\n"
           f"Step Functions: {running['stepfunctions']}")
     return 0
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
-    from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
-
     version = args.version or args.image.partition("@")[0].rpartition("-v")[2] or "1"
     try:
         objects = render(WorkloadSpec(
@@ -359,7 +195,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.output == "json":
-        _print_json(objects)
+        print_json(objects)
     else:
         sys.stdout.write(to_yaml(objects))
     return 0
@@ -367,8 +203,6 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check the account for what a first deployment needs (trainship.doctor)."""
-    from trainship import doctor
-
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, NoCredentialsError
@@ -388,7 +222,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             cache[service, where] = session.client(service, region_name=where)
         return cache[service, where]
 
-    kube = doctor.EksKube(session)
+    kube = doctor_eks.EksKube(session)
     try:
         report = doctor.run(args.stack, region, clients, kube, cluster_name=args.cluster or "",
                             namespace=args.namespace or "")
@@ -402,7 +236,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     finally:
         kube.close()
     if args.output == "json":
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         sys.stdout.write(doctor.format_text(report))
     return 0 if report.ok else 1
@@ -492,26 +326,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as exc:
-        _say(str(exc))
+        say(str(exc))
         return exc.code
     except ApiUnavailable as exc:
         hint = (": check that it runs (`trainship local up` starts the local stack) and that "
                 "--api / TRAINSHIP_API points to it" if str(exc).startswith("cannot reach")
                 else "")
-        _say(f"{exc}{hint}")
+        say(f"{exc}{hint}")
         return EXIT_UNAVAILABLE
     except ApiError as exc:
         try:
-            return _refused(exc)
+            return refused(exc)
         except CliError as failure:
-            _say(str(failure))
+            say(str(failure))
             return failure.code
     except (InvalidApiUrl, ClientSetupError) as exc:
-        _say(f"{exc}" if isinstance(exc, ClientSetupError) else
+        say(f"{exc}" if isinstance(exc, ClientSetupError) else
              f"--api / TRAINSHIP_API: {exc}; give the API's base URL, e.g. http://127.0.0.1:PORT")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _say("interrupted")
+        say("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (`trainship logs ID | head`): no traceback at exit either
@@ -520,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one line instead of a traceback
         if os.environ.get("TRAINSHIP_DEBUG"):
             raise
-        _say(f"internal error: {type(exc).__name__}: {exc} (a bug in trainship: run again "
+        say(f"internal error: {type(exc).__name__}: {exc} (a bug in trainship: run again "
              "with TRAINSHIP_DEBUG=1 for the traceback and report it)")
         return EXIT_INTERNAL
 

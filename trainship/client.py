@@ -178,26 +178,3 @@ def _snippet(text: str, limit: int = 120) -> str:
 
 def default_home() -> Path:
     return Path(os.environ.get("TRAINSHIP_HOME", ".trainship"))
-
-
-def resolve_api(api: str | None, *, start: bool = True) -> str:
-    """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
-    if api:
-        return api
-    if os.environ.get("TRAINSHIP_API"):
-        return os.environ["TRAINSHIP_API"]
-    from trainship.local import stack
-
-    home = default_home()
-    if not start:
-        info = stack.read_info(home)
-        if info is None:
-            raise ApiUnavailable(f"the local stack is not running (state directory {home}): "
-                                 "start it with `trainship local up`, or pass --api URL or "
-                                 "set TRAINSHIP_API")
-        return str(info["api"])
-    try:
-        info = stack.up(home)
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        raise ApiUnavailable(f"could not start the local stack: {exc}") from None
-    return str(info["api"])

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from trainship.procs import file_lock, pid_alive, stop_pid
+from trainship.procs import file_lock, free_port, pid_alive, stop_pid
 
 BASE_IMAGE = "localhost/trainship-base:bookworm"
 SUITE = "bookworm"
@@ -143,8 +143,6 @@ def _registry_answers(port: int) -> bool:
 def ensure_registry(home: Path) -> str:
     """Start the local registry unless it answers; return ``127.0.0.1:<port>``."""
     require_tools()
-    from trainship.cluster.process import free_port
-
     root = containers_dir(home)
     record_path = root / "registry.json"
     with file_lock(root / "registry.lock"):
@@ -172,13 +170,3 @@ def stop_registry(home: Path) -> None:
         record = json.loads(record_path.read_text())
         if record.get("pid") and pid_alive(int(record["pid"])):
             stop_pid(int(record["pid"]))
-
-
-def registry_digest(registry: str, repository: str, tag: str) -> str:
-    """The manifest digest the registry serves for a tag (what a pull by digest gets)."""
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                           "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(response.headers["Docker-Content-Digest"])

@@ -7,9 +7,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from trainship.cli import wait_for
 from trainship.client import Client, default_home
 from trainship.local import stack
+from trainship.terminal import wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "iris_sklearn.py"
 ROWS = {"dataframe_split": {

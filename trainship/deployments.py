@@ -8,15 +8,15 @@ finished executions are also kept on disk so that they survive a restart.
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from trainship.errors import DeploymentNotFound, ErrorDocument, document_from_json
+from trainship.pipeline import TERMINAL_STATUSES
+from trainship.redaction import redact, secret_values
 
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 INTERRUPTED = "LocalStackRestarted"
 
 
@@ -66,25 +66,6 @@ def summarize_history(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
     for item in steps:
         item["entered"] = _iso(item["entered"])
     return steps, builds
-
-
-REDACTED = "[REDACTED]"
-
-
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of this process's secret-looking variables (names as the training runner
-    filters them), longest first."""
-    from trainship.training import SECRET_ENV
-
-    env = os.environ if environ is None else environ
-    return sorted({v for k, v in env.items() if SECRET_ENV.match(k) and len(v) >= 8},
-                  key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, REDACTED)
-    return text
 
 
 def read_build_log(logs: dict[str, Any], limit_bytes: int = 1 << 20) -> str:
@@ -160,7 +141,7 @@ class DeploymentStore:
             return None
         history = self._history(execution["executionArn"])
         record = self._record(execution, history)
-        if self.archive is not None and record["status"] in TERMINAL:
+        if self.archive is not None and record["status"] in TERMINAL_STATUSES:
             self._write_archive(deployment_id, record)
         return record
 
@@ -180,7 +161,7 @@ class DeploymentStore:
         }
         if status == "SUCCEEDED" and execution.get("output"):
             record["result"] = json.loads(execution["output"])
-        elif status in TERMINAL - {"SUCCEEDED"}:
+        elif status in TERMINAL_STATUSES - {"SUCCEEDED"}:
             doc = document_from_json(execution.get("cause") or "") or ErrorDocument(
                 error=execution.get("error") or status,
                 message=execution.get("cause") or f"the execution ended {status}")

@@ -31,7 +31,6 @@ class TrainshipError(Exception):
 
     help_text: ClassVar[str] = "See docs/troubleshooting.md for this error name."
     http_status: ClassVar[int] = 500
-    user_caused: ClassVar[bool] = True
 
     def __init__(self, message: str, *, details: str = "", help: str | None = None,
                  step: str | None = None) -> None:
@@ -140,7 +139,6 @@ class MultipleModelsLogged(TrainshipError):
 
 
 class TrainingBuildFailed(TrainshipError):
-    user_caused = False
     help_text = (
         "The training build failed outside the script (build environment, permissions, quota). "
         "Open the build log with `trainship logs ID`; retry once the cause is fixed."
@@ -174,30 +172,21 @@ class RolloutFailed(TrainshipError):
 class TransientError(TrainshipError):
     """A dependency was briefly unavailable; the state machine retries it."""
 
-    user_caused = False
     help_text = "A service trainship depends on was briefly unavailable; retrying usually works."
 
 
+class TrainingRunnerFailed(TrainshipError):
+    """trainship's own training runner crashed (not the script)."""
+
+    help_text = (
+        "trainship's training runner crashed outside the script; the script's own failures "
+        "have their own names. The traceback is in details and `trainship logs ID`; please "
+        "report it with the deployment id."
+    )
+
+
 class InternalError(TrainshipError):
-    user_caused = False
     help_text = "An unexpected error inside trainship. Please report it with the deployment id."
-
-
-USER_ERRORS: tuple[type[TrainshipError], ...] = (
-    InvalidRequest, ScriptSyntaxError, MissingRequirement, RequirementsInstallFailed,
-    ScriptTimeout, ScriptFailed, NoMlflowRun, NoModelLogged, MultipleModelsLogged,
-    RegistrationFailed, ImageBuildFailed, RolloutFailed, TargetNotEnabled,
-)
-
-_BY_NAME: dict[str, type[TrainshipError]] = {
-    cls.__name__: cls
-    for cls in (*USER_ERRORS, DeploymentNotFound, TrainingBuildFailed, TransientError,
-                InternalError)
-}
-
-
-def error_class(name: str) -> type[TrainshipError] | None:
-    return _BY_NAME.get(name)
 
 
 def document_from_json(text: str) -> ErrorDocument | None:
@@ -226,9 +215,6 @@ class IdempotencyConflict(TrainshipError):
                  "for a different request, or resend the original body unchanged.")
 
 
-_BY_NAME[IdempotencyConflict.__name__] = IdempotencyConflict
-
-
 class ServingNameTaken(TrainshipError):
     """Two registered-model names that map to one serving name (trainship.names)."""
 
@@ -241,5 +227,17 @@ class ServingNameTaken(TrainshipError):
     )
 
 
-USER_ERRORS = (*USER_ERRORS, ServingNameTaken)
-_BY_NAME[ServingNameTaken.__name__] = ServingNameTaken
+def _error_classes(base: type[TrainshipError]) -> list[type[TrainshipError]]:
+    found: list[type[TrainshipError]] = []
+    for cls in base.__subclasses__():
+        found += [cls, *_error_classes(cls)]
+    return found
+
+
+# Every error name, derived from the classes (the name is the class name).
+ERRORS: dict[str, type[TrainshipError]] = {cls.__name__: cls
+                                          for cls in _error_classes(TrainshipError)}
+
+
+def error_class(name: str) -> type[TrainshipError] | None:
+    return ERRORS.get(name)

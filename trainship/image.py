@@ -23,8 +23,8 @@ On failure it stages an ImageBuildFailed error document and exits 1.
 
 from __future__ import annotations
 
+import argparse
 import base64
-import hashlib
 import json
 import os
 import re
@@ -38,12 +38,12 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from trainship import staging
+from trainship import containers, staging
+from trainship.bundles import push_bundle
 from trainship.errors import ImageBuildFailed, TrainshipError, tail
 from trainship.names import serving_name
 from trainship.serving import REQUIREMENTS as SERVICE_REQUIREMENTS
 from trainship.state import DeploymentState
-from trainship.training import error_uri
 
 STEP = "BuildImage"
 METADATA = "trainship-image.json"
@@ -56,18 +56,6 @@ ARCHITECTURES = ("amd64", "arm64")
 DOCKER_BUILDER = "trainship"  # the docker-container buildx builder
 DOCKER_METADATA = "buildx-metadata.json"
 ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
-
-
-def tree_digest(root: Path) -> str:
-    """sha256 over the relative paths and contents of every file under root."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def image_tag(model_name: str, version: str) -> str:
@@ -188,8 +176,6 @@ def _run_builder(args: list[str], *, env: dict[str, str] | None, what: str) -> s
 def container_build(context: Path, *, builder: str, repository: str, base_image: str,
                     tag: str, wheels: str, home: Path) -> str:
     """Build the image with podman or docker, push it, return ``<repo>:<tag>@<digest>``."""
-    from trainship import containers
-
     tls: list[str] = []
     if builder == "podman" and repository == "local":
         _require_podman()
@@ -215,8 +201,6 @@ def container_build(context: Path, *, builder: str, repository: str, base_image:
 
 
 def _require_podman() -> None:
-    from trainship import containers
-
     try:
         containers.require_tools()
     except containers.ContainerToolsMissing as exc:
@@ -294,8 +278,6 @@ def build_image(context: Path, *, builder: str, reference: str, base_image: str,
                 wheels: str, home: Path) -> dict[str, str] | None:
     """Complete the context and build it as ``reference`` (docker also pushes it); return
     the builder's env."""
-    from trainship import containers
-
     arch = cluster_arch()
     env: dict[str, str] | None = None
     if builder == "podman":
@@ -314,33 +296,6 @@ def build_image(context: Path, *, builder: str, reference: str, base_image: str,
                             base_image=base_image, pip_options=pip_options, arch=arch)
     _run_builder(command, env=env, what=f"{builder} build")
     return env
-
-
-def bundle_dir(registry: Path, repository: str, digest: str) -> Path:
-    return registry / repository / "sha256" / digest
-
-
-def push_bundle(context: Path, registry: Path, repository: str, tag: str) -> str:
-    digest = tree_digest(context)
-    target = bundle_dir(registry, repository, digest)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging_dir = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        shutil.copytree(context, staging_dir)
-        staging_dir.rename(target)
-    tags = registry / repository / "tags"
-    tags.mkdir(parents=True, exist_ok=True)
-    (tags / tag).write_text(digest)
-    return f"{registry}/{repository}:{tag}@sha256:{digest}"
-
-
-def resolve_bundle(image_uri: str) -> Path:
-    """The bundle directory of a ``<registry dir>/<repository>:<tag>@sha256:<digest>`` URI."""
-    location, _, digest = image_uri.partition("@sha256:")
-    location = location.rsplit(":", 1)[0]
-    registry, _, repository = location.rpartition("/")
-    return bundle_dir(Path(registry), repository, digest)
 
 
 def build(state: DeploymentState, *, tracking_uri: str, builder: str, registry: str,
@@ -372,6 +327,10 @@ def builder_for(target: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """``build`` (the only command): build the deployment's image, print its URI."""
+    parser = argparse.ArgumentParser(prog="python -m trainship.image")
+    parser.add_argument("command", choices=("build",))
+    parser.parse_args(argv)
     state = DeploymentState.model_validate_json(staging.read_job())
     try:
         builder = builder_for(state.target)
@@ -385,7 +344,7 @@ def main(argv: list[str]) -> int:
                     home=Path(os.environ.get("TRAINSHIP_HOME", ".trainship")))
     except TrainshipError as exc:
         exc.step = STEP
-        staging.put_text(error_uri(state.script_uri), exc.document().to_json())
+        staging.put_text(staging.error_uri(state.script_uri), exc.document().to_json())
         print(f"[trainship] {exc.name}: {exc.message}", file=sys.stderr)
         return 1
     print(uri)

@@ -27,10 +27,8 @@ MAX_SERVING_NAME_CHARS = 63
 # character is a letter or digit and the last is not a dot.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-])*$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SERVING_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035: Service names
 _HASH_CHARS = 8
-NAME_EXAMPLE = '"model_name": "test_model"'
 
 
 def model_name_problem(name: str) -> str | None:
@@ -45,11 +43,6 @@ def model_name_problem(name: str) -> str | None:
         return ("only letters, digits, '_', '-' and '.' are allowed, starting with a letter "
                 "or digit and not ending with '.'")
     return None
-
-
-def is_dns_label(name: str) -> bool:
-    """A DNS-1123 label (RFC 1123): what Kubernetes object names and label values need."""
-    return len(name) <= MAX_SERVING_NAME_CHARS and bool(DNS_1123_LABEL.fullmatch(name))
 
 
 def is_serving_name(name: str) -> bool:
@@ -69,3 +62,7 @@ def serving_name(model_name: str) -> str:
     digest = hashlib.sha256(model_name.encode()).hexdigest()[:_HASH_CHARS]
     head = base[:MAX_SERVING_NAME_CHARS - _HASH_CHARS - 1].rstrip("-")
     return f"{head}-{digest}"
+
+
+# The MLflow tag that binds a run (and its registered version) to the deployment that made it.
+DEPLOYMENT_TAG = "trainship.deployment_id"

@@ -1,10 +1,12 @@
-"""Process helpers: liveness, graceful stop, and killing a whole process tree."""
+"""Process helpers: liveness, graceful stop, killing a whole process tree, a free port,
+file locks and the path that makes trainship importable in a child's environment."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,3 +87,18 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free at the time of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def library_path() -> str:
+    """PYTHONPATH that makes the trainship package importable from another environment
+    (a model's requirements venv)."""
+    here = str(Path(__file__).resolve().parents[1])
+    existing = os.environ.get("PYTHONPATH")
+    return f"{here}:{existing}" if existing else here

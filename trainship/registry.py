@@ -19,11 +19,11 @@ from trainship.errors import (
     ServingNameTaken,
     TransientError,
 )
+from trainship.names import DEPLOYMENT_TAG
 from trainship.names import serving_name as derive_serving_name
 from trainship.state import ModelInfo
 
 STEP = "RegisterModel"
-DEPLOYMENT_TAG = "trainship.deployment_id"
 PREFERRED_MODEL_NAME = "model"
 # Every registered model trainship deploys carries its serving name (trainship.names), so
 # that a second registered name mapping to the same serving name is found and refused.

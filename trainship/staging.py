@@ -24,6 +24,11 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
+def error_uri(script_uri: str) -> str:
+    """Where a step stages its error document: beside the deployment's script."""
+    return script_uri.rsplit("/", 1)[0] + "/error.json"
+
+
 def _local_path(uri: str) -> Path:
     return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
 

@@ -33,7 +33,6 @@ from trainship.image_pins import ImagePins
 from trainship.names import serving_name
 from trainship.request import normalize, parse_request
 from trainship.state import DeploymentResult, DeploymentState, RolloutState, SmokeTest
-from trainship.training import error_uri
 
 
 def stage_job(state: DeploymentState, settings: Settings) -> DeploymentState:
@@ -258,7 +257,7 @@ def failure_document(state: FailureContext) -> ErrorDocument:
     if isinstance(cause_json, dict) and ("Build" in cause_json or "BuildStatus" in cause_json
                                          or "buildStatus" in cause_json):
         build = cause_json.get("Build", cause_json)
-        staged = staging.get_text(error_uri(state.script_uri)) if state.script_uri else None
+        staged = staging.get_text(staging.error_uri(state.script_uri)) if state.script_uri else None
         doc = document_from_json(staged) if staged else None
         if doc is not None:
             return _from_document(doc)

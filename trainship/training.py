@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -28,43 +27,34 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from trainship import script_access, staging
+from trainship import envs, script_access, staging
 from trainship.errors import (
     MissingRequirement,
-    RequirementsInstallFailed,
     ScriptFailed,
     ScriptSyntaxError,
     ScriptTimeout,
     TrainingBuildFailed,
+    TrainingRunnerFailed,
     TrainshipError,
     TransientError,
     tail,
 )
+from trainship.names import DEPLOYMENT_TAG
+from trainship.redaction import is_secret
 from trainship.request import NormalizedRequest
 from trainship.script_access import CredentialsEndpoint
 
 STEP = "TrainModel"
-DEPLOYMENT_TAG = "trainship.deployment_id"
-LOG_TAIL_LINES = 40
 # The script's output streamed to the build log as it comes; past this, only its end
 # (KEPT_TAIL_CHARS, also what failures are classified from) is printed when it exits.
 STREAM_HEAD_CHARS = 8 << 20
 KEPT_TAIL_CHARS = 256 << 10
 READ_CHUNK_BYTES = 64 << 10
-# Variables the script never needs; removed from its environment (see docs/reliability).
-SECRET_ENV = re.compile(
-    r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|AWS_CONTAINER_CREDENTIALS_.*|"
-    r"MLFLOW_TRACKING_PASSWORD|MLFLOW_TRACKING_TOKEN|.*_SECRET.*|.*_PASSWORD)$")
 
 
 def load_job() -> NormalizedRequest:
     """The deployment's job document, staged by ValidateRequest at TRAINSHIP_JOB_URI."""
     return NormalizedRequest.model_validate_json(staging.read_job())
-
-
-def error_uri(script_uri: str) -> str:
-    """Where a step stages its error document: beside the deployment's script."""
-    return script_uri.rsplit("/", 1)[0] + "/error.json"
 
 
 def check_syntax(source: str, filename: str = "train.py") -> None:
@@ -129,76 +119,6 @@ def finish_run(tracking_uri: str, run_id: str, status: str) -> None:
         client.set_terminated(run_id, status=status)
 
 
-# --- requirements environment --------------------------------------------------------
-
-def env_key(requirements: list[str]) -> str:
-    canonical = "\n".join(sorted(r.strip() for r in requirements))
-    # the interpreter's prefix too: a venv inherits that interpreter's packages
-    return hashlib.sha256(f"{sys.version_info[:2]}\n{sys.prefix}\n{canonical}".encode()
-                          ).hexdigest()[:16]
-
-
-def inherit_site_packages(python: Path) -> None:
-    """Let a requirements venv see this interpreter's packages (MLflow above all).
-
-    ``venv --system-site-packages`` exposes the *base* interpreter's site-packages; when the
-    runner itself runs in a virtual environment (the local stack, a pip-installed CLI),
-    MLflow lives in that environment's site-packages instead, which the new venv would not
-    see. A .pth file appends them after the venv's own, so the requirements still win.
-    """
-    import site
-
-    own = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    inherited = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    Path(own, "_trainship_inherited.pth").write_text("\n".join(inherited) + "\n")
-
-
-def prepare_environment(requirements: list[str], cache_dir: Path) -> str:
-    """The python to run the script with: the base one, or a cached venv with the extras."""
-    if not requirements:
-        return sys.executable
-    env_dir = cache_dir / env_key(requirements)
-    python = env_dir / "bin" / "python"
-    if (env_dir / ".complete").exists():
-        print(f"[trainship] requirements environment {env_dir.name} is cached: nothing to "
-              f"install", flush=True)
-        return str(python)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    lock = cache_dir / f"{env_dir.name}.lock"
-    import fcntl
-
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if (env_dir / ".complete").exists():  # built by a concurrent deployment meanwhile
-            print(f"[trainship] requirements environment {env_dir.name} is cached: nothing "
-                  f"to install", flush=True)
-            return str(python)
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--clear",
-                        str(env_dir)], check=True, capture_output=True)
-        inherit_site_packages(python)
-        req_file = env_dir / "requirements.txt"
-        req_file.write_text("\n".join(requirements) + "\n")
-        print(f"[trainship] installing requirements into {env_dir.name}: {requirements}",
-              flush=True)
-        try:
-            proc = subprocess.run([str(python), "-m", "pip", "install",
-                                   "--disable-pip-version-check", "--no-input", "-r",
-                                   str(req_file)],
-                                  capture_output=True, text=True, timeout=1800)
-        except subprocess.TimeoutExpired as exc:
-            raise RequirementsInstallFailed(
-                f"pip did not install {requirements} within {exc.timeout:.0f} s",
-                details=tail(str(exc.stderr or exc.stdout or "")), step=STEP) from exc
-        print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", flush=True)
-        if proc.returncode != 0:
-            raise RequirementsInstallFailed(
-                f"pip could not install {requirements}",
-                details=tail(proc.stderr or proc.stdout), step=STEP)
-        (env_dir / ".complete").write_text(json.dumps(requirements))
-    return str(python)
-
-
 # --- running the script --------------------------------------------------------------
 
 def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
@@ -211,7 +131,7 @@ def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
     every LoggedModel the script logs with the deployment id, including one MLflow 3 logs
     with no run at all (``log_model`` before any fluent call), which RegisterModel then
     finds in the experiment by that tag."""
-    env = {k: v for k, v in base.items() if not SECRET_ENV.match(k)}
+    env = {k: v for k, v in base.items() if not is_secret(k)}
     env.pop("MLFLOW_RUN_CONTEXT", None)
     env.update({
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -415,7 +335,7 @@ def run(job: NormalizedRequest, *, tracking_uri: str, run_id: str, workdir: Path
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "train.py"
     script.write_text(script_text)
-    python = prepare_environment(job.requirements, env_cache)
+    python = envs.prepare_environment(job.requirements, env_cache)
     endpoint = script_credentials(tracking_uri, run_id, job.deployment_id)
     env = script_environment(dict(os.environ), tracking_uri=tracking_uri, run_id=run_id,
                              experiment_name=job.experiment_name,
@@ -436,7 +356,7 @@ def _fail(job: NormalizedRequest | None, exc: TrainshipError) -> int:
     exc.step = exc.step or STEP
     print(f"[trainship] {exc.name}: {exc.message}", file=sys.stderr, flush=True)
     if job is not None:
-        staging.put_text(error_uri(job.script_uri), exc.document().to_json())
+        staging.put_text(staging.error_uri(job.script_uri), exc.document().to_json())
     return 1
 
 
@@ -471,8 +391,9 @@ def main(argv: list[str]) -> int:
     except TrainshipError as exc:
         return _fail(job, exc)
     except Exception as exc:  # noqa: BLE001 - anything else is still reported as a document
-        return _fail(job, ScriptFailed(f"The training runner failed: {exc}",
-                                       details=tail(traceback.format_exc()), step=STEP))
+        return _fail(job, TrainingRunnerFailed(f"The training runner failed: {exc}",
+                                               details=tail(traceback.format_exc()),
+                                               step=STEP))
 
 
 if __name__ == "__main__":

@@ -170,8 +170,8 @@ def reference_prediction(flavor: Flavor, python: str, tracking_uri: str, version
 def process_cold_start(python: str, record: Path) -> float:
     """Seconds from starting the inference service (no load cache: imports and the flavor's
     loader included) to its first 200 on /ping."""
-    from trainship.cluster.process import free_port, library_path
-    from trainship.image import resolve_bundle
+    from trainship.bundles import resolve_bundle
+    from trainship.procs import free_port, library_path
 
     handle = json.loads(record.read_text())
     port = free_port()
@@ -191,7 +191,7 @@ def process_cold_start(python: str, record: Path) -> float:
 def container_cold_start(home: Path, image: str) -> float:
     """Seconds from `podman run` of the image to its first 200 on /ping."""
     from trainship import containers
-    from trainship.cluster.process import free_port
+    from trainship.procs import free_port
 
     port = free_port()
     name = f"flavor-cold-start-{port}"
@@ -215,9 +215,9 @@ def test_flavor_serves_what_mlflow_loads(
         measured: dict[str, dict[str, str]], local_stack: dict[str, Any],
         local_home: Path) -> None:
     from trainship import containers
+    from trainship.envs import env_key, prepare_environment
     from trainship.names import serving_name
     from trainship.registry import serving_input_example
-    from trainship.training import env_key, prepare_environment
 
     flavor, target = BY_EXAMPLE[key[0]], key[1]
     record = matrix[key]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,16 @@ ROWS = {"dataframe_split": {
     "columns": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)",
                 "petal width (cm)"],
     "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}
+
+
+def registry_digest(registry: str, repository: str, tag: str) -> str:
+    """The manifest digest the registry serves for a tag (what a pull by digest gets)."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                           "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.headers["Docker-Content-Digest"])
 
 
 def test_container_tools_are_installed() -> None:
@@ -54,7 +65,7 @@ def test_image_is_built_pushed_and_served(first_version: dict[str, Any], local_h
     assert (first_version["model_name"], first_version["serving_name"]) == (MODEL, SERVING)
     assert (local_home / "podman" / SERVING / "v1.json").exists()
     # the registry serves the pushed tag with the digest the deployment recorded
-    assert containers.registry_digest(registry, repository, tag) == digest
+    assert registry_digest(registry, repository, tag) == digest
     status, body = post_json(f"{first_version['inference_url']}/invocations", ROWS)
     assert (status, body) == (200, {"predictions": [0, 2]})
     # the running container: non-root, read-only root filesystem, the image's healthcheck

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from trainship import cli
+from trainship import cli, terminal
 from trainship.errors import DeploymentNotFound, InvalidRequest
 from trainship.request import parse_request
 
@@ -132,7 +132,7 @@ def record(status: str, **extra: Any) -> dict[str, Any]:
 
 def test_deploy_a_missing_script(tmp_path: Path, fake_api: FakeApi) -> None:
     proc = run(tmp_path, "deploy", "missing.py", "--model-name", "m", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_USAGE == 2
+    assert proc.returncode == terminal.EXIT_USAGE == 2
     line = one_line(proc)
     assert "missing.py" in line and "no such file" in line
     assert fake_api.seen == []  # nothing was sent
@@ -143,7 +143,7 @@ def test_a_requirements_file_that_does_not_exist(tmp_path: Path, script: Path,
                                                  fake_api: FakeApi, command: str) -> None:
     proc = run(tmp_path, command, str(script), "--model-name", "m", "--requirements-file",
                "requirements.txt", *(["--api", fake_api.url] if command == "deploy" else []))
-    assert proc.returncode == cli.EXIT_USAGE
+    assert proc.returncode == terminal.EXIT_USAGE
     line = one_line(proc)
     assert "requirements file requirements.txt: no such file" in line
     assert proc.stdout == "" and fake_api.seen == []
@@ -151,21 +151,21 @@ def test_a_requirements_file_that_does_not_exist(tmp_path: Path, script: Path,
 
 def test_a_directory_or_binary_file_as_script(tmp_path: Path, fake_api: FakeApi) -> None:
     proc = run(tmp_path, "deploy", str(tmp_path), "--model-name", "m", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_USAGE
+    assert proc.returncode == terminal.EXIT_USAGE
     assert "is a directory" in one_line(proc)
     binary = tmp_path / "model.pkl"
     binary.write_bytes(b"\x80\x04\x95\xff\xfe")
     proc = run(tmp_path, "deploy", str(binary), "--model-name", "m", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_USAGE
+    assert proc.returncode == terminal.EXIT_USAGE
     assert "not UTF-8 text" in one_line(proc)
 
 
 def test_bad_arguments_are_usage_errors(tmp_path: Path, script: Path) -> None:
     proc = run(tmp_path, "deploy", str(script))  # --model-name missing
-    assert proc.returncode == cli.EXIT_USAGE
+    assert proc.returncode == terminal.EXIT_USAGE
     assert "--model-name" in proc.stderr
     proc = run(tmp_path, "deploy", str(script), "--model-name", "m", "--api", "127.0.0.1:8080")
-    assert proc.returncode == cli.EXIT_USAGE
+    assert proc.returncode == terminal.EXIT_USAGE
     assert "not an http:// or https:// URL" in one_line(proc)
 
 
@@ -175,7 +175,7 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path, script: Path) -> None:
                                   ["status", "d-1"], ["list"], ["logs", "d-1"]])
 def test_connection_refused(tmp_path: Path, script: Path, args: list[str]) -> None:
     proc = run(tmp_path, *args, "--api", "http://127.0.0.1:1")
-    assert proc.returncode == cli.EXIT_UNAVAILABLE == 4
+    assert proc.returncode == terminal.EXIT_UNAVAILABLE == 4
     line = one_line(proc)
     assert "cannot reach the API at http://127.0.0.1:1 (connection refused)" in line
     assert "trainship local up" in line
@@ -185,7 +185,7 @@ def test_no_local_stack_running(tmp_path: Path) -> None:
     """Without --api or TRAINSHIP_API, status/list/logs read the local stack's state."""
     for args in (["status", "d-1"], ["list"], ["logs", "d-1"]):
         proc = run(tmp_path, *args)
-        assert proc.returncode == cli.EXIT_UNAVAILABLE
+        assert proc.returncode == terminal.EXIT_UNAVAILABLE
         line = one_line(proc)
         assert "the local stack is not running" in line and "trainship local up" in line
 
@@ -201,7 +201,7 @@ def test_an_api_answering_something_else(tmp_path: Path, script: Path, fake_api:
     fake_api.routes["GET", "/deployments/d-1"] = lambda body: reply
     for args in (["deploy", str(script), "--model-name", "m"], ["status", "d-1"]):
         proc = run(tmp_path, *args, "--api", fake_api.url)
-        assert proc.returncode == cli.EXIT_UNAVAILABLE
+        assert proc.returncode == terminal.EXIT_UNAVAILABLE
         line = one_line(proc)
         assert fake_api.url in line
         assert "not the trainship API's JSON" in line or "without deployment_id" in line
@@ -216,7 +216,7 @@ def test_an_api_failing_with_5xx(tmp_path: Path, script: Path, fake_api: FakeApi
                                  reply: Reply) -> None:
     fake_api.routes["POST", "/deployments"] = lambda body: reply
     proc = run(tmp_path, "deploy", str(script), "--model-name", "m", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_UNAVAILABLE
+    assert proc.returncode == terminal.EXIT_UNAVAILABLE
     line = one_line(proc)
     assert f"the API failed with HTTP {reply[0]}" in line and "try again" in line
     if reply[0] == 500:
@@ -229,7 +229,7 @@ def test_a_4xx_error_document(tmp_path: Path, script: Path, fake_api: FakeApi) -
     fake_api.routes["POST", "/deployments"] = real_submit
     proc = run(tmp_path, "deploy", str(script), "--model-name", "my model", "--api",
                fake_api.url)
-    assert proc.returncode == cli.EXIT_REFUSED == 3
+    assert proc.returncode == terminal.EXIT_REFUSED == 3
     err = proc.stderr
     assert err.startswith("error:   InvalidRequest (HTTP 400)\n")
     assert "message: The request has invalid fields" in err
@@ -239,7 +239,7 @@ def test_a_4xx_error_document(tmp_path: Path, script: Path, fake_api: FakeApi) -
     # --output json: the document itself, on stdout
     proc = run(tmp_path, "deploy", str(script), "--model-name", "my model", "--api",
                fake_api.url, "--output", "json")
-    assert proc.returncode == cli.EXIT_REFUSED
+    assert proc.returncode == terminal.EXIT_REFUSED
     doc = json.loads(proc.stdout)
     assert doc["error"] == "InvalidRequest" and doc["help"] == InvalidRequest.help_text
 
@@ -249,7 +249,7 @@ def test_a_4xx_that_is_not_a_trainship_document(tmp_path: Path, fake_api: FakeAp
     fake_api.routes["GET", "/deployments"] = lambda body: json_reply(
         403, {"message": "Missing Authentication Token"})
     proc = run(tmp_path, "list", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_REFUSED
+    assert proc.returncode == terminal.EXIT_REFUSED
     assert proc.stderr.startswith("error:   HTTP 403\nmessage: Missing Authentication Token\n")
     assert "help:    This is not a trainship error document" in proc.stderr
 
@@ -261,7 +261,7 @@ def test_status_of_an_unknown_deployment(tmp_path: Path, fake_api: FakeApi) -> N
                                                                                     missing)
     for args in (["status", "d-unknown"], ["logs", "d-unknown"]):
         proc = run(tmp_path, *args, "--api", fake_api.url)
-        assert proc.returncode == cli.EXIT_REFUSED
+        assert proc.returncode == terminal.EXIT_REFUSED
         assert proc.stderr.startswith("error:   DeploymentNotFound (HTTP 404)\n")
         assert "message: No deployment 'd-unknown'" in proc.stderr
         assert f"help:    {DeploymentNotFound.help_text}" in proc.stderr
@@ -277,7 +277,7 @@ def test_a_failed_deployment_exits_1(tmp_path: Path, script: Path, fake_api: Fak
     fake_api.routes["GET", "/deployments/d-0123456789abcdef"] = lambda body: json_reply(
         200, failed)
     proc = run(tmp_path, "deploy", str(script), "--model-name", "m", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_FAILED == 1
+    assert proc.returncode == terminal.EXIT_FAILED == 1
     assert "error:   ScriptFailed" in proc.stderr and "ValueError: boom" in proc.stderr
 
 
@@ -293,7 +293,7 @@ def test_waiting_rides_out_api_hiccups(tmp_path: Path, script: Path,
     fake_api.routes["GET", "/deployments/d-0123456789abcdef"] = lambda body: next(
         answers, json_reply(200, done))
     proc = run(tmp_path, "deploy", str(script), "--model-name", "m", "--api", fake_api.url)
-    assert proc.returncode == cli.EXIT_OK, proc.stderr
+    assert proc.returncode == terminal.EXIT_OK, proc.stderr
     assert "inference_url:" in proc.stdout and "http://127.0.0.1:9" in proc.stdout
     # the body sent is the script as text
     assert fake_api.seen[0][2]["script"] == SCRIPT
@@ -320,7 +320,7 @@ def test_ctrl_c_during_deploy(tmp_path: Path, script: Path, fake_api: FakeApi) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == cli.EXIT_INTERRUPTED == 130
+    assert proc.returncode == terminal.EXIT_INTERRUPTED == 130
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("trainship: interrupted: deployment d-0123456789abcdef keeps "
@@ -331,9 +331,9 @@ def test_ctrl_c_during_deploy(tmp_path: Path, script: Path, fake_api: FakeApi) -
 def test_giving_up_waiting_exits_5(fake_api: FakeApi) -> None:
     fake_api.routes["GET", "/deployments/d-1"] = lambda body: json_reply(
         200, {**record("RUNNING"), "deployment_id": "d-1"})
-    with pytest.raises(cli.CliError) as caught:
-        cli.wait_for(cli.Client(fake_api.url), "d-1", progress=False, poll=0.01, timeout=0.1)
-    assert caught.value.code == cli.EXIT_STILL_RUNNING == 5
+    with pytest.raises(terminal.CliError) as caught:
+        terminal.wait_for(cli.Client(fake_api.url), "d-1", progress=False, poll=0.01, timeout=0.1)
+    assert caught.value.code == terminal.EXIT_STILL_RUNNING == 5
     assert "still running" in str(caught.value) and "trainship status d-1" in str(caught.value)
 
 
@@ -346,7 +346,7 @@ def test_an_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(cli.Client, "submit", broken)
     monkeypatch.delenv("TRAINSHIP_DEBUG", raising=False)
     argv = ["deploy", str(script), "--model-name", "m", "--api", "http://127.0.0.1:1"]
-    assert cli.main(argv) == cli.EXIT_INTERNAL == 70
+    assert cli.main(argv) == terminal.EXIT_INTERNAL == 70
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError: something" in err
     assert "TRAINSHIP_DEBUG=1" in err
@@ -365,7 +365,7 @@ def test_stdout_closed_early(tmp_path: Path, fake_api: FakeApi) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # like head exiting before reading anything
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == cli.EXIT_BROKEN_PIPE == 141
+    assert proc.wait(timeout=60) == terminal.EXIT_BROKEN_PIPE == 141
     assert err == ""
 
 
@@ -400,7 +400,7 @@ def test_request_with_only_a_model_name(tmp_path: Path, script: Path) -> None:
 
 def test_request_of_a_missing_script(tmp_path: Path) -> None:
     proc = run(tmp_path, "request", "missing.py", "--model-name", "m")
-    assert proc.returncode == cli.EXIT_USAGE
+    assert proc.returncode == terminal.EXIT_USAGE
     assert "missing.py: no such file" in one_line(proc)
     assert proc.stdout == ""
 
@@ -411,9 +411,9 @@ def test_every_exit_code_is_documented() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `(\d+)` \| (.+?) \|$", section, re.M))
-    assert {int(code) for code in rows} == set(cli.EXIT_CODES)
+    assert {int(code) for code in rows} == set(terminal.EXIT_CODES)
     proc = subprocess.run([str(TRAINSHIP), "--help"], capture_output=True, text=True,
                           timeout=60)
     help_text = " ".join(proc.stdout.split())
-    for code, what in cli.EXIT_CODES.items():
+    for code, what in terminal.EXIT_CODES.items():
         assert f"{code} {what}" in help_text

@@ -21,8 +21,8 @@ from kubernetes import client as k8s
 from moto import mock_aws
 
 from tests.unit.fake_kube import Call, FakeKube, FakeKubeServer, status_doc
-from trainship import cli, doctor
-from trainship.cluster.kubernetes import KubeApi
+from trainship import cli, doctor, doctor_common, doctor_eks
+from trainship.cluster.kube_api import KubeApi
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -186,7 +186,7 @@ class Unauthorized(FakeKube):
 
 
 @pytest.fixture()
-def kube() -> Iterator[tuple[FakeKube, list[dict[str, Any]], doctor.KubeFactory]]:
+def kube() -> Iterator[tuple[FakeKube, list[dict[str, Any]], doctor_eks.KubeFactory]]:
     """A fake cluster with the namespace and a running load balancer controller; the
     factory records the DescribeCluster result it was given."""
     fake = FakeKube(namespaces={NAMESPACE, "kube-system"})
@@ -196,13 +196,13 @@ def kube() -> Iterator[tuple[FakeKube, list[dict[str, Any]], doctor.KubeFactory]
     fake.deployment_statuses = [{"replicas": 2, "availableReplicas": 2}]
     given: list[dict[str, Any]] = []
     with FakeKubeServer(fake) as server:
-        def factory(described: dict[str, Any], region: str) -> doctor.KubeReader:
+        def factory(described: dict[str, Any], region: str) -> doctor_eks.KubeReader:
             assert region == REGION
             given.append(described)
             configuration = k8s.Configuration()
             configuration.host = server.url
             configuration.api_key = {"authorization": "Bearer k8s-aws-v1.token"}
-            return doctor.KubeApiReader(KubeApi(k8s.ApiClient(configuration)))
+            return doctor_eks.KubeApiReader(KubeApi(k8s.ApiClient(configuration)))
 
         yield fake, given, factory
 
@@ -239,11 +239,11 @@ class Mlflow:
         self.server.server_close()
 
 
-def by_name(report: doctor.Report) -> dict[str, doctor.Check]:
+def by_name(report: doctor.Report) -> dict[str, doctor_common.Check]:
     return {c.name: c for c in report.checks}
 
 
-def run(account: Account, kube_for: doctor.KubeFactory | None, **kwargs: Any) -> doctor.Report:
+def run(account: Account, kube_for: doctor_eks.KubeFactory | None, **kwargs: Any) -> doctor.Report:
     return doctor.run("Trainship", REGION, account.clients, kube_for, **kwargs)
 
 
@@ -482,10 +482,10 @@ def test_no_cluster_access_for_the_caller_is_not_a_missing_namespace() -> None:
     create_stack(outputs())
     create_repository()
     with FakeKubeServer(Unauthorized()) as server:
-        def factory(described: dict[str, Any], region: str) -> doctor.KubeReader:
+        def factory(described: dict[str, Any], region: str) -> doctor_eks.KubeReader:
             configuration = k8s.Configuration()
             configuration.host = server.url
-            return doctor.KubeApiReader(KubeApi(k8s.ApiClient(configuration)))
+            return doctor_eks.KubeApiReader(KubeApi(k8s.ApiClient(configuration)))
 
         with Account() as account:
             account.green_cluster()
@@ -531,7 +531,7 @@ def test_load_balancer_controller_without_replicas(kube: Any) -> None:
 
 @mock_aws
 def test_without_the_kubernetes_client_the_cluster_checks_say_what_to_install() -> None:
-    def factory(described: dict[str, Any], region: str) -> doctor.KubeReader:
+    def factory(described: dict[str, Any], region: str) -> doctor_eks.KubeReader:
         raise ImportError("No module named 'kubernetes'")
 
     report = green_account_report(factory)
@@ -604,7 +604,7 @@ def test_mlflow_url_checks() -> None:
     assert check.status == "warn" and "not reachable from here" in check.message
 
 
-def by_name_list(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+def by_name_list(checks: list[doctor_common.Check]) -> dict[str, doctor_common.Check]:
     return {c.name: c for c in checks}
 
 
@@ -667,10 +667,10 @@ def test_eks_kube_signs_with_the_callers_identity_and_cleans_up() -> None:
 
     fake = FakeKube(namespaces={NAMESPACE})
     session = boto3.session.Session(region_name=REGION)
-    factory = doctor.EksKube(session)
+    factory = doctor_eks.EksKube(session)
     with FakeKubeServer(fake) as server:
         reader = factory(cluster(endpoint=server.url), REGION)
-        assert doctor.check_namespace(reader, NAMESPACE).status == "ok"
+        assert doctor_eks.check_namespace(reader, NAMESPACE).status == "ok"
     (ca,) = factory.files
     with open(ca, "rb") as handle:
         assert handle.read() == b"cert"

@@ -11,7 +11,7 @@ import pytest
 
 from trainship import image
 from trainship.errors import ImageBuildFailed
-from trainship.image import builder_for, serving_requirements
+from trainship.image import builder_for, main, serving_requirements
 
 
 def test_mlflow_becomes_skinny_and_pins_stay(tmp_path: Path) -> None:
@@ -139,3 +139,10 @@ def test_unknown_architecture_is_an_image_build_failure(monkeypatch: pytest.Monk
     with pytest.raises(ImageBuildFailed) as caught:
         image.cluster_arch()
     assert "amd64" in caught.value.help and "arm64" in caught.value.help
+
+
+@pytest.mark.parametrize("argv", [[], ["biuld"], ["build", "extra"]])
+def test_the_image_step_refuses_commands_it_does_not_have(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2

@@ -28,13 +28,13 @@ from trainship.local.codebuild import (
     LocalCodeBuild,
     Project,
 )
-from trainship.local.stack import (
-    ASL_PATH,
+from trainship.local.daemon import (
     IMAGE_PROJECT,
     TRAIN_PROJECT,
     render_definition,
     substitutions,
 )
+from trainship.pipeline import ASL_PATH
 from trainship.request import MAX_REQUIREMENT_CHARS, MAX_REQUIREMENTS
 from trainship.state import BuildResult, DeploymentState, ExportedVariable, ModelInfo
 

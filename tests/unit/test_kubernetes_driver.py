@@ -19,7 +19,8 @@ from kubernetes.client.rest import ApiException
 from tests.helpers import state as make_state
 from tests.unit.fake_kube import FakeKube, FakeKubeServer
 from trainship import steps
-from trainship.cluster.kubernetes import KubeApi, KubernetesDriver, eks_token
+from trainship.cluster.kube_api import KubeApi, eks_token
+from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.errors import RolloutFailed
 from trainship.state import RolloutState

@@ -14,13 +14,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests_auth_aws_sigv4 import AWSSigV4
 
-from trainship.local.mlflow_gate import (
-    AccessDenied,
-    Gate,
-    Principals,
-    classify,
-    is_allowed,
-)
+from trainship.local.aws_auth import AccessDenied, is_allowed
+from trainship.local.mlflow_gate import Gate, Principals, classify
 from trainship.script_access import role_policy, run_artifact_prefixes, session_policy
 
 SERVER = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/trainship-local"

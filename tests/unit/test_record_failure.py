@@ -67,7 +67,7 @@ def test_handler_on_a_stack_whose_eks_cluster_does_not_exist(
     know (moto answers ResourceNotFoundException, as EKS does): the training error comes
     out, not a RecordFailure crash."""
     from lambdas import record_failure
-    from trainship.local.stack import LambdaContext
+    from trainship.local.lambda_runtime import LambdaContext
 
     for name, value in {"TRAINSHIP_CLUSTER": "kubernetes", "TRAINSHIP_EKS_CLUSTER": "missing",
                         "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1",

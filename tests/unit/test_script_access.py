@@ -15,7 +15,7 @@ from botocore.credentials import ContainerProvider
 from botocore.stub import Stubber
 
 from trainship import script_access
-from trainship.local.mlflow_gate import is_allowed
+from trainship.local.aws_auth import is_allowed
 from trainship.script_access import (
     MLFLOW_SCRIPT_ACTIONS,
     CredentialsEndpoint,

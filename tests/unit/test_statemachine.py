@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainship.local.stack import render_definition, substitutions
+from trainship.local.daemon import render_definition, substitutions
 from trainship.pipeline import ASL_PATH
 
 FLOW = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainship import training
+from trainship import envs, training
 from trainship.errors import MissingRequirement, ScriptFailed, ScriptSyntaxError, ScriptTimeout
 
 
@@ -175,8 +175,8 @@ def test_run_script_returns_status_and_output(tmp_path: Path) -> None:
 
 
 def test_env_key_ignores_order() -> None:
-    assert training.env_key(["a", "b"]) == training.env_key(["b", "a"])
-    assert training.env_key(["a"]) != training.env_key(["a", "b"])
+    assert envs.env_key(["a", "b"]) == envs.env_key(["b", "a"])
+    assert envs.env_key(["a"]) != envs.env_key(["a", "b"])
 
 
 def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -196,26 +196,47 @@ def test_error_is_staged_beside_the_script(tmp_path: Path, monkeypatch: pytest.M
     assert doc["error"] == "ScriptSyntaxError" and doc["step"] == "TrainModel"
 
 
+def test_a_crash_of_the_runner_is_not_the_scripts_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script_uri = str(tmp_path / "d-2" / "train.py")
+    (tmp_path / "d-2").mkdir()
+    job = {"deployment_id": "d-2", "model_name": "m", "experiment_name": "m",
+           "script_uri": script_uri, "script_sha256": "0" * 64, "requirements": [],
+           "timeout_seconds": 10, "replicas": 1, "resources": {"cpu": "1", "memory": "1Gi"}}
+    (tmp_path / "d-2" / "job.json").write_text(json.dumps(job))
+    monkeypatch.setenv("TRAINSHIP_JOB_URI", str(tmp_path / "d-2" / "job.json"))
+    monkeypatch.setenv("MLFLOW_RUN_ID", "r")
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("runner bug")
+
+    monkeypatch.setattr(training, "run", crash)
+    assert training.main(["run"]) == 1
+    doc = json.loads((tmp_path / "d-2" / "error.json").read_text())
+    assert (doc["error"], doc["step"]) == ("TrainingRunnerFailed", "TrainModel")
+    assert "runner bug" in doc["message"] and "RuntimeError" in doc["details"]
+
+
 def test_requirements_env_is_built_once_and_cached(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    python = training.prepare_environment(["six"], tmp_path)
+    python = envs.prepare_environment(["six"], tmp_path)
     env_dir = Path(python).parents[1]
     assert (env_dir / ".complete").exists()
-    assert env_dir.name == training.env_key(["six"])
+    assert env_dir.name == envs.env_key(["six"])
     marker = (env_dir / ".complete").stat().st_mtime_ns
     capsys.readouterr()
-    assert training.prepare_environment(["six"], tmp_path) == python
+    assert envs.prepare_environment(["six"], tmp_path) == python
     assert (env_dir / ".complete").stat().st_mtime_ns == marker
     said = capsys.readouterr().out
     assert "is cached: nothing to install" in said and "installing" not in said
-    assert training.prepare_environment([], tmp_path) == sys.executable
+    assert envs.prepare_environment([], tmp_path) == sys.executable
 
 
 def test_requirements_env_sees_mlflow_of_a_virtualenv_runner(tmp_path: Path) -> None:
     """The runner runs in a venv (the local stack, a pip-installed CLI): a script with
     requirements must still import MLflow, which lives in that venv, not the base Python."""
     assert sys.prefix != sys.base_prefix, "the test suite runs in the project's venv"
-    python = training.prepare_environment(["six"], tmp_path)
+    python = envs.prepare_environment(["six"], tmp_path)
     probe = subprocess.run([python, "-c", "import mlflow, six; print(mlflow.__file__)"],
                            capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
@@ -226,7 +247,7 @@ def test_requirements_that_do_not_install(tmp_path: Path) -> None:
     from trainship.errors import RequirementsInstallFailed
 
     with pytest.raises(RequirementsInstallFailed) as caught:
-        training.prepare_environment(["trainship-surely-no-such-package==0.0.1"], tmp_path)
+        envs.prepare_environment(["trainship-surely-no-such-package==0.0.1"], tmp_path)
     assert "trainship-surely-no-such-package" in caught.value.details
 
 

@@ -1,7 +1,8 @@
 """Cluster drivers behind one interface.
 
 DeployModel, CheckRollout, SmokeTestModel, PromoteModel and RecordFailure call a driver chosen by
-configuration (``TRAINSHIP_CLUSTER``); the handlers never know which one runs.
+configuration (``TRAINSHIP_CLUSTER``, picked by trainship.cluster.drivers); the handlers never
+know which one runs. This module holds what every driver shares; the drivers import it.
 ``process`` (the local default) serves the image bundle as a local process; ``podman``
 plays the very Deployment manifest with ``podman kube play``; ``kubernetes`` applies it to
 a cluster (any kubeconfig, or EKS).
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trainship.cluster.manifests import WorkloadSpec
-from trainship.config import Settings
 
 
 @dataclass
@@ -107,22 +107,3 @@ def promote_by_records(handle: dict[str, Any], records: list[dict[str, Any]], *,
         if int(record["version"]) < mine and record.get("state") == "serving":
             retire(record)
     return None
-
-
-def driver_from_settings(settings: Settings, target: str = "") -> ClusterDriver:
-    """The driver of a deployment's target (the stack's default when it names none)."""
-    name = settings.driver_name(target)
-    if name == "process":
-        from trainship.cluster.process import ProcessDriver
-
-        return ProcessDriver(settings.home / "serving")
-    if name == "kubernetes":
-        from trainship.cluster.kubernetes import driver_from_env
-
-        return driver_from_env()
-    if name == "podman":
-        from trainship.cluster.podman import PodmanDriver
-
-        return PodmanDriver(settings.home / "podman")
-    raise ValueError(f"unknown cluster driver {name!r} "
-                     "(known: process, podman, kubernetes)")

@@ -5,9 +5,9 @@
   ``trainship``, force). The Deployment carries the resourceVersion read just before, so
   two deployments of one model racing each other get a 409 instead of silently
   overwriting; a lower version never replaces a higher one that is live.
-- status: ``kubectl rollout status`` logic plus the pods' reasons (CrashLoopBackOff,
-  ImagePullBackOff, ErrImagePull, OOMKilled, Unschedulable, ...) with the last log lines,
-  and the Service's load-balancer address.
+- status (trainship.cluster.kube_rollout): ``kubectl rollout status`` logic plus the
+  pods' reasons (CrashLoopBackOff, ImagePullBackOff, ErrImagePull, OOMKilled,
+  Unschedulable, ...) with the last log lines, and the Service's load-balancer address.
 - invoke (the smoke test): POST through the API server's pod proxy
   (``/api/v1/namespaces/{ns}/pods/{pod}:8080/proxy/...``) to a ready pod of the new
   version: neither the load balancer's DNS (minutes to appear) nor cluster DNS (not
@@ -16,33 +16,35 @@
 - discard (after a RolloutFailed): the previous version's objects are applied again, so
   it keeps serving behind the same Service; a first deployment is deleted entirely.
 
-Authentication: ``TRAINSHIP_EKS_CLUSTER`` (endpoint and CA from eks:DescribeCluster, a
-presigned STS token as aws-iam-authenticator makes it), else the kubeconfig
-(``KUBECONFIG``/``TRAINSHIP_KUBE_CONTEXT``), else the in-cluster service account.
+Authentication: trainship.cluster.kube_api (EKS, else the kubeconfig, else in-cluster).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
 import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable
+from trainship.cluster.kube_api import KubeApi, api_from_env, object_path
+from trainship.cluster.kube_rollout import (
+    api_status,
+    classify,
+    deployed_version,
+    is_higher,
+    pod_problems,
+    pod_ready,
+    service_url,
+)
 from trainship.cluster.manifests import (
     CONTAINER_NAME,
     CONTAINER_PORT,
-    FIELD_MANAGER,
     VERSION_ANNOTATION,
     WorkloadSpec,
     render,
@@ -51,8 +53,6 @@ from trainship.cluster.manifests import (
 from trainship.errors import RolloutFailed
 from trainship.names import serving_name
 
-FATAL_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LOG_LINES = 30
 APPLY_HELP = ("403: the identity DeployModel runs as may not write there (on EKS, the access "
               "entry is scoped to trainship:eksNamespace). 404 for the namespace: create it "
@@ -64,92 +64,10 @@ PROXY_HELP = ("The smoke test reaches the new version's pod through the API serv
               "the namespace (AmazonEKSEditPolicy has it; on EKS, associate it with the "
               "cluster role's access entry, scoped to trainship:eksNamespace).")
 
-_PATHS = {
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "Service": "/api/v1/namespaces/{ns}/services",
-    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
-    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
-    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-}
-
-
-def object_path(kind: str, namespace: str, name: str = "") -> str:
-    base = _PATHS[kind].format(ns=namespace)
-    return f"{base}/{name}" if name else base
-
-
-class KubeApi:
-    """JSON over the kubernetes client's ApiClient (its auth, TLS and proxies)."""
-
-    def __init__(self, api_client: k8s.ApiClient) -> None:
-        self.api_client = api_client
-
-    def request(self, method: str, path: str, *, body: Any = None,
-                query: list[tuple[str, str]] | None = None,
-                content_type: str = "application/json") -> Any:
-        response = self.api_client.call_api(
-            path, method, query_params=query or [], body=body,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            auth_settings=["BearerToken"], _preload_content=False,
-            _return_http_data_only=True, _request_timeout=30)
-        data = response.data.decode()
-        try:
-            return json.loads(data) if data else None
-        except ValueError:
-            return data
-
-    def get(self, path: str, **query: str) -> Any:
-        """GET, or None on 404."""
-        try:
-            return self.request("GET", path, query=list(query.items()))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def apply(self, obj: dict[str, Any]) -> Any:
-        meta = obj["metadata"]
-        return self.request(
-            "PATCH", object_path(obj["kind"], meta["namespace"], meta["name"]), body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml")
-
-    def post(self, path: str, payload: Any, *, timeout: float) -> tuple[int, str]:
-        """POST JSON; (status, body) whatever the status. Connection failures raise
-        urllib3's errors."""
-        try:
-            response = self.api_client.call_api(
-                path, "POST", body=payload,
-                header_params={"Content-Type": "application/json", "Accept": "*/*"},
-                auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=timeout)
-        except ApiException as exc:
-            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) \
-                else str(exc.body or "")
-            return int(exc.status or 0), body
-        return int(response.status), response.data.decode(errors="replace")
-
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        try:
-            self.request("DELETE", object_path(kind, namespace, name))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-
-def _version(deployment: dict[str, Any] | None) -> str | None:
-    if not deployment:
-        return None
-    return (deployment.get("metadata", {}).get("annotations") or {}).get(VERSION_ANNOTATION)
-
 
 def _name(handle: dict[str, Any]) -> str:
     """The Kubernetes name of a handle's objects: its serving name (trainship.names)."""
     return serving_name(str(handle["model_name"]))
-
-
-def _higher(a: str | None, b: str) -> bool:
-    return a is not None and a.isdigit() and b.isdigit() and int(a) > int(b)
 
 
 def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
@@ -170,117 +88,6 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
             "progressDeadlineSeconds") or base.progress_deadline_seconds),
         workers=base.workers, lb_scheme=base.lb_scheme,
         lb_source_ranges=list(base.lb_source_ranges), arch=base.arch)
-
-
-def service_url(service: dict[str, Any] | None) -> str:
-    """The inference URL the Service gives: the load balancer's address, or cluster DNS."""
-    if not service:
-        return ""
-    spec, meta = service.get("spec") or {}, service.get("metadata") or {}
-    port = next((p.get("port") for p in spec.get("ports") or []), 80)
-    suffix = "" if port == 80 else f":{port}"
-    if spec.get("type") == "LoadBalancer":
-        for ingress in (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
-            address = ingress.get("hostname") or ingress.get("ip")
-            if address:
-                return f"http://{address}{suffix}"
-        return ""
-    return f"http://{meta.get('name')}.{meta.get('namespace')}.svc.cluster.local{suffix}"
-
-
-def pod_ready(pod: dict[str, Any]) -> bool:
-    """Running, Ready and not on its way out."""
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    status = pod.get("status") or {}
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in status.get("conditions") or [])
-
-
-def api_status(body: str) -> dict[str, Any] | None:
-    """The API server's own Status document (as opposed to the model's answer relayed)."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(doc, dict) and doc.get("kind") == "Status" and doc.get("apiVersion") == "v1":
-        return doc
-    return None
-
-
-def pod_problems(pods: list[dict[str, Any]]) -> tuple[list[str], list[str], bool]:
-    """(problems, pods to fetch logs of, fatal) from the new version's pods."""
-    problems: list[str] = []
-    log_pods: list[str] = []
-    fatal = False
-    for pod in pods:
-        name = pod["metadata"]["name"]
-        status = pod.get("status") or {}
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                problems.append(f"pod {name}: {condition.get('reason', 'Unschedulable')}: "
-                                f"{condition.get('message', '')}".rstrip(": "))
-        for container in status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            terminated = (container.get("lastState") or {}).get("terminated") or \
-                (container.get("state") or {}).get("terminated") or {}
-            reason = waiting.get("reason")
-            if terminated.get("reason") == "OOMKilled":
-                problems.append(f"pod {name}: OOMKilled (the memory limit is too low for the "
-                                "model)")
-                fatal = True
-                log_pods.append(name)
-            elif reason in FATAL_WAITING:
-                problems.append(f"pod {name}: {reason}: {waiting.get('message', '')}"
-                                .rstrip(": "))
-                fatal = True
-                if reason not in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
-                    log_pods.append(name)
-            elif terminated.get("exitCode") not in (None, 0):
-                problems.append(f"pod {name}: the container exited with code "
-                                f"{terminated.get('exitCode')} ({terminated.get('reason', '')})")
-                log_pods.append(name)
-    return problems, log_pods, fatal
-
-
-def classify(deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
-             service: dict[str, Any] | None, version: str) -> RolloutStatus:
-    """Where the rollout of ``version`` stands (logs are added by the driver)."""
-    if deployment is None:
-        return RolloutStatus(ready=False, failed=True,
-                             message="the Deployment no longer exists")
-    live = _version(deployment)
-    url = service_url(service)
-    if _higher(live, version):
-        return RolloutStatus(ready=True, inference_url=url,
-                             message=f"version {live} replaced this one")
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    desired = int(spec.get("replicas", 1))
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and \
-                condition.get("reason") == "ProgressDeadlineExceeded":
-            problems, _, _ = pod_problems(pods)
-            return RolloutStatus(ready=False, failed=True, inference_url=url,
-                                 message="ProgressDeadlineExceeded: "
-                                         + ("; ".join(problems) or condition.get("message", "")))
-    problems, _, fatal = pod_problems(pods)
-    if fatal:
-        return RolloutStatus(ready=False, failed=True, inference_url=url,
-                             message="; ".join(problems))
-    counts = (f"{status.get('updatedReplicas', 0)}/{desired} updated, "
-              f"{status.get('readyReplicas', 0)} ready, "
-              f"{status.get('availableReplicas', 0)} available")
-    rolled_out = (status.get("observedGeneration", 0) >= deployment["metadata"].get(
-        "generation", 1) and status.get("updatedReplicas", 0) >= desired
-        and status.get("replicas", 0) <= status.get("updatedReplicas", 0)
-        and status.get("availableReplicas", 0) >= desired)
-    if not rolled_out:
-        return RolloutStatus(ready=False, inference_url=url,
-                             message="; ".join([counts, *problems]))
-    if not url:
-        return RolloutStatus(ready=False, message=f"{counts}; waiting for the load "
-                                                  "balancer's address")
-    return RolloutStatus(ready=True, inference_url=url, message=counts)
 
 
 class KubernetesDriver:
@@ -340,8 +147,8 @@ class KubernetesDriver:
         for attempt in range(APPLY_ATTEMPTS):
             current = self.api.get(object_path("Deployment", spec.namespace,
                                                spec.serving_name))
-            live = _version(current)
-            if _higher(live, spec.version):
+            live = deployed_version(current)
+            if is_higher(live, spec.version):
                 handle["superseded_by"] = live
                 break
             handle["previous"] = asdict(spec_of(current, spec)) \
@@ -444,15 +251,15 @@ class KubernetesDriver:
     def promote(self, handle: dict[str, Any]) -> str | None:
         if handle.get("superseded_by"):
             return str(handle["superseded_by"])
-        live = _version(self.api.get(object_path("Deployment", handle["namespace"],
+        live = deployed_version(self.api.get(object_path("Deployment", handle["namespace"],
                                                  _name(handle))))
-        return live if _higher(live, handle["version"]) else None
+        return live if is_higher(live, handle["version"]) else None
 
     def discard(self, handle: dict[str, Any]) -> None:
         if handle.get("superseded_by"):
             return
         ns, name = handle["namespace"], _name(handle)
-        live = _version(self.api.get(object_path("Deployment", ns, name)))
+        live = deployed_version(self.api.get(object_path("Deployment", ns, name)))
         if live != handle["version"]:
             return  # another version has been applied since: it is not ours to undo
         previous = handle.get("previous")
@@ -465,57 +272,6 @@ class KubernetesDriver:
         for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                      "Service", "Deployment"):
             self.api.delete(kind, ns, name)
-
-
-def eks_token(cluster_name: str, region: str, session: Any = None) -> str:
-    """The bearer token EKS accepts: a presigned sts:GetCallerIdentity URL that names the
-    cluster in the x-k8s-aws-id header (valid 15 minutes)."""
-    import boto3
-    from botocore.signers import RequestSigner
-
-    session = session or boto3.session.Session()
-    sts = session.client("sts", region_name=region)
-    signer = RequestSigner(sts.meta.service_model.service_id, region, "sts", "v4",
-                           session.get_credentials(), session.events)
-    url = signer.generate_presigned_url(
-        {"method": "GET",
-         # the client's own regional endpoint: sts.<region>.amazonaws.com, or
-         # .amazonaws.com.cn in the China partition, where a hard-coded host fails
-         "url": f"{sts.meta.endpoint_url.rstrip('/')}/?Action=GetCallerIdentity"
-                "&Version=2011-06-15",
-         "body": {}, "headers": {"x-k8s-aws-id": cluster_name}, "context": {}},
-        region_name=region, expires_in=60, operation_name="")
-    return "k8s-aws-v1." + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-
-
-def eks_configuration(cluster_name: str, region: str) -> k8s.Configuration:
-    import boto3
-
-    cluster = boto3.client("eks", region_name=region).describe_cluster(
-        name=cluster_name)["cluster"]
-    ca = tempfile.NamedTemporaryFile(prefix="eks-ca-", suffix=".crt", delete=False)
-    ca.write(base64.b64decode(cluster["certificateAuthority"]["data"]))
-    ca.close()
-    configuration = k8s.Configuration()
-    configuration.host = cluster["endpoint"]
-    configuration.ssl_ca_cert = ca.name
-    # the full header value: the client's prefix lookup differs between its versions
-    configuration.api_key = {"authorization": f"Bearer {eks_token(cluster_name, region)}"}
-    return configuration
-
-
-def api_from_env() -> KubeApi:
-    cluster = os.environ.get("TRAINSHIP_EKS_CLUSTER")
-    if cluster:
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
-        return KubeApi(k8s.ApiClient(eks_configuration(cluster, region)))
-    configuration = k8s.Configuration()
-    try:
-        k8s_config.load_kube_config(context=os.environ.get("TRAINSHIP_KUBE_CONTEXT") or None,
-                                    client_configuration=configuration)
-    except k8s_config.ConfigException:
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    return KubeApi(k8s.ApiClient(configuration))
 
 
 def driver_from_env() -> KubernetesDriver:

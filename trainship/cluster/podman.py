@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -32,9 +33,8 @@ import yaml
 from trainship import containers
 from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
-from trainship.cluster.process import free_port, library_path
 from trainship.names import serving_name
-from trainship.procs import file_lock, pid_alive, stop_pid
+from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_pid
 
 
 def pod_name(model_name: str, version: str) -> str:
@@ -237,8 +237,6 @@ class PodmanDriver:
 
 
 def _listening(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0

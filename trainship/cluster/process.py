@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,19 +18,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from trainship.bundles import resolve_bundle
 from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
 from trainship.cluster.manifests import WorkloadSpec
+from trainship.envs import prepare_environment
 from trainship.errors import tail
-from trainship.image import resolve_bundle
 from trainship.names import serving_name
-from trainship.procs import file_lock, pid_alive, stop_pid
-from trainship.training import prepare_environment
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_pid
 
 
 class ProcessDriver:
@@ -135,12 +128,3 @@ class ProcessDriver:
                 count += 1
         return count
 
-
-def library_path() -> str:
-    """Make the trainship package importable from the model's environment."""
-    here = str(Path(__file__).resolve().parents[2])
-    existing = os.environ.get("PYTHONPATH")
-    return f"{here}:{existing}" if existing else here
-
-
-__all__ = ["ProcessDriver", "free_port", "pid_alive", "stop_pid"]

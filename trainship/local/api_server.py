@@ -9,6 +9,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from trainship.local.lambda_runtime import LambdaContext
+
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
@@ -43,8 +45,6 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def _handle(self) -> None:
-        from trainship.local.stack import LambdaContext
-
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self._reply(413, {"Content-Type": "application/json"}, json.dumps({
@@ -55,6 +55,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         event = proxy_event(self.command, self.path, dict(self.headers.items()), body,
                             self.client_address[0])
+        # imported once the daemon has set the stack's environment, as Lambda imports a
+        # handler in its function's environment (Powertools reads it at import)
         from lambdas.api import handler
 
         try:

@@ -1,11 +1,16 @@
 """The local stack: the embedded default, one machine, no AWS account.
 
-One daemon process (``python -m trainship.local.stack``) holds:
-  * a real MLflow tracking server (sqlite + local artifact store), as a child process;
-  * moto's Step Functions as a server on 127.0.0.1 executing infra/statemachine/deploy.asl.json,
-    with Task states routed (trainship.local.sfn) to the Lambda handlers, called in
-    process, and to the local CodeBuild runner (trainship.local.codebuild);
-  * the API adapter (trainship.local.api_server) in front of lambdas.api.handler.
+One daemon process per home directory (trainship.local.daemon) runs MLflow, Step
+Functions executing the deployment state machine, the Lambda handlers
+(trainship.local.lambda_runtime), the local CodeBuild and the API. This module is its
+control, what the CLI uses: ``up``, ``read_info`` / ``holder`` (status) and ``down``.
+
+One stack per home: the daemon holds an exclusive lock on ``<home>/stack.lock``
+(``fcntl.flock``) for its whole life and writes its pid into it. A daemon that cannot
+take the lock exits at once (status LOCKED_EXIT) without touching anything; ``up``
+reuses (or waits for) the daemon that holds it; the stack runs exactly while the lock is
+held; ``down`` stops the holder and waits for the lock to be released.
+
 State lives under the home directory (``.trainship/`` by default) and survives restarts:
 MLflow's database and artifacts, staged scripts, build logs, finished deployments,
 image bundles and what serves.
@@ -13,68 +18,30 @@ image bundles and what serves.
 
 from __future__ import annotations
 
-import importlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import traceback
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from trainship import containers
+from trainship.cluster.podman import PodmanDriver
+from trainship.cluster.process import ProcessDriver
+from trainship.procs import file_lock, pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ASL_PATH = REPO_ROOT / "infra" / "statemachine" / "deploy.asl.json"
-BUILDSPECS = REPO_ROOT / "buildspecs"
 REGION = "us-east-1"
-STATE_MACHINE_NAME = "TrainAndDeploy"
-LAMBDA_MODULES = {
-    "ValidateRequest": "lambdas.validate_request",
-    "RegisterModel": "lambdas.register_model",
-    "DeployModel": "lambdas.deploy_model",
-    "CheckRollout": "lambdas.check_rollout",
-    "SmokeTestModel": "lambdas.smoke_test_model",
-    "PromoteModel": "lambdas.promote_model",
-    "RecordFailure": "lambdas.record_failure",
-}
-TRAIN_PROJECT = "trainship-train"
-IMAGE_PROJECT = "trainship-image"
-# The MLflow gate (trainship.local.mlflow_gate) stands for SageMaker managed MLflow's IAM:
-# the names the training runner scopes the script's session to.
-LOCAL_ACCOUNT = "123456789012"
+# The stack's own access key id (its secret is chosen per home: trainship.local.daemon).
 STACK_ACCESS_KEY = "local"
-MLFLOW_SERVER_ARN = (f"arn:aws:sagemaker:{REGION}:{LOCAL_ACCOUNT}:"
-                     "mlflow-tracking-server/trainship-local")
-MLFLOW_ARTIFACTS_BUCKET = "trainship-local-mlflow-artifacts"
-SCRIPT_ROLE_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/trainship-local-script"
-
-
-def local_function_arn(step: str) -> str:
-    return f"arn:aws:lambda:{REGION}:000000000000:function:trainship-{step}"
-
-
-def substitutions() -> dict[str, str]:
-    subs = {f"{step}FunctionArn": local_function_arn(step) for step in LAMBDA_MODULES}
-    subs.update({"TrainProjectName": TRAIN_PROJECT, "ImageProjectName": IMAGE_PROJECT})
-    return subs
-
-
-def render_definition(subs: dict[str, str], path: Path = ASL_PATH) -> str:
-    """The ASL file with ``${Name}`` substitutions, as CDK's definition_substitutions does."""
-    text = path.read_text()
-    for key, value in subs.items():
-        text = text.replace("${" + key + "}", value)
-    if "${" in text:
-        missing = text[text.index("${"):text.index("}", text.index("${")) + 1]
-        raise ValueError(f"no substitution for {missing}")
-    json.loads(text)
-    return text
+# A daemon's exit status when another daemon holds the home's lock.
+LOCKED_EXIT = 75
+# How long a starting daemon retries the lock (a status probe holds it for a moment).
+LOCK_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -89,443 +56,140 @@ class Paths:
     def log(self) -> Path:
         return self.home / "stack.log"
 
+    @property
+    def lock(self) -> Path:
+        return self.home / "stack.lock"
+
     def sub(self, name: str) -> Path:
         path = self.home / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
 
-class LambdaContext:
-    """The parts of Lambda's context object that Powertools reads."""
-
-    def __init__(self, step: str) -> None:
-        self.function_name = f"trainship-{step}"
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = local_function_arn(step)
-        self.memory_limit_in_mb = 1024
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/trainship-{step}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + 900
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
-
-
-def invoke_lambda(step: str, payload: Any) -> Any:
-    """Call a handler as Lambda would: JSON in, JSON out, exceptions as errorType."""
-    module = importlib.import_module(LAMBDA_MODULES[step])
-    result = module.handler(json.loads(json.dumps(payload)), LambdaContext(step))
-    return json.loads(json.dumps(result))
-
-
-class TaskRouter:
-    """Routes the state machine's service Tasks to local Lambdas and CodeBuild.
-
-    Fault injection (for reliability tests): ``<home>/faults.json`` maps a state name to
-    ``{"error": NAME, "cause": TEXT, "times": N}``; the next N calls of that state fail
-    with that error before reaching the Lambda or the build, as the AWS service would.
-    """
-
-    def __init__(self, codebuild: Any, faults_file: Path | None = None) -> None:
-        self.codebuild = codebuild
-        self.faults_file = faults_file
-        self.by_arn = {local_function_arn(step): step for step in LAMBDA_MODULES}
-        self._lock = threading.Lock()
-
-    def _inject(self, state: str | None) -> None:
-        from trainship.local.sfn import TaskFailure
-
-        if self.faults_file is None or state is None:
-            return
-        with self._lock:
-            if not self.faults_file.exists():
-                return
-            faults = json.loads(self.faults_file.read_text() or "{}")
-            fault = faults.get(state)
-            if not fault or int(fault.get("times", 0)) <= 0:
-                return
-            fault["times"] = int(fault["times"]) - 1
-            self.faults_file.write_text(json.dumps(faults))
-        raise TaskFailure(str(fault["error"]), str(fault.get("cause", "injected fault")))
-
-    def __call__(self, resource_arn: str, parameters: dict[str, Any]) -> Any:
-        from trainship.local.codebuild import BuildFailed
-        from trainship.local.sfn import TaskFailure, lambda_error_cause
-
-        if resource_arn.endswith(":lambda:invoke"):
-            step = self.by_arn.get(str(parameters.get("FunctionName")))
-            if step is None:
-                raise TaskFailure("Lambda.ResourceNotFoundException",
-                                  f"Function not found: {parameters.get('FunctionName')}")
-            self._inject(step)
-            try:
-                payload = invoke_lambda(step, parameters.get("Payload"))
-            except Exception as exc:
-                raise TaskFailure(type(exc).__name__, lambda_error_cause(
-                    exc, traceback.format_tb(exc.__traceback__))) from exc
-            return {"Payload": payload, "StatusCode": 200, "ExecutedVersion": "$LATEST"}
-        if ":codebuild:startBuild" in resource_arn:
-            overrides = parameters.get("EnvironmentVariablesOverride") or []
-            self._inject(next((o.get("Value") for o in overrides
-                               if o.get("Name") == "TRAINSHIP_STEP"), None))
-            try:
-                build = self.codebuild.start_build(
-                    str(parameters["ProjectName"]),
-                    parameters.get("EnvironmentVariablesOverride") or [])
-            except BuildFailed as exc:
-                raise TaskFailure("States.TaskFailed", json.dumps({"Build": exc.build})) from exc
-            except KeyError as exc:
-                raise TaskFailure("CodeBuild.ResourceNotFoundException", str(exc)) from exc
-            return {"Build": build}
-        raise TaskFailure("States.Runtime", f"no local integration for {resource_arn}")
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+def hold_lock(home: Path) -> IO[str] | None:
+    """Take the home's stack lock for as long as the returned file stays open (the
+    daemon's life) and write this process's pid into it; None if another process holds
+    it."""
+    paths = Paths(home.resolve())
+    paths.home.mkdir(parents=True, exist_ok=True)
+    handle = open(paths.lock, "a+")
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    while True:
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                return None
+            time.sleep(0.05)
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
-def _port(saved: dict[str, int], name: str) -> int:
-    from trainship.cluster.process import free_port
-
-    port = saved.get(name)
-    if port:
-        import socket
-
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                pass
-    return free_port()
-
-
-def stack_credentials(home: Path) -> dict[str, str]:
-    """The stack's own access key (full access through the MLflow gate), kept in the home
-    so that it survives restarts; its secret is random, so a script cannot guess it."""
-    import secrets
-
-    given = os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if os.environ.get("AWS_ACCESS_KEY_ID") == STACK_ACCESS_KEY and given:
-        # whoever starts the stack chose its secret (the e2e tests do, for every stack)
-        return {"aws_access_key_id": STACK_ACCESS_KEY, "aws_secret_access_key": given}
-    path = home / "credentials.json"
-    if path.exists():
-        data: dict[str, str] = json.loads(path.read_text())
-        return data
-    data = {"aws_access_key_id": STACK_ACCESS_KEY,
-            "aws_secret_access_key": secrets.token_urlsafe(30)}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(data))
-    return data
-
-
-class LocalStack:
-    def __init__(self, home: Path) -> None:
-        self.paths = Paths(home.resolve())
-        self.mlflow: subprocess.Popen[bytes] | None = None
-        self.gate: Any = None
-        self.moto: Any = None
-        self.api: Any = None
-        self.codebuild: Any = None
-        self.store: Any = None
-        self.urls: dict[str, str] = {}
-        self._stop = threading.Event()
-
-    def start(self) -> dict[str, str]:
-        import boto3
-
-        from trainship.cluster.process import ProcessDriver
-        from trainship.deployments import DeploymentStore
-        from trainship.local import sfn
-        from trainship.local.api_server import ApiServer
-        from trainship.local.codebuild import LocalCodeBuild, Project
-
-        paths = self.paths
-        paths.home.mkdir(parents=True, exist_ok=True)
-        ports_file = paths.home / "ports.json"
-        saved = json.loads(ports_file.read_text()) if ports_file.exists() else {}
-        ports = {name: _port(saved, name)
-                 for name in ("api", "mlflow", "mlflow_internal", "stepfunctions")}
-        ports_file.write_text(json.dumps(ports))
-        # MLflow's clients talk to the gate; MLflow itself listens on an internal port
-        mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
-        credentials = stack_credentials(paths.home)
-        sfn_url = f"http://127.0.0.1:{ports['stepfunctions']}"
-        api_url = f"http://127.0.0.1:{ports['api']}"
-        venv_bin = str(Path(sys.executable).parent)
-        from trainship import containers
-
-        # container mode (target podman) is on when its tools are installed
-        podman_ready = not containers.missing_tools()
-        targets = os.environ.get("TRAINSHIP_TARGETS") or (
-            "process,podman" if podman_ready else "process")
-        image_repository = (f"{containers.ensure_registry(paths.home)}/trainship-models"
-                            if podman_ready else "")
-        os.environ.update({
-            "TRAINSHIP_TARGETS": targets,
-            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
-            "PYTHONPATH": f"{REPO_ROOT}:{os.environ['PYTHONPATH']}"
-            if os.environ.get("PYTHONPATH") else str(REPO_ROOT),
-            "TRAINSHIP_HOME": str(paths.home),
-            "TRAINSHIP_STAGING_URI": str(paths.sub("staging")),
-            "TRAINSHIP_ARCHIVE_DIR": str(paths.sub("deployments")),
-            "TRAINSHIP_CLUSTER": os.environ.get("TRAINSHIP_CLUSTER", "process"),
-            "TRAINSHIP_ROLLOUT_POLL_SECONDS": os.environ.get(
-                "TRAINSHIP_ROLLOUT_POLL_SECONDS", "1"),
-            "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": os.environ.get(
-                "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS", "180"),
-            "MLFLOW_TRACKING_URI": mlflow_url,
-            "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
-            # every MLflow client signs its requests, as SageMaker managed MLflow requires
-            "MLFLOW_TRACKING_AWS_SIGV4": "true",
-            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL_SFN": sfn_url,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            # MLflow's telemetry thread gives up offline and deletes a variable from
-            # os.environ while other threads copy it (KeyError _MLFLOW_TELEMETRY_SESSION_ID)
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "trainship",
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
-        })
-
-        # MLflow: a real tracking server with a sqlite backend and local artifacts.
-        mlflow_dir = paths.sub("mlflow")
-        self.mlflow = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server",
-             "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-             "--artifacts-destination", str(mlflow_dir / "artifacts"),
-             "--host", "127.0.0.1", "--port", str(ports["mlflow_internal"]),
-             "--workers", "1"],
-            stdout=open(paths.home / "mlflow.log", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # MLflow's job runners (GenAI evaluation etc.) are not used here: about ten
-            # processes and 2 GB of memory saved, and a faster start.
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-
-        # Step Functions: moto's server, executing state machines, Tasks routed locally.
-        from moto.server import ThreadedMotoServer
-
-        from trainship import script_access
-        from trainship.local.mlflow_gate import Gate, GateServer, Principals
-
-        self.gate = GateServer(
-            Gate(Principals(credentials["aws_access_key_id"],
-                            credentials["aws_secret_access_key"],
-                            {SCRIPT_ROLE_ARN: script_access.role_policy(
-                                tracking_server_arn=MLFLOW_SERVER_ARN,
-                                artifact_bucket_arns=[
-                                    f"arn:aws:s3:::{MLFLOW_ARTIFACTS_BUCKET}"])}),
-                 MLFLOW_SERVER_ARN, MLFLOW_ARTIFACTS_BUCKET),
-            "127.0.0.1", ports["mlflow"], ports["mlflow_internal"],
-            log=lambda line: print(line, flush=True))
-        self.gate.start()
-        # what a build gets from its role (CodeBuild: the container credentials endpoint)
-        build_aws = {
-            "MLFLOW_TRACKING_AWS_SIGV4": "true",
-            "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
-            "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
-        self.codebuild = LocalCodeBuild(
-            projects={
-                TRAIN_PROJECT: Project(TRAIN_PROJECT, BUILDSPECS / "train.yml", REPO_ROOT, {
-                    **build_aws,
-                    # the runner assumes the script role at moto's STS (the same server
-                    # as Step Functions) and scopes the session to the gate's names
-                    "AWS_ENDPOINT_URL_STS": sfn_url,
-                    script_access.SCRIPT_ROLE_ENV: SCRIPT_ROLE_ARN,
-                    script_access.TRACKING_SERVER_ARN_ENV: MLFLOW_SERVER_ARN,
-                    script_access.PROXIED_ARTIFACTS_BUCKET_ENV: MLFLOW_ARTIFACTS_BUCKET,
-                    "MLFLOW_TRACKING_URI": mlflow_url,
-                    "TRAINSHIP_ENV_CACHE": str(paths.sub("envs"))}),
-                IMAGE_PROJECT: Project(IMAGE_PROJECT, BUILDSPECS / "image.yml", REPO_ROOT, {
-                    **build_aws,
-                    "MLFLOW_TRACKING_URI": mlflow_url,
-                    "TRAINSHIP_HOME": str(paths.home),
-                    "TRAINSHIP_IMAGE_BUILDERS": "process=bundle,podman=podman",
-                    "TRAINSHIP_IMAGE_BUILDER": "bundle",
-                    "TRAINSHIP_REGISTRY": str(paths.sub("registry")),
-                    # container mode: ECR is docker-registry on 127.0.0.1, the base image
-                    # is made with debootstrap, wheels come from the host's pip
-                    "TRAINSHIP_IMAGE_REPOSITORY": image_repository,
-                    "TRAINSHIP_BASE_IMAGE": "debootstrap:bookworm",
-                    "TRAINSHIP_IMAGE_WHEELS": "host"}),
-            },
-            logs_dir=paths.sub("builds"), work_root=paths.sub("work"),
-            base_env={k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR")
-                      if k in os.environ})
-        sfn.install(TaskRouter(self.codebuild, paths.home / "faults.json"))
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=ports["stepfunctions"],
-                                       verbose=False)
-        self.moto.start()
-        request = urllib.request.Request(
-            f"{sfn_url}/moto-api/config", method="POST",
-            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
-            headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=10).read()
-        client = boto3.client("stepfunctions")
-        arn = client.create_state_machine(
-            name=STATE_MACHINE_NAME, definition=render_definition(substitutions()),
-            roleArn="arn:aws:iam::123456789012:role/trainship-local")["stateMachineArn"]
-        os.environ["STATE_MACHINE_ARN"] = arn
-        self.store = DeploymentStore(client, arn, os.environ["TRAINSHIP_ARCHIVE_DIR"])
-        interrupted = self.store.mark_interrupted()
-
-        _wait_http(f"http://127.0.0.1:{ports['mlflow_internal']}/health", 120, self.mlflow)
-        restored = ProcessDriver(paths.home / "serving").restore()
-        if podman_ready and (paths.home / "podman").exists():
-            from trainship.cluster.podman import PodmanDriver
-
-            restored += PodmanDriver(paths.home / "podman").restore()
-
-        self.api = ApiServer("127.0.0.1", ports["api"])
-        self.api.start()
-        threading.Thread(target=self._archive_loop, daemon=True).start()
-        self.urls = {"api": api_url, "mlflow": mlflow_url, "stepfunctions": sfn_url,
-                     "state_machine_arn": arn, "targets": targets,
-                     "registry": image_repository.split("/", 1)[0]}
-        print(f"local stack up: {self.urls}; interrupted deployments: {interrupted}; "
-              f"restored servers: {restored}", flush=True)
-        return self.urls
-
-    def _archive_loop(self) -> None:
-        while not self._stop.wait(2.0):
-            try:
-                self.store.sync_archive()
-            except Exception:  # noqa: BLE001 - keep archiving through transient errors
-                traceback.print_exc()
-
-    def stop(self) -> None:
-        from trainship.cluster.process import ProcessDriver
-        from trainship.procs import stop_pid
-
-        self._stop.set()
-        if self.api is not None:
-            self.api.stop()
-        if self.codebuild is not None:
-            self.codebuild.kill_all()
+def holder(home: Path) -> int | None:
+    """The pid of the daemon that holds the home's lock (0 if it has not written it yet);
+    None when no daemon holds it, i.e. the stack is not running."""
+    path = Paths(home.resolve()).lock
+    try:
+        handle = open(path)
+    except FileNotFoundError:
+        return None
+    with handle:
         try:
-            if self.store is not None:
-                self.store.sync_archive()
-        except Exception:  # noqa: BLE001
-            traceback.print_exc()
-        ProcessDriver(self.paths.home / "serving").stop_all()
-        stop_containers(self.paths.home)
-        if self.gate is not None:
-            self.gate.stop()
-        if self.mlflow is not None:
-            stop_pid(self.mlflow.pid)
-        if self.moto is not None:
-            self.moto.stop()
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else 0
+        return None  # closing the file releases the probe's shared lock
 
-
-def stop_containers(home: Path) -> None:
-    """Stop container mode's pods, service proxies and registry (kept for the next up)."""
-    from trainship import containers
-
-    if (home / "podman").exists() and not containers.missing_tools():
-        from trainship.cluster.podman import PodmanDriver
-
-        PodmanDriver(home / "podman").stop_all()
-    containers.stop_registry(home)
-
-
-# --- the daemon and its control ------------------------------------------------------------
 
 def read_info(home: Path) -> dict[str, Any] | None:
+    """The URLs of the stack when its daemon holds the lock and has finished starting."""
+    pid = holder(home)
     info = Paths(home.resolve()).info
-    if not info.exists():
+    if pid is None or not info.exists():
         return None
     try:
         data: dict[str, Any] = json.loads(info.read_text())
     except ValueError:
         return None
-    from trainship.procs import pid_alive
-
-    if not pid_alive(int(data.get("pid", 0))) or not data.get("ready"):
-        return None
+    if not data.get("ready") or int(data.get("pid", 0)) != pid:
+        return None  # a file left by an earlier daemon, or this one is still starting
     return data
 
 
-def serve_forever(home: Path) -> None:
-    stack = LocalStack(home)
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    info_path = stack.paths.info
-    try:
-        urls = stack.start()
-        info_path.write_text(json.dumps({"pid": os.getpid(), "ready": True, **urls}))
-        done.wait()
-    finally:
-        print("local stack stopping", flush=True)
-        info_path.unlink(missing_ok=True)
-        stack.stop()
-        print("local stack stopped", flush=True)
-
-
 def up(home: Path, timeout: float = 180) -> dict[str, Any]:
-    """Start the daemon unless it runs; return its URLs."""
-    running = read_info(home)
-    if running is not None:
-        return running
+    """Start the daemon unless one holds the home's lock; wait until it is ready; return
+    its URLs. Concurrent calls start one daemon and all return its URLs."""
     paths = Paths(home.resolve())
     paths.home.mkdir(parents=True, exist_ok=True)
-    paths.info.unlink(missing_ok=True)
-    log = open(paths.log, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "trainship.local.stack", str(paths.home)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=str(REPO_ROOT),
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     deadline = time.monotonic() + timeout
+    proc: subprocess.Popen[bytes] | None = None
+    with file_lock(paths.home / "up.lock"):  # one starter at a time
+        if holder(paths.home) is None:
+            with open(paths.log, "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "trainship.local.daemon", str(paths.home)],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, cwd=str(REPO_ROOT),
+                    env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            while holder(paths.home) is None:
+                if proc.poll() is not None:
+                    if proc.returncode == LOCKED_EXIT:
+                        break  # a daemon started another way holds the lock: wait for it
+                    raise RuntimeError(f"the local stack exited ({proc.returncode}); "
+                                       f"see {paths.log}")
+                if time.monotonic() > deadline:
+                    proc.terminate()
+                    raise TimeoutError(f"the local stack did not start within {timeout:.0f} s;"
+                                       f" see {paths.log}")
+                time.sleep(0.1)
     while time.monotonic() < deadline:
         info = read_info(paths.home)
         if info is not None:
             return info
-        if proc.poll() is not None:
-            raise RuntimeError(f"the local stack exited ({proc.returncode}); see {paths.log}")
+        if holder(paths.home) is None:
+            code = f" ({proc.poll()})" if proc is not None else ""
+            raise RuntimeError(f"the local stack exited while starting{code}; see {paths.log}")
         time.sleep(0.3)
-    proc.terminate()
+    if proc is not None:
+        proc.terminate()
     raise TimeoutError(f"the local stack did not start within {timeout:.0f} s; see {paths.log}")
 
 
 def down(home: Path, timeout: float = 60) -> bool:
-    """Stop the daemon (and everything it started). False if it was not running."""
-    from trainship.cluster.process import ProcessDriver
-    from trainship.procs import pid_alive
-
+    """Stop the daemon that holds the home's lock (and everything it started); wait until
+    it has released the lock and exited. False if none was running (servers left over are
+    stopped)."""
     paths = Paths(home.resolve())
-    data = json.loads(paths.info.read_text()) if paths.info.exists() else None
-    if data is None or not pid_alive(int(data.get("pid", 0))):
+    pid = holder(paths.home)
+    if pid is None:
         ProcessDriver(paths.home / "serving").stop_all()
         stop_containers(paths.home)
         return False
-    os.kill(int(data["pid"]), signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid_alive(int(data["pid"])):
-        time.sleep(0.2)
-    if pid_alive(int(data["pid"])):
-        os.kill(int(data["pid"]), signal.SIGKILL)
+    while pid == 0 and time.monotonic() < deadline:  # it has just taken the lock
+        time.sleep(0.05)
+        pid = holder(paths.home)
+    if pid is None:
+        return True
+    os.kill(pid, signal.SIGTERM)
+    # it releases the lock once everything it started has stopped, then exits
+    while time.monotonic() < deadline and (holder(paths.home) is not None or pid_alive(pid)):
+        time.sleep(0.1)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < kill_deadline:
+            time.sleep(0.05)
     return True
 
 
-if __name__ == "__main__":
-    serve_forever(Path(sys.argv[1] if len(sys.argv) > 1 else ".trainship"))
+def stop_containers(home: Path) -> None:
+    """Stop container mode's pods, service proxies and registry (kept for the next up)."""
+    if (home / "podman").exists() and not containers.missing_tools():
+        PodmanDriver(home / "podman").stop_all()
+    containers.stop_registry(home)
