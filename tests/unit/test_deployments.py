@@ -14,8 +14,9 @@ import pytest
 from moto import mock_aws
 from moto.core.config import DefaultConfig
 
-from trainship.deployments import INTERRUPTED, REDACTED, DeploymentStore, read_build_log
+from trainship.deployments import INTERRUPTED, DeploymentStore, read_build_log
 from trainship.errors import DeploymentNotFound
+from trainship.redaction import REDACTED
 
 DOCUMENT = {"error": "ScriptFailed", "message": "The script raised ValueError",
             "details": "Traceback ...", "help": "Fix the script", "step": "TrainModel"}
