@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +84,16 @@ def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
         for _ in range(workers):
             pid = os.fork()
             if pid == 0:  # a worker: its own batcher thread and server, the model shared
+                code = 0
                 try:
                     run_worker(model, model_dir, host, port, **options)
+                except BaseException:  # noqa: BLE001 - reported, then the worker's exit code
+                    traceback.print_exc()
+                    code = 1
                 finally:
-                    os._exit(0)
+                    # never return into the parent's code (its finally, its caller)
+                    sys.stderr.flush()
+                    os._exit(code)
             children.append(pid)
         return supervise(children, metrics_dir)
     finally:
