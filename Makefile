@@ -45,9 +45,9 @@ test: venv $(CHECKOV) containers lint typecheck statelint
 test-flavors: venv containers
 	$(BIN)/python -m pytest -q -ra -m flavors tests/e2e/test_flavors.py
 
-## test-unit: the loop to run while working: tests/unit on every core (no stack, no CDK synth, no checkov)
+## test-unit: the loop to run while working: tests/unit on every core (no stack, no CDK synth, no checkov, no pip installs)
 test-unit: venv
-	$(BIN)/python -m pytest -q -ra -n auto -m "not e2e and not flavors and not infra" tests/unit
+	$(BIN)/python -m pytest -q -ra -n auto -m "not e2e and not flavors and not infra and not pip" tests/unit
 
 test-e2e: venv
 	$(BIN)/python -m pytest -q -ra -m e2e

@@ -217,6 +217,7 @@ def test_a_crash_of_the_runner_is_not_the_scripts_failure(
     assert "runner bug" in doc["message"] and "RuntimeError" in doc["details"]
 
 
+@pytest.mark.pip
 def test_requirements_env_is_built_once_and_cached(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     python = envs.prepare_environment(["six"], tmp_path)
@@ -232,6 +233,7 @@ def test_requirements_env_is_built_once_and_cached(tmp_path: Path,
     assert envs.prepare_environment([], tmp_path) == sys.executable
 
 
+@pytest.mark.pip
 def test_requirements_env_sees_mlflow_of_a_virtualenv_runner(tmp_path: Path) -> None:
     """The runner runs in a venv (the local stack, a pip-installed CLI): a script with
     requirements must still import MLflow, which lives in that venv, not the base Python."""
@@ -243,6 +245,7 @@ def test_requirements_env_sees_mlflow_of_a_virtualenv_runner(tmp_path: Path) -> 
     assert Path(probe.stdout.strip()).is_relative_to(sys.prefix)
 
 
+@pytest.mark.pip
 def test_requirements_that_do_not_install(tmp_path: Path) -> None:
     from trainship.errors import RequirementsInstallFailed
 
