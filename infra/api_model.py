@@ -115,9 +115,7 @@ def request_schema() -> dict[str, Any]:
 # and a template cannot escape it, so the body would not parse as JSON. details names
 # the fields instead; the API function's own validation (the same pydantic model) gives
 # field-by-field messages for bodies that pass the gateway's model.
-HELP_ROUTES = ", ".join(f"{method.upper()} {path}"
-                       for path, operations in openapi.document()["paths"].items()
-                       for method in operations)
+HELP_ROUTES = openapi.route_list()
 
 
 def _document(error: str, details: str, help_text: str) -> str:

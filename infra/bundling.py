@@ -28,14 +28,17 @@ PYPROJECT = REPO / "pyproject.toml"
 RUNTIME_PYTHON = "3.14"
 # What the handlers import at run time: the library's dependencies and these extras ...
 LAMBDA_EXTRAS = ("lambda", "sagemaker")
-# ... less the extras the Lambda runtime already has (boto3 and botocore) ...
-RUNTIME_PROVIDED_EXTRAS = frozenset({"aws"})
+# (the [aws] extra included: boto3 and botocore are bundled at pyproject's bounds, not
+# taken from the runtime, whose copy changes with the runtime version and Region; AWS's
+# "Understanding how Lambda manages runtime version updates" says to deploy boto3 and
+# botocore together in the package. sagemaker-mlflow and aws-xray-sdk require them anyway.)
 # ... with MLflow's client-only distribution (no tracking server, UI or their
 # dependencies), at the library's own version.
 CLIENT_ONLY = {"mlflow": "mlflow-skinny"}
 SOURCE_DIRS = ("trainship", "lambdas")
-# "*" leaves dotfiles in (the checkout's .git, .venv and tool caches would enter the asset
-# and its hash), hence ".*"
+# CDK's glob excludes match no dot-named entry with "*" (minimatch without dot): the tool
+# caches' marker files (.venv/.installed-*, .mypy_cache/.gitignore) entered the asset and
+# its hash, hence ".*" (at every depth: a dotfile under trainship/ is left out too)
 EXCLUDE = ["*", ".*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**",
            "**/__pycache__", "**/*.pyc"]
 
@@ -57,8 +60,7 @@ def lambda_requirements(pyproject: Path = PYPROJECT) -> list[str]:
             requirement = Requirement(text)
             name = canonicalize_name(requirement.name)
             if name == own_name:
-                for extra in sorted(set(requirement.extras) - RUNTIME_PROVIDED_EXTRAS
-                                    - seen_extras):
+                for extra in sorted(set(requirement.extras) - seen_extras):
                     add(extras[extra], seen_extras | {extra})
                 continue
             if name in CLIENT_ONLY:

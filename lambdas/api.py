@@ -19,7 +19,7 @@ from lambdas._common import logger, metrics, tracer
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
-from trainship.openapi import document, render
+from trainship.openapi import render, route_list
 from trainship.submit import submit
 
 app = APIGatewayRestResolver()
@@ -41,8 +41,7 @@ def _error(exc: TrainshipError) -> Response[str]:
     return _json(exc.http_status, exc.document().model_dump())
 
 
-ROUTES = ", ".join(f"{method.upper()} {path}"
-                   for path, operations in document()["paths"].items() for method in operations)
+ROUTES = route_list()
 
 
 @app.not_found

@@ -226,6 +226,24 @@ def document() -> dict[str, Any]:
     return parsed
 
 
+# the keys of an OpenAPI path item that are operations (it may also hold parameters,
+# summary, description, servers)
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def routes(doc: dict[str, Any] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(METHOD, path, operation) for every operation of the document, in its order: what
+    the API function, API Gateway's resources and the 404 help list."""
+    paths = (doc if doc is not None else document())["paths"]
+    return [(method.upper(), path, operation) for path, item in paths.items()
+            for method, operation in item.items() if method in HTTP_METHODS]
+
+
+def route_list() -> str:
+    """The routes as a 404's help text names them: ``POST /deployments, ...``."""
+    return ", ".join(f"{method} {path}" for method, path, _ in routes())
+
+
 def render() -> str:
     """The document as docs/openapi.json holds it."""
     return _document()

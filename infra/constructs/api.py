@@ -78,16 +78,15 @@ class Api:
         integration = apigw.LambdaIntegration(self.function)
         models = {"application/json": model}
         # the routes are the API's OpenAPI document's (docs/openapi.json): one source
-        for path, operations in openapi.document()["paths"].items():
+        for method, path, operation in openapi.routes():
             resource = api.root
             for part in path.strip("/").split("/"):
                 resource = resource.get_resource(part) or resource.add_resource(part)
-            for method, operation in operations.items():
-                if "requestBody" in operation:  # the body is checked before the function
-                    resource.add_method(method.upper(), integration,
-                                        request_validator=validator, request_models=models)
-                else:
-                    resource.add_method(method.upper(), integration)
+            if "requestBody" in operation:  # the body is checked before the function
+                resource.add_method(method, integration, request_validator=validator,
+                                    request_models=models)
+            else:
+                resource.add_method(method, integration)
         acknowledge(api, ("AwsSolutions-COG4",
                           "Callers authenticate with IAM (SigV4), not Cognito user pools."),
                     ("AwsSolutions-APIG3", "A regional API behind IAM auth and throttling; "

@@ -112,3 +112,14 @@ def test_a_new_request_field_reaches_the_document(monkeypatch: pytest.MonkeyPatc
         monkeypatch.undo()
         openapi._document.cache_clear()
     assert openapi.render() == CHECKED_IN.read_text()
+
+
+def test_routes_are_the_operations_of_each_path_item() -> None:
+    """A path item may hold parameters/summary/servers beside its operations: only the HTTP
+    methods are routes (API Gateway would otherwise get a method named PARAMETERS)."""
+    doc = {"paths": {"/a/{id}": {"parameters": [{"name": "id", "in": "path"}],
+                                 "summary": "an item", "get": {"x": 1}, "delete": {}},
+                     "/b": {"post": {"requestBody": {}}}}}
+    assert [(m, p) for m, p, _ in openapi.routes(doc)] == [
+        ("GET", "/a/{id}"), ("DELETE", "/a/{id}"), ("POST", "/b")]
+    assert openapi.route_list().startswith("POST /deployments, GET /deployments")
