@@ -129,3 +129,16 @@ def api_gateway_event(method: str, path: str, *, resource: str | None = None,
         "body": text,
         "isBase64Encoded": False,
     }
+
+
+def save_logistic_model(path: Path) -> Path:
+    """A small scikit-learn model (4 float features, 2 classes) saved as an MLflow model at
+    ``path``, for tests of the inference service."""
+    import mlflow.sklearn
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = make_classification(n_samples=100, n_features=4, random_state=1)
+    mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(path),
+                              serialization_format="cloudpickle")
+    return path

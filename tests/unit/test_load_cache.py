@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import save_logistic_model
 from trainship.serving.cli import main
 from trainship.serving.load_cache import cache_key
 from trainship.serving.loading import load
@@ -15,15 +16,7 @@ from trainship.serving.loading import load
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import mlflow.sklearn
-    from sklearn.datasets import make_classification
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = make_classification(n_samples=100, n_features=4, random_state=1)
-    path = tmp_path_factory.mktemp("cache") / "model"
-    mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(path),
-                              serialization_format="cloudpickle")
-    return path
+    return save_logistic_model(tmp_path_factory.mktemp("cache") / "model")
 
 
 ROWS = np.array([[0.1, -1.2, 0.3, 2.0], [1.5, 0.2, -0.7, 0.1]])

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import save_logistic_model
 from trainship.serving import REQUIREMENTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,15 +30,7 @@ ROW = b'{"inputs": [[0.1, -1.2, 0.3, 2.0]]}'
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import mlflow.sklearn
-    from sklearn.datasets import make_classification
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = make_classification(n_samples=100, n_features=4, random_state=1)
-    path = tmp_path_factory.mktemp("metrics") / "model"
-    mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(path),
-                              serialization_format="cloudpickle")
-    return path
+    return save_logistic_model(tmp_path_factory.mktemp("metrics") / "model")
 
 
 def _free_port() -> int:
