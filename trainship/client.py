@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any, cast
 
 from trainship.records import AcceptedJson, BriefJson, ErrorJson, RecordJson
@@ -181,7 +179,3 @@ def _snippet(text: str, limit: int = 120) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."
 
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("TRAINSHIP_HOME", ".trainship"))

@@ -13,7 +13,7 @@ from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.pipeline import TERMINAL_STATUSES
 from trainship.records import RecordJson
 
-# Exit codes (README "Exit codes" lists them; tests/unit/test_cli.py checks each).
+# Exit codes (README "Exit codes" lists them; tests/unit/test_cli_*.py check each).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the deployment ended FAILED, TIMED_OUT or ABORTED; `local status`: not running
 EXIT_USAGE = 2  # bad arguments, or a local file that cannot be read (argparse uses 2 as well)
