@@ -14,12 +14,14 @@ import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from lambdas._common import logger, metrics, tracer
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
 from trainship.openapi import render, route_list
+from trainship.records import DeploymentList, DeploymentRecord, answer
 from trainship.submit import submit
 
 app = APIGatewayRestResolver()
@@ -31,9 +33,11 @@ def _store() -> DeploymentStore:
                            settings.archive_dir)
 
 
-def _json(status: int, body: Any) -> Response[str]:
+def _json(status: int, body: BaseModel | dict[str, Any]) -> Response[str]:
+    """A JSON answer; a model (the contract, trainship.records) as records.answer dumps it."""
+    data = answer(body) if isinstance(body, BaseModel) else body
     return Response(status_code=status, content_type="application/json",
-                    body=json.dumps(body, default=str))
+                    body=json.dumps(data, default=str))
 
 
 @app.exception_handler(TrainshipError)
@@ -72,12 +76,12 @@ def create_deployment() -> Response[str]:
 
 @app.get("/deployments")
 def list_deployments() -> Response[str]:
-    return _json(200, {"deployments": _store().recent()})
+    return _json(200, DeploymentList.model_validate({"deployments": _store().recent()}))
 
 
 @app.get("/deployments/<deployment_id>")
 def get_deployment(deployment_id: str) -> Response[str]:
-    return _json(200, _store().get(deployment_id))
+    return _json(200, DeploymentRecord.model_validate(_store().get(deployment_id)))
 
 
 @app.get("/deployments/<deployment_id>/logs")

@@ -16,9 +16,9 @@ from trainship.client import (
     Client,
     ClientSetupError,
     InvalidApiUrl,
-    default_home,
 )
 from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
+from trainship.config import CliSettings
 from trainship.terminal import (
     EXIT_BROKEN_PIPE,
     EXIT_CODES,
@@ -42,17 +42,17 @@ def _follow_hint(deployment_id: str, api: str | None) -> str:
     return f"trainship status {deployment_id}" + (f" --api {api}" if api else "")
 
 
-def resolve_api(api: str | None, *, start: bool = True) -> str:
+def resolve_api(api: str | None, settings: CliSettings, *, start: bool = True) -> str:
     """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
     if api:
         return api
-    if os.environ.get("TRAINSHIP_API"):
-        return os.environ["TRAINSHIP_API"]
+    if settings.api:
+        return settings.api
     # the local stack's control (with the drivers it stops) only when it is used: a CLI
     # talking to AWS does not load it
     from trainship.local import stack
 
-    home = default_home()
+    home = settings.home
     if not start:
         info = stack.read_info(home)
         if info is None and stack.holder(home) is not None:
@@ -70,9 +70,9 @@ def resolve_api(api: str | None, *, start: bool = True) -> str:
     return str(info["api"])
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
+def cmd_deploy(args: argparse.Namespace, settings: CliSettings) -> int:
     body = request_body(args, "script")
-    client = Client(resolve_api(args.api))
+    client = Client(resolve_api(args.api, settings))
     try:
         accepted = client.submit(body, idempotency_key=args.idempotency_key)
     except ApiError as exc:
@@ -102,14 +102,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return report(record, args.output)
 
 
-def cmd_request(args: argparse.Namespace) -> int:
+def cmd_request(args: argparse.Namespace, settings: CliSettings) -> int:
     """Print the POST body, as the original ``encode_script.py --deploy`` did."""
     print_json(request_body(args, "script_content"))
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    client = Client(resolve_api(args.api, start=False))
+def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
+    client = Client(resolve_api(args.api, settings, start=False))
     try:
         record = client.get(args.deployment_id)
     except ApiError as exc:
@@ -129,9 +129,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, settings: CliSettings) -> int:
     try:
-        items = Client(resolve_api(args.api, start=False)).list()
+        items = Client(resolve_api(args.api, settings, start=False)).list()
     except ApiError as exc:
         return refused(exc)
     if args.output == "json":
@@ -142,8 +142,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    client = Client(resolve_api(args.api, start=False))
+def cmd_logs(args: argparse.Namespace, settings: CliSettings) -> int:
+    client = Client(resolve_api(args.api, settings, start=False))
     try:
         sys.stdout.write(client.logs(args.deployment_id))
     except ApiError as exc:
@@ -151,10 +151,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_local(args: argparse.Namespace) -> int:
+def cmd_local(args: argparse.Namespace, settings: CliSettings) -> int:
     from trainship.local import stack
 
-    home = Path(args.home) if args.home else default_home()
+    home = Path(args.home) if args.home else settings.home
     if args.action == "up":
         try:
             info = stack.up(home)
@@ -183,7 +183,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_manifests(args: argparse.Namespace) -> int:
+def cmd_manifests(args: argparse.Namespace, settings: CliSettings) -> int:
     version = args.version or args.image.partition("@")[0].rpartition("-v")[2] or "1"
     try:
         objects = render(WorkloadSpec(
@@ -201,7 +201,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def cmd_doctor(args: argparse.Namespace, settings: CliSettings) -> int:
     """Check the account for what a first deployment needs (trainship.doctor)."""
     try:
         import boto3
@@ -323,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # bad arguments: usage and exit 2 (argparse)
+    settings = CliSettings.from_env()
     try:
-        return int(args.func(args))
+        return int(args.func(args, settings))
     except CliError as exc:
         say(str(exc))
         return exc.code
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # one line instead of a traceback
-        if os.environ.get("TRAINSHIP_DEBUG"):
+        if settings.debug:
             raise
         say(f"internal error: {type(exc).__name__}: {exc} (a bug in trainship: run again "
              "with TRAINSHIP_DEBUG=1 for the traceback and report it)")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from trainship.records import AcceptedJson, BriefJson, ErrorJson, RecordJson
 
 
 class ApiError(Exception):
     """The API answered with an HTTP error status (its body is the error document)."""
 
-    def __init__(self, status: int, document: dict[str, Any]) -> None:
+    def __init__(self, status: int, document: ErrorJson) -> None:
         super().__init__(f"HTTP {status}: {document.get('error')}: {document.get('message')}")
         self.status = status
         self.document = document
@@ -127,7 +127,7 @@ class Client:
                 doc = {"error": f"HTTP{exc.code}", "message": _snippet(raw) or exc.reason}
             elif "error" not in doc:  # e.g. API Gateway's own {"message": ...}
                 doc = {"error": f"HTTP{exc.code}", **doc}
-            raise ApiError(exc.code, doc) from None
+            raise ApiError(exc.code, cast(ErrorJson, doc)) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise ApiUnavailable(f"cannot reach the API at {self.base_url} ({_reason(exc)})"
                                  ) from None
@@ -150,21 +150,25 @@ class Client:
                                  "that --api / TRAINSHIP_API is the trainship API's base URL")
         return answer
 
-    def submit(self, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+    # The answers are the API's records as JSON (trainship.records); only the keys the CLI
+    # cannot do without are checked here, so an older or newer API still works.
+
+    def submit(self, body: dict[str, Any], idempotency_key: str | None = None
+               ) -> AcceptedJson:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._expect(self.request("POST", "/deployments", body, headers,
-                                         expect_json=True),
-                            "deployment_id", what="POST /deployments")
+        return cast(AcceptedJson, self._expect(
+            self.request("POST", "/deployments", body, headers, expect_json=True),
+            "deployment_id", what="POST /deployments"))
 
-    def get(self, deployment_id: str) -> Any:
+    def get(self, deployment_id: str) -> RecordJson:
         path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}"
-        return self._expect(self.request("GET", path, expect_json=True),
-                            "deployment_id", "status", what=f"GET {path}")
+        return cast(RecordJson, self._expect(self.request("GET", path, expect_json=True),
+                                             "deployment_id", "status", what=f"GET {path}"))
 
-    def list(self) -> Any:
+    def list(self) -> list[BriefJson]:
         answer = self._expect(self.request("GET", "/deployments", expect_json=True),
                               "deployments", what="GET /deployments")
-        return answer["deployments"]
+        return cast(list[BriefJson], answer["deployments"])
 
     def logs(self, deployment_id: str) -> str:
         path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}/logs"
@@ -175,6 +179,3 @@ def _snippet(text: str, limit: int = 120) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."
 
-
-def default_home() -> Path:
-    return Path(os.environ.get("TRAINSHIP_HOME", ".trainship"))

@@ -11,6 +11,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment variable: unset, empty, 0, false, no and off (any case, spaces
+    around ignored) are false; any other value is true (``TRAINSHIP_DEBUG=0`` is off)."""
+    return os.environ.get(name, "").strip().lower() not in FALSE_WORDS
+
 
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
@@ -50,3 +58,19 @@ class Settings:
     def driver_name(self, target: str) -> str:
         """The cluster driver of a deployment: its target, or this stack's default."""
         return target or self.cluster
+
+
+# --- CLI ---
+
+@dataclass(frozen=True)
+class CliSettings:
+    """What the ``trainship`` command line (and ``make demo``) reads from the environment."""
+
+    api: str  # TRAINSHIP_API: the API's base URL; empty: the local stack
+    debug: bool  # TRAINSHIP_DEBUG: an internal error shows its traceback
+    home: Path  # TRAINSHIP_HOME: the local stack's state directory (as given, not resolved)
+
+    @classmethod
+    def from_env(cls) -> CliSettings:
+        return cls(api=os.environ.get("TRAINSHIP_API", ""), debug=env_flag("TRAINSHIP_DEBUG"),
+                   home=Path(os.environ.get("TRAINSHIP_HOME", ".trainship")))

@@ -7,7 +7,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from trainship.client import Client, default_home
+from trainship.client import Client
+from trainship.config import CliSettings
 from trainship.local import stack
 from trainship.terminal import wait_for
 
@@ -20,7 +21,7 @@ ROWS = {"dataframe_split": {
 
 def main() -> int:
     print("starting the local stack (MLflow, Step Functions, API) ...", flush=True)
-    info = stack.up(default_home())
+    info = stack.up(CliSettings.from_env().home)
     print(f"API: {info['api']}\nMLflow UI: {info['mlflow']}\n"
           f"Step Functions: {info['stepfunctions']}", flush=True)
     client = Client(info["api"])

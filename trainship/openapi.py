@@ -3,7 +3,7 @@
 The request body is ``trainship.request.DeploymentRequest``, a finished deployment's
 ``result`` is ``trainship.state.DeploymentResult`` and every error answer is
 ``trainship.errors.ErrorDocument``; the other answers (the 202, the list, the status
-record) are described by the models below. pydantic writes the schemas (JSON Schema
+record) are the models of ``trainship.records``. pydantic writes the schemas (JSON Schema
 2020-12, the dialect of OpenAPI 3.1); this module only lays out the paths.
 
 ``python -m trainship.openapi > docs/openapi.json`` writes the checked-in copy;
@@ -19,7 +19,7 @@ import json
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from trainship.errors import (
@@ -30,73 +30,12 @@ from trainship.errors import (
     TargetNotEnabled,
     TrainshipError,
 )
+from trainship.records import Accepted, DeploymentList, DeploymentRecord
 from trainship.request import DeploymentRequest
-from trainship.state import DeploymentResult
 
 OPENAPI_VERSION = "3.1.0"
 # The version of the contract (paths and shapes), not of the package.
 API_VERSION = "1"
-
-ExecutionStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
-
-
-class Accepted(BaseModel):
-    """The 202 of POST /deployments and POST /mlops/deploy."""
-
-    deployment_id: str = Field(description="the execution name; the id of every other route")
-    status: Literal["RUNNING"]
-    execution_arn: str
-    status_url: str = Field(description="GET this path for the status record")
-
-
-class DeploymentBrief(BaseModel):
-    deployment_id: str
-    status: ExecutionStatus
-    started_at: str | None
-    stopped_at: str | None
-
-
-class DeploymentList(BaseModel):
-    """GET /deployments: newest first."""
-
-    deployments: list[DeploymentBrief]
-
-
-class StepRecord(BaseModel):
-    """One state of the execution, from its history."""
-
-    name: str = Field(description="the state name (ValidateRequest, TrainModel, ...)")
-    status: Literal["RUNNING", "SUCCEEDED", "FAILED"]
-    entered: str | None
-    seconds: float | None = Field(default=None, description="present once the state exited")
-
-
-class BuildRecord(BaseModel):
-    """A CodeBuild build the execution ran (TrainModel, BuildImage)."""
-
-    step: str | None
-    build_id: str | None
-    status: str | None
-    logs: dict[str, Any] = Field(description="CodeBuild's logs object (GroupName, "
-                                             "StreamName, DeepLink)")
-
-
-class DeploymentRecord(BaseModel):
-    """GET /deployments/{deployment_id}: ``result`` once SUCCEEDED, ``error`` once FAILED,
-    TIMED_OUT or ABORTED."""
-
-    deployment_id: str
-    status: ExecutionStatus
-    execution_arn: str | None = Field(
-        default=None, description="absent for a deployment the local stack's restart ended")
-    started_at: str | None
-    stopped_at: str | None
-    current_step: str | None = None
-    steps: list[StepRecord]
-    builds: list[BuildRecord]
-    result: DeploymentResult | None = None
-    error: ErrorDocument | None = None
-
 
 # The error names each route answers with itself (API Gateway adds its own: 403, 429, ...).
 CREATE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, TargetNotEnabled,

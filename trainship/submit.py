@@ -7,6 +7,7 @@ from typing import Any
 
 from trainship.deployments import DeploymentStore
 from trainship.errors import IdempotencyConflict, InvalidRequest
+from trainship.records import Accepted
 from trainship.request import deployment_id_for, parse_request
 
 
@@ -15,7 +16,8 @@ def new_deployment_id() -> str:
 
 
 def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = None,
-           targets: tuple[str, ...] = ()) -> dict[str, Any]:
+           targets: tuple[str, ...] = ()) -> Accepted:
+    """The 202's answer; InvalidRequest (nothing started) or IdempotencyConflict."""
     request, _ = parse_request(body, targets)
     key = idempotency_key or request.idempotency_key
     if idempotency_key and request.idempotency_key and idempotency_key != request.idempotency_key:
@@ -32,5 +34,5 @@ def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = N
             raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another request",
                                       details=str(exc)) from exc
         arn = store.execution_arn(deployment_id)
-    return {"deployment_id": deployment_id, "status": "RUNNING", "execution_arn": arn,
-            "status_url": f"/deployments/{deployment_id}"}
+    return Accepted(deployment_id=deployment_id, status="RUNNING", execution_arn=arn,
+                    status_url=f"/deployments/{deployment_id}")

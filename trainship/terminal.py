@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.pipeline import TERMINAL_STATUSES
+from trainship.records import RecordJson
 
-# Exit codes (README "Exit codes" lists them; tests/unit/test_cli.py checks each).
+# Exit codes (README "Exit codes" lists them; tests/unit/test_cli_*.py check each).
 EXIT_OK = 0
 EXIT_FAILED = 1  # the deployment ended FAILED, TIMED_OUT or ABORTED; `local status`: not running
 EXIT_USAGE = 2  # bad arguments, or a local file that cannot be read (argparse uses 2 as well)
@@ -51,7 +53,8 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def print_error(doc: dict[str, Any], http_status: int | None = None) -> None:
+def print_error(doc: Mapping[str, Any], http_status: int | None = None) -> None:
+    """An error document (trainship.records.ErrorJson, or what a proxy answered) on stderr."""
     name = doc.get("error")
     if http_status and name == f"HTTP{http_status}":
         print(f"error:   HTTP {http_status}", file=sys.stderr)
@@ -68,7 +71,7 @@ def print_error(doc: dict[str, Any], http_status: int | None = None) -> None:
 
 
 def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float = 1.0,
-             timeout: float = 7800) -> dict[str, Any]:
+             timeout: float = 7800) -> RecordJson:
     """Poll until the deployment ends; show each state as it is entered, with elapsed time.
 
     States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) repeat; each
@@ -81,7 +84,7 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
     failing_since: float | None = None
     while True:
         try:
-            record: dict[str, Any] = client.get(deployment_id)
+            record = client.get(deployment_id)
         except (ApiUnavailable, ApiError) as exc:
             # a long wait outlives a dropped connection, a restart or throttling
             transient = not isinstance(exc, ApiError) or exc.status >= 500 or exc.status == 429
@@ -118,7 +121,7 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
         time.sleep(poll)
 
 
-def report(record: dict[str, Any], output: str) -> int:
+def report(record: RecordJson, output: str) -> int:
     ok = record["status"] == "SUCCEEDED"
     if output == "json":
         print_json(record.get("result") if ok else {"status": record["status"],

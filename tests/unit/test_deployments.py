@@ -243,3 +243,43 @@ def test_the_process_secrets_are_redacted(aws: Aws, tmp_path: Path,
     assert record["result"]["echo"] == f"token={REDACTED}"
     assert secret not in json.dumps(record)
     assert secret not in store.logs("d-leak") + json.dumps(store.get("d-leak"))
+
+
+# --- reads never write ----------------------------------------------------------------------
+
+def test_reading_a_finished_deployment_leaves_the_archive_alone(aws: Aws,
+                                                                tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    store = aws.store(archive)
+    store.start("d-read", {"model_name": "iris"})
+    aws.wait("d-read")
+    marker = (archive / "d-read.json").read_text()
+    assert store.get("d-read")["status"] == "SUCCEEDED"
+    store.logs("d-read")
+    store.recent()
+    assert (archive / "d-read.json").read_text() == marker  # still the running marker
+    assert store.sync_archive() == ["d-read"]
+    assert json.loads((archive / "d-read.json").read_text()) == store.get("d-read")
+    assert store.sync_archive() == []  # archived once
+
+
+def test_sync_archives_an_execution_started_elsewhere(aws: Aws, tmp_path: Path) -> None:
+    """`aws stepfunctions start-execution` against the local stack: no running marker, and
+    it still outlives a restart."""
+    archive = tmp_path / "archive"
+    aws.sfn.start_execution(stateMachineArn=aws.arn, name="d-cli", input="{}")
+    aws.wait("d-cli")
+    store = aws.store(archive)
+    assert store.sync_archive() == ["d-cli"]
+    before = store.get("d-cli")
+    aws.restart()
+    assert aws.store(archive).get("d-cli") == before
+
+
+def test_sync_leaves_a_running_deployment_marked_running(idle_aws: Aws,
+                                                         tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    store = idle_aws.store(archive)
+    store.start("d-busy", {"model_name": "iris"})
+    assert store.sync_archive() == []
+    assert json.loads((archive / "d-busy.json").read_text())["running"] is True

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from tests.helpers import REPO
-from trainship import openapi
+from trainship import openapi, records
 from trainship.pipeline import TERMINAL_STATUSES
 from trainship.request import DeploymentRequest
 
@@ -92,7 +92,7 @@ def test_every_error_answer_is_the_error_document() -> None:
 
 
 def test_the_statuses_are_the_stores() -> None:
-    assert set(get_args(openapi.ExecutionStatus)) == TERMINAL_STATUSES | {"RUNNING"}
+    assert set(get_args(records.ExecutionStatus)) == TERMINAL_STATUSES | {"RUNNING"}
 
 
 def test_a_new_request_field_reaches_the_document(monkeypatch: pytest.MonkeyPatch) -> None:

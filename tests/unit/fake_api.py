@@ -1,0 +1,103 @@
+"""A fake trainship API on a local port, and the ``trainship`` command run against it as
+a user runs it (the installed command, in a subprocess): what the CLI tests share."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from trainship.errors import InvalidRequest
+from trainship.request import parse_request
+
+TRAINSHIP = Path(sys.executable).with_name("trainship")
+SCRIPT = "import mlflow\nprint('training')\n"
+
+Reply = tuple[int, str, bytes]
+Route = Callable[[Any], Reply]
+
+
+def json_reply(status: int, doc: Any) -> Reply:
+    return status, "application/json", json.dumps(doc).encode()
+
+
+class FakeApi:
+    """Routes (method, path) to a function of the JSON body; records what was asked."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.seen: list[tuple[str, str, Any]] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def _handle(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.loads(raw) if raw else None
+                api.seen.append((self.command, self.path, body))
+                route = api.routes.get((self.command, self.path))
+                status, ctype, data = (route(body) if route else json_reply(
+                    404, {"error": "NotFound", "message": f"No route {self.path}"}))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # shutdown() waits for the loop's next poll (0.5 s by default)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRAINSHIP_API", "TRAINSHIP_DEBUG", "TRAINSHIP_HOME")}
+    # an empty state directory: no local stack is running there
+    return {**env, "TRAINSHIP_HOME": str(tmp_path / "home"), **extra}
+
+
+def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(TRAINSHIP), *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env_for(tmp_path, **env), timeout=120)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    return proc
+
+
+def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("trainship: ")
+    return lines[0]
+
+
+def real_submit(body: Any) -> Reply:
+    """POST /deployments as the API validates it: the real 400 document, or 202."""
+    try:
+        parse_request(body)
+    except InvalidRequest as exc:
+        return json_reply(400, exc.document().model_dump())
+    return json_reply(202, {"deployment_id": "d-0123456789abcdef", "status": "RUNNING",
+                            "status_url": "/deployments/d-0123456789abcdef"})
+
+
+def record(status: str, **extra: Any) -> dict[str, Any]:
+    return {"deployment_id": "d-0123456789abcdef", "status": status,
+            "steps": [{"name": "ValidateRequest", "status": "SUCCEEDED", "seconds": 0.1},
+                      {"name": "TrainModel", "status": "RUNNING"}], **extra}

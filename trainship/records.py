@@ -1,0 +1,152 @@
+"""The API's records, twice: the contract and the JSON as code holds it.
+
+The pydantic models are the API's answers as docs/openapi.json describes them
+(trainship.openapi writes their schemas); the API function passes each answer through its
+model on the way out. The TypedDicts are the same records as plain JSON, where code keeps
+them as dicts: the deployment store builds them from Step Functions and archives them on
+disk, and the client reads them off the wire (``record["status"]``). A finished
+execution's ``result`` stays the output as the state machine gave it (``dict``), so an
+archived record always reads back. tests/unit/test_records.py fails when a TypedDict and
+its model name different keys or disagree on which are required.
+"""
+
+# No ``from __future__ import annotations``: TypedDict reads NotRequired off evaluated
+# annotations only (Python 3.11), and required keys are part of what this module says.
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+from pydantic import BaseModel, Field
+
+from trainship.errors import ErrorDocument
+from trainship.state import DeploymentResult
+
+ExecutionStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+StepStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
+
+
+# --- the contract (pydantic; the schemas of docs/openapi.json) -------------------------------
+
+class Accepted(BaseModel):
+    """The 202 of POST /deployments and POST /mlops/deploy."""
+
+    deployment_id: str = Field(description="the execution name; the id of every other route")
+    status: Literal["RUNNING"]
+    execution_arn: str
+    status_url: str = Field(description="GET this path for the status record")
+
+
+class DeploymentBrief(BaseModel):
+    deployment_id: str
+    status: ExecutionStatus
+    started_at: str | None
+    stopped_at: str | None
+
+
+class DeploymentList(BaseModel):
+    """GET /deployments: newest first."""
+
+    deployments: list[DeploymentBrief]
+
+
+class StepRecord(BaseModel):
+    """One state of the execution, from its history."""
+
+    name: str = Field(description="the state name (ValidateRequest, TrainModel, ...)")
+    status: StepStatus
+    entered: str | None
+    seconds: float | None = Field(default=None, description="present once the state exited")
+
+
+class BuildRecord(BaseModel):
+    """A CodeBuild build the execution ran (TrainModel, BuildImage)."""
+
+    step: str | None
+    build_id: str | None
+    status: str | None
+    logs: dict[str, Any] = Field(description="CodeBuild's logs object (GroupName, "
+                                             "StreamName, DeepLink)")
+
+
+class DeploymentRecord(BaseModel):
+    """GET /deployments/{deployment_id}: ``result`` once SUCCEEDED, ``error`` once FAILED,
+    TIMED_OUT or ABORTED."""
+
+    deployment_id: str
+    status: ExecutionStatus
+    execution_arn: str | None = Field(
+        default=None, description="absent for a deployment the local stack's restart ended")
+    started_at: str | None
+    stopped_at: str | None
+    current_step: str | None = None
+    steps: list[StepRecord]
+    builds: list[BuildRecord]
+    result: DeploymentResult | None = None
+    error: ErrorDocument | None = None
+
+
+def answer(model: BaseModel) -> dict[str, Any]:
+    """A model as the API answers it: JSON types, and only the keys the record has (a
+    running deployment has no ``result`` key, rather than ``"result": null``)."""
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
+# --- the same records as JSON dicts (TypedDicts) --------------------------------------------
+
+class ErrorJson(TypedDict):
+    """An error document as JSON (trainship.errors.ErrorDocument)."""
+
+    error: str
+    message: str
+    details: NotRequired[str]
+    help: NotRequired[str]
+    step: NotRequired[str | None]
+
+
+class AcceptedJson(TypedDict):
+    deployment_id: str
+    status: Literal["RUNNING"]
+    execution_arn: str
+    status_url: str
+
+
+class StepJson(TypedDict):
+    name: str
+    status: StepStatus
+    entered: str | None
+    seconds: NotRequired[float]
+
+
+class BuildJson(TypedDict):
+    step: str | None
+    build_id: str | None
+    status: str | None
+    logs: dict[str, Any]
+
+
+class BriefJson(TypedDict):
+    deployment_id: str
+    status: str
+    started_at: str | None
+    stopped_at: str | None
+
+
+class RecordJson(TypedDict):
+    deployment_id: str
+    status: str
+    execution_arn: NotRequired[str]
+    started_at: str | None
+    stopped_at: str | None
+    current_step: NotRequired[str | None]
+    steps: list[StepJson]
+    builds: list[BuildJson]
+    result: NotRequired[dict[str, Any]]
+    error: NotRequired[ErrorJson]
+
+
+def error_json(doc: ErrorDocument) -> ErrorJson:
+    return cast(ErrorJson, doc.model_dump())
+
+
+def brief(record: RecordJson | BriefJson) -> BriefJson:
+    """A record as GET /deployments lists it."""
+    return {"deployment_id": record["deployment_id"], "status": record["status"],
+            "started_at": record.get("started_at"), "stopped_at": record.get("stopped_at")}
