@@ -16,9 +16,9 @@ from trainship.cluster.manifests import (
     LB_SCHEME_ANNOTATION,
     WorkloadSpec,
     render,
-    source_ranges,
     to_yaml,
 )
+from trainship.config import source_ranges
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "127.0.0.1:5000/trainship-models:iris-v3@sha256:" + "a" * 64
