@@ -32,6 +32,9 @@ VARIANTS = {
                                  arch="arm64"),
     # a registered-model name that is not a DNS-1123 label: objects use its serving name
     "registered-name": WorkloadSpec("Test_Model.v2", "3", IMAGE, replicas=2),
+    # the inference service's knobs become the container's arguments
+    "tuned-serving": WorkloadSpec("iris", "3", IMAGE, workers=4, max_batch_rows=64,
+                                  max_wait_ms=0.5),
 }
 
 
