@@ -53,6 +53,7 @@ class Config:
     load_balancer_scheme: str = "internet-facing"
     load_balancer_source_ranges: list[str] = field(default_factory=list)
     cluster_architecture: str = "amd64"
+    serving_workers: int = 1  # inference worker processes per pod
     mlflow_artifact_bucket: str = ""
     mlflow_artifact_kms_key_arn: str = ""
     mlflow_version: str = "3.0"
@@ -107,6 +108,7 @@ class Config:
             load_balancer_source_ranges=as_list(value("loadBalancerSourceRanges", [])),
             cluster_architecture=str(value("clusterArchitecture",
                                            defaults.cluster_architecture)).lower(),
+            serving_workers=int(value("servingWorkers", defaults.serving_workers)),
             mlflow_artifact_bucket=str(value("mlflowArtifactBucket", "")),
             mlflow_artifact_kms_key_arn=str(value("mlflowArtifactKmsKeyArn", "")),
             mlflow_version=str(value("mlflowVersion", defaults.mlflow_version)),
@@ -141,6 +143,9 @@ class Config:
                                  f"block such as 203.0.113.0/24 ({exc})") from exc
         if self.cluster_architecture not in CLUSTER_ARCHITECTURES:
             raise ValueError("trainship:clusterArchitecture must be 'amd64' or 'arm64'")
+        if self.serving_workers < 1:
+            raise ValueError("trainship:servingWorkers must be 1 or more (worker processes "
+                             "per pod; give the pod as many CPUs)")
         version = MLFLOW_VERSION.match(self.mlflow_version)
         if not version or int(version.group(1)) < 3:
             raise ValueError("trainship:mlflowVersion must be an MLflow 3 version such as "

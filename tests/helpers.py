@@ -14,11 +14,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trainship.client import Client
 from trainship.cluster import Applied, RolloutStatus
-from trainship.state import DeploymentState
+from trainship.state import DeploymentState, Handle
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "docs" / "examples"
@@ -64,26 +64,33 @@ def state(tmp_path: Path, **extra: Any) -> DeploymentState:
         "resources": {"cpu": "1", "memory": "1Gi"}, **extra})
 
 
+def handle(version: str = "1", **extra: Any) -> Handle:
+    """A driver's handle as the state carries it: the keys every driver sets, and ``extra``
+    (a driver's own keys)."""
+    return cast(Handle, {"model_name": "m", "serving_name": "m", "version": version,
+                         "image_uri": f"img:m-v{version}", **extra})
+
+
 class FakeDriver:
     """A cluster driver whose rollouts report ``statuses`` in turn."""
 
     def __init__(self, statuses: list[RolloutStatus]) -> None:
         self.statuses = statuses
-        self.discarded: list[dict[str, Any]] = []
+        self.discarded: list[Handle] = []
 
     def apply(self, spec: Any) -> Applied:
-        return Applied("http://h", {"n": 1})
+        return Applied("http://h", handle(n=1))
 
-    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+    def status(self, handle: Handle) -> RolloutStatus:
         return self.statuses.pop(0)
 
     def lock(self, model_name: str) -> Any:
         return contextlib.nullcontext()
 
-    def promote(self, handle: dict[str, Any]) -> str | None:
+    def promote(self, handle: Handle) -> str | None:
         return None
 
-    def discard(self, handle: dict[str, Any]) -> None:
+    def discard(self, handle: Handle) -> None:
         self.discarded.append(handle)
 
 

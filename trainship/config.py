@@ -74,3 +74,69 @@ class CliSettings:
     def from_env(cls) -> CliSettings:
         return cls(api=os.environ.get("TRAINSHIP_API", ""), debug=env_flag("TRAINSHIP_DEBUG"),
                    home=Path(os.environ.get("TRAINSHIP_HOME", ".trainship")))
+
+# --- cluster drivers ---
+def source_ranges(text: str) -> list[str]:
+    """``TRAINSHIP_LB_SOURCE_RANGES``: a comma list of CIDR blocks; empty means none."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _optional_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def _optional_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How a driver starts the inference service of a version (``--workers``,
+    ``--max-batch-rows``, ``--max-wait-ms``); None: the service's own default."""
+
+    workers: int = 1
+    max_batch_rows: int | None = None
+    max_wait_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"TRAINSHIP_SERVING_WORKERS={self.workers}: give 1 or more")
+        if self.max_batch_rows is not None and self.max_batch_rows < 1:
+            raise ValueError(f"TRAINSHIP_MAX_BATCH_ROWS={self.max_batch_rows}: give 1 or more")
+        if self.max_wait_ms is not None and self.max_wait_ms < 0:
+            raise ValueError(f"TRAINSHIP_MAX_WAIT_MS={self.max_wait_ms}: give 0 or more")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What the cluster drivers read from the environment, read once where the driver is
+    built (trainship.cluster.drivers). The defaults are the drivers' defaults."""
+
+    namespace: str = "trainship"
+    service_type: str = "LoadBalancer"
+    lb_scheme: str = "internet-facing"
+    lb_source_ranges: tuple[str, ...] = ()
+    arch: str = "amd64"
+    eks_cluster: str = ""
+    kube_context: str = ""
+    region: str = ""
+    serving: ServingOptions = ServingOptions()
+
+    @classmethod
+    def from_env(cls) -> ClusterSettings:
+        env = os.environ.get
+        return cls(
+            namespace=env("TRAINSHIP_NAMESPACE") or cls.namespace,
+            service_type=env("TRAINSHIP_SERVICE_TYPE") or cls.service_type,
+            lb_scheme=env("TRAINSHIP_LB_SCHEME") or cls.lb_scheme,
+            lb_source_ranges=tuple(source_ranges(env("TRAINSHIP_LB_SOURCE_RANGES", ""))),
+            arch=env("TRAINSHIP_CLUSTER_ARCH") or cls.arch,
+            eks_cluster=env("TRAINSHIP_EKS_CLUSTER", ""),
+            kube_context=env("TRAINSHIP_KUBE_CONTEXT", ""),
+            region=env("AWS_REGION") or env("AWS_DEFAULT_REGION", ""),
+            serving=ServingOptions(
+                workers=_int("TRAINSHIP_SERVING_WORKERS", 1),
+                max_batch_rows=_optional_int("TRAINSHIP_MAX_BATCH_ROWS"),
+                max_wait_ms=_optional_float("TRAINSHIP_MAX_WAIT_MS")))

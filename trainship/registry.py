@@ -213,8 +213,8 @@ def register_run_less(client: Any, ref: LoggedModelRef, model_name: str, run_id:
                                        model_id=ref.model_id)
 
 
-def register(*, tracking_uri: str, deployment_id: str, model_name: str, run_id: str,
-             replicas: int = 1) -> ModelInfo:
+def register(*, tracking_uri: str, deployment_id: str, model_name: str,
+             run_id: str) -> ModelInfo:
     """Validate the run and register a new version of ``model_name``."""
     from mlflow.exceptions import MlflowException
 
@@ -254,9 +254,9 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str, run_id: 
         raise RegistrationFailed(
             f"The model logged by run {run_id} has no python_function flavor, so it cannot "
             "be served", details=f"flavors: {flavors}", step=STEP)
-    return ModelInfo(deployment_id=deployment_id, name=model_name, version=str(version.version),
-                     run_id=run_id, model_uri=chosen.uri, source=str(version.source),
-                     flavors=flavors, requirements=requirements, replicas=replicas)
+    return ModelInfo(name=model_name, version=str(version.version), run_id=run_id,
+                     model_uri=chosen.uri, source=str(version.source), flavors=flavors,
+                     requirements=requirements)
 
 
 def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> bool:

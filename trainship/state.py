@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+
+# pydantic validates typing.TypedDict only from Python 3.12 (trainship supports 3.11)
+from typing_extensions import TypedDict
 
 from trainship.request import NormalizedRequest
 
@@ -33,9 +36,11 @@ class BuildResult(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    """What RegisterModel registered. (States written by 0.1.0 also carry
+    ``deployment_id`` and ``replicas`` here, copies of the state's own: ignored.)"""
+
     model_config = ConfigDict(protected_namespaces=())
 
-    deployment_id: str
     name: str
     version: str
     run_id: str
@@ -43,7 +48,19 @@ class ModelInfo(BaseModel):
     source: str
     flavors: list[str] = Field(default_factory=list)
     requirements: list[str] = Field(default_factory=list)
-    replicas: int = 1
+
+
+@with_config(ConfigDict(extra="allow"))
+class Handle(TypedDict):
+    """A cluster driver's handle on the version it applied: a JSON object that travels in
+    the state (``rollout.handle``) from DeployModel to CheckRollout, SmokeTestModel,
+    PromoteModel and RecordFailure. These keys every driver sets; the others are the
+    driver's own (trainship.cluster.handles), kept as they are."""
+
+    model_name: str
+    serving_name: str
+    version: str
+    image_uri: str
 
 
 class RolloutState(BaseModel):
@@ -53,7 +70,7 @@ class RolloutState(BaseModel):
     inference_url: str = ""
     test_url: str = ""
     image_uri: str = ""
-    handle: dict[str, Any] = Field(default_factory=dict)
+    handle: Handle
     message: str = ""
     checks: int = 0
 
@@ -85,7 +102,10 @@ class DeploymentResult(BaseModel):
 
 
 class DeploymentState(NormalizedRequest):
-    """The whole state. Later steps' fields are empty until those steps ran."""
+    """The whole state. Later steps' fields are empty until those steps ran.
+
+    A Catch puts the error at ``$.failure`` (ResultPath in the ASL): only RecordFailure
+    reads it (steps.FailureContext); this model ignores it, like any unknown key."""
 
     model_config = ConfigDict(protected_namespaces=(), extra="ignore")
 
@@ -99,7 +119,6 @@ class DeploymentState(NormalizedRequest):
     rollout: RolloutState | None = None
     smoke_test: SmokeTest | None = None
     result: DeploymentResult | None = None
-    failure: dict[str, Any] | None = None
 
     def out(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -59,8 +59,7 @@ def register_model(state: DeploymentState, *, settings: Settings) -> DeploymentS
     run_id = state.training.variable("MLFLOW_RUN_ID") or ""
     state.model = registry.register(tracking_uri=settings.tracking_uri,
                                     deployment_id=state.deployment_id,
-                                    model_name=state.model_name, run_id=run_id,
-                                    replicas=state.replicas)
+                                    model_name=state.model_name, run_id=run_id)
     return stage_job(state, settings)  # BuildImage reads the registered model from it
 
 

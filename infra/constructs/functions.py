@@ -40,6 +40,8 @@ class Functions:
             "TRAINSHIP_LB_SCHEME": config.load_balancer_scheme,
             "TRAINSHIP_LB_SOURCE_RANGES": ",".join(config.load_balancer_source_ranges),
             "TRAINSHIP_CLUSTER_ARCH": config.cluster_architecture,
+            # DeployModel renders it into the pods' --workers (and RecordFailure's rollback)
+            "TRAINSHIP_SERVING_WORKERS": str(config.serving_workers),
             "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri,
         }
         self.steps: dict[str, lambda_.Function] = {}

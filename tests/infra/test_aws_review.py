@@ -83,11 +83,23 @@ def test_cluster_functions_get_the_load_balancer_settings(synthesized: Synth,
     assert "TRAINSHIP_LB_SCHEME" not in function_env(default, "ValidateRequest")
 
 
+def test_cluster_functions_get_the_serving_workers(synthesized: Synth, variant: Synth) -> None:
+    """DeployModel renders TRAINSHIP_SERVING_WORKERS into the pods' --workers: without it
+    in the functions' environment every pod on EKS ran one worker (issue 12)."""
+    _, default, _ = synthesized
+    _, other, _ = variant
+    for step in CLUSTER_STATES:
+        assert function_env(default, step)["TRAINSHIP_SERVING_WORKERS"] == "1"
+        assert function_env(other, step)["TRAINSHIP_SERVING_WORKERS"] == "4"
+    assert "TRAINSHIP_SERVING_WORKERS" not in function_env(default, "ValidateRequest")
+
+
 @pytest.mark.parametrize("key,value", [
     ("loadBalancerScheme", "public"),
     ("loadBalancerSourceRanges", ["10.0.0.1/8"]),     # host bits set
     ("loadBalancerSourceRanges", ["0.0.0.0"]),        # a CIDR, or an address? refused
     ("clusterArchitecture", "x86"),
+    ("servingWorkers", 0),
     ("mlflowVersion", "2.16"),
     ("mlflowArtifactBucket", "s3://bucket/prefix"),
     ("apiReservedConcurrency", -1),

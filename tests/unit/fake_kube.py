@@ -25,10 +25,19 @@ import copy
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from kubernetes import client as k8s
+
+from trainship.cluster.kube_api import KubeApi
+from trainship.cluster.kubernetes import KubernetesDriver
+from trainship.cluster.manifests import WorkloadSpec
+from trainship.config import ClusterSettings
 
 COLLECTIONS = {
     "deployments": ("apps/v1", "Deployment"),
@@ -291,3 +300,59 @@ class FakeKubeServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- what the kubernetes driver's tests share ---------------------------------------------
+
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/trainship-models:iris-v{v}@sha256:" + \
+    "ab" * 32
+TOKEN = "test-token"
+
+
+@contextmanager
+def fake_cluster(settings: ClusterSettings | None = None
+                 ) -> Iterator[tuple[FakeKube, KubernetesDriver]]:
+    """A fake cluster served over HTTP, and a kubernetes driver pointed at it."""
+    fake = FakeKube()
+    with FakeKubeServer(fake) as server:
+        configuration = k8s.Configuration()
+        configuration.host = server.url
+        configuration.api_key = {"authorization": f"Bearer {TOKEN}"}  # as kubeconfig sets it
+        yield fake, KubernetesDriver(KubeApi(k8s.ApiClient(configuration)), settings)
+
+
+def configure(driver: KubernetesDriver, **changes: Any) -> None:
+    """Change the driver's cluster settings (as another environment would give them)."""
+    driver.settings = replace(driver.settings, **changes)
+
+
+def spec(version: str, **extra: Any) -> WorkloadSpec:
+    return WorkloadSpec(model_name="iris", version=version, image_uri=IMAGE.format(v=version),
+                        deployment_id=f"d-{version}", **extra)
+
+
+def ready_status(replicas: int = 1, generation: int = 1) -> dict[str, Any]:
+    return {"observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [{"type": "Progressing", "status": "True",
+                            "reason": "NewReplicaSetAvailable"}]}
+
+
+def pod(version: str, *, waiting: str | None = None, last_terminated: str | None = None,
+        unschedulable: bool = False) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "model", "restartCount": 3 if waiting else 0,
+                                 "state": {"waiting": {"reason": waiting,
+                                                       "message": f"{waiting} details"}}
+                                 if waiting else {"running": {}}}
+    if last_terminated:
+        container["lastState"] = {"terminated": {"reason": last_terminated, "exitCode": 137}}
+    status: dict[str, Any] = {"containerStatuses": [container]}
+    if unschedulable:
+        status = {"conditions": [{"type": "PodScheduled", "status": "False",
+                                  "reason": "Unschedulable",
+                                  "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
+    return {"metadata": {"name": f"iris-{version}-abc",
+                         "labels": {"app.kubernetes.io/instance": "iris",
+                                    "app.kubernetes.io/version": f"v{version}"}},
+            "status": status}

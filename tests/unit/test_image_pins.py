@@ -15,7 +15,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.helpers import FakeDriver
+from tests.helpers import FakeDriver, handle
 from tests.helpers import state as make_state
 from trainship import image_pins, registry, steps
 from trainship.config import Settings
@@ -247,7 +247,7 @@ def promote_state(tmp_path: Path) -> Any:
     return make_state(tmp_path, model={
         "deployment_id": "d-1", "name": "m", "version": "2", "run_id": "r",
         "model_uri": "models:/m-1", "source": "s"},
-        rollout=RolloutState(handle={"version": "2"}, image_uri=f"{REPO_URI}:m-v2@sha256:"
+        rollout=RolloutState(handle=handle("2"), image_uri=f"{REPO_URI}:m-v2@sha256:"
                              + "b" * 64, inference_url="http://h").model_dump())
 
 

@@ -58,9 +58,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def fake_register(**kwargs: Any) -> ModelInfo:
-    return ModelInfo(deployment_id=kwargs["deployment_id"], name=kwargs["model_name"],
-                     version="3", run_id=kwargs["run_id"], model_uri="models:/m-1",
-                     source="s", replicas=kwargs["replicas"])
+    return ModelInfo(name=kwargs["model_name"], version="3", run_id=kwargs["run_id"],
+                     model_uri="models:/m-1", source="s")
 
 
 def validated(tmp_path: Path, deployment_id: str = "d-1") -> DeploymentState:

@@ -16,9 +16,9 @@ from trainship.cluster.manifests import (
     LB_SCHEME_ANNOTATION,
     WorkloadSpec,
     render,
-    source_ranges,
     to_yaml,
 )
+from trainship.config import source_ranges
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "127.0.0.1:5000/trainship-models:iris-v3@sha256:" + "a" * 64
@@ -32,6 +32,9 @@ VARIANTS = {
                                  arch="arm64"),
     # a registered-model name that is not a DNS-1123 label: objects use its serving name
     "registered-name": WorkloadSpec("Test_Model.v2", "3", IMAGE, replicas=2),
+    # the inference service's knobs become the container's arguments
+    "tuned-serving": WorkloadSpec("iris", "3", IMAGE, workers=4, max_batch_rows=64,
+                                  max_wait_ms=0.5),
 }
 
 

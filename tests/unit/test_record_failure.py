@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from tests.helpers import FakeDriver
+from tests.helpers import FakeDriver, handle
 from trainship import steps
 from trainship.cluster import ClusterDriver
 
@@ -49,11 +49,11 @@ def test_a_rollout_to_undo_still_builds_the_driver(tmp_path: Path) -> None:
         return driver
 
     ctx = steps.FailureContext.model_validate({
-        **failed_training(tmp_path), "rollout": {"handle": {"version": "2"}}})
+        **failed_training(tmp_path), "rollout": {"handle": handle("2")}})
     steps.record_failure(ctx, cluster=cluster)
-    assert built == [1] and driver.discarded == [{"version": "2"}]
+    assert built == [1] and driver.discarded == [handle("2")]
     done = steps.FailureContext.model_validate({  # promoted already: nothing to undo
-        **failed_training(tmp_path), "rollout": {"handle": {"version": "2"}},
+        **failed_training(tmp_path), "rollout": {"handle": handle("2")},
         "result": {"deployment_id": "d-1", "inference_url": "u", "invocations_url": "u",
                    "model_name": "iris", "model_version": "2", "model_uri": "m",
                    "run_id": "r", "image_uri": "i", "alias": "live",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import FakeDriver, state
+from tests.helpers import FakeDriver, handle, state
 from trainship import steps
 from trainship.cluster import RolloutStatus
 from trainship.deployments import summarize_history
@@ -59,13 +59,13 @@ def test_service_errors_keep_their_aws_name() -> None:
 def test_failed_rollout_is_discarded(tmp_path: Path) -> None:
     driver = FakeDriver([])
     ctx = steps.FailureContext.model_validate({
-        "rollout": {"handle": {"pid": 1}}, "failure": {"Error": "X", "Cause": "y"}})
+        "rollout": {"handle": handle(pid=1)}, "failure": {"Error": "X", "Cause": "y"}})
     steps.record_failure(ctx, cluster=lambda: driver)
-    assert driver.discarded == [{"pid": 1}]
+    assert driver.discarded == [handle(pid=1)]
 
 
 def test_check_rollout_loops_then_fails_at_deadline(tmp_path: Path) -> None:
-    s = state(tmp_path, rollout=RolloutState(deadline=100.0, handle={"x": 1}).model_dump())
+    s = state(tmp_path, rollout=RolloutState(deadline=100.0, handle=handle(x=1)).model_dump())
     driver = FakeDriver([RolloutStatus(False, "starting"), RolloutStatus(False, "starting")])
     assert steps.check_rollout(s, driver=driver, now=50).rollout.ready is False  # type: ignore
     try:
@@ -77,7 +77,7 @@ def test_check_rollout_loops_then_fails_at_deadline(tmp_path: Path) -> None:
 
 
 def test_crashed_server_is_rollout_failed_with_log(tmp_path: Path) -> None:
-    s = state(tmp_path, rollout=RolloutState(deadline=1e12).model_dump())
+    s = state(tmp_path, rollout=RolloutState(deadline=1e12, handle=handle()).model_dump())
     driver = FakeDriver([RolloutStatus(False, "exited", failed=True, details="Traceback x")])
     try:
         steps.check_rollout(s, driver=driver)

@@ -15,10 +15,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
+from trainship.cluster.handles import LocalRecord
 from trainship.cluster.manifests import WorkloadSpec
+from trainship.state import Handle
 
 
 @dataclass
@@ -33,7 +35,8 @@ class RolloutStatus:
 @dataclass
 class Applied:
     inference_url: str
-    handle: dict[str, Any] = field(default_factory=dict)
+    # the driver's own kind (trainship.cluster.handles); the state carries it as JSON
+    handle: Handle
     # where the smoke test reaches the new version before it is live (default: the URL)
     test_url: str = ""
 
@@ -54,9 +57,9 @@ class Unreachable(Exception):
 class ClusterDriver(Protocol):
     def apply(self, spec: WorkloadSpec) -> Applied: ...
 
-    def status(self, handle: dict[str, Any]) -> RolloutStatus: ...
+    def status(self, handle: Handle) -> RolloutStatus: ...
 
-    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+    def invoke(self, handle: Handle, path: str, payload: Any, *,
                timeout: float) -> Answer | None:
         """POST ``payload`` as JSON to ``path`` of the version in ``handle`` itself (not the
         model's public URL, which may not resolve yet): the smoke test. None when that
@@ -66,11 +69,11 @@ class ClusterDriver(Protocol):
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         """Serialise promotions of one model (concurrent deployments of the same model)."""
 
-    def promote(self, handle: dict[str, Any]) -> str | None:
+    def promote(self, handle: Handle) -> str | None:
         """Make the new version live and retire lower versions. If a higher version is
         already live, the new one is discarded instead: return that version."""
 
-    def discard(self, handle: dict[str, Any]) -> None:
+    def discard(self, handle: Handle) -> None:
         """The new version failed: remove it, leaving the previous one serving."""
 
 
@@ -88,22 +91,23 @@ def post_json(url: str, payload: Any, *, timeout: float) -> Answer:
         raise Unreachable(f"{url}: {exc}") from exc
 
 
-def promote_by_records(handle: dict[str, Any], records: list[dict[str, Any]], *,
-                       go_live: Callable[[dict[str, Any]], None],
-                       retire: Callable[[dict[str, Any]], None],
-                       discard: Callable[[dict[str, Any]], None]) -> str | None:
+R = TypeVar("R", bound=LocalRecord)
+
+
+def promote_by_records(handle: R, records: list[R], *, go_live: Callable[[R], None],
+                       retire: Callable[[R], None], discard: Callable[[R], None]) -> str | None:
     """The local drivers' promotion over their records of one model: if a higher version
     already serves, discard this one and return that version; else make this one live,
     then retire the lower versions that serve. Lower versions still rolling out are left
     alone: their own promotion finds this one live (they end superseded, not failed)."""
     mine = int(handle["version"])
     higher = [int(r["version"]) for r in records
-              if r.get("state") == "serving" and int(r["version"]) > mine]
+              if r["state"] == "serving" and int(r["version"]) > mine]
     if higher:
         discard(handle)
         return str(max(higher))
     go_live(handle)
     for record in records:
-        if int(record["version"]) < mine and record.get("state") == "serving":
+        if int(record["version"]) < mine and record["state"] == "serving":
             retire(record)
     return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import tempfile
 from typing import Any
 
@@ -15,6 +14,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from trainship.cluster.manifests import FIELD_MANAGER
+from trainship.config import ClusterSettings
 
 _PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
@@ -129,16 +129,15 @@ def eks_configuration(cluster_name: str, region: str) -> k8s.Configuration:
     return configuration
 
 
-def api_from_env() -> KubeApi:
-    """``TRAINSHIP_EKS_CLUSTER``'s API, else the kubeconfig's (``TRAINSHIP_KUBE_CONTEXT``),
-    else the in-cluster service account's."""
-    cluster = os.environ.get("TRAINSHIP_EKS_CLUSTER")
-    if cluster:
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "")
-        return KubeApi(k8s.ApiClient(eks_configuration(cluster, region)))
+def api_from_settings(settings: ClusterSettings) -> KubeApi:
+    """The EKS cluster's API (``TRAINSHIP_EKS_CLUSTER``, in ``AWS_REGION``), else the
+    kubeconfig's (``TRAINSHIP_KUBE_CONTEXT``), else the in-cluster service account's."""
+    if settings.eks_cluster:
+        return KubeApi(k8s.ApiClient(eks_configuration(settings.eks_cluster,
+                                                       settings.region)))
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_kube_config(context=os.environ.get("TRAINSHIP_KUBE_CONTEXT") or None,
+        k8s_config.load_kube_config(context=settings.kube_context or None,
                                     client_configuration=configuration)
     except k8s_config.ConfigException:
         k8s_config.load_incluster_config(client_configuration=configuration)

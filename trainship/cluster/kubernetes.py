@@ -22,7 +22,6 @@ Authentication: trainship.cluster.kube_api (EKS, else the kubeconfig, else in-cl
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -32,7 +31,8 @@ import urllib3
 from kubernetes.client.rest import ApiException
 
 from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable
-from trainship.cluster.kube_api import KubeApi, api_from_env, object_path
+from trainship.cluster.handles import KubernetesHandle, read
+from trainship.cluster.kube_api import KubeApi, api_from_settings, object_path
 from trainship.cluster.kube_rollout import (
     api_status,
     classify,
@@ -48,10 +48,11 @@ from trainship.cluster.manifests import (
     VERSION_ANNOTATION,
     WorkloadSpec,
     render,
-    source_ranges,
 )
+from trainship.config import ClusterSettings
 from trainship.errors import RolloutFailed
 from trainship.names import serving_name
+from trainship.state import Handle
 
 LOG_LINES = 30
 APPLY_HELP = ("403: the identity DeployModel runs as may not write there (on EKS, the access "
@@ -65,9 +66,9 @@ PROXY_HELP = ("The smoke test reaches the new version's pod through the API serv
               "cluster role's access entry, scoped to trainship:eksNamespace).")
 
 
-def _name(handle: dict[str, Any]) -> str:
+def _name(handle: KubernetesHandle) -> str:
     """The Kubernetes name of a handle's objects: its serving name (trainship.names)."""
-    return serving_name(str(handle["model_name"]))
+    return serving_name(handle["model_name"])
 
 
 def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
@@ -86,27 +87,23 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
         max_replicas=base.max_replicas, target_cpu_percent=base.target_cpu_percent,
         progress_deadline_seconds=int(deployment["spec"].get(
             "progressDeadlineSeconds") or base.progress_deadline_seconds),
-        workers=base.workers, lb_scheme=base.lb_scheme,
+        workers=base.workers, max_batch_rows=base.max_batch_rows,
+        max_wait_ms=base.max_wait_ms, lb_scheme=base.lb_scheme,
         lb_source_ranges=list(base.lb_source_ranges), arch=base.arch)
 
 
 class KubernetesDriver:
-    def __init__(self, api: KubeApi, *, namespace: str = "trainship",
-                 service_type: str = "LoadBalancer", workers: int = 1,
-                 lb_scheme: str = "internet-facing", lb_source_ranges: list[str] | None = None,
-                 arch: str = "amd64") -> None:
+    def __init__(self, api: KubeApi, settings: ClusterSettings | None = None) -> None:
         self.api = api
-        self.namespace = namespace
-        self.service_type = service_type
-        self.workers = workers
-        self.lb_scheme = lb_scheme
-        self.lb_source_ranges = list(lb_source_ranges or [])
-        self.arch = arch
+        self.settings = settings or ClusterSettings()
 
     def spec(self, spec: WorkloadSpec) -> WorkloadSpec:
-        return replace(spec, namespace=self.namespace, service_type=self.service_type,
-                       workers=self.workers, lb_scheme=self.lb_scheme,
-                       lb_source_ranges=list(self.lb_source_ranges), arch=self.arch)
+        """``spec`` with this cluster's settings (namespace, Service, nodes, serving)."""
+        s = self.settings
+        return replace(spec, namespace=s.namespace, service_type=s.service_type,
+                       workers=s.serving.workers, max_batch_rows=s.serving.max_batch_rows,
+                       max_wait_ms=s.serving.max_wait_ms, lb_scheme=s.lb_scheme,
+                       lb_source_ranges=list(s.lb_source_ranges), arch=s.arch)
 
     def ensure_namespace(self, namespace: str) -> None:
         try:
@@ -140,15 +137,15 @@ class KubernetesDriver:
 
     def _apply(self, spec: WorkloadSpec) -> Applied:
         self.ensure_namespace(spec.namespace)
-        handle: dict[str, Any] = {"model_name": spec.model_name,
-                                  "serving_name": spec.serving_name, "version": spec.version,
-                                  "namespace": spec.namespace, "image_uri": spec.image_uri,
-                                  "spec": asdict(spec)}
+        handle: KubernetesHandle = {
+            "model_name": spec.model_name, "serving_name": spec.serving_name,
+            "version": spec.version, "namespace": spec.namespace,
+            "image_uri": spec.image_uri, "spec": asdict(spec)}
         for attempt in range(APPLY_ATTEMPTS):
             current = self.api.get(object_path("Deployment", spec.namespace,
                                                spec.serving_name))
             live = deployed_version(current)
-            if is_higher(live, spec.version):
+            if live is not None and is_higher(live, spec.version):
                 handle["superseded_by"] = live
                 break
             handle["previous"] = asdict(spec_of(current, spec)) \
@@ -170,7 +167,7 @@ class KubernetesDriver:
             except ApiException:
                 # the Deployment went out: undo it (as far as the cluster lets us), report
                 with contextlib.suppress(ApiException):
-                    self.discard(handle)
+                    self._discard(handle)
                 raise
             break
         service = self.api.get(object_path("Service", spec.namespace, spec.serving_name))
@@ -183,8 +180,9 @@ class KubernetesDriver:
             if kind not in kinds:
                 self.api.delete(kind, spec.namespace, spec.serving_name)
 
-    def status(self, handle: dict[str, Any]) -> RolloutStatus:
-        ns, name, version = handle["namespace"], _name(handle), handle["version"]
+    def status(self, handle: Handle) -> RolloutStatus:
+        mine = read(KubernetesHandle, handle)
+        ns, name, version = mine["namespace"], _name(mine), mine["version"]
         deployment = self.api.get(object_path("Deployment", ns, name))
         pods = (self.api.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=(
             f"app.kubernetes.io/instance={name},app.kubernetes.io/version=v{version}"))
@@ -196,11 +194,12 @@ class KubernetesDriver:
             status.details = self.logs(ns, log_pods[0])
         return status
 
-    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+    def invoke(self, handle: Handle, path: str, payload: Any, *,
                timeout: float) -> Answer | None:
-        if handle.get("superseded_by"):
+        mine = read(KubernetesHandle, handle)
+        if mine.get("superseded_by"):
             return None  # never applied: the higher version serves
-        ns, name, version = handle["namespace"], _name(handle), handle["version"]
+        ns, name, version = mine["namespace"], _name(mine), mine["version"]
         try:
             pods = (self.api.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=(
                 f"app.kubernetes.io/instance={name},app.kubernetes.io/version=v{version}"))
@@ -248,14 +247,18 @@ class KubernetesDriver:
         # The Deployment's resourceVersion (see apply) serialises concurrent deployments.
         yield
 
-    def promote(self, handle: dict[str, Any]) -> str | None:
-        if handle.get("superseded_by"):
-            return str(handle["superseded_by"])
-        live = deployed_version(self.api.get(object_path("Deployment", handle["namespace"],
-                                                 _name(handle))))
-        return live if is_higher(live, handle["version"]) else None
+    def promote(self, handle: Handle) -> str | None:
+        mine = read(KubernetesHandle, handle)
+        if "superseded_by" in mine:
+            return mine["superseded_by"]
+        live = deployed_version(self.api.get(object_path("Deployment", mine["namespace"],
+                                                 _name(mine))))
+        return live if is_higher(live, mine["version"]) else None
 
-    def discard(self, handle: dict[str, Any]) -> None:
+    def discard(self, handle: Handle) -> None:
+        self._discard(read(KubernetesHandle, handle))
+
+    def _discard(self, handle: KubernetesHandle) -> None:
         if handle.get("superseded_by"):
             return
         ns, name = handle["namespace"], _name(handle)
@@ -274,14 +277,5 @@ class KubernetesDriver:
             self.api.delete(kind, ns, name)
 
 
-def driver_from_env() -> KubernetesDriver:
-    return KubernetesDriver(api_from_env(),
-                            namespace=os.environ.get("TRAINSHIP_NAMESPACE", "trainship"),
-                            service_type=os.environ.get("TRAINSHIP_SERVICE_TYPE",
-                                                        "LoadBalancer"),
-                            workers=int(os.environ.get("TRAINSHIP_SERVING_WORKERS", "1")),
-                            lb_scheme=os.environ.get("TRAINSHIP_LB_SCHEME")
-                            or "internet-facing",
-                            lb_source_ranges=source_ranges(
-                                os.environ.get("TRAINSHIP_LB_SOURCE_RANGES", "")),
-                            arch=os.environ.get("TRAINSHIP_CLUSTER_ARCH") or "amd64")
+def driver_from_settings(settings: ClusterSettings) -> KubernetesDriver:
+    return KubernetesDriver(api_from_settings(settings), settings)

@@ -61,7 +61,10 @@ class WorkloadSpec:
     max_replicas: int = 0
     target_cpu_percent: int = 70
     progress_deadline_seconds: int = 600
+    # the inference service's --workers, --max-batch-rows, --max-wait-ms (None: its default)
     workers: int = 1
+    max_batch_rows: int | None = None
+    max_wait_ms: float | None = None
     requirements: list[str] = field(default_factory=list)
     lb_scheme: str = "internet-facing"
     lb_source_ranges: list[str] = field(default_factory=list)
@@ -100,12 +103,24 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
             "timeoutSeconds": 2, "failureThreshold": failures}
 
 
+def serving_args(spec: WorkloadSpec) -> list[str]:
+    """The inference service's options of a version (python -m trainship.serving), the same
+    for a pod and a process: explicit arguments, so what serves shows in the manifest."""
+    args = ["--workers", str(spec.workers)]
+    if spec.max_batch_rows is not None:
+        args += ["--max-batch-rows", str(spec.max_batch_rows)]
+    if spec.max_wait_ms is not None:
+        args += ["--max-wait-ms", f"{spec.max_wait_ms:g}"]
+    return args
+
+
 def deployment(spec: WorkloadSpec) -> dict[str, Any]:
     container = {
         "name": CONTAINER_NAME,
         "image": spec.image_uri,
         "imagePullPolicy": "IfNotPresent",
-        "args": ["--port", str(CONTAINER_PORT), "--workers", str(spec.workers)],
+        # replaces the image's CMD (["--port", "8080"]); its ENTRYPOINT names the model
+        "args": ["--port", str(CONTAINER_PORT), *serving_args(spec)],
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": [{"name": "TRAINSHIP_MODEL_NAME", "value": spec.model_name},
                 {"name": "TRAINSHIP_MODEL_VERSION", "value": spec.version}],
@@ -247,11 +262,6 @@ def render(spec: WorkloadSpec) -> list[dict[str, Any]]:
     if spec.max_replicas:
         objects.append(autoscaler(spec))
     return objects
-
-
-def source_ranges(text: str) -> list[str]:
-    """``TRAINSHIP_LB_SOURCE_RANGES``: a comma list of CIDR blocks; empty means none."""
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:

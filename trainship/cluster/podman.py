@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ import yaml
 
 from trainship import containers
 from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
+from trainship.cluster.handles import PodmanHandle, PodmanService, read, read_json
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
+from trainship.config import ServingOptions
 from trainship.names import serving_name
 from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_pid
+from trainship.state import Handle
 
 
 def pod_name(model_name: str, version: str) -> str:
@@ -59,9 +63,10 @@ def podman_manifest(spec: WorkloadSpec, host_port: int) -> dict[str, Any]:
 
 
 class PodmanDriver:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, serving: ServingOptions | None = None) -> None:
         self.root = root
         self.home = root.parent
+        self.serving = serving or ServingOptions()
 
     # --- records ---------------------------------------------------------------------
     def _dir(self, model_name: str) -> Path:
@@ -72,25 +77,25 @@ class PodmanDriver:
     def _record_path(self, model_name: str, version: str) -> Path:
         return self._dir(model_name) / f"v{version}.json"
 
-    def _save(self, handle: dict[str, Any]) -> None:
+    def _save(self, handle: PodmanHandle) -> None:
         self._record_path(handle["model_name"], handle["version"]).write_text(
             json.dumps(handle, indent=2))
 
-    def records(self, model_name: str | None = None) -> list[dict[str, Any]]:
+    def records(self, model_name: str | None = None) -> list[PodmanHandle]:
         pattern = f"{serving_name(model_name)}/v*.json" if model_name else "*/v*.json"
-        return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
+        return [read_json(PodmanHandle, p.read_text()) for p in sorted(self.root.glob(pattern))]
 
     def _podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return containers.podman(self.home, *args, check=check, timeout=600)
 
     # --- the Service ---------------------------------------------------------------------
-    def service(self, model_name: str) -> dict[str, Any]:
+    def service(self, model_name: str) -> PodmanService:
         """The model's proxy: started unless it runs, on the port it always had."""
         path = self._dir(model_name) / "service.json"
-        record = json.loads(path.read_text()) if path.exists() else {}
-        if record.get("pid") and pid_alive(int(record["pid"])):
-            return record
-        port = int(record.get("port") or free_port())
+        known = read_json(PodmanService, path.read_text()) if path.exists() else None
+        if known and pid_alive(known["pid"]):
+            return known
+        port = known["port"] if known else free_port()
         target = self._dir(model_name) / "target"
         target.touch()
         log = open(self._dir(model_name) / "service.log", "ab")
@@ -98,7 +103,8 @@ class PodmanDriver:
             [sys.executable, "-m", "trainship.cluster.proxy", "--port", str(port),
              "--target-file", str(target)], stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "PYTHONPATH": library_path()})
-        record = {"port": port, "pid": proc.pid, "url": f"http://127.0.0.1:{port}"}
+        record: PodmanService = {"port": port, "pid": proc.pid,
+                                 "url": f"http://127.0.0.1:{port}"}
         path.write_text(json.dumps(record))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not _listening(port):
@@ -109,13 +115,16 @@ class PodmanDriver:
 
     # --- the driver interface ------------------------------------------------------------
     def apply(self, spec: WorkloadSpec) -> Applied:
+        spec = replace(spec, workers=self.serving.workers,
+                       max_batch_rows=self.serving.max_batch_rows,
+                       max_wait_ms=self.serving.max_wait_ms)
         containers.require_tools()
         service = self.service(spec.model_name)
         host_port = free_port()
         manifest_path = self._dir(spec.model_name) / f"v{spec.version}.yaml"
         manifest_path.write_text(yaml.safe_dump(podman_manifest(spec, host_port),
                                                 sort_keys=False))
-        handle: dict[str, Any] = {
+        handle: PodmanHandle = {
             "model_name": spec.model_name, "serving_name": spec.serving_name,
             "version": spec.version, "image_uri": spec.image_uri,
             "deployment_id": spec.deployment_id,
@@ -132,7 +141,7 @@ class PodmanDriver:
         return Applied(inference_url=service["url"], handle=handle,
                        test_url=handle["test_url"])
 
-    def _inspect(self, handle: dict[str, Any]) -> dict[str, Any] | None:
+    def _inspect(self, handle: PodmanHandle) -> dict[str, Any] | None:
         proc = self._podman("inspect", container_name(handle["model_name"], handle["version"]),
                             check=False)
         if proc.returncode != 0:
@@ -140,12 +149,15 @@ class PodmanDriver:
         data = json.loads(proc.stdout or "[]")
         return data[0] if data else None
 
-    def logs(self, handle: dict[str, Any], lines: int = 30) -> str:
+    def logs(self, handle: PodmanHandle, lines: int = 30) -> str:
         proc = self._podman("logs", "--tail", str(lines),
                             container_name(handle["model_name"], handle["version"]), check=False)
         return (proc.stdout + proc.stderr).strip()
 
-    def status(self, handle: dict[str, Any]) -> RolloutStatus:
+    def status(self, handle: Handle) -> RolloutStatus:
+        return self._status(read(PodmanHandle, handle))
+
+    def _status(self, handle: PodmanHandle) -> RolloutStatus:
         if handle.get("play_error"):
             error = handle["play_error"]
             reason = "ErrImagePull" if ("pull" in error.lower() or "manifest" in error.lower()) \
@@ -176,20 +188,22 @@ class PodmanDriver:
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting (readiness: /ping)")
 
-    def invoke(self, handle: dict[str, Any], path: str, payload: Any, *,
+    def invoke(self, handle: Handle, path: str, payload: Any, *,
                timeout: float) -> Answer | None:
         """The version's own published port, before the model's proxy points at it."""
-        return post_json(f"{handle['test_url']}{path}", payload, timeout=timeout)
+        return post_json(f"{read(PodmanHandle, handle)['test_url']}{path}", payload,
+                         timeout=timeout)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
 
-    def promote(self, handle: dict[str, Any]) -> str | None:
-        return promote_by_records(handle, self.records(handle["model_name"]),
+    def promote(self, handle: Handle) -> str | None:
+        mine = read(PodmanHandle, handle)
+        return promote_by_records(mine, self.records(mine["model_name"]),
                                   go_live=self._go_live, retire=self._retire,
-                                  discard=self.discard)
+                                  discard=self._remove)
 
-    def _go_live(self, handle: dict[str, Any]) -> None:
+    def _go_live(self, handle: PodmanHandle) -> None:
         """The Service now sends new connections to this version."""
         target = self._dir(handle["model_name"]) / "target"
         tmp = target.with_suffix(".tmp")
@@ -197,16 +211,16 @@ class PodmanDriver:
         tmp.replace(target)
         self._save({**handle, "state": "serving"})
 
-    def _retire(self, record: dict[str, Any]) -> None:
+    def _retire(self, record: PodmanHandle) -> None:
         self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
         self._remove(record)
 
-    def _remove(self, record: dict[str, Any]) -> None:
+    def _remove(self, record: PodmanHandle) -> None:
         self._podman("pod", "rm", "--force", record["pod"], check=False)
         self._record_path(record["model_name"], record["version"]).unlink(missing_ok=True)
 
-    def discard(self, handle: dict[str, Any]) -> None:
-        self._remove(handle)
+    def discard(self, handle: Handle) -> None:
+        self._remove(read(PodmanHandle, handle))
 
     # --- the local stack's restarts ------------------------------------------------------
     def stop_all(self) -> int:
@@ -215,22 +229,22 @@ class PodmanDriver:
             self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
             count += 1
         for path in self.root.glob("*/service.json"):
-            record = json.loads(path.read_text())
-            if record.get("pid") and pid_alive(int(record["pid"])):
-                stop_pid(int(record["pid"]))
+            service = read_json(PodmanService, path.read_text())
+            if pid_alive(service["pid"]):
+                stop_pid(service["pid"])
         return count
 
     def restore(self) -> list[str]:
         """After a restart: start the serving pods and their services on the same ports."""
         urls = []
         for record in self.records():
-            if record.get("state") != "serving":
+            if record["state"] != "serving":
                 continue
             self._podman("pod", "start", record["pod"], check=False)
             urls.append(self.service(record["model_name"])["url"])
         deadline = time.monotonic() + 120
         for record in self.records():
-            while record.get("state") == "serving" and time.monotonic() < deadline \
+            while record["state"] == "serving" and time.monotonic() < deadline \
                     and not _answers(f"{record['test_url']}/ping"):
                 time.sleep(0.3)
         return urls
