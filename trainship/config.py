@@ -75,7 +75,9 @@ class CliSettings:
         return cls(api=os.environ.get("TRAINSHIP_API", ""), debug=env_flag("TRAINSHIP_DEBUG"),
                    home=Path(os.environ.get("TRAINSHIP_HOME", ".trainship")))
 
+
 # --- cluster drivers ---
+
 def source_ranges(text: str) -> list[str]:
     """``TRAINSHIP_LB_SOURCE_RANGES``: a comma list of CIDR blocks; empty means none."""
     return [item.strip() for item in text.split(",") if item.strip()]

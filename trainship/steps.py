@@ -12,7 +12,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from trainship import registry, staging
 from trainship.cluster import ClusterDriver, Unreachable
@@ -210,6 +217,16 @@ class FailureContext(BaseModel):
     target: str = ""
     rollout: RolloutState | None = None
     result: DeploymentResult | None = None
+
+    @field_validator("rollout", mode="wrap")
+    @classmethod
+    def _readable_rollout(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """A rollout whose handle no driver can read (a partial or edited state) has
+        nothing RecordFailure could undo: it must still return the error document."""
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
 
 
 def _build_step(build: dict[str, Any]) -> str | None:

@@ -61,6 +61,16 @@ def test_a_rollout_to_undo_still_builds_the_driver(tmp_path: Path) -> None:
     steps.record_failure(done, cluster=no_cluster)
 
 
+def test_an_unreadable_rollout_still_gives_the_error_document(tmp_path: Path) -> None:
+    """A handle without the keys every driver sets (a partial or edited state) cannot be
+    undone, but RecordFailure still answers with the step's error, not a validation error."""
+    ctx = steps.FailureContext.model_validate({
+        **failed_training(tmp_path), "rollout": {"handle": {"pid": 1}}})
+    assert ctx.rollout is None
+    out = steps.record_failure(ctx, cluster=no_cluster)
+    assert out["error"] == "ScriptTimeout"
+
+
 def test_handler_on_a_stack_whose_eks_cluster_does_not_exist(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Lambda as AWS runs it, with an EKS cluster name that DescribeCluster does not
