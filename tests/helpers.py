@@ -53,6 +53,23 @@ def post_json(url: str, payload: Any) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+# A script that trains and logs a small model in seconds (the reliability tests).
+QUICK_SCRIPT = """
+import mlflow, mlflow.sklearn
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+X, y = load_iris(return_X_y=True)
+with mlflow.start_run():
+    mlflow.sklearn.log_model(DecisionTreeClassifier(max_depth=2).fit(X, y), name="model")
+"""
+ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+def assert_still_serving(result: dict[str, Any]) -> None:
+    status, body = post_json(f"{result['inference_url']}/invocations", ROW)
+    assert status == 200 and len(body["predictions"]) == 1
+
+
 # --- the pipeline's steps (unit tests) ----------------------------------------------------
 
 def state(tmp_path: Path, **extra: Any) -> DeploymentState:
