@@ -150,12 +150,18 @@ def api_gateway_event(method: str, path: str, *, resource: str | None = None,
 
 def save_logistic_model(path: Path) -> Path:
     """A small scikit-learn model (4 float features, 2 classes) saved as an MLflow model at
-    ``path``, for tests of the inference service."""
+    ``path``, for tests of the inference service. Its requirements are given (the installed
+    scikit-learn and cloudpickle): MLflow infers them otherwise by loading the model in a
+    subprocess, two seconds per save that no test here looks at."""
+    import cloudpickle
     import mlflow.sklearn
+    import sklearn
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
 
     x, y = make_classification(n_samples=100, n_features=4, random_state=1)
     mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(path),
-                              serialization_format="cloudpickle")
+                              serialization_format="cloudpickle",
+                              pip_requirements=[f"scikit-learn=={sklearn.__version__}",
+                                                f"cloudpickle=={cloudpickle.__version__}"])
     return path
