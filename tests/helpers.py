@@ -53,6 +53,23 @@ def post_json(url: str, payload: Any) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+# A script that trains and logs a small model in seconds (the reliability tests).
+QUICK_SCRIPT = """
+import mlflow, mlflow.sklearn
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+X, y = load_iris(return_X_y=True)
+with mlflow.start_run():
+    mlflow.sklearn.log_model(DecisionTreeClassifier(max_depth=2).fit(X, y), name="model")
+"""
+ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+def assert_still_serving(result: dict[str, Any]) -> None:
+    status, body = post_json(f"{result['inference_url']}/invocations", ROW)
+    assert status == 200 and len(body["predictions"]) == 1
+
+
 # --- the pipeline's steps (unit tests) ----------------------------------------------------
 
 def state(tmp_path: Path, **extra: Any) -> DeploymentState:
@@ -140,12 +157,18 @@ def api_gateway_event(method: str, path: str, *, resource: str | None = None,
 
 def save_logistic_model(path: Path) -> Path:
     """A small scikit-learn model (4 float features, 2 classes) saved as an MLflow model at
-    ``path``, for tests of the inference service."""
+    ``path``, for tests of the inference service. Its requirements are given (the installed
+    scikit-learn and cloudpickle): MLflow infers them otherwise by loading the model in a
+    subprocess, two seconds per save that no test here looks at."""
+    import cloudpickle
     import mlflow.sklearn
+    import sklearn
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
 
     x, y = make_classification(n_samples=100, n_features=4, random_state=1)
     mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(path),
-                              serialization_format="cloudpickle")
+                              serialization_format="cloudpickle",
+                              pip_requirements=[f"scikit-learn=={sklearn.__version__}",
+                                                f"cloudpickle=={cloudpickle.__version__}"])
     return path

@@ -323,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # bad arguments: usage and exit 2 (argparse)
-    settings = CliSettings.from_env()
+    try:
+        settings = CliSettings.from_env()
+    except ValueError as exc:  # TRAINSHIP_DEBUG=maybe: named, like a bad argument
+        say(str(exc))
+        return EXIT_USAGE
     try:
         return int(args.func(args, settings))
     except CliError as exc:

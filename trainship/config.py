@@ -8,16 +8,24 @@ staged, which MLflow, which cluster driver) is configuration injected here, neve
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-def env_flag(name: str) -> bool:
-    """A boolean environment variable: unset, empty, 0, false, no and off (any case, spaces
-    around ignored) are false; any other value is true (``TRAINSHIP_DEBUG=0`` is off)."""
-    return os.environ.get(name, "").strip().lower() not in FALSE_WORDS
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A boolean variable: 1/true/yes/on (any case) are true; unset, empty, 0/false/no/off
+    are false; anything else is a ValueError naming the variable."""
+    value = (os.environ if environ is None else environ).get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r} is not a boolean: use 1/true/yes/on or "
+                     "0/false/no/off (or leave it unset)")
 
 
 def _int(name: str, default: int) -> int:
@@ -142,3 +150,49 @@ class ClusterSettings:
                 workers=_int("TRAINSHIP_SERVING_WORKERS", 1),
                 max_batch_rows=_optional_int("TRAINSHIP_MAX_BATCH_ROWS"),
                 max_wait_ms=_optional_float("TRAINSHIP_MAX_WAIT_MS")))
+# --- training runner ---
+# The variables the training runner (trainship.training, run by buildspecs/train.yml) reads
+# for the script's own session (trainship.script_access re-exports the names).
+SCRIPT_ROLE_ENV = "TRAINSHIP_SCRIPT_ROLE_ARN"
+# The tracking server ARN when the tracking URI is not one (the local stack's gate).
+TRACKING_SERVER_ARN_ENV = "TRAINSHIP_MLFLOW_TRACKING_SERVER_ARN"
+# Proxied artifacts (an MLflow server with --artifacts-destination): mlflow-artifacts:
+# URIs name objects in this bucket (the local stack sets it; on AWS the artifact
+# locations of a managed server are s3:// URIs).
+PROXIED_ARTIFACTS_BUCKET_ENV = "TRAINSHIP_MLFLOW_PROXIED_ARTIFACTS_BUCKET"
+KMS_KEY_ENV = "TRAINSHIP_MLFLOW_ARTIFACT_KMS_KEY_ARN"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What ``python -m trainship.training`` reads from its environment, read once in
+    ``main`` (docs/environment.md has a row for each variable)."""
+
+    tracking_uri: str  # MLFLOW_TRACKING_URI
+    run_id: str  # MLFLOW_RUN_ID: set by train.yml for ``run`` (from ``create-run``)
+    workdir: Path  # where train.py is written and run
+    env_cache: Path  # one venv per hash of the requirements
+    script_role_arn: str = ""  # empty: the script runs without AWS credentials
+    tracking_server_arn: str = ""
+    proxied_artifacts_bucket: str | None = None
+    kms_key_arn: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TrainingSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
+            run_id=env.get("MLFLOW_RUN_ID", ""),
+            workdir=Path(env.get("TRAINSHIP_WORKDIR") or "work").resolve(),
+            env_cache=Path(env.get("TRAINSHIP_ENV_CACHE")
+                           or Path.home() / ".cache" / "trainship" / "envs"),
+            script_role_arn=env.get(SCRIPT_ROLE_ENV, ""),
+            tracking_server_arn=env.get(TRACKING_SERVER_ARN_ENV, ""),
+            proxied_artifacts_bucket=env.get(PROXIED_ARTIFACTS_BUCKET_ENV) or None,
+            kms_key_arn=env.get(KMS_KEY_ENV) or None,
+        )
+
+
+# --- inference service ---
+# ServingSettings is trainship/serving/settings.py: the model image ships the serving
+# package alone, which imports no other trainship module (pyproject's import contract).

@@ -25,6 +25,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
 
+# The runner's variables for the script's session: read by config.TrainingSettings, named
+# here too for the local stack's train project, which sets them.
+from trainship.config import KMS_KEY_ENV as KMS_KEY_ENV
+from trainship.config import PROXIED_ARTIFACTS_BUCKET_ENV as PROXIED_ARTIFACTS_BUCKET_ENV
+from trainship.config import SCRIPT_ROLE_ENV as SCRIPT_ROLE_ENV
+from trainship.config import TRACKING_SERVER_ARN_ENV as TRACKING_SERVER_ARN_ENV
+
 # What `mlflow.start_run()` (attaching to MLFLOW_RUN_ID), metric/param/tag logging and
 # MLflow 3 `log_model` (a LoggedModel: create, log params/tags, upload, finalize, link
 # to the run as an output) call. The reference lists no CreateLoggedModel action:
@@ -67,14 +74,6 @@ SESSION_SECONDS = 3600
 REFRESH_MARGIN = dt.timedelta(minutes=20)
 # STS: a session policy's plaintext may not exceed 2,048 characters (AssumeRole, Policy).
 SESSION_POLICY_MAX_CHARS = 2048
-# Proxied artifacts (an MLflow server with --artifacts-destination): mlflow-artifacts:
-# URIs name objects in this bucket (the local stack sets it; on AWS the artifact
-# locations of a managed server are s3:// URIs).
-PROXIED_ARTIFACTS_BUCKET_ENV = "TRAINSHIP_MLFLOW_PROXIED_ARTIFACTS_BUCKET"
-# The tracking server ARN when the tracking URI is not one (the local stack's gate).
-TRACKING_SERVER_ARN_ENV = "TRAINSHIP_MLFLOW_TRACKING_SERVER_ARN"
-SCRIPT_ROLE_ENV = "TRAINSHIP_SCRIPT_ROLE_ARN"
-KMS_KEY_ENV = "TRAINSHIP_MLFLOW_ARTIFACT_KMS_KEY_ARN"
 
 
 class ArtifactLocationUnsupported(ValueError):

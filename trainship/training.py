@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from trainship import envs, script_access, staging
+from trainship.config import TrainingSettings
 from trainship.errors import (
     MissingRequirement,
     ScriptFailed,
@@ -152,15 +153,15 @@ def script_environment(base: dict[str, str], *, tracking_uri: str, run_id: str,
     return env
 
 
-def script_credentials(tracking_uri: str, run_id: str,
+def script_credentials(settings: TrainingSettings,
                        deployment_id: str) -> CredentialsEndpoint | None:
     """The script's own STS session, served on a loopback container-credentials endpoint.
 
-    The runner (build role) assumes TRAINSHIP_SCRIPT_ROLE_ARN with a session policy
-    naming this deployment's run and artifact prefixes, read from MLflow now. Without a
-    script role the script gets no AWS credentials at all.
-    """
-    role_arn = os.environ.get(script_access.SCRIPT_ROLE_ENV, "")
+    The runner (build role) assumes the script role with a session policy naming this
+    deployment's run and artifact prefixes, read from MLflow now. Without a script role
+    (TRAINSHIP_SCRIPT_ROLE_ARN) the script gets no AWS credentials at all."""
+    role_arn, tracking_uri, run_id = (settings.script_role_arn, settings.tracking_uri,
+                                      settings.run_id)
     if not role_arn:
         print("[trainship] no script role configured: the script runs without AWS "
               "credentials", flush=True)
@@ -172,15 +173,15 @@ def script_credentials(tracking_uri: str, run_id: str,
     mlflow_run = client.get_run(run_id)
     location = client.get_experiment(mlflow_run.info.experiment_id).artifact_location
     server_arn = (tracking_uri if tracking_uri.startswith("arn:")
-                  else os.environ.get(script_access.TRACKING_SERVER_ARN_ENV, ""))
+                  else settings.tracking_server_arn)
     if not server_arn:
         raise ScriptFailed(f"No tracking server ARN for {tracking_uri}: set "
                            f"{script_access.TRACKING_SERVER_ARN_ENV}", step=STEP)
     policy = script_access.session_policy(
         tracking_server_arn=server_arn,
-        prefixes=script_access.run_artifact_prefixes(
-            location, run_id, os.environ.get(script_access.PROXIED_ARTIFACTS_BUCKET_ENV)),
-        kms_key_arn=os.environ.get(script_access.KMS_KEY_ENV) or None)
+        prefixes=script_access.run_artifact_prefixes(location, run_id,
+                                                     settings.proxied_artifacts_bucket),
+        kms_key_arn=settings.kms_key_arn)
     session = script_access.ScriptSession(
         boto3.client("sts"), role_arn, policy,
         re.sub(r"[^\w+=,.@-]", "-", f"trainship-{deployment_id}"))
@@ -326,22 +327,21 @@ def run_script(python: str, script: Path, env: dict[str, str], timeout_seconds: 
     return returncode, keeper.text()
 
 
-def run(job: NormalizedRequest, *, tracking_uri: str, run_id: str, workdir: Path,
-        env_cache: Path) -> None:
+def run(job: NormalizedRequest, settings: TrainingSettings) -> None:
     script_text = staging.get_text(job.script_uri)
     if script_text is None:
         raise ScriptFailed(f"The staged script {job.script_uri} is missing", step=STEP)
     check_syntax(script_text)
-    workdir.mkdir(parents=True, exist_ok=True)
-    script = workdir / "train.py"
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    script = settings.workdir / "train.py"
     script.write_text(script_text)
-    python = envs.prepare_environment(job.requirements, env_cache)
-    endpoint = script_credentials(tracking_uri, run_id, job.deployment_id)
-    env = script_environment(dict(os.environ), tracking_uri=tracking_uri, run_id=run_id,
-                             experiment_name=job.experiment_name,
+    python = envs.prepare_environment(job.requirements, settings.env_cache)
+    endpoint = script_credentials(settings, job.deployment_id)
+    env = script_environment(dict(os.environ), tracking_uri=settings.tracking_uri,
+                             run_id=settings.run_id, experiment_name=job.experiment_name,
                              deployment_id=job.deployment_id,
                              credentials=endpoint.environment() if endpoint else None)
-    print(f"[trainship] running train.py bound to MLflow run {run_id} "
+    print(f"[trainship] running train.py bound to MLflow run {settings.run_id} "
           f"(timeout {job.timeout_seconds} s)", flush=True)
     started = time.monotonic()
     with endpoint if endpoint else contextlib.nullcontext():
@@ -372,21 +372,20 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault(key, value)
     command = argv[0] if argv else "run"
     job = load_job()
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     try:
+        settings = TrainingSettings.from_env()
         if command == "create-run":
-            print(create_run(job, tracking_uri))
+            print(create_run(job, settings.tracking_uri))
             return 0
-        run_id = os.environ["MLFLOW_RUN_ID"]
+        if not settings.run_id:
+            raise TrainingRunnerFailed("MLFLOW_RUN_ID is not set: train.yml exports it "
+                                       "from `create-run` before `run`", step=STEP)
         try:
-            run(job, tracking_uri=tracking_uri, run_id=run_id,
-                workdir=Path(os.environ.get("TRAINSHIP_WORKDIR", "work")).resolve(),
-                env_cache=Path(os.environ.get("TRAINSHIP_ENV_CACHE",
-                                              str(Path.home() / ".cache/trainship/envs"))))
+            run(job, settings)
         except TrainshipError:
-            finish_run(tracking_uri, run_id, "FAILED")
+            finish_run(settings.tracking_uri, settings.run_id, "FAILED")
             raise
-        finish_run(tracking_uri, run_id, "FINISHED")
+        finish_run(settings.tracking_uri, settings.run_id, "FINISHED")
         return 0
     except TrainshipError as exc:
         return _fail(job, exc)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PLANTED_SECRET
+from tests.helpers import PLANTED_SECRET, QUICK_SCRIPT, deploy
 from trainship.client import Client
 from trainship.local import stack
 
@@ -56,3 +56,12 @@ def local_stack(local_home: Path) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def api(local_stack: dict[str, Any]) -> Client:
     return Client(local_stack["api"])
+
+
+@pytest.fixture(scope="session")
+def serving(api: Client) -> dict[str, Any]:
+    """A model that serves throughout the reliability tests (test_reliability*.py); every
+    bad case must leave it up."""
+    record = deploy(api, {"model_name": "steady", "script": QUICK_SCRIPT})
+    assert record["status"] == "SUCCEEDED", record.get("error")
+    return record["result"]

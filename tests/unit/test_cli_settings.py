@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from trainship import cli, terminal
 from trainship.config import CliSettings, env_flag
 
 
@@ -16,10 +17,25 @@ def test_false_words_are_off(monkeypatch: pytest.MonkeyPatch, value: str) -> Non
     assert env_flag("TRAINSHIP_TEST_FLAG") is False
 
 
-@pytest.mark.parametrize("value", ["1", "true", "yes", "on", "TRUE", "2"])
-def test_other_values_are_on(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+@pytest.mark.parametrize("value", ["1", "true", "yes", "on", "TRUE", " On "])
+def test_true_words_are_on(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("TRAINSHIP_TEST_FLAG", value)
     assert env_flag("TRAINSHIP_TEST_FLAG") is True
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "enabled"])
+def test_other_values_are_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("TRAINSHIP_TEST_FLAG", value)
+    with pytest.raises(ValueError, match="TRAINSHIP_TEST_FLAG"):
+        env_flag("TRAINSHIP_TEST_FLAG")
+
+
+def test_the_cli_refuses_a_debug_value_it_cannot_read(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TRAINSHIP_DEBUG", "maybe")
+    assert cli.main(["status", "d-1", "--api", "http://127.0.0.1:1"]) == terminal.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "TRAINSHIP_DEBUG='maybe' is not a boolean" in err and "Traceback" not in err
 
 
 def test_an_unset_flag_is_off(monkeypatch: pytest.MonkeyPatch) -> None:

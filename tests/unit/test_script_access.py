@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import urllib.error
@@ -15,6 +16,7 @@ from botocore.credentials import ContainerProvider
 from botocore.stub import Stubber
 
 from trainship import script_access
+from trainship.config import TrainingSettings
 from trainship.local.aws_auth import is_allowed
 from trainship.script_access import (
     MLFLOW_SCRIPT_ACTIONS,
@@ -195,6 +197,11 @@ class FakeMlflow:
         return SimpleNamespace(artifact_location=LOCATION)
 
 
+def runner_settings() -> TrainingSettings:
+    """The runner's settings from this environment, bound to SERVER and RUN."""
+    return dataclasses.replace(TrainingSettings.from_env(), tracking_uri=SERVER, run_id=RUN)
+
+
 def stubbed_sts(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Stubber]:
     import mlflow
 
@@ -218,7 +225,7 @@ def test_runner_scopes_the_session_to_the_run_read_from_mlflow(
     stub.add_response("assume_role", assume_role_response(
         "ASIAFIRST0000000", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)), expected)
     with stub:
-        endpoint = script_credentials(SERVER, RUN, "d-42")
+        endpoint = script_credentials(runner_settings(), "d-42")
     assert endpoint is not None
     assert endpoint.session.credentials().access_key_id == "ASIAFIRST0000000"
 
@@ -232,7 +239,7 @@ def test_runner_reports_a_refused_assume_role_as_a_build_failure(
     stub.add_client_error("assume_role", "AccessDenied", "User: build is not authorized to "
                           "perform: sts:AssumeRole", http_status_code=403)
     with stub, pytest.raises(TrainingBuildFailed, match="could not assume") as exc:
-        script_credentials(SERVER, RUN, "d-42")
+        script_credentials(runner_settings(), "d-42")
     assert "AccessDenied" in exc.value.details
 
 
@@ -240,4 +247,4 @@ def test_no_script_role_means_no_credentials(monkeypatch: pytest.MonkeyPatch) ->
     from trainship.training import script_credentials
 
     monkeypatch.delenv("TRAINSHIP_SCRIPT_ROLE_ARN", raising=False)
-    assert script_credentials(SERVER, RUN, "d-42") is None
+    assert script_credentials(runner_settings(), "d-42") is None

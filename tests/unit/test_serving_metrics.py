@@ -39,9 +39,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(model_dir: Path, tmpdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def _start(model_dir: Path, tmpdir: Path, workers: int,
+           **extra_env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = {**os.environ, "TMPDIR": str(tmpdir),
+    env = {**os.environ, **extra_env, "TMPDIR": str(tmpdir),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "trainship.serving", "--model-dir",
@@ -71,7 +72,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, url = _start(model_dir, tmp_path_factory.mktemp("tmpdir"), workers=2)
+    proc, url = _start(model_dir, tmp_path_factory.mktemp("tmpdir"), workers=2,
+                       TRAINSHIP_MODEL_NAME="Iris.v2", TRAINSHIP_MODEL_VERSION="3")
     try:
         yield url
     finally:
@@ -124,6 +126,18 @@ def test_a_scrape_sees_the_requests_of_every_worker(server: str) -> None:
         totals = _requests_total(server)
         assert totals[("/invocations", "200")] - before == 40
         assert totals[("/invocations", "400")] - bad_before == 1
+
+
+def test_every_worker_labels_the_model_it_serves(server: str) -> None:
+    """The container's TRAINSHIP_MODEL_NAME and TRAINSHIP_MODEL_VERSION (the Kubernetes
+    and podman drivers set them) as ``trainship_model_info``, whichever worker answers."""
+    for _ in range(4):
+        with urllib.request.urlopen(f"{server}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        [sample] = [s for family in text_string_to_metric_families(text)
+                    if family.name == "trainship_model_info" for s in family.samples]
+        assert (sample.labels, sample.value) == (
+            {"model_name": "Iris.v2", "model_version": "3"}, 1.0)
 
 
 def test_metrics_directory_is_per_server_and_cleaned(model_dir: Path, tmp_path: Path) -> None:

@@ -164,6 +164,9 @@ def test_same_name_and_input_is_one_execution_while_running(stepfunctions: Any) 
     assert first["executionArn"] == again["executionArn"]
     with pytest.raises(stepfunctions.exceptions.ExecutionAlreadyExists):
         stepfunctions.start_execution(stateMachineArn=arn, name="d-1", input='{"a": 2}')
-    time.sleep(2.5)
+    deadline = time.monotonic() + 30  # until the execution closes (the Wait's 2 s)
+    while stepfunctions.describe_execution(executionArn=first["executionArn"])[
+            "status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
     with pytest.raises(stepfunctions.exceptions.ExecutionAlreadyExists):
         stepfunctions.start_execution(stateMachineArn=arn, name="d-1", input='{"a": 1}')

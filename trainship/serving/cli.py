@@ -1,4 +1,7 @@
-"""``python -m trainship.serving``: serve a model, or write its load cache."""
+"""``python -m trainship.serving``: serve a model, or write its load cache.
+
+Every option's default comes from the environment (``ServingSettings``); a flag overrides.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +10,27 @@ import os
 from pathlib import Path
 
 from trainship.serving.loading import prepare_load_cache, set_keras_backend
+from trainship.serving.settings import ServingSettings
 from trainship.serving.workers import serve
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(env: ServingSettings) -> argparse.ArgumentParser:
+    """The command line; ``env`` gives its defaults."""
     parser = argparse.ArgumentParser(prog="trainship.serving")
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--workers", type=int,
-                        default=int(os.environ.get("TRAINSHIP_SERVING_WORKERS", "0"))
-                        or os.cpu_count() or 1, help="processes (default: one per core)")
-    parser.add_argument("--max-batch-rows", type=int,
-                        default=int(os.environ.get("TRAINSHIP_MAX_BATCH_ROWS", "256")),
+    parser.add_argument("--workers", type=int, default=env.workers or os.cpu_count() or 1,
+                        help="processes (default: one per core)")
+    parser.add_argument("--max-batch-rows", type=int, default=env.max_batch_rows,
                         help="rows per predict call; 1 turns batching off")
-    parser.add_argument("--max-wait-ms", type=float,
-                        default=float(os.environ.get("TRAINSHIP_MAX_WAIT_MS", "2")),
+    parser.add_argument("--max-wait-ms", type=float, default=env.max_wait_ms,
                         help="how long a batch waits for requests being parsed")
-    parser.add_argument("--load-cache", type=Path,
-                        default=os.environ.get("TRAINSHIP_LOAD_CACHE") or None,
+    parser.add_argument("--load-cache", type=Path, default=env.load_cache,
                         help="a pickle of the loaded model, used when it was made for this "
                              "model and environment (written when missing and writable)")
-    parser.add_argument("--keep-warning-filters", action="store_true",
-                        default=bool(os.environ.get("TRAINSHIP_KEEP_WARNING_FILTERS")),
+    parser.add_argument("--keep-warning-filters", action=argparse.BooleanOptionalAction,
+                        default=env.keep_warning_filters,
                         help="keep the warning filters libraries add on import (slower "
                              "scikit-learn ensembles; see trainship.serving.warnings)")
     parser.add_argument("--prepare-load-cache", action="store_true",
@@ -38,7 +39,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    cli = parser()
+    try:
+        settings = ServingSettings.from_env()
+    except ValueError as exc:  # a malformed variable: a usage error naming it
+        parser(ServingSettings()).error(str(exc))
+    cli = parser(settings)
     args = cli.parse_args(argv)
     set_keras_backend(args.model_dir)
     if args.prepare_load_cache:
@@ -48,4 +53,5 @@ def main(argv: list[str]) -> int:
         return 0
     return serve(args.model_dir, args.host, args.port, workers=args.workers,
                  max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
-                 load_cache=args.load_cache, keep_warning_filters=args.keep_warning_filters)
+                 load_cache=args.load_cache, keep_warning_filters=args.keep_warning_filters,
+                 model_info=settings.model_info())

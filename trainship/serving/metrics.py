@@ -11,7 +11,12 @@ a scrape sees every request whichever worker answered it.
 - ``trainship_request_seconds``: histogram of ``/invocations`` latency;
 - ``trainship_errors_total``: ``/invocations`` answered with a 4xx or 5xx;
 - ``trainship_batch_requests``: histogram of requests per predict call;
-- ``trainship_batch_rows_total``: rows predicted.
+- ``trainship_batch_rows_total``: rows predicted;
+- ``trainship_model_info{model_name, model_version}``: what is served (1), from the
+  container's TRAINSHIP_MODEL_NAME and TRAINSHIP_MODEL_VERSION (the Kubernetes and podman
+  drivers set them); absent when no model name is set. prometheus_client's Info does not
+  work in multiprocess mode, so each worker registers it in its own scrape registry,
+  beside the collector of the shared files: every worker has the same values.
 
 prometheus_client picks its multiprocess mode when it is imported, from the environment,
 so it is imported here only once :func:`create_directory` has set the variable.
@@ -91,15 +96,18 @@ class Metrics:
     """One worker's metrics: written to its file in the server's directory; ``render``
     reads every worker's files."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, model_info: dict[str, str] | None = None) -> None:
         if os.environ.get(ENV) != str(directory):
             raise RuntimeError(f"{ENV} must be {directory} before the metrics are made "
                                "(metrics.create_directory)")
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Histogram, Info
         from prometheus_client.multiprocess import MultiProcessCollector
 
         self._registry: CollectorRegistry = CollectorRegistry()
         MultiProcessCollector(self._registry, path=str(directory))
+        if model_info:  # in this worker's registry: the same in every worker, not in files
+            Info("trainship_model", "The model served.",
+                 registry=self._registry).info(model_info)
         # registry=None: the values live in the files, which the collector above reads
         self._requests = Counter("trainship_requests_total", "Requests by path and status.",
                                  ["path", "status"], registry=None)

@@ -22,9 +22,10 @@ from trainship.serving.warnings import runtime_warning_filters
 
 
 def run_worker(model: Any, model_dir: Path, host: str, port: int, *, metrics_dir: Path,
-               max_batch_rows: int, max_wait_ms: float, drain_seconds: float = 30.0) -> None:
+               max_batch_rows: int, max_wait_ms: float, drain_seconds: float = 30.0,
+               model_info: dict[str, str] | None = None) -> None:
     """Serve until SIGTERM, then stop accepting and drain in-flight requests."""
-    service = Service(model, model_dir, metrics.Metrics(metrics_dir),
+    service = Service(model, model_dir, metrics.Metrics(metrics_dir, model_info=model_info),
                       max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms)
     server = Server((host, port), make_handler(service))
 
@@ -65,8 +66,10 @@ def supervise(children: list[int], metrics_dir: Path) -> int:
 
 def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
           max_batch_rows: int = 256, max_wait_ms: float = 2.0,
-          load_cache: Path | None = None, keep_warning_filters: bool = False) -> int:
-    """Load the model once, then serve it from ``workers`` processes sharing the port."""
+          load_cache: Path | None = None, keep_warning_filters: bool = False,
+          model_info: dict[str, str] | None = None) -> int:
+    """Load the model once, then serve it from ``workers`` processes sharing the port;
+    ``model_info`` labels ``trainship_model_info`` (what is served)."""
     metrics_dir = metrics.create_directory()  # before anything imports prometheus_client
     try:
         model = load(model_dir, load_cache)
@@ -76,7 +79,7 @@ def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
               flush=True)
         options: dict[str, Any] = {"metrics_dir": metrics_dir,
                                    "max_batch_rows": max_batch_rows,
-                                   "max_wait_ms": max_wait_ms}
+                                   "max_wait_ms": max_wait_ms, "model_info": model_info}
         if workers <= 1:
             run_worker(model, model_dir, host, port, **options)
             return 0
