@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from importlib import metadata
 from pathlib import Path
 
@@ -110,3 +112,46 @@ def test_a_service_requirement_that_is_not_installed_stays_as_written(
     installed = metadata.version("prometheus-client")
     assert service_requirements() == [f"prometheus-client=={installed}",
                                       "no-such-distribution-here>=1"]
+
+
+FAKE_PODMAN = """#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_PODMAN_LOG"], "a") as log:
+    log.write(json.dumps({"args": args, "conf": os.environ.get("CONTAINERS_CONF", "")}) + "\\n")
+if args[0] == "push":
+    with open(args[args.index("--digestfile") + 1], "w") as out:
+        out.write("sha256:" + "cd" * 32 + "\\n")
+"""
+
+
+def test_podman_builds_then_pushes_to_a_local_registry_without_tls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("podman", "buildah", "docker-registry", "debootstrap", "catatonit"):
+        (bin_dir / tool).write_text(FAKE_PODMAN if tool == "podman" else "#!/bin/sh\n")
+        (bin_dir / tool).chmod(0o755)
+    log = tmp_path / "podman.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PODMAN_LOG", str(log))
+    context = tmp_path / "context"
+    (context / "model").mkdir(parents=True)
+    (context / "model" / "requirements.txt").write_text("mlflow==3.17.2\n")
+    settings = ImageSettings(default_builder="podman", cluster_arch="arm64",
+                             image_repository="127.0.0.1:5000/trainship-models",
+                             base_image="python:3.11-slim", home=tmp_path / "home")
+    uri = image_builder(settings).push(context, "iris-v2")
+    reference = "127.0.0.1:5000/trainship-models:iris-v2"
+    assert uri == f"{reference}@sha256:{'cd' * 32}"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    build, push = (call["args"] for call in calls)
+    assert build[0] == "build"
+    assert build[build.index("--platform") + 1] == "linux/arm64"
+    assert "BASE_IMAGE=python:3.11-slim" in build and build[-1] == str(context)
+    assert build[build.index("-t") + 1] == reference
+    assert push[:3] == ["push", "--quiet", "--tls-verify=false"] and push[-1] == reference
+    # every podman call runs with the stack's containers.conf
+    assert {call["conf"] for call in calls} == {
+        str(tmp_path / "home" / "containers" / "containers.conf")}
+    assert (context / "Dockerfile").exists() and (context / "requirements.txt").exists()
