@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,10 @@ ENV PATH=/opt/venv/bin:$PATH"""
 def image_sizes(model: Path, work: Path) -> dict[str, str]:
     """Build trainship's image and the one `mlflow models generate-dockerfile` writes, on the
     same base image (the locally made Debian one), and return their sizes."""
-    from trainship import containers, image
+    from trainship import containers
+    from trainship.config import ImageSettings
+    from trainship.image.context import METADATA
+    from trainship.image.podman import PodmanBuilder
 
     if containers.missing_tools():
         return {"note": f"not measured: container tools missing ({containers.missing_tools()})"}
@@ -151,10 +154,10 @@ def image_sizes(model: Path, work: Path) -> dict[str, str]:
     context = work / "trainship-context"
     context.mkdir()
     shutil.copytree(model, context / "model")
-    (context / image.METADATA).write_text("{}")
+    (context / METADATA).write_text("{}")
     ours = "localhost/bench/trainship-model:latest"
-    image.build_image(context, builder="podman", reference=ours, base_image=base,
-                      wheels="host", home=home)
+    settings = replace(ImageSettings.from_env(), base_image=base, wheels="host", home=home)
+    PodmanBuilder(settings).build(context, ours)
     sizes["trainship"] = str(size(ours))
     generated = work / "mlflow-generated"
     proc = subprocess.run([sys.executable, "-m", "mlflow", "models", "generate-dockerfile",

@@ -4,7 +4,11 @@ One asset for every function: ``trainship/`` and ``lambdas/`` plus their runtime
 dependencies, installed with ``pip install --target`` for the Lambda platform
 (manylinux aarch64, the runtime's Python, binary wheels only).
 
-The dependencies come from pyproject.toml (:func:`lambda_requirements`), not a list here.
+The dependencies come from pyproject.toml (:func:`lambda_requirements`), not a list here,
+at the versions of requirements.lock (pip's ``--constraint``: the lock pins what is
+installed and installs nothing itself). pip evaluates the lock's environment markers for the
+interpreter it runs on, not for ``--platform``/``--python-version``; the lock's markers are
+only win32/PyPy ones today, which a Linux CPython answers as the Lambda runtime does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = REPO / "pyproject.toml"
+LOCK = REPO / "requirements.lock"
 RUNTIME_PYTHON = "3.14"
 # What the handlers import at run time: the library's dependencies and these extras ...
 LAMBDA_EXTRAS = ("lambda", "sagemaker")
@@ -41,6 +46,9 @@ SOURCE_DIRS = ("trainship", "lambdas")
 # its hash, hence ".*" (at every depth: a dotfile under trainship/ is left out too)
 EXCLUDE = ["*", ".*", "!trainship", "!trainship/**", "!lambdas", "!lambdas/**",
            "**/__pycache__", "**/*.pyc"]
+# bundled: the lock too, so that its change changes the source hash (and the asset); the
+# bundle itself holds only what the bundling writes (the dependencies and SOURCE_DIRS)
+BUNDLED_EXCLUDE = [*EXCLUDE[:-2], f"!{LOCK.name}", *EXCLUDE[-2:]]
 
 
 def lambda_requirements(pyproject: Path = PYPROJECT) -> list[str]:
@@ -85,8 +93,9 @@ def copy_sources(output: Path) -> None:
 class PipTargetBundling:
     """Bundle on this machine: pip --target for the Lambda platform, then the sources."""
 
-    def __init__(self, requirements: list[str]) -> None:
+    def __init__(self, requirements: list[str], constraints: Path = LOCK) -> None:
         self.requirements = requirements
+        self.constraints = constraints
 
     def try_bundle(self, output_dir: str, *, image: Any = None, **kwargs: Any) -> bool:
         output = Path(output_dir)
@@ -98,7 +107,8 @@ class PipTargetBundling:
             # no .pyc: pip would compile them with this machine's interpreter (cpython-311),
             # which the Lambda runtime's Python ignores; they were 92 MB of the 250 MiB
             # unzipped limit ("Lambda quotas": deployment package size)
-            "--no-compile", *self.requirements], check=True)
+            "--no-compile", "--constraint", str(self.constraints), *self.requirements],
+            check=True)
         copy_sources(output)
         return True
 
@@ -108,10 +118,12 @@ def lambda_code(mode: str) -> lambda_.Code:
     if mode == "none":
         return lambda_.Code.from_asset(str(REPO), exclude=EXCLUDE)
     requirements = lambda_requirements()
-    return lambda_.Code.from_asset(str(REPO), exclude=EXCLUDE, bundling=cdk.BundlingOptions(
+    bundling = cdk.BundlingOptions(
         image=lambda_.Runtime.PYTHON_3_14.bundling_image,
         local=PipTargetBundling(requirements),
         command=["bash", "-c", "pip install --no-compile --target /asset-output "
+                 f"--constraint /asset-input/{LOCK.name} "
                  + " ".join(f"'{r}'" for r in requirements)
                  + " && cp -r /asset-input/trainship /asset-input/lambdas /asset-output/"],
-    ))
+    )
+    return lambda_.Code.from_asset(str(REPO), exclude=BUNDLED_EXCLUDE, bundling=bundling)

@@ -196,3 +196,47 @@ class TrainingSettings:
 # --- inference service ---
 # ServingSettings is trainship/serving/settings.py: the model image ships the serving
 # package alone, which imports no other trainship module (pyproject's import contract).
+
+
+# --- image entry point ---
+DEFAULT_BASE_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """What ``python -m trainship.image`` reads from its environment (buildspecs/image.yml,
+    the CodeBuild project's variables or the local stack's), once, in ``main``."""
+
+    tracking_uri: str = ""
+    # the builder per deployment target (TRAINSHIP_IMAGE_BUILDERS: ``target=builder,...``)
+    builders: tuple[tuple[str, str], ...] = ()
+    default_builder: str = "bundle"
+    registry: Path = Path("registry")  # the bundle builder's registry directory
+    image_repository: str = "local"  # podman/docker: where the image is pushed
+    base_image: str = DEFAULT_BASE_IMAGE
+    cluster_arch: str = "amd64"
+    wheels: str = ""  # "host": the model's wheels downloaded outside the build
+    buildkit_image: str = ""  # docker: the buildx builder's BuildKit image (moby/buildkit)
+    home: Path = Path(".trainship")
+
+    @classmethod
+    def from_env(cls) -> ImageSettings:
+        env = os.environ
+        return cls(
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", ""),
+            builders=tuple((target, builder) for target, equals, builder in
+                           (item.partition("=") for item in
+                            env.get("TRAINSHIP_IMAGE_BUILDERS", "").split(",")) if equals),
+            default_builder=env.get("TRAINSHIP_IMAGE_BUILDER", "bundle"),
+            registry=Path(env.get("TRAINSHIP_REGISTRY", "registry")),
+            image_repository=env.get("TRAINSHIP_IMAGE_REPOSITORY", "local"),
+            base_image=env.get("TRAINSHIP_BASE_IMAGE", DEFAULT_BASE_IMAGE),
+            cluster_arch=env.get("TRAINSHIP_CLUSTER_ARCH", "") or "amd64",
+            wheels=env.get("TRAINSHIP_IMAGE_WHEELS", ""),
+            buildkit_image=env.get("TRAINSHIP_BUILDKIT_IMAGE", ""),
+            home=Path(env.get("TRAINSHIP_HOME", ".trainship")),
+        )
+
+    def builder_for(self, target: str) -> str:
+        """The image builder of a deployment's target, or the default builder."""
+        return dict(self.builders).get(target) or self.default_builder

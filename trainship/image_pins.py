@@ -19,11 +19,11 @@ tags are immutable (both mutable tags need the repository's tag-mutability exclu
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from trainship.config import ImageSettings
 from trainship.errors import RolloutFailed, TransientError
 from trainship.names import serving_name
 
@@ -178,7 +178,7 @@ class EcrImagePins:
 
 def pins_from_env() -> ImagePins:
     """ECR pins when ``TRAINSHIP_IMAGE_REPOSITORY`` is an ECR repository, else none."""
-    repository = EcrRepository.parse(os.environ.get("TRAINSHIP_IMAGE_REPOSITORY", ""))
+    repository = EcrRepository.parse(ImageSettings.from_env().image_repository)
     if repository is None:
         return NoImagePins()
     import boto3

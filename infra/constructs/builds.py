@@ -34,7 +34,8 @@ class Builds:
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.source = s3_assets.Asset(stack, "LibrarySource", path=str(REPO), exclude=[
             "*", ".*", "!trainship", "!trainship/**", "!buildspecs", "!buildspecs/**",
-            "!pyproject.toml", "!README.md", "**/__pycache__"])  # ".*": see bundling.EXCLUDE
+            "!pyproject.toml", "!requirements.lock", "!README.md",  # buildspecs/install.sh
+            "**/__pycache__"])  # ".*": see bundling.EXCLUDE
         self.train_project = self._train_project()
         self.image_project = self._image_project()
 

@@ -233,6 +233,7 @@ def test_assets_carry_the_sources_and_nothing_of_the_checkout(synthesized: Synth
     _, _, outdir = synthesized
     contents = {frozenset(p.name for p in asset.iterdir()) for asset in outdir.glob("asset.*")}
     assert contents == {frozenset({"lambdas", "trainship"}),
-                        frozenset({"README.md", "buildspecs", "pyproject.toml", "trainship"})}
+                        frozenset({"README.md", "buildspecs", "pyproject.toml", "requirements.lock",
+                                   "trainship"})}
     for asset in outdir.glob("asset.*"):
         assert not [p for p in asset.rglob(".*")], asset.name

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from trainship import image
+from trainship.config import ImageSettings
 from trainship.errors import ImageBuildFailed
-from trainship.image import builder_for, main, serving_requirements
+from trainship.image import main
+from trainship.image.container import cluster_arch
+from trainship.image.context import serving_requirements
+from trainship.image.docker import DockerBuilder
+from trainship.image.podman import PodmanBuilder
 
 
 def test_mlflow_becomes_skinny_and_pins_stay(tmp_path: Path) -> None:
@@ -33,6 +38,7 @@ def test_pyfunc_only_model_gets_what_scoring_imports(tmp_path: Path) -> None:
 def test_builder_follows_the_target(monkeypatch) -> None:
     monkeypatch.setenv("TRAINSHIP_IMAGE_BUILDERS", "process=bundle,podman=podman")
     monkeypatch.setenv("TRAINSHIP_IMAGE_BUILDER", "docker")
+    builder_for = ImageSettings.from_env().builder_for
     assert builder_for("podman") == "podman"
     assert builder_for("process") == "bundle"
     assert builder_for("") == "docker"
@@ -71,10 +77,10 @@ def docker_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
     log = fake_docker(tmp_path, monkeypatch)
     context = tmp_path / "context"
     (context / "model").mkdir(parents=True)
-    uri = image.container_build(context, builder="docker",
-                                repository="registry.example.com/trainship-models",
-                                base_image="python:3.11-slim", tag="churn-v3", wheels="",
-                                home=tmp_path)
+    settings = replace(ImageSettings.from_env(), default_builder="docker",
+                       image_repository="registry.example.com/trainship-models",
+                       base_image="python:3.11-slim", wheels="", home=tmp_path)
+    uri = DockerBuilder(settings).push(context, "churn-v3")
     return uri, [json.loads(line) for line in log.read_text().splitlines()]
 
 
@@ -127,8 +133,9 @@ def test_images_are_built_for_the_cluster_architecture(
     _, calls = docker_build(tmp_path, monkeypatch)
     build = calls[-1]
     assert build[build.index("--platform") + 1] == platform
-    podman = image.build_command("podman", context=tmp_path, reference="r:t", base_image="b",
-                                 pip_options="", arch=image.cluster_arch())
+    podman = PodmanBuilder(ImageSettings.from_env()).command(
+        tmp_path, reference="r:t", base_image="b", pip_options="",
+        arch=cluster_arch(ImageSettings.from_env().cluster_arch))
     assert podman[:2] == ["podman", "build"]
     assert podman[podman.index("--platform") + 1] == platform
 
@@ -137,7 +144,7 @@ def test_unknown_architecture_is_an_image_build_failure(monkeypatch: pytest.Monk
                                                        ) -> None:
     monkeypatch.setenv("TRAINSHIP_CLUSTER_ARCH", "x86")
     with pytest.raises(ImageBuildFailed) as caught:
-        image.cluster_arch()
+        cluster_arch(ImageSettings.from_env().cluster_arch)
     assert "amd64" in caught.value.help and "arm64" in caught.value.help
 
 

@@ -1,0 +1,17 @@
+#!/bin/sh
+# The buildspecs' install phase on CodeBuild: trainship from the build's source, with the
+# extras this build needs, every package at its version in requirements.lock (pip's -c:
+# a constraints file pins what is installed and installs nothing itself; it may name no
+# extras, the requirement here does).
+#   [sagemaker]  the tracking URI is a SageMaker managed MLflow server's ARN: MLflow's
+#                SigV4 plugin for it (sagemaker-mlflow)
+#   [aws]        boto3: the runner assumes TRAINSHIP_SCRIPT_ROLE_ARN for the script (STS),
+#                or the image is pushed to ECR (GetAuthorizationToken)
+set -eu
+extras=""
+case "${MLFLOW_TRACKING_URI:-}" in arn:*) extras="sagemaker" ;; esac
+case "${TRAINSHIP_SCRIPT_ROLE_ARN:-}|${TRAINSHIP_IMAGE_REPOSITORY:-}" in
+  ?*\|* | *\|*.dkr.ecr.*) extras="${extras:+${extras},}aws" ;;
+esac
+exec python3 -m pip install --quiet -c "${CODEBUILD_SRC_DIR}/requirements.lock" \
+  "${CODEBUILD_SRC_DIR}${extras:+[${extras}]}"

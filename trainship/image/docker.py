@@ -1,0 +1,75 @@
+"""The docker builder: ``docker buildx`` with a registry cache (CodeBuild on AWS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from trainship.errors import ImageBuildFailed
+from trainship.image.base import STEP, run_builder
+from trainship.image.container import ContainerBuilder
+
+DOCKER_BUILDER = "trainship"  # the docker-container buildx builder
+DOCKER_METADATA = "buildx-metadata.json"
+
+
+def cache_reference(reference: str) -> str:
+    """The repository's ``buildcache`` tag (kept mutable in ECR for this)."""
+    return f"{reference.rpartition(':')[0]}:buildcache"
+
+
+class DockerBuilder(ContainerBuilder):
+    name = "docker"
+
+    def environment(self) -> dict[str, str]:
+        """A docker-container buildx builder (registry cache export needs one)."""
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        probe = subprocess.run(["docker", "buildx", "inspect", DOCKER_BUILDER],
+                               capture_output=True, text=True, env=env)
+        if probe.returncode != 0:
+            # The builder runs BuildKit's own image (Docker Hub's moby/buildkit unless
+            # TRAINSHIP_BUILDKIT_IMAGE names a copy, e.g. in ECR, for builds without
+            # Docker Hub).
+            buildkit = self.settings.buildkit_image
+            run_builder(["docker", "buildx", "create", "--name", DOCKER_BUILDER, "--driver",
+                         "docker-container",
+                         *(["--driver-opt", f"image={buildkit}"] if buildkit else []),
+                         "--bootstrap"], env=env, what="docker buildx create")
+        return env
+
+    def command(self, context: Path, *, reference: str, base_image: str, pip_options: str,
+                arch: str) -> list[str]:
+        """BuildKit's inline cache (``BUILDKIT_INLINE_CACHE=1``) exports only min mode,
+        the final stage's layers, so the builder stage that installs the model's
+        dependencies was never cached (Docker docs, "Cache storage backends" / "Inline
+        cache"). A registry cache in mode=max keeps every stage; it needs a
+        docker-container builder (the default docker driver cannot export it: "Registry
+        cache"), and ECR stores the cache as an image manifest with OCI media types
+        (``image-manifest=true,oci-mediatypes=true``; AWS Containers blog, "Announcing
+        remote cache support in Amazon ECR for BuildKit clients"). buildx pushes the image
+        itself (a docker-container builder keeps no local image to push) and writes its
+        digest to the metadata file. Attestations are off (``--provenance=false
+        --sbom=false``): with them buildx pushes an index whose per-platform and
+        attestation manifests are untagged images in ECR, which the repository's lifecycle
+        rules count and could expire under a pinned tag."""
+        cache = cache_reference(reference)
+        return ["docker", "buildx", "build", "--builder", DOCKER_BUILDER,
+                "--platform", f"linux/{arch}", "--pull",
+                "--cache-from", f"type=registry,ref={cache}",
+                "--cache-to", f"type=registry,ref={cache},mode=max,image-manifest=true,"
+                              "oci-mediatypes=true",
+                "--provenance=false", "--sbom=false",
+                "--push", "--metadata-file", str(context / DOCKER_METADATA),
+                *self.build_args(context, reference=reference, base_image=base_image,
+                                 pip_options=pip_options)]
+
+    def pushed_digest(self, context: Path, reference: str, env: dict[str, str] | None) -> str:
+        """buildx pushed the image itself and wrote its digest to the metadata file."""
+        metadata = json.loads((context / DOCKER_METADATA).read_text())
+        digest = str(metadata.get("containerimage.digest", ""))
+        if not digest.startswith("sha256:"):
+            raise ImageBuildFailed("docker buildx reported no pushed image digest",
+                                   details=json.dumps(metadata)[:2000], step=STEP)
+        return digest
