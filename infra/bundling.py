@@ -83,10 +83,14 @@ def lambda_requirements(pyproject: Path = PYPROJECT) -> list[str]:
     return out
 
 
+# what the copy of SOURCE_DIRS leaves out: the same as EXCLUDE (dot-named entries too), so
+# the bundled and the unbundled asset carry the same source files
+SOURCE_IGNORE = shutil.ignore_patterns(".*", "__pycache__", "*.pyc")
+
+
 def copy_sources(output: Path) -> None:
     for name in SOURCE_DIRS:
-        shutil.copytree(REPO / name, output / name, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(REPO / name, output / name, dirs_exist_ok=True, ignore=SOURCE_IGNORE)
 
 
 @jsii.implements(cdk.ILocalBundling)

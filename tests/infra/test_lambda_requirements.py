@@ -4,13 +4,21 @@ client-only distribution."""
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from infra.bundling import LAMBDA_EXTRAS, PYPROJECT, lambda_requirements
+from infra.bundling import (
+    LAMBDA_EXTRAS,
+    PYPROJECT,
+    REPO,
+    SOURCE_DIRS,
+    copy_sources,
+    lambda_requirements,
+)
 
 
 def names(requirements: list[str]) -> list[str]:
@@ -68,3 +76,19 @@ sagemaker = ["sagemaker-mlflow>=0.1"]
     assert lambda_requirements(pyproject) == [
         'mlflow-skinny==3.1; python_version >= "3.10"', "pyyaml>=6", "boto3>=1",
         "kubernetes==36.0.3", "powertools==3", "sagemaker-mlflow>=0.1"]
+
+
+def test_the_bundled_sources_are_the_tracked_sources_less_dotfiles(tmp_path: Path) -> None:
+    """The local bundling copies what the unbundled asset (EXCLUDE) carries: no dot-named
+    file or directory at any depth, no byte code; every tracked source file is there."""
+    (REPO / "trainship" / ".probe-dotfile").write_text("left out")
+    try:
+        copy_sources(tmp_path)
+    finally:
+        (REPO / "trainship" / ".probe-dotfile").unlink()
+    copied = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert not [p for p in copied if any(part.startswith(".") for part in p.split("/"))]
+    assert not [p for p in copied if p.endswith(".pyc")]
+    tracked = subprocess.run(["git", "ls-files", *SOURCE_DIRS], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert set(tracked) <= copied
