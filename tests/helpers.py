@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
@@ -172,3 +174,24 @@ def save_logistic_model(path: Path) -> Path:
                               pip_requirements=[f"scikit-learn=={sklearn.__version__}",
                                                 f"cloudpickle=={cloudpickle.__version__}"])
     return path
+
+
+class LocalServer:
+    """A fake HTTP server on 127.0.0.1 (the fake API, Kubernetes API server, MLflow):
+    ``handler`` answers in threads; ``start()`` serves, ``close()`` stops and frees the port."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # shutdown() waits for the loop's next poll (0.5 s by default)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def start(self) -> LocalServer:
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,13 +1,19 @@
-"""Fixtures of the CLI tests (tests/unit/test_cli_*.py): a fake API, a training script."""
+"""Fixtures shared by unit test modules: the CLI tests' fake API and training script
+(test_cli_*.py), the Kubernetes driver against a fake cluster (test_kubernetes_*.py), and
+the doctor's AWS environment and EKS cluster (test_doctor*.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.unit import doctor_fakes, fake_kube
 from tests.unit.fake_api import SCRIPT, FakeApi
+from trainship import doctor_eks
+from trainship.cluster.kubernetes import KubernetesDriver
 
 
 @pytest.fixture
@@ -24,3 +30,25 @@ def script(tmp_path: Path) -> Path:
     path = tmp_path / "train.py"
     path.write_text(SCRIPT)
     return path
+
+
+@pytest.fixture
+def kube() -> Iterator[tuple[fake_kube.FakeKube, KubernetesDriver]]:
+    """The Kubernetes driver against a fake API server."""
+    with fake_kube.fake_cluster() as pair:
+        yield pair
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doctor's AWS environment (region, fake credentials); modules ask for it with
+    ``pytestmark = pytest.mark.usefixtures("aws_env")``."""
+    doctor_fakes.set_aws_env(monkeypatch)
+
+
+@pytest.fixture
+def eks() -> Iterator[tuple[fake_kube.FakeKube, list[dict[str, Any]], doctor_eks.KubeFactory]]:
+    """A fake EKS cluster for the doctor: the namespace and a running load balancer
+    controller."""
+    with doctor_fakes.fake_cluster() as value:
+        yield value

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -17,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 from kubernetes import client as k8s
 
+from tests.helpers import LocalServer
 from tests.unit.fake_kube import Call, FakeKube, FakeKubeServer, status_doc
 from trainship import doctor, doctor_common, doctor_eks
 from trainship.cluster.kube_api import KubeApi
@@ -225,15 +225,11 @@ class Mlflow:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        # shutdown() waits for the loop's next poll (0.5 s by default)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
+        self.local = LocalServer(Handler).start()
+        self.url = self.local.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 def by_name(report: doctor.Report) -> dict[str, doctor_common.Check]:

@@ -28,12 +28,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from kubernetes import client as k8s
 
+from tests.helpers import LocalServer
 from trainship.cluster.kube_api import KubeApi
 from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.manifests import WorkloadSpec
@@ -287,19 +288,15 @@ class FakeKubeServer:
 
             do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        # shutdown() waits for the loop's next poll (0.5 s by default)
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
     def __enter__(self) -> FakeKubeServer:
-        self.thread.start()
+        self.local.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 # --- what the kubernetes driver's tests share ---------------------------------------------

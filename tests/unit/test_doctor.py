@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -30,35 +29,23 @@ from tests.unit.doctor_fakes import (
     cluster,
     create_repository,
     create_stack,
-    fake_cluster,
     green_account_report,
     outputs,
     policies,
     run,
-    set_aws_env,
 )
 from tests.unit.fake_kube import FakeKube, FakeKubeServer
 from trainship import cli, doctor, doctor_eks
 
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_aws_env(monkeypatch)
-
-
-@pytest.fixture()
-def kube() -> Iterator[tuple[FakeKube, list[dict[str, Any]], doctor_eks.KubeFactory]]:
-    """A fake cluster with the namespace and a running load balancer controller."""
-    with fake_cluster() as value:
-        yield value
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 # --- all green ---------------------------------------------------------------------------
 
 
 @mock_aws
-def test_all_green_account(kube: Any) -> None:
-    fake, given, factory = kube
+def test_all_green_account(eks: Any) -> None:
+    fake, given, factory = eks
     report = green_account_report(factory)
     checks = by_name(report)
     assert [c.name for c in report.checks] == [
@@ -81,8 +68,8 @@ def test_all_green_account(kube: Any) -> None:
 
 
 @mock_aws
-def test_all_green_with_an_mlflow_url_and_eks_auto_mode(kube: Any) -> None:
-    fake, _, factory = kube
+def test_all_green_with_an_mlflow_url_and_eks_auto_mode(eks: Any) -> None:
+    fake, _, factory = eks
     server = Mlflow("3.17.2")
     try:
         create_stack(outputs(MlflowTrackingUri=server.url))
@@ -108,8 +95,8 @@ def test_all_green_with_an_mlflow_url_and_eks_auto_mode(kube: Any) -> None:
 
 
 @mock_aws
-def test_the_policy_may_be_on_a_later_page(kube: Any) -> None:
-    _, _, factory = kube
+def test_the_policy_may_be_on_a_later_page(eks: Any) -> None:
+    _, _, factory = eks
     create_stack(outputs())
     create_repository()
     with Account() as account:

@@ -4,7 +4,6 @@ its authentication mode and access entry, the namespace, the load balancer contr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -26,29 +25,17 @@ from tests.unit.doctor_fakes import (
     by_name,
     create_repository,
     create_stack,
-    fake_cluster,
     green_account_report,
     outputs,
     policies,
     run,
-    set_aws_env,
     tracking_server,
 )
-from tests.unit.fake_kube import FakeKube, FakeKubeServer
+from tests.unit.fake_kube import FakeKubeServer
 from trainship import doctor, doctor_eks
 from trainship.cluster.kube_api import KubeApi
 
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_aws_env(monkeypatch)
-
-
-@pytest.fixture()
-def kube() -> Iterator[tuple[FakeKube, list[dict[str, Any]], doctor_eks.KubeFactory]]:
-    """A fake cluster with the namespace and a running load balancer controller."""
-    with fake_cluster() as value:
-        yield value
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 # --- failures, each with its fix ---------------------------------------------------------
@@ -79,8 +66,8 @@ def test_no_cluster_against_moto() -> None:
 
 
 @mock_aws
-def test_a_cluster_still_creating(kube: Any) -> None:
-    fake, given, factory = kube
+def test_a_cluster_still_creating(eks: Any) -> None:
+    fake, given, factory = eks
     create_stack(outputs(MlflowTrackingUri=None, RepositoryUri=None))
     with Account() as account:
         account.describe_cluster(status="CREATING")
@@ -172,8 +159,8 @@ def test_edit_policy_scoped_to_another_namespace() -> None:
 
 
 @mock_aws
-def test_missing_namespace(kube: Any) -> None:
-    fake, _, factory = kube
+def test_missing_namespace(eks: Any) -> None:
+    fake, _, factory = eks
     fake.namespaces.discard(NAMESPACE)
     report = green_account_report(factory)
     check = by_name(report)["namespace"]
@@ -203,8 +190,8 @@ def test_no_cluster_access_for_the_caller_is_not_a_missing_namespace() -> None:
 
 
 @mock_aws
-def test_a_namespace_scoped_caller_gets_403(kube: Any) -> None:
-    fake, _, factory = kube
+def test_a_namespace_scoped_caller_gets_403(eks: Any) -> None:
+    fake, _, factory = eks
     fake.namespaces_forbidden = True
     report = green_account_report(factory)
     assert "your identity has no cluster access (HTTP 403)" in \
@@ -212,8 +199,8 @@ def test_a_namespace_scoped_caller_gets_403(kube: Any) -> None:
 
 
 @mock_aws
-def test_no_load_balancer_controller(kube: Any) -> None:
-    fake, _, factory = kube
+def test_no_load_balancer_controller(eks: Any) -> None:
+    fake, _, factory = eks
     fake.objects.clear()
     report = green_account_report(factory)
     check = by_name(report)["load-balancer"]
@@ -223,8 +210,8 @@ def test_no_load_balancer_controller(kube: Any) -> None:
 
 
 @mock_aws
-def test_load_balancer_controller_without_replicas(kube: Any) -> None:
-    fake, _, factory = kube
+def test_load_balancer_controller_without_replicas(eks: Any) -> None:
+    fake, _, factory = eks
     fake.deployment_statuses = [{"replicas": 1, "availableReplicas": 0}]
     report = green_account_report(factory)
     check = by_name(report)["load-balancer"]

@@ -26,14 +26,10 @@ from tests.unit.doctor_fakes import (
     create_stack,
     outputs,
     run,
-    set_aws_env,
 )
 from trainship import doctor
 
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_aws_env(monkeypatch)
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 # --- failures, each with its fix ---------------------------------------------------------

@@ -8,7 +8,6 @@ balancer, the smoke test and the EKS token have their own modules.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,14 @@ from tests.helpers import state as make_state
 from tests.unit.fake_kube import (
     IMAGE,
     TOKEN,
-    FakeKube,
     configure,
-    fake_cluster,
     pod,
     ready_status,
     spec,
 )
 from trainship import steps
-from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.errors import RolloutFailed
 from trainship.state import RolloutState
-
-
-@pytest.fixture()
-def kube() -> Iterator[tuple[FakeKube, KubernetesDriver]]:
-    with fake_cluster() as pair:
-        yield pair
 
 
 def test_first_apply_creates_namespace_and_uses_server_side_apply(kube) -> None:

@@ -3,22 +3,13 @@ fake Kubernetes API (tests/unit/fake_kube.py), and the cluster settings it takes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException
 
-from tests.unit.fake_kube import FakeKube, configure, fake_cluster, spec
-from trainship.cluster.kubernetes import KubernetesDriver
+from tests.unit.fake_kube import FakeKube, configure, spec
 from trainship.config import ClusterSettings
-
-
-@pytest.fixture()
-def kube() -> Iterator[tuple[FakeKube, KubernetesDriver]]:
-    with fake_cluster() as pair:
-        yield pair
-
 
 # --- the Service's load balancer (issue 10, item 2) ------------------------------------
 

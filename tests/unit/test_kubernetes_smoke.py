@@ -3,25 +3,16 @@ against the fake Kubernetes API (tests/unit/fake_kube.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import state as make_state
-from tests.unit.fake_kube import TOKEN, FakeKube, fake_cluster, pod, spec
+from tests.unit.fake_kube import TOKEN, pod, spec
 from trainship import steps
-from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.errors import RolloutFailed
 from trainship.state import Handle, RolloutState
-
-
-@pytest.fixture()
-def kube() -> Iterator[tuple[FakeKube, KubernetesDriver]]:
-    with fake_cluster() as pair:
-        yield pair
-
 
 # --- the smoke test through the pod proxy (issue 10, items 3 and 4) ---------------------
 
