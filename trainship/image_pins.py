@@ -19,13 +19,12 @@ tags are immutable (both mutable tags need the repository's tag-mutability exclu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from trainship.config import ImageSettings
 from trainship.errors import RolloutFailed, TransientError
-from trainship.names import serving_name
+from trainship.names import ECR_HOST, serving_name
 
 LIVE_TAG_PREFIX = "live-"
 PREVIOUS_TAG_PREFIX = "previous-"
@@ -40,10 +39,6 @@ ACCEPTED_MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
 ]
-# ECR's registry hosts: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn], and the
-# dual-stack <account>.dkr-ecr[-fips].<region>.on.aws
-ECR_HOST = re.compile(r"^(?P<account>\d{12})\.(?:dkr\.ecr|dkr-ecr)(?:-fips)?\."
-                      r"(?P<region>[a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$")
 TRANSIENT_CODES = {"ThrottlingException", "ServerException", "ServiceUnavailableException",
                    "RequestTimeout", "RequestTimeoutException", "InternalFailure"}
 PIN_HELP = ("PromoteModel tags the serving image live-<model> and the one it replaced "

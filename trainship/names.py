@@ -66,3 +66,10 @@ def serving_name(model_name: str) -> str:
 
 # The MLflow tag that binds a run (and its registered version) to the deployment that made it.
 DEPLOYMENT_TAG = "trainship.deployment_id"
+
+
+# ECR's registry hosts: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn], and the
+# dual-stack <account>.dkr-ecr[-fips].<region>.on.aws (the image login, the image pins;
+# buildspecs/install.sh spells the same hosts as shell patterns)
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.(?:dkr\.ecr|dkr-ecr)(?:-fips)?\."
+                      r"(?P<region>[a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$")

@@ -7,6 +7,7 @@ drivers; nothing here knows whether it runs on AWS or on the local stack.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ from trainship.image_pins import ImagePins
 from trainship.names import serving_name
 from trainship.request import normalize, parse_request
 from trainship.state import DeploymentResult, DeploymentState, RolloutState, SmokeTest
+
+LOG = logging.getLogger(__name__)
 
 
 def stage_job(state: DeploymentState, settings: Settings) -> DeploymentState:
@@ -297,5 +300,9 @@ def record_failure(state: FailureContext, *,
     cluster, DescribeCluster denied) must not hide the error of a step before DeployModel."""
     doc = failure_document(state)
     if state.rollout is not None and state.rollout.handle and state.result is None:
-        cluster().discard(state.rollout.handle)
+        try:
+            cluster().discard(state.rollout.handle)
+        except ValidationError as exc:  # a handle of another driver, or missing its keys
+            LOG.warning("RecordFailure could not undo the rollout: its handle is unreadable "
+                        "(%s)", exc.errors(include_url=False))
     return {"error": doc.error, "cause": doc.to_json()}

@@ -77,6 +77,8 @@ def test_serving_args_leave_unset_knobs_to_the_service() -> None:
     container = deployment(spec("1", max_wait_ms=0.25))["spec"]["template"]["spec"][
         "containers"][0]
     assert container["args"] == ["--port", "8080", "--workers", "1", "--max-wait-ms", "0.25"]
+    # never rounded to six digits
+    assert serving_args(spec("1", max_wait_ms=1234567.5))[-1] == "1234567.5"
 
 
 @pytest.fixture()

@@ -11,8 +11,10 @@ import pytest
 from moto import mock_aws
 
 from tests.helpers import FakeDriver, handle
+from tests.unit.fake_kube import FakeKube
 from trainship import steps
 from trainship.cluster import ClusterDriver
+from trainship.cluster.kubernetes import KubernetesDriver
 
 TRAINING_ERROR = {"error": "ScriptTimeout", "message": "the script ran past 60 s",
                   "details": "tail", "help": "raise timeout_seconds", "step": "TrainModel"}
@@ -69,6 +71,19 @@ def test_an_unreadable_rollout_still_gives_the_error_document(tmp_path: Path) ->
     assert ctx.rollout is None
     out = steps.record_failure(ctx, cluster=no_cluster)
     assert out["error"] == "ScriptTimeout"
+
+
+def test_a_handle_its_driver_cannot_read_still_gives_the_error_document(
+        tmp_path: Path, kube: tuple[FakeKube, KubernetesDriver]) -> None:
+    """The common keys are there but not the driver's own (a Kubernetes handle without its
+    namespace): the driver refuses it, RecordFailure still answers with the step's error."""
+    ctx = steps.FailureContext.model_validate({
+        **failed_training(tmp_path), "rollout": {"handle": handle("2")}})
+    assert ctx.rollout is not None
+    fake, driver = kube
+    out = steps.record_failure(ctx, cluster=lambda: driver)
+    assert out["error"] == "ScriptTimeout"
+    assert not [c for c in fake.calls if c.method == "DELETE"]  # nothing it could name
 
 
 def test_handler_on_a_stack_whose_eks_cluster_does_not_exist(

@@ -110,7 +110,9 @@ def serving_args(spec: WorkloadSpec) -> list[str]:
     if spec.max_batch_rows is not None:
         args += ["--max-batch-rows", str(spec.max_batch_rows)]
     if spec.max_wait_ms is not None:
-        args += ["--max-wait-ms", f"{spec.max_wait_ms:g}"]
+        # whole numbers without ".0"; never rounded (":g" keeps 6 digits: 1234567 -> 1.23457e+06)
+        wait = spec.max_wait_ms
+        args += ["--max-wait-ms", str(int(wait)) if float(wait).is_integer() else repr(wait)]
     return args
 
 

@@ -20,7 +20,7 @@ def read_build_log(logs: dict[str, Any], limit_bytes: int = 1 << 20) -> str:
     group, stream = logs.get("GroupName"), logs.get("StreamName")
     if not group or not stream:
         return ""
-    import boto3  # only on AWS, where the Lambda runtime has it
+    import boto3  # only on AWS (the Lambda bundle carries it; the [aws] extra elsewhere)
 
     client = boto3.client("logs")
     lines: list[str] = []

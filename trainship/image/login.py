@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import re
 import subprocess
 
-ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+from trainship.names import ECR_HOST
 
 
 def ecr_login(builder: str, registry: str) -> None:
@@ -18,8 +17,8 @@ def ecr_login(builder: str, registry: str) -> None:
     # boto3 is only installed where the image is pushed to ECR (the [aws] extra)
     import boto3
 
-    data = boto3.client("ecr", region_name=match.group(2)).get_authorization_token(
-        registryIds=[match.group(1)])["authorizationData"][0]
+    data = boto3.client("ecr", region_name=match["region"]).get_authorization_token(
+        registryIds=[match["account"]])["authorizationData"][0]
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
     subprocess.run([builder, "login", "--username", user, "--password-stdin", registry],
                    input=password, text=True, check=True, capture_output=True)
