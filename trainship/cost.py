@@ -48,7 +48,7 @@ DEFAULT_BUILD_ENVIRONMENTS: Mapping[str, tuple[str, str]] = {
     "BuildImage": ("LINUX_CONTAINER", "BUILD_GENERAL1_MEDIUM"),
 }
 UNKNOWN_ENVIRONMENT = ("UNKNOWN", "UNKNOWN")
-USD_DIGITS = 10  # a short Lambda invocation costs well under a millionth of a dollar
+USD_DIGITS = 12  # a short Lambda invocation costs well under a millionth of a dollar
 
 START_EVENTS = {"TaskStarted", "LambdaFunctionStarted"}
 SCHEDULE_EVENTS = {"TaskScheduled", "LambdaFunctionScheduled"}
