@@ -29,6 +29,7 @@ from trainship.terminal import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CliError,
+    print_cost,
     print_error,
     print_json,
     refused,
@@ -126,6 +127,8 @@ def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
         print(f"inference_url: {record['result']['inference_url']}")
     if record.get("error"):
         print_error(record["error"])
+    if record.get("cost"):
+        print_cost(record["cost"])
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from pydantic import BaseModel, Field
 
+from trainship.cost import CostReceipt
 from trainship.errors import ErrorDocument
 from trainship.state import DeploymentResult
 
@@ -81,6 +82,9 @@ class DeploymentRecord(BaseModel):
     builds: list[BuildRecord]
     result: DeploymentResult | None = None
     error: ErrorDocument | None = None
+    cost: CostReceipt | None = Field(
+        default=None, description="what the execution costs at AWS list prices (locally: what "
+                                  "the same run would cost on AWS); so far while RUNNING")
 
 
 def answer(model: BaseModel) -> dict[str, Any]:
@@ -122,6 +126,50 @@ class BuildJson(TypedDict):
     logs: dict[str, Any]
 
 
+class FunctionCostJson(TypedDict):
+    function: str
+    invocations: int
+    memory_mb: int
+    architecture: str
+    billed_ms: int
+    gb_seconds: float
+    usd: float
+
+
+class BuildCostJson(TypedDict):
+    step: str | None
+    build_id: str | None
+    environment_type: str
+    compute_type: str
+    seconds: float
+    billed_minutes: int
+    usd: float | None
+
+
+class ComputeTypeMinutesJson(TypedDict):
+    environment_type: str
+    compute_type: str
+    billed_minutes: int
+    usd: float | None
+
+
+class CostJson(TypedDict):
+    """trainship.cost.CostReceipt as JSON."""
+
+    total_usd: float
+    final: bool
+    state_transitions: int
+    state_transitions_usd: float
+    lambda_functions: list[FunctionCostJson]
+    builds: list[BuildCostJson]
+    build_minutes: list[ComputeTypeMinutesJson]
+    unpriced: list[str]
+    region: str
+    prices_as_of: str
+    currency: str
+    excludes: list[str]
+
+
 class BriefJson(TypedDict):
     deployment_id: str
     status: str
@@ -140,10 +188,15 @@ class RecordJson(TypedDict):
     builds: list[BuildJson]
     result: NotRequired[dict[str, Any]]
     error: NotRequired[ErrorJson]
+    cost: NotRequired[CostJson]
 
 
 def error_json(doc: ErrorDocument) -> ErrorJson:
     return cast(ErrorJson, doc.model_dump())
+
+
+def cost_json(receipt: CostReceipt) -> CostJson:
+    return cast(CostJson, receipt.model_dump(mode="json"))
 
 
 def brief(record: RecordJson | BriefJson) -> BriefJson:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.pipeline import TERMINAL_STATUSES
-from trainship.records import RecordJson
+from trainship.records import CostJson, RecordJson
 
 # Exit codes (README "Exit codes" lists them; tests/unit/test_cli_*.py check each).
 EXIT_OK = 0
@@ -140,6 +141,39 @@ def report(record: RecordJson, output: str) -> int:
     print(f"status:  {record['status']}  ({record['deployment_id']})", file=sys.stderr)
     print_error(record.get("error") or {})
     return EXIT_FAILED
+
+
+def dollars(usd: float | None) -> str:
+    """A receipt's amount: six decimals, or two significant digits below a millionth."""
+    if usd is None:
+        return "(no price)"
+    return f"${usd:.2e}" if 0 < usd < 0.000001 else f"${usd:.6f}"
+
+
+def print_cost(cost: CostJson) -> None:
+    """The cost receipt of `trainship status` (docs/deploy-to-aws.md, "The cost receipt")."""
+    so_far = "" if cost["final"] else ", so far"
+    print(f"cost: {dollars(cost['total_usd'])} at AWS list prices ({cost['region']}, prices "
+          f"as of {cost['prices_as_of']}{so_far})")
+
+    def line(label: str, usage: str, usd: float | None) -> None:
+        print(f"  {label:26} {usage:40} {dollars(usd)}")
+
+    line("state transitions", str(cost["state_transitions"]), cost["state_transitions_usd"])
+    for fn in cost["lambda_functions"]:
+        calls = f"{fn['invocations']} call{'' if fn['invocations'] == 1 else 's'}"
+        line(f"Lambda {fn['function']}", f"{calls}, {fn['billed_ms']} ms x {fn['memory_mb']} "
+             f"MB = {fn['gb_seconds']:g} GB-s", fn["usd"])
+    for build in cost["builds"]:
+        line(f"CodeBuild {build['step']}", f"{build['seconds']:g} s -> "
+             f"{build['billed_minutes']} min", build["usd"])
+    for item in cost["build_minutes"]:
+        line("build minutes", f"{item['billed_minutes']} min {item['environment_type']} "
+             f"{item['compute_type'].removeprefix('BUILD_')}", item["usd"])
+    for unpriced in cost["unpriced"]:
+        print(f"  not priced: {unpriced}")
+    print(textwrap.fill("not counted: " + "; ".join(cost["excludes"]), width=88,
+                        initial_indent="  ", subsequent_indent="    "))
 
 
 def api_failure(exc: ApiError) -> CliError:

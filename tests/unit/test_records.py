@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from trainship import records
+from trainship import cost, records
 from trainship.errors import ErrorDocument
 
 PAIRS: list[tuple[Any, type[BaseModel]]] = [
@@ -19,6 +19,10 @@ PAIRS: list[tuple[Any, type[BaseModel]]] = [
     (records.BuildJson, records.BuildRecord),
     (records.RecordJson, records.DeploymentRecord),
     (records.ErrorJson, ErrorDocument),
+    (records.CostJson, cost.CostReceipt),
+    (records.FunctionCostJson, cost.FunctionCost),
+    (records.BuildCostJson, cost.BuildCost),
+    (records.ComputeTypeMinutesJson, cost.ComputeTypeMinutes),
 ]
 
 

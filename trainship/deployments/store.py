@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from trainship.cost import receipt
 from trainship.deployments.archive import Archive, interrupted
 from trainship.deployments.build_logs import logs_text
 from trainship.deployments.history import iso, summarize_history
 from trainship.errors import DeploymentNotFound, ErrorDocument, document_from_json
 from trainship.pipeline import TERMINAL_STATUSES
-from trainship.records import BriefJson, RecordJson, brief, error_json
+from trainship.records import BriefJson, RecordJson, brief, cost_json, error_json
 from trainship.redaction import redact, secret_values
 
 
@@ -30,6 +31,8 @@ def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> Recor
         "current_step": steps[-1]["name"] if steps else None,
         "steps": steps,
         "builds": builds,
+        # running: the cost so far; finished: what the execution cost
+        "cost": cost_json(receipt(history, final=status in TERMINAL_STATUSES)),
     }
     if status == "SUCCEEDED" and execution.get("output"):
         record["result"] = json.loads(execution["output"])
