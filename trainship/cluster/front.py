@@ -20,8 +20,10 @@ from pathlib import Path
 from trainship.cluster.handles import FrontRecord, read_json
 from trainship.procs import free_port, library_path, pid_alive, stop_pid
 
-# how long a retired version may keep answering the connections it has (Kubernetes'
-# default terminationGracePeriodSeconds)
+# How long a retired version may keep answering the connections it has: Kubernetes' default
+# terminationGracePeriodSeconds. As a terminating pod is removed from its Service's endpoints
+# (no new connections) while it finishes what it serves, then stopped
+# (https://kubernetes.io/docs/concepts/workloads/pods/pod-termination/).
 DRAIN_SECONDS = 30.0
 
 

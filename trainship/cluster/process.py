@@ -72,7 +72,10 @@ class ProcessDriver:
                  "--load-cache", str(self.root / "load-cache" / f"{bundle.name}.pkl"),
                  "--host", "127.0.0.1", "--port", str(port), *serving_args(spec)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": library_path()})
+                # what the pod's env names too (manifests.deployment): trainship_model_info
+                env={**os.environ, "PYTHONPATH": library_path(),
+                     "TRAINSHIP_MODEL_NAME": spec.model_name,
+                     "TRAINSHIP_MODEL_VERSION": spec.version})
         url = front.ensure(self._dir(spec.model_name), spec.model_name)["url"]
         handle: ProcessHandle = {
             "model_name": spec.model_name, "serving_name": spec.serving_name,
