@@ -114,8 +114,13 @@ def test_the_process_driver_starts_the_service_with_its_serving_settings(
     monkeypatch.setattr(process, "resolve_bundle", lambda uri: tmp_path / "bundle")
     monkeypatch.setattr(process, "prepare_environment", lambda reqs, root: "python3")
     monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(process.front, "ensure", lambda directory, what: {
+        "port": 8080, "pid": 4141, "url": "http://127.0.0.1:8080"})
     driver = ProcessDriver(tmp_path / "serving", ServingOptions(workers=2, max_batch_rows=8))
     applied = driver.apply(spec("1"))
+    # the model's URL is its front; the smoke test reaches the version on its own port
+    assert applied.inference_url == "http://127.0.0.1:8080"
+    assert applied.test_url == f"http://127.0.0.1:{applied.handle['port']}"  # type: ignore[typeddict-item]
     assert started[0][-6:-4] == ["--port", str(applied.handle["port"])]  # type: ignore[typeddict-item]
     assert started[0][-4:] == ["--workers", "2", "--max-batch-rows", "8"]
     record = driver.records("iris")

@@ -139,8 +139,8 @@ def test_process_driver_records_live_under_the_serving_name(tmp_path: Path) -> N
     driver = ProcessDriver(tmp_path)
     record = {"model_name": "test_model", "serving_name": "test-model", "version": "1",
               "image_uri": "bundle:sha256:0", "deployment_id": "d-1", "port": 8081,
-              "url": "http://127.0.0.1:8081", "state": "serving", "pid": 1, "log": "v1.log",
-              "requirements": []}
+              "url": "http://127.0.0.1:8080", "test_url": "http://127.0.0.1:8081",
+              "state": "serving", "pid": 1, "log": "v1.log", "requirements": []}
     path = driver._record_path("test_model", "1")
     assert path == tmp_path / "test-model" / "v1.json"
     path.parent.mkdir(parents=True)

@@ -7,7 +7,8 @@ driver, or one cut short, fails there with the missing key named instead of a Ke
 deep inside the driver.
 
 The local drivers keep their handles as records too (``<home>/serving`` and
-``<home>/podman``): a record is the handle as the driver last saved it.
+``<home>/podman``): a record is the handle as the driver last saved it. Each model there
+has one front (trainship.cluster.front), whose record is a FrontRecord.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class LocalRecord(Handle):
 
     deployment_id: str
     port: int
-    url: str  # the model's URL (process: the version's own; podman: the model's proxy)
+    url: str  # the model's URL: its front (trainship.cluster.front), the same for every version
+    test_url: str  # the version's own port, where the smoke test reaches it before it is live
     state: RecordState
 
 
@@ -40,13 +42,12 @@ class ProcessHandle(LocalRecord):
 
 class PodmanHandle(LocalRecord):
     pod: str
-    test_url: str  # the version's own published port
     manifest: str
     play_error: NotRequired[str]  # podman kube play refused the manifest
 
 
-class PodmanService(TypedDict):
-    """The model's proxy under podman (``service.json``): its port never changes."""
+class FrontRecord(TypedDict):
+    """A model's front on the local stack (``service.json``): its port never changes."""
 
     port: int
     pid: int

@@ -10,17 +10,16 @@ CheckRollout reads pod statuses), smoke-tested on its own port, and only then ma
 version that crashes is removed and the previous one never stops answering at the same
 URL.
 
-Records live in ``<home>/podman/<serving name>/``: ``service.json`` (proxy port and pid),
-``target`` (the live version's port) and ``v<version>.json`` per version.
+Records live in ``<home>/podman/<serving name>/``: the front's files (trainship.cluster.front:
+``service.json`` with the proxy's port and pid, ``target``, the live version's port) and
+``v<version>.json`` per version. A retired version's pod is stopped once the proxy has
+drained it (no connection relayed to it any more, or the grace period).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,12 +31,12 @@ from typing import Any
 import yaml
 
 from trainship import containers
-from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
-from trainship.cluster.handles import PodmanHandle, PodmanService, read, read_json
+from trainship.cluster import Answer, Applied, RolloutStatus, front, post_json, promote_by_records
+from trainship.cluster.handles import FrontRecord, PodmanHandle, read, read_json
 from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
 from trainship.config import ServingOptions
 from trainship.names import serving_name
-from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_pid
+from trainship.procs import file_lock, free_port
 from trainship.state import Handle
 
 
@@ -89,29 +88,9 @@ class PodmanDriver:
         return containers.podman(self.home, *args, check=check, timeout=600)
 
     # --- the Service ---------------------------------------------------------------------
-    def service(self, model_name: str) -> PodmanService:
+    def service(self, model_name: str) -> FrontRecord:
         """The model's proxy: started unless it runs, on the port it always had."""
-        path = self._dir(model_name) / "service.json"
-        known = read_json(PodmanService, path.read_text()) if path.exists() else None
-        if known and pid_alive(known["pid"]):
-            return known
-        port = known["port"] if known else free_port()
-        target = self._dir(model_name) / "target"
-        target.touch()
-        log = open(self._dir(model_name) / "service.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trainship.cluster.proxy", "--port", str(port),
-             "--target-file", str(target)], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONPATH": library_path()})
-        record: PodmanService = {"port": port, "pid": proc.pid,
-                                 "url": f"http://127.0.0.1:{port}"}
-        path.write_text(json.dumps(record))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not _listening(port):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the service proxy for {model_name} exited; see {log.name}")
-            time.sleep(0.1)
-        return record
+        return front.ensure(self._dir(model_name), model_name)
 
     # --- the driver interface ------------------------------------------------------------
     def apply(self, spec: WorkloadSpec) -> Applied:
@@ -205,13 +184,14 @@ class PodmanDriver:
 
     def _go_live(self, handle: PodmanHandle) -> None:
         """The Service now sends new connections to this version."""
-        target = self._dir(handle["model_name"]) / "target"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(str(handle["port"]))
-        tmp.replace(target)
+        front.point(self._dir(handle["model_name"]), handle["port"])
         self._save({**handle, "state": "serving"})
 
     def _retire(self, record: PodmanHandle) -> None:
+        """A lower version after a higher one went live: the proxy already sends new
+        connections to the new one; the pod stops once the proxy relays nothing to it any
+        more (``podman pod stop`` would cut the connections it still answers)."""
+        front.drain(self._dir(record["model_name"]), record["port"])
         self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
         self._remove(record)
 
@@ -229,9 +209,7 @@ class PodmanDriver:
             self._podman("pod", "stop", "--time", "10", record["pod"], check=False)
             count += 1
         for path in self.root.glob("*/service.json"):
-            service = read_json(PodmanService, path.read_text())
-            if pid_alive(service["pid"]):
-                stop_pid(service["pid"])
+            front.stop(path.parent)
         return count
 
     def restore(self) -> list[str]:
@@ -248,12 +226,6 @@ class PodmanDriver:
                     and not _answers(f"{record['test_url']}/ping"):
                 time.sleep(0.3)
         return urls
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _answers(url: str) -> bool:

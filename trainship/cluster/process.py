@@ -1,9 +1,13 @@
 """The ``process`` cluster driver: each model version is served by a local process.
 
 The image bundle (see trainship.image) holds the model; the service runs with the python
-of the model's requirements environment (the one training used). Records of what serves
-live in ``<home>/serving/<serving name>/v<version>.json`` (trainship.names) so that
-``trainship local down`` stops every server and a restart finds them.
+of the model's requirements environment (the one training used), on a port of its own.
+The model's URL is its front (trainship.cluster.front, the proxy podman mode uses too) on a
+port kept for the model: promotion points the front at the new version, so the URL never
+changes, and a retired version is stopped once the front has drained it. Records of what
+serves live in ``<home>/serving/<serving name>/`` (trainship.names): ``v<version>.json``
+per version and the front's files (``service.json`` holds its port), so that
+``trainship local down`` stops every server and a restart serves the same URLs again.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from trainship.bundles import resolve_bundle
-from trainship.cluster import Answer, Applied, RolloutStatus, post_json, promote_by_records
-from trainship.cluster.handles import ProcessHandle, RecordState, read, read_json
+from trainship.cluster import Answer, Applied, RolloutStatus, front, post_json, promote_by_records
+from trainship.cluster.handles import ProcessHandle, RecordState, read
 from trainship.cluster.manifests import WorkloadSpec, serving_args
 from trainship.config import ServingOptions
 from trainship.envs import prepare_environment
@@ -44,7 +48,7 @@ class ProcessDriver:
 
     def records(self, model_name: str | None = None) -> list[ProcessHandle]:
         pattern = f"{serving_name(model_name)}/v*.json" if model_name else "*/v*.json"
-        return [read_json(ProcessHandle, p.read_text()) for p in sorted(self.root.glob(pattern))]
+        return [_record(p.read_text()) for p in sorted(self.root.glob(pattern))]
 
     def _save(self, record: ProcessHandle) -> None:
         self._record_path(record["model_name"], record["version"]).write_text(
@@ -54,6 +58,7 @@ class ProcessDriver:
         return self._start(spec, port=free_port(), state="starting")
 
     def _start(self, spec: WorkloadSpec, *, port: int, state: RecordState) -> Applied:
+        """The version's server on ``port``, behind the model's front (started if need be)."""
         spec = replace(spec, workers=self.serving.workers,
                        max_batch_rows=self.serving.max_batch_rows,
                        max_wait_ms=self.serving.max_wait_ms)
@@ -67,15 +72,19 @@ class ProcessDriver:
                  "--load-cache", str(self.root / "load-cache" / f"{bundle.name}.pkl"),
                  "--host", "127.0.0.1", "--port", str(port), *serving_args(spec)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": library_path()})
-        url = f"http://127.0.0.1:{port}"
+                # what the pod's env names too (manifests.deployment): trainship_model_info
+                env={**os.environ, "PYTHONPATH": library_path(),
+                     "TRAINSHIP_MODEL_NAME": spec.model_name,
+                     "TRAINSHIP_MODEL_VERSION": spec.version})
+        url = front.ensure(self._dir(spec.model_name), spec.model_name)["url"]
         handle: ProcessHandle = {
             "model_name": spec.model_name, "serving_name": spec.serving_name,
             "version": spec.version, "pid": proc.pid, "port": port, "url": url,
-            "log": str(log), "image_uri": spec.image_uri, "deployment_id": spec.deployment_id,
+            "test_url": f"http://127.0.0.1:{port}", "log": str(log),
+            "image_uri": spec.image_uri, "deployment_id": spec.deployment_id,
             "requirements": spec.requirements, "state": state}
         self._save(handle)
-        return Applied(inference_url=url, handle=handle)
+        return Applied(inference_url=url, handle=handle, test_url=handle["test_url"])
 
     def status(self, handle: Handle) -> RolloutStatus:
         return self._status(read(ProcessHandle, handle))
@@ -88,7 +97,7 @@ class ProcessDriver:
                                  message=f"the inference server for {handle['model_name']} "
                                          f"v{handle['version']} exited", details=log_tail)
         try:
-            with urllib.request.urlopen(f"{handle['url']}/ping", timeout=2) as response:
+            with urllib.request.urlopen(f"{handle['test_url']}/ping", timeout=2) as response:
                 ready = response.status == 200
         except (urllib.error.URLError, OSError):
             ready = False
@@ -97,7 +106,8 @@ class ProcessDriver:
 
     def invoke(self, handle: Handle, path: str, payload: Any, *,
                timeout: float) -> Answer | None:
-        return post_json(f"{read(ProcessHandle, handle)['url']}{path}", payload,
+        """The version's own port, before the model's front points at it."""
+        return post_json(f"{read(ProcessHandle, handle)['test_url']}{path}", payload,
                          timeout=timeout)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
@@ -106,11 +116,19 @@ class ProcessDriver:
     def promote(self, handle: Handle) -> str | None:
         mine = read(ProcessHandle, handle)
         return promote_by_records(mine, self.records(mine["model_name"]),
-                                  go_live=self._go_live, retire=self._stop,
+                                  go_live=self._go_live, retire=self._retire,
                                   discard=self._stop)
 
     def _go_live(self, handle: ProcessHandle) -> None:
+        """The front sends new connections to this version from now on."""
+        front.point(self._dir(handle["model_name"]), handle["port"])
         self._save({**handle, "state": "serving"})
+
+    def _retire(self, record: ProcessHandle) -> None:
+        """A lower version after a higher one went live: stopped once the front relays no
+        connection to it any more (or after the grace period)."""
+        front.drain(self._dir(record["model_name"]), record["port"])
+        self._stop(record)
 
     def discard(self, handle: Handle) -> None:
         self._stop(read(ProcessHandle, handle))
@@ -120,15 +138,20 @@ class ProcessDriver:
         self._record_path(record["model_name"], record["version"]).unlink(missing_ok=True)
 
     def restore(self) -> list[str]:
-        """After a restart: serve again what served before, on the same port; wait for it."""
+        """After a restart: serve again what served before, on the same ports (the front's
+        and the version's); wait for it."""
         restored: list[Applied] = []
         for record in self.records():
-            if record["state"] != "serving" or pid_alive(record["pid"]):
+            if record["state"] != "serving":
+                continue
+            if pid_alive(record["pid"]):
+                front.ensure(self._dir(record["model_name"]), record["model_name"])
                 continue
             applied = self._start(WorkloadSpec(
                 model_name=record["model_name"], version=record["version"],
                 image_uri=record["image_uri"], deployment_id=record["deployment_id"],
                 requirements=record["requirements"]), port=record["port"], state="serving")
+            front.point(self._dir(record["model_name"]), record["port"])
             restored.append(applied)
         deadline = time.monotonic() + 120
         for applied in restored:
@@ -138,10 +161,21 @@ class ProcessDriver:
         return [applied.inference_url for applied in restored]
 
     def stop_all(self) -> int:
+        """Stop every version's server and every model's front: the servers stopped."""
         count = 0
         for record in self.records():
             if pid_alive(record["pid"]):
                 stop_pid(record["pid"])
                 count += 1
+        for path in self.root.glob("*/service.json"):
+            front.stop(path.parent)
         return count
+
+
+def _record(text: str) -> ProcessHandle:
+    """A record file; one written before process mode had a front (its URL was the
+    version's own) gets that as its test URL."""
+    data = json.loads(text)
+    data.setdefault("test_url", data.get("url", ""))
+    return read(ProcessHandle, data)
 

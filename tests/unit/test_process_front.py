@@ -1,0 +1,65 @@
+"""The process driver behind the model's front: promotion points the front at the new
+version, then drains the old one before stopping it; records of before the front read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainship.cluster import process
+from trainship.cluster.handles import ProcessHandle
+from trainship.cluster.process import ProcessDriver
+
+
+def record(version: str, port: int, state: str = "serving") -> ProcessHandle:
+    return {"model_name": "iris", "serving_name": "iris", "version": version,
+            "image_uri": "bundle:sha256:0", "deployment_id": f"d-{version}", "port": port,
+            "url": "http://127.0.0.1:9000", "test_url": f"http://127.0.0.1:{port}",
+            "state": state, "pid": 100 + int(version), "log": f"v{version}.log",
+            "requirements": []}  # type: ignore[typeddict-item]
+
+
+def test_promotion_points_the_front_then_drains_then_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(process.front, "point", lambda d, port: calls.append(("point", port)))
+    monkeypatch.setattr(process.front, "drain",
+                        lambda d, port: calls.append(("drain", port)) or 0)
+    monkeypatch.setattr(process, "stop_pid", lambda pid: calls.append(("stop", pid)))
+    driver = ProcessDriver(tmp_path)
+    (tmp_path / "iris").mkdir()
+    old, new = record("1", 8001), record("2", 8002, "starting")
+    for each in (old, new):
+        driver._save(each)
+    assert driver.promote(new) is None
+    assert calls == [("point", 8002), ("drain", 8001), ("stop", 101)]
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("2", "serving")]
+
+
+def test_a_superseded_version_is_stopped_without_touching_the_front(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(process.front, "point", lambda d, port: calls.append(("point", port)))
+    monkeypatch.setattr(process.front, "drain",
+                        lambda d, port: calls.append(("drain", port)) or 0)
+    monkeypatch.setattr(process, "stop_pid", lambda pid: calls.append(("stop", pid)))
+    driver = ProcessDriver(tmp_path)
+    (tmp_path / "iris").mkdir()
+    driver._save(record("3", 8003))
+    late = record("2", 8002, "starting")
+    driver._save(late)
+    assert driver.promote(late) == "3"
+    assert calls == [("stop", 102)]
+
+
+def test_a_record_from_before_the_front_reads_with_its_own_url_as_test_url(
+        tmp_path: Path) -> None:
+    old = dict(record("1", 8001))
+    del old["test_url"]
+    old["url"] = "http://127.0.0.1:8001"
+    (tmp_path / "iris").mkdir()
+    (tmp_path / "iris" / "v1.json").write_text(json.dumps(old))
+    [read] = ProcessDriver(tmp_path).records("iris")
+    assert read["test_url"] == read["url"] == "http://127.0.0.1:8001"
