@@ -79,6 +79,32 @@ class DeploymentNotFound(TrainshipError):
                  "their ids.")
 
 
+class DeploymentNotRedrivable(TrainshipError):
+    """A redrive (POST /deployments/{id}/redrive, `trainship redrive`) that cannot resume."""
+
+    http_status = 409
+    help_text = (
+        "Only a FAILED (or ABORTED, TIMED_OUT) deployment whose failure was not its own can be "
+        "redriven: one that stopped at a step because a service failed (for example a "
+        "CodeBuild outage at BuildImage), within 14 days. A deployment that ended in "
+        "DeploymentFailed failed because of what it deploys (its error names the cause): fix "
+        "that and deploy again with `trainship deploy`. A RUNNING one is still going: follow "
+        "it with `trainship status ID --wait`; a SUCCEEDED one needs nothing."
+    )
+
+
+def unrecorded_failure(error: str, cause: str, step: str | None) -> ErrorDocument:
+    """The error document of an execution that failed at a step without RecordFailure: a
+    service error that outlasted the retries (see infra/statemachine/deploy.asl.json)."""
+    return ErrorDocument(
+        error=error, message=cause or f"{step or 'A step'} failed with {error}", step=step,
+        help=(f"{step or 'A step'} stopped on a service error ({error}) that outlasted its "
+              "retries; nothing of this deployment serves. Once the service is back, resume "
+              "from that step with `trainship redrive ID` (or `aws stepfunctions "
+              "redrive-execution --execution-arn ARN`): the steps that succeeded, training "
+              "among them, do not run again."))
+
+
 # --- training -----------------------------------------------------------------------
 
 class ScriptSyntaxError(TrainshipError):

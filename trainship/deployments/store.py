@@ -11,7 +11,12 @@ from typing import Any, cast
 from trainship.deployments.archive import Archive, interrupted
 from trainship.deployments.build_logs import logs_text
 from trainship.deployments.history import iso, summarize_history
-from trainship.errors import DeploymentNotFound, ErrorDocument, document_from_json
+from trainship.errors import (
+    DeploymentNotFound,
+    ErrorDocument,
+    document_from_json,
+    unrecorded_failure,
+)
 from trainship.pipeline import TERMINAL_STATUSES
 from trainship.records import BriefJson, RecordJson, brief, error_json
 from trainship.redaction import redact, secret_values
@@ -34,9 +39,13 @@ def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> Recor
     if status == "SUCCEEDED" and execution.get("output"):
         record["result"] = json.loads(execution["output"])
     elif status in TERMINAL_STATUSES - {"SUCCEEDED"}:
-        doc = document_from_json(execution.get("cause") or "") or ErrorDocument(
-            error=execution.get("error") or status,
-            message=execution.get("cause") or f"the execution ended {status}")
+        doc = document_from_json(execution.get("cause") or "") or (
+            unrecorded_failure(execution["error"], execution.get("cause") or "",
+                               record["current_step"])
+            if execution.get("error") and steps and steps[-1]["status"] == "FAILED"
+            else ErrorDocument(
+                error=execution.get("error") or status,
+                message=execution.get("cause") or f"the execution ended {status}"))
         record["error"] = error_json(doc)
     return record
 
