@@ -16,6 +16,7 @@ from moto import mock_aws
 from lambdas.api import handler
 from tests.helpers import LambdaContext, api_gateway_event
 from trainship import openapi
+from trainship.deployments.store import deployment_status, record_of
 from trainship.errors import DeploymentNotRedrivable
 from trainship.local import sfn as local_sfn
 from trainship.redrive import check_redrivable
@@ -169,3 +170,12 @@ def test_a_running_deployment_is_refused_before_step_functions_is_asked() -> Non
 def test_an_unknown_deployment_is_404(service: dict[str, Any]) -> None:
     status, document = redrive("d-nope")
     assert status == 404 and document["error"] == "DeploymentNotFound"
+
+
+def test_pending_redrive_reads_as_running() -> None:
+    """Right after RedriveExecution, AWS may report PENDING_REDRIVE; the record (whose
+    status the OpenAPI document lists) says RUNNING."""
+    record = record_of({"name": "d-1", "status": "PENDING_REDRIVE",
+                        "executionArn": "arn:aws:states:us-east-1:1:execution:m:d-1"}, [])
+    assert record["status"] == "RUNNING" and "error" not in record
+    assert deployment_status("FAILED") == "FAILED"

@@ -22,10 +22,16 @@ from trainship.records import BriefJson, RecordJson, brief, error_json
 from trainship.redaction import redact, secret_values
 
 
+def deployment_status(execution_status: str) -> str:
+    """A deployment's status from its execution's: right after a redrive Step Functions may
+    report PENDING_REDRIVE (DescribeExecution, ListExecutions): the deployment runs again."""
+    return "RUNNING" if execution_status == "PENDING_REDRIVE" else execution_status
+
+
 def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> RecordJson:
     """The status record of a DescribeExecution answer and the execution's history."""
     steps, builds = summarize_history(history)
-    status = execution["status"]
+    status = deployment_status(execution["status"])
     record: RecordJson = {
         "deployment_id": execution["name"],
         "status": status,
@@ -126,7 +132,8 @@ class DeploymentStore:
                 items[record["deployment_id"]] = brief(record)
         for execution in self._executions():
             items[execution["name"]] = {
-                "deployment_id": execution["name"], "status": execution["status"],
+                "deployment_id": execution["name"],
+                "status": deployment_status(execution["status"]),
                 "started_at": iso(execution.get("startDate")),
                 "stopped_at": iso(execution.get("stopDate"))}
         ordered = sorted(items.values(), key=lambda r: r.get("started_at") or "", reverse=True)

@@ -1,0 +1,80 @@
+"""Redrive on the local stack, the way docs/api.md and docs/deploy-to-aws.md tell a user to:
+BuildImage's build service fails past its retries, the deployment FAILS at BuildImage,
+`trainship redrive ID` resumes it there and it SUCCEEDS without training again; `aws
+stepfunctions redrive-execution` refuses a SUCCEEDED execution with ExecutionNotRedrivable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import QUICK_SCRIPT, assert_still_serving, deploy
+from trainship.client import Client
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def aws(local_stack: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    return subprocess.run([str(Path(sys.executable).with_name("aws")), "stepfunctions",
+                           "--endpoint-url", local_stack["stepfunctions"], *args],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def entered(local_stack: dict[str, Any], execution_arn: str) -> list[str]:
+    history = json.loads(aws(local_stack, "get-execution-history", "--execution-arn",
+                             execution_arn).stdout)
+    return [e["stateEnteredEventDetails"]["name"] if "stateEnteredEventDetails" in e
+            else e["type"] for e in history["events"]
+            if "stateEnteredEventDetails" in e or e["type"] == "ExecutionRedriven"]
+
+
+def test_a_failed_build_is_redriven_without_retraining(
+        api: Client, local_home: Path, local_stack: dict[str, Any]) -> None:
+    # 4 calls: the first attempt and BuildImage's 3 retries
+    (local_home / "faults.json").write_text(json.dumps({"BuildImage": {
+        "error": "CodeBuild.AWSCodeBuildException", "cause": "injected outage", "times": 4}}))
+    try:
+        failed = deploy(api, {"model_name": "redriven", "script": QUICK_SCRIPT})
+    finally:
+        (local_home / "faults.json").unlink(missing_ok=True)
+    assert failed["status"] == "FAILED", failed
+    assert failed["current_step"] == "BuildImage"
+    assert failed["error"]["error"] == "CodeBuild.AWSCodeBuildException"
+    assert "trainship redrive" in failed["error"]["help"]
+
+    proc = subprocess.run([sys.executable, "-m", "trainship.cli", "redrive",
+                           failed["deployment_id"], "--api", local_stack["api"],
+                           "--output", "json"],
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(proc.stdout)
+    assert done["status"] == "SUCCEEDED" and done["deployment_id"] == failed["deployment_id"]
+    assert api.get(failed["deployment_id"])["status"] == "SUCCEEDED"
+    assert_still_serving(done["result"])
+
+    states = entered(local_stack, failed["execution_arn"])
+    assert states.count("TrainModel") == 1, states  # no retraining
+    assert states.count("BuildImage") == 2, states
+    assert states.index("ExecutionRedriven") == states.index("BuildImage") + 1
+    described = json.loads(aws(local_stack, "describe-execution", "--execution-arn",
+                               failed["execution_arn"]).stdout)
+    assert described["redriveCount"] == 1 and described["status"] == "SUCCEEDED"
+
+    # a SUCCEEDED execution: Step Functions' own refusal, and the API's, change nothing
+    refused = aws(local_stack, "redrive-execution", "--execution-arn", failed["execution_arn"])
+    assert refused.returncode != 0 and "ExecutionNotRedrivable" in refused.stderr
+    again = subprocess.run([sys.executable, "-m", "trainship.cli", "redrive",
+                            failed["deployment_id"], "--api", local_stack["api"]],
+                           capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert again.returncode != 0 and "DeploymentNotRedrivable" in again.stderr + again.stdout
+    assert entered(local_stack, failed["execution_arn"]) == states
