@@ -84,25 +84,25 @@ class DeploymentNotRedrivable(TrainshipError):
 
     http_status = 409
     help_text = (
-        "Only a FAILED (or ABORTED, TIMED_OUT) deployment whose failure was not its own can be "
-        "redriven: one that stopped at a step because a service failed (for example a "
-        "CodeBuild outage at BuildImage), within 14 days. A deployment that ended in "
-        "DeploymentFailed failed because of what it deploys (its error names the cause): fix "
-        "that and deploy again with `trainship deploy`. A RUNNING one is still going: follow "
-        "it with `trainship status ID --wait`; a SUCCEEDED one needs nothing."
+        "Only a FAILED, ABORTED or TIMED_OUT deployment that stopped at a step (not in "
+        "DeploymentFailed) can be redriven, within 14 days: for example one stopped with "
+        "`aws stepfunctions stop-execution` during BuildImage. A deployment that ended in "
+        "DeploymentFailed had its failure recorded: a redrive restarts DeploymentFailed and "
+        "fails again, so fix the cause its error names and deploy again with `trainship "
+        "deploy`. A RUNNING one is still going: follow it with `trainship status ID`; a "
+        "SUCCEEDED one needs nothing."
     )
 
 
 def unrecorded_failure(error: str, cause: str, step: str | None) -> ErrorDocument:
-    """The error document of an execution that failed at a step without RecordFailure: a
-    service error that outlasted the retries (see infra/statemachine/deploy.asl.json)."""
+    """The error document of an execution that failed at a step without RecordFailure
+    (an error no Catch takes, e.g. States.Runtime): a redrive restarts that step."""
     return ErrorDocument(
         error=error, message=cause or f"{step or 'A step'} failed with {error}", step=step,
-        help=(f"{step or 'A step'} stopped on a service error ({error}) that outlasted its "
-              "retries; nothing of this deployment serves. Once the service is back, resume "
-              "from that step with `trainship redrive ID` (or `aws stepfunctions "
-              "redrive-execution --execution-arn ARN`): the steps that succeeded, training "
-              "among them, do not run again."))
+        help=(f"{step or 'A step'} stopped on {error} without the failure being recorded. "
+              "Once its cause is fixed, resume from that step with `trainship redrive ID` (or "
+              "`aws stepfunctions redrive-execution --execution-arn ARN`): the steps that "
+              "succeeded, training among them, do not run again."))
 
 
 # --- training -----------------------------------------------------------------------

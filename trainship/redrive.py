@@ -1,11 +1,12 @@
 """Redrive a failed deployment: Step Functions' RedriveExecution on its execution.
 
 The execution resumes at the state it ended in, with the input that state had; the states
-that succeeded (training among them) do not run again. A service error that outlasted a
-build's retries ends the execution at the build (infra/statemachine/deploy.asl.json), so a
-redrive builds again. A deployment that ended in DeploymentFailed failed because of what it
-deploys: a redrive would end there again, so it is refused here (AWS would accept it and
-fail at once), as are running and succeeded ones, with nothing changed.
+that succeeded (training among them) do not run again: a deployment stopped (ABORTED) or
+timed out during BuildImage builds again without retraining. Every Catch of the state
+machine leads to RecordFailure and the DeploymentFailed Fail state, and a redrive restarts
+the state an execution ended in (AWS, "Redriving executions"), so a deployment that ended in
+DeploymentFailed would fail there again at once: it is refused here (AWS would accept it),
+as are running and succeeded ones, with nothing changed.
 """
 
 from __future__ import annotations

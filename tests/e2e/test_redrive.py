@@ -1,7 +1,9 @@
 """Redrive on the local stack, the way docs/api.md and docs/deploy-to-aws.md tell a user to:
-BuildImage's build service fails past its retries, the deployment FAILS at BuildImage,
-`trainship redrive ID` resumes it there and it SUCCEEDS without training again; `aws
-stepfunctions redrive-execution` refuses a SUCCEEDED execution with ExecutionNotRedrivable."""
+a deployment stopped (`aws stepfunctions stop-execution`) while BuildImage waits out a
+build-service outage is ABORTED at BuildImage; `trainship redrive ID` resumes it there and
+it SUCCEEDS without training again; `aws stepfunctions redrive-execution` refuses the
+SUCCEEDED execution with ExecutionNotRedrivable, and `trainship redrive` with
+DeploymentNotRedrivable."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import QUICK_SCRIPT, assert_still_serving, deploy
+from tests.helpers import QUICK_SCRIPT, assert_still_serving, wait_done
 from trainship.client import Client
 
 pytestmark = pytest.mark.e2e
@@ -38,28 +41,35 @@ def entered(local_stack: dict[str, Any], execution_arn: str) -> list[str]:
             if "stateEnteredEventDetails" in e or e["type"] == "ExecutionRedriven"]
 
 
-def test_a_failed_build_is_redriven_without_retraining(
+def test_a_stopped_build_is_redriven_without_retraining(
         api: Client, local_home: Path, local_stack: dict[str, Any]) -> None:
-    # 4 calls: the first attempt and BuildImage's 3 retries
+    # the build service is down for two calls: BuildImage waits between its retries
     (local_home / "faults.json").write_text(json.dumps({"BuildImage": {
-        "error": "CodeBuild.AWSCodeBuildException", "cause": "injected outage", "times": 4}}))
+        "error": "CodeBuild.AWSCodeBuildException", "cause": "injected outage", "times": 2}}))
     try:
-        failed = deploy(api, {"model_name": "redriven", "script": QUICK_SCRIPT})
+        accepted = api.submit({"model_name": "redriven", "script": QUICK_SCRIPT})
+        deadline = time.monotonic() + 600
+        record = api.get(accepted["deployment_id"])
+        while record["current_step"] != "BuildImage" and time.monotonic() < deadline:
+            assert record["status"] == "RUNNING", record
+            time.sleep(0.2)
+            record = api.get(accepted["deployment_id"])
+        stopped = aws(local_stack, "stop-execution", "--execution-arn", record["execution_arn"])
+        assert stopped.returncode == 0, stopped.stderr
+        failed = wait_done(api, accepted["deployment_id"])
     finally:
         (local_home / "faults.json").unlink(missing_ok=True)
-    assert failed["status"] == "FAILED", failed
+    assert failed["status"] == "ABORTED", failed
     assert failed["current_step"] == "BuildImage"
-    assert failed["error"]["error"] == "CodeBuild.AWSCodeBuildException"
-    assert "trainship redrive" in failed["error"]["help"]
 
     proc = subprocess.run([sys.executable, "-m", "trainship.cli", "redrive",
                            failed["deployment_id"], "--api", local_stack["api"],
                            "--output", "json"],
                           capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode == 0, proc.stderr
-    done = json.loads(proc.stdout)
-    assert done["status"] == "SUCCEEDED" and done["deployment_id"] == failed["deployment_id"]
-    assert api.get(failed["deployment_id"])["status"] == "SUCCEEDED"
+    assert json.loads(proc.stdout)["status"] == "SUCCEEDED"  # what `trainship deploy` prints
+    done = api.get(failed["deployment_id"])
+    assert done["status"] == "SUCCEEDED" and done["execution_arn"] == failed["execution_arn"]
     assert_still_serving(done["result"])
 
     states = entered(local_stack, failed["execution_arn"])

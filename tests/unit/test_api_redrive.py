@@ -4,6 +4,7 @@ RedriveExecution answered as the local stack answers it (trainship.local.sfn).""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -80,12 +81,14 @@ def conforms(path: str, method: str, status: int, body: Any) -> None:
 @pytest.fixture
 def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The build service's state (``down``) and the calls each Task got."""
-    state: dict[str, Any] = {"down": True, "calls": []}
+    state: dict[str, Any] = {"down": True, "calls": [], "built": threading.Event()}
 
     def route(arn: str, params: dict[str, Any]) -> Any:
         state["calls"].append(params["FunctionName"])
         if params["FunctionName"] == "build" and state["down"]:
             raise local_sfn.TaskFailure("CodeBuild.AWSCodeBuildException", "service unavailable")
+        if params["FunctionName"] == "build":
+            state["built"].wait(10)  # the build takes until the test lets it finish
         return {"Payload": {}}
 
     for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
@@ -139,6 +142,7 @@ def test_a_build_service_failure_is_redriven_from_the_build(service: dict[str, A
     status, record = redrive(failed["deployment_id"])
     assert status == 202 and record["status"] == "RUNNING"
     assert record["deployment_id"] == failed["deployment_id"]
+    service["built"].set()
     done = finished(service, failed["deployment_id"])
     assert done["status"] == "SUCCEEDED" and done["result"] == RESULT
     assert done["execution_arn"] == failed["execution_arn"]
@@ -150,6 +154,7 @@ def test_a_build_service_failure_is_redriven_from_the_build(service: dict[str, A
 def test_what_a_redrive_cannot_resume_is_a_409_and_changes_nothing(
         service: dict[str, Any], model_name: str, reason: str) -> None:
     service["down"] = False
+    service["built"].set()
     record = deploy(service, model_name)
     calls = list(service["calls"])
     status, document = redrive(record["deployment_id"])
