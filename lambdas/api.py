@@ -1,4 +1,5 @@
-"""The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs].
+"""The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
+/deployments/{id}/redrive.
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -22,6 +23,7 @@ from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
 from trainship.openapi import render, route_list
 from trainship.records import DeploymentList, DeploymentRecord, answer
+from trainship.redrive import redrive
 from trainship.submit import submit
 
 app = APIGatewayRestResolver()
@@ -82,6 +84,11 @@ def list_deployments() -> Response[str]:
 @app.get("/deployments/<deployment_id>")
 def get_deployment(deployment_id: str) -> Response[str]:
     return _json(200, DeploymentRecord.model_validate(_store().get(deployment_id)))
+
+
+@app.post("/deployments/<deployment_id>/redrive")
+def redrive_deployment(deployment_id: str) -> Response[str]:
+    return _json(202, DeploymentRecord.model_validate(redrive(_store(), deployment_id)))
 
 
 @app.get("/deployments/<deployment_id>/logs")

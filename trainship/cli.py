@@ -88,8 +88,30 @@ def cmd_deploy(args: argparse.Namespace, settings: CliSettings) -> int:
     if args.no_wait:
         print_json(accepted) if not text else print(deployment_id)
         return EXIT_OK
+    return _follow(client, deployment_id, args)
+
+
+def cmd_redrive(args: argparse.Namespace, settings: CliSettings) -> int:
+    """Resume a failed deployment from the step that failed, then follow it like deploy."""
+    client = Client(resolve_api(args.api, settings, start=False))
     try:
-        record = wait_for(client, deployment_id, progress=text)
+        record = client.redrive(args.deployment_id)
+    except ApiError as exc:
+        return refused(exc, args.output)
+    text = args.output != "json"
+    if text:
+        print(f"deployment {record['deployment_id']} redriven from {record.get('current_step')}",
+              file=sys.stderr, flush=True)
+    if args.no_wait:
+        print_json(record) if not text else print(record["deployment_id"])
+        return EXIT_OK
+    return _follow(client, record["deployment_id"], args)
+
+
+def _follow(client: Client, deployment_id: str, args: argparse.Namespace) -> int:
+    """Wait for the deployment to end, with progress in text mode; report it."""
+    try:
+        record = wait_for(client, deployment_id, progress=args.output != "json")
     except KeyboardInterrupt:
         raise CliError(f"interrupted: deployment {deployment_id} keeps running (stopping the "
                        f"CLI does not stop it); follow it with `"
@@ -274,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(func=cmd_deploy)
     request.set_defaults(func=cmd_request)
 
+    redrive = sub.add_parser("redrive", help="resume a failed deployment from the step that "
+                                             "failed (same input; what succeeded, training "
+                                             "among it, does not run again)")
+    redrive.add_argument("deployment_id")
+    redrive.add_argument("--no-wait", action="store_true", help="print the id and return")
+    redrive.set_defaults(func=cmd_redrive)
+
     status = sub.add_parser("status", help="one deployment's status, steps and result")
     status.add_argument("deployment_id")
     status.set_defaults(func=cmd_status)
@@ -282,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="a deployment's build logs")
     logs.add_argument("deployment_id")
     logs.set_defaults(func=cmd_logs)
-    for p in (deploy, status, listing, logs):
+    for p in (deploy, redrive, status, listing, logs):
         p.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
                                      "stack)")
         p.add_argument("--output", choices=("text", "json"), default="text")

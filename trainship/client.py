@@ -165,6 +165,12 @@ class Client:
         return cast(RecordJson, self._expect(self.request("GET", path, expect_json=True),
                                              "deployment_id", "status", what=f"GET {path}"))
 
+    def redrive(self, deployment_id: str) -> RecordJson:
+        path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}/redrive"
+        return cast(RecordJson, self._expect(self.request("POST", path, expect_json=True),
+                                             "deployment_id", "status",
+                                             what=f"POST {path}"))
+
     def list(self) -> list[BriefJson]:
         answer = self._expect(self.request("GET", "/deployments", expect_json=True),
                               "deployments", what="GET /deployments")

@@ -79,6 +79,32 @@ class DeploymentNotFound(TrainshipError):
                  "their ids.")
 
 
+class DeploymentNotRedrivable(TrainshipError):
+    """A redrive (POST /deployments/{id}/redrive, `trainship redrive`) that cannot resume."""
+
+    http_status = 409
+    help_text = (
+        "Only a FAILED, ABORTED or TIMED_OUT deployment that stopped at a step (not in "
+        "DeploymentFailed) can be redriven, within 14 days: for example one stopped with "
+        "`aws stepfunctions stop-execution` during BuildImage. A deployment that ended in "
+        "DeploymentFailed had its failure recorded: a redrive restarts DeploymentFailed and "
+        "fails again, so fix the cause its error names and deploy again with `trainship "
+        "deploy`. A RUNNING one is still going: follow it with `trainship status ID`; a "
+        "SUCCEEDED one needs nothing."
+    )
+
+
+def unrecorded_failure(error: str, cause: str, step: str | None) -> ErrorDocument:
+    """The error document of an execution that failed at a step without RecordFailure
+    (an error no Catch takes, e.g. States.Runtime): a redrive restarts that step."""
+    return ErrorDocument(
+        error=error, message=cause or f"{step or 'A step'} failed with {error}", step=step,
+        help=(f"{step or 'A step'} stopped on {error} without the failure being recorded. "
+              "Once its cause is fixed, resume from that step with `trainship redrive ID` (or "
+              "`aws stepfunctions redrive-execution --execution-arn ARN`): the steps that "
+              "succeeded, training among them, do not run again."))
+
+
 # --- training -----------------------------------------------------------------------
 
 class ScriptSyntaxError(TrainshipError):

@@ -24,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 
 from trainship.errors import (
     DeploymentNotFound,
+    DeploymentNotRedrivable,
     ErrorDocument,
     IdempotencyConflict,
     InvalidRequest,
@@ -41,6 +42,8 @@ API_VERSION = "1"
 CREATE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, TargetNotEnabled,
                                                    IdempotencyConflict)
 READ_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,)
+REDRIVE_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,
+                                                    DeploymentNotRedrivable)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (DeploymentRequest, "validation"),
@@ -112,6 +115,17 @@ def _paths() -> dict[str, Any]:
                     "responses": {"200": {"description": "the status record",
                                           "content": _json_content("DeploymentRecord")},
                                   **_errors(READ_ERRORS)}},
+        },
+        "/deployments/{deployment_id}/redrive": {
+            "post": {"operationId": "redriveDeployment",
+                     "summary": "Resume a failed deployment from the step that failed "
+                                "(Step Functions RedriveExecution): same input, the steps "
+                                "that succeeded do not run again",
+                     "parameters": [_DEPLOYMENT_ID],
+                     "responses": {"202": {"description": "redriven: the status record, "
+                                                          "RUNNING again",
+                                           "content": _json_content("DeploymentRecord")},
+                                   **_errors(REDRIVE_ERRORS)}},
         },
         "/deployments/{deployment_id}/logs": {
             "get": {"operationId": "getDeploymentLogs",

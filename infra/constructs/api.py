@@ -44,6 +44,11 @@ class Api:
         allow(role, ["states:DescribeExecution", "states:GetExecutionHistory"],
               [execution_arns], "Reads only executions of this state machine "
                                 "(a deployment id is an execution name).")
+        # RedriveExecution's resource type is the execution (AWS service authorization
+        # reference, Step Functions): POST /deployments/{id}/redrive.
+        allow(role, ["states:RedriveExecution"], [execution_arns],
+              "Redrives only executions of this state machine (POST "
+              "/deployments/{id}/redrive).")
         allow(role, ["logs:GetLogEvents"],
               [log_group.log_group_arn for log_group in builds.log_groups.values()],
               "Reads the build logs of the two projects (GET /deployments/{id}/logs).")

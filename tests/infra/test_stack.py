@@ -59,9 +59,15 @@ def test_api_role_only_starts_and_reads_this_state_machine(synthesized: Synth) -
                                              ([st["Action"]] if isinstance(st["Action"], str)
                                               else st["Action"]))]
     assert actions(states) == {"states:StartExecution", "states:ListExecutions",
-                               "states:DescribeExecution", "states:GetExecutionHistory"}
+                               "states:DescribeExecution", "states:GetExecutionHistory",
+                               "states:RedriveExecution"}
     for st in states:
         assert machine_id in json.dumps(st["Resource"]), st
+    redrive = [st for st in states if "states:RedriveExecution" in json.dumps(st["Action"])]
+    assert len(redrive) == 1 and ":execution:" in json.dumps(redrive[0]["Resource"])
+    # on executions only (CDK merges it with the reads of the same resources)
+    assert actions(redrive) == {"states:RedriveExecution", "states:DescribeExecution",
+                                "states:GetExecutionHistory"}
     others = actions(statements) - actions(states)
     assert others <= {"logs:GetLogEvents", "logs:CreateLogStream", "logs:PutLogEvents",
                       "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt"}, others

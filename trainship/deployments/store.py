@@ -12,16 +12,27 @@ from trainship.cost import receipt
 from trainship.deployments.archive import Archive, interrupted
 from trainship.deployments.build_logs import logs_text
 from trainship.deployments.history import iso, summarize_history
-from trainship.errors import DeploymentNotFound, ErrorDocument, document_from_json
+from trainship.errors import (
+    DeploymentNotFound,
+    ErrorDocument,
+    document_from_json,
+    unrecorded_failure,
+)
 from trainship.pipeline import TERMINAL_STATUSES
 from trainship.records import BriefJson, RecordJson, brief, cost_json, error_json
 from trainship.redaction import redact, secret_values
 
 
+def deployment_status(execution_status: str) -> str:
+    """A deployment's status from its execution's: right after a redrive Step Functions may
+    report PENDING_REDRIVE (DescribeExecution, ListExecutions): the deployment runs again."""
+    return "RUNNING" if execution_status == "PENDING_REDRIVE" else execution_status
+
+
 def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> RecordJson:
     """The status record of a DescribeExecution answer and the execution's history."""
     steps, builds = summarize_history(history)
-    status = execution["status"]
+    status = deployment_status(execution["status"])
     record: RecordJson = {
         "deployment_id": execution["name"],
         "status": status,
@@ -37,9 +48,13 @@ def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> Recor
     if status == "SUCCEEDED" and execution.get("output"):
         record["result"] = json.loads(execution["output"])
     elif status in TERMINAL_STATUSES - {"SUCCEEDED"}:
-        doc = document_from_json(execution.get("cause") or "") or ErrorDocument(
-            error=execution.get("error") or status,
-            message=execution.get("cause") or f"the execution ended {status}")
+        doc = document_from_json(execution.get("cause") or "") or (
+            unrecorded_failure(execution["error"], execution.get("cause") or "",
+                               record["current_step"])
+            if execution.get("error") and steps and steps[-1]["status"] == "FAILED"
+            else ErrorDocument(
+                error=execution.get("error") or status,
+                message=execution.get("cause") or f"the execution ended {status}"))
         record["error"] = error_json(doc)
     return record
 
@@ -120,7 +135,8 @@ class DeploymentStore:
                 items[record["deployment_id"]] = brief(record)
         for execution in self._executions():
             items[execution["name"]] = {
-                "deployment_id": execution["name"], "status": execution["status"],
+                "deployment_id": execution["name"],
+                "status": deployment_status(execution["status"]),
                 "started_at": iso(execution.get("startDate")),
                 "stopped_at": iso(execution.get("stopDate"))}
         ordered = sorted(items.values(), key=lambda r: r.get("started_at") or "", reverse=True)

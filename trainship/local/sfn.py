@@ -37,6 +37,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse import preprocessor
 
+from trainship.local import sfn_redrive
+
 Route = Callable[[str, dict[str, Any]], Any]
 
 
@@ -100,6 +102,7 @@ def install(route: Route) -> None:
     global _route
     _route = route
     setattr(preprocessor, "state_task_for", _state_task_for)  # noqa: B010
+    sfn_redrive.install()  # RedriveExecution, which moto does not answer
     # Expected task failures are part of normal operation; moto logs them at ERROR.
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
@@ -108,6 +111,7 @@ def uninstall() -> None:
     global _route
     _route = None
     setattr(preprocessor, "state_task_for", _original_state_task_for)  # noqa: B010
+    sfn_redrive.uninstall()
 
 
 def aws_json(value: Any) -> Any:

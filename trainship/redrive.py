@@ -1,0 +1,68 @@
+"""Redrive a failed deployment: Step Functions' RedriveExecution on its execution.
+
+The execution resumes at the state it ended in, with the input that state had; the states
+that succeeded (training among them) do not run again: a deployment stopped (ABORTED) or
+timed out during BuildImage builds again without retraining. Every Catch of the state
+machine leads to RecordFailure and the DeploymentFailed Fail state, and a redrive restarts
+the state an execution ended in (AWS, "Redriving executions"), so a deployment that ended in
+DeploymentFailed would fail there again at once: it is refused here (AWS would accept it),
+as are running and succeeded ones, with nothing changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from trainship.deployments import DeploymentStore
+from trainship.errors import DeploymentNotRedrivable
+from trainship.records import RecordJson
+
+REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
+# the terminal state RecordFailure leads to: a failure of the deployment itself
+RECORDED_FAILURE_STATE = "DeploymentFailed"
+
+
+def check_redrivable(record: RecordJson) -> None:
+    """Refuse (DeploymentNotRedrivable) what a redrive cannot resume."""
+    deployment_id, status = record["deployment_id"], record["status"]
+    if status not in REDRIVABLE:
+        raise DeploymentNotRedrivable(
+            f"Deployment {deployment_id} is {status}; only a failed deployment can be "
+            "redriven", details=f"status: {status}")
+    if record.get("current_step") == RECORDED_FAILURE_STATE:
+        document = record.get("error")
+        error = document["error"] if document else ""
+        raise DeploymentNotRedrivable(
+            f"Deployment {deployment_id} failed with {error}, a failure of what it deploys: "
+            "a redrive would fail the same way", details=f"error: {error}")
+
+
+def redrive(store: DeploymentStore, deployment_id: str,
+            client_token: str | None = None) -> RecordJson:
+    """RedriveExecution on the deployment's execution; its record (RUNNING again)."""
+    record = store.get(deployment_id)  # DeploymentNotFound
+    check_redrivable(record)
+    arn = store.execution_arn(deployment_id)
+    kwargs: dict[str, Any] = {"executionArn": arn}
+    if client_token:
+        kwargs["clientToken"] = client_token
+    try:
+        store.sfn.redrive_execution(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        if code == "ExecutionDoesNotExist":
+            raise DeploymentNotRedrivable(
+                f"Step Functions no longer knows deployment {deployment_id}'s execution (the "
+                "local stack keeps executions in memory: it has restarted since)",
+                details=message) from exc
+        if code in ("ExecutionNotRedrivable", "ExecutionLimitExceeded"):
+            raise DeploymentNotRedrivable(
+                f"Step Functions refused to redrive deployment {deployment_id}: {code}",
+                details=message) from exc
+        raise
+    if store.archive is not None:
+        store.archive.mark_running(deployment_id, record.get("started_at"))
+    return store.get(deployment_id)
