@@ -162,8 +162,8 @@ def test_the_service_requirements_are_pyprojects_pins() -> None:
 def test_workers_that_cannot_serve_fail_the_server_with_their_traceback(
         model_dir: Path, tmp_path: Path) -> None:
     """Each of two forked workers fails to bind (192.0.2.1, TEST-NET-1, is no address of
-    this machine): the server
-    exits non-zero (so an orchestrator restarts it) and stderr has the workers' tracebacks.
+    this machine): the server exits non-zero (so an orchestrator restarts it) and stderr has
+    the failing worker's traceback.
     A worker used to end with os._exit(0) whatever happened: exit 0, no traceback."""
     env = {**os.environ, "TMPDIR": str(tmp_path),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -172,6 +172,8 @@ def test_workers_that_cannot_serve_fail_the_server_with_their_traceback(
          "--host", "192.0.2.1", "--port", "8080", "--workers", "2"],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0, proc.stderr[-2000:]
-    assert proc.stderr.count("Traceback (most recent call last)") == 2, proc.stderr[-3000:]
+    # at least the first failure's traceback: the supervisor stops the other worker as soon
+    # as one fails, which can be before that one got to print its own (seen in a clean clone)
+    assert proc.stderr.count("Traceback (most recent call last)") >= 1, proc.stderr[-3000:]
     assert "Cannot assign requested address" in proc.stderr
     assert not any(tmp_path.glob("trainship-metrics-*")), "the metrics directory is left"
