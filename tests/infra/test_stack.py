@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.infra.helpers import Synth, definition_with_substitutions, synth
+from trainship import openapi
 from trainship.pipeline import ASL_PATH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,12 +103,16 @@ def test_state_machine_role_is_explicit(synthesized: Synth) -> None:
 def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
     _, template, _ = synthesized
     methods = resources(template, "AWS::ApiGateway::Method")
-    assert len(methods) == 6  # the routes of docs/openapi.json, /openapi.json included
+    # the routes of docs/openapi.json, /openapi.json and POST .../redrive included
+    assert len(methods) == len(openapi.routes()) == 7
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
-    posts = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"]
-    assert all("RequestValidatorId" in m["Properties"] for m in posts)
-    assert all(m["Properties"]["RequestModels"] for m in posts)
+    # the operations with a request body (POST /deployments, /mlops/deploy; not POST
+    # .../redrive, which has none) are validated against the request model first
+    validated = [m for m in methods.values() if "RequestValidatorId" in m["Properties"]]
+    assert len(validated) == sum("requestBody" in op for _, _, op in openapi.routes()) == 2
+    assert all(m["Properties"]["HttpMethod"] == "POST" and m["Properties"]["RequestModels"]
+               for m in validated)
     stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
     assert stage["TracingEnabled"] is True and "AccessLogSetting" in stage
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 10
