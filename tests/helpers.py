@@ -195,3 +195,14 @@ class LocalServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# A SUCCEEDED execution's output and a recorded failure, for the API route tests
+SAMPLE_RESULT = {"status": "SUCCEEDED", "deployment_id": "d-ok", "inference_url": "http://m",
+                 "invocations_url": "http://m/invocations", "model_name": "iris",
+                 "serving_name": "iris", "model_version": "1", "model_uri": "models:/m-1",
+                 "run_id": "r1", "image_uri": "img@sha256:0", "alias": "live",
+                 "deployment_time_seconds": 1.5}
+SAMPLE_FAILURE = {"error": "NoModelLogged", "message": "The run logged no model",
+                  "details": "", "help": "Log a model with mlflow.sklearn.log_model",
+                  "step": "RegisterModel"}

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from moto import mock_aws
 
 from lambdas.api import handler
-from tests.helpers import LambdaContext, api_gateway_event
+from tests.helpers import SAMPLE_FAILURE, SAMPLE_RESULT, LambdaContext, api_gateway_event
 from trainship import openapi
 from trainship.deployments.store import deployment_status, record_of
 from trainship.errors import DeploymentNotRedrivable
@@ -27,13 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 DOCUMENT = openapi.document()
 ROUTE = "/deployments/{deployment_id}/redrive"
 SCRIPT = "import mlflow\nprint('train')\n"
-RESULT = {"status": "SUCCEEDED", "deployment_id": "d-ok", "inference_url": "http://m",
-          "invocations_url": "http://m/invocations", "model_name": "iris",
-          "serving_name": "iris", "model_version": "1", "model_uri": "models:/m-1",
-          "run_id": "r1", "image_uri": "img@sha256:0", "alias": "live",
-          "deployment_time_seconds": 1.5}
-FAILURE = {"error": "NoModelLogged", "message": "The run logged no model", "details": "",
-           "help": "Log a model with mlflow.sklearn.log_model", "step": "RegisterModel"}
+RESULT, FAILURE = SAMPLE_RESULT, SAMPLE_FAILURE
 # The pipeline's two ways to fail, in miniature: "broken" ends in DeploymentFailed (its
 # failure is recorded), any other model fails uncaught at BuildImage while the build
 # service is down.

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from moto import mock_aws
 
 from lambdas.api import handler
-from tests.helpers import REPO, LambdaContext, api_gateway_event
+from tests.helpers import REPO, SAMPLE_FAILURE, SAMPLE_RESULT, LambdaContext, api_gateway_event
 from trainship import openapi
 
 # The function publishes no metric of its own on these routes.
@@ -24,13 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 
 DOCUMENT = openapi.document()
 SCRIPT = "import mlflow\nprint('train')\n"
-RESULT = {"status": "SUCCEEDED", "deployment_id": "d-ok", "inference_url": "http://m",
-          "invocations_url": "http://m/invocations", "model_name": "iris",
-          "serving_name": "iris", "model_version": "1", "model_uri": "models:/m-1",
-          "run_id": "r1", "image_uri": "img@sha256:0", "alias": "live",
-          "deployment_time_seconds": 1.5}
-FAILURE = {"error": "NoModelLogged", "message": "The run logged no model", "details": "",
-           "help": "Log a model with mlflow.sklearn.log_model", "step": "RegisterModel"}
+RESULT, FAILURE = SAMPLE_RESULT, SAMPLE_FAILURE
 # The pipeline's shape, in miniature: model_name "broken" fails the way RecordFailure does.
 MACHINE = {
     "StartAt": "ValidateRequest",

@@ -21,13 +21,19 @@ def record(version: str, port: int, state: str = "serving") -> ProcessHandle:
             "requirements": []}  # type: ignore[typeddict-item]
 
 
-def test_promotion_points_the_front_then_drains_then_stops(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(process.front, "point", lambda d, port: calls.append(("point", port)))
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """What the driver asks of the front and of the processes, in order."""
+    seen: list[tuple[str, int]] = []
+    monkeypatch.setattr(process.front, "point", lambda d, port: seen.append(("point", port)))
     monkeypatch.setattr(process.front, "drain",
-                        lambda d, port: calls.append(("drain", port)) or 0)
-    monkeypatch.setattr(process, "stop_pid", lambda pid: calls.append(("stop", pid)))
+                        lambda d, port: seen.append(("drain", port)) or 0)
+    monkeypatch.setattr(process, "stop_pid", lambda pid: seen.append(("stop", pid)))
+    return seen
+
+
+def test_promotion_points_the_front_then_drains_then_stops(
+        tmp_path: Path, calls: list[tuple[str, int]]) -> None:
     driver = ProcessDriver(tmp_path)
     (tmp_path / "iris").mkdir()
     old, new = record("1", 8001), record("2", 8002, "starting")
@@ -39,12 +45,7 @@ def test_promotion_points_the_front_then_drains_then_stops(
 
 
 def test_a_superseded_version_is_stopped_without_touching_the_front(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(process.front, "point", lambda d, port: calls.append(("point", port)))
-    monkeypatch.setattr(process.front, "drain",
-                        lambda d, port: calls.append(("drain", port)) or 0)
-    monkeypatch.setattr(process, "stop_pid", lambda pid: calls.append(("stop", pid)))
+        tmp_path: Path, calls: list[tuple[str, int]]) -> None:
     driver = ProcessDriver(tmp_path)
     (tmp_path / "iris").mkdir()
     driver._save(record("3", 8003))
