@@ -54,6 +54,15 @@ START_EVENTS = {"TaskStarted", "LambdaFunctionStarted"}
 SCHEDULE_EVENTS = {"TaskScheduled", "LambdaFunctionScheduled"}
 END_EVENTS = {"TaskSucceeded", "TaskFailed", "TaskTimedOut", "LambdaFunctionSucceeded",
               "LambdaFunctionFailed", "LambdaFunctionTimedOut"}
+# the execution stopped while a task ran (stopped, timed out, failed uncaught, or the run
+# before a redrive): that attempt ran, and was billed, up to this event
+STOP_EVENTS = {"ExecutionAborted", "ExecutionTimedOut", "ExecutionFailed", "ExecutionRedriven"}
+# Lambda errors that mean the service refused the invocation, so the function never ran;
+# Lambda.Unknown (out of memory, a function timeout) ran and is billed. AWS: "Handle
+# transient Lambda service exceptions" in the Step Functions developer guide.
+LAMBDA_REFUSALS = {"Lambda.ServiceException", "Lambda.AWSLambdaException",
+                   "Lambda.SdkClientException", "Lambda.ClientExecutionTimeoutException",
+                   "Lambda.TooManyRequestsException"}
 
 
 # --- the receipt (the contract: DeploymentRecord.cost in docs/openapi.json) -----------------
@@ -166,7 +175,7 @@ class _Usage:
         """Count an attempt that ended at ``end`` with this end event (kind, details)."""
         seconds = max((end - attempt.started).total_seconds(), 0.0)
         if attempt.kind == "lambda":
-            if kind == "TaskFailed" and str(details.get("error", "")).startswith("Lambda."):
+            if kind == "TaskFailed" and details.get("error") in LAMBDA_REFUSALS:
                 return  # the service refused the invocation: the function never ran
             counts = self.functions.setdefault(attempt.state, [0, 0])
             counts[0] += 1
@@ -205,8 +214,8 @@ def _usage(events: list[dict[str, Any]], now: datetime | None) -> _Usage:
         elif kind in START_EVENTS:
             running = _Attempt(state, "lambda" if _is_lambda(details, kind)
                                else str(details.get("resourceType", "")), stamp)
-        elif kind in END_EVENTS and running is not None:
-            usage.close(running, stamp, details, kind)
+        elif (kind in END_EVENTS or kind in STOP_EVENTS) and running is not None:
+            usage.close(running, stamp, details if kind in END_EVENTS else {}, kind)
             running = None
     if running is not None and now is not None:
         usage.close(running, now, {}, "")

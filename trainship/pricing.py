@@ -60,7 +60,8 @@ LAMBDA_GB_SECOND = {
 # (ARM_CONTAINER: what BuildImage runs on for an arm64 cluster), GPU (LINUX_GPU_CONTAINER:
 # trainCompute=gpu), XLARGE and 2XLARGE prices are not in the stored pages: those builds are
 # reported with their minutes and no price. Rounding: CodeBuild prices "per build minute";
-# the receipt bills each build's duration (StartTime to EndTime) rounded up to whole minutes.
+# the receipt bills each build's duration (StartTime to EndTime) rounded up to whole minutes
+# (an upper bound: StartTime includes time the build waited in the queue).
 CODEBUILD_PRICING_PAGE = "https://aws.amazon.com/codebuild/pricing/"
 BUILD_MINUTE = {
     ("LINUX_CONTAINER", "BUILD_GENERAL1_SMALL"): Price(0.005, "build minute",
@@ -81,4 +82,5 @@ EXCLUDED = (
     "SageMaker managed MLflow",
     "CloudWatch Logs, X-Ray, KMS requests",
     "data transfer",
+    "a redrive's own state transition, if AWS bills one (its states are counted)",
 )

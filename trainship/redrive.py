@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from trainship.deployments import DeploymentStore
-from trainship.errors import DeploymentNotRedrivable
+from trainship.errors import DeploymentNotRedrivable, TransientError
 from trainship.records import RecordJson
 
 REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
@@ -55,10 +55,17 @@ def redrive(store: DeploymentStore, deployment_id: str,
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if code == "ExecutionDoesNotExist":
             raise DeploymentNotRedrivable(
-                f"Step Functions no longer knows deployment {deployment_id}'s execution (the "
-                "local stack keeps executions in memory: it has restarted since)",
+                f"Step Functions no longer knows deployment {deployment_id}'s execution (its "
+                "history expired, or the local stack, which keeps executions in memory, has "
+                "restarted since)",
                 details=message) from exc
-        if code in ("ExecutionNotRedrivable", "ExecutionLimitExceeded"):
+        if code == "ExecutionLimitExceeded":  # a capacity limit that clears: not a refusal
+            raise TransientError(
+                f"Step Functions is running as many executions as it may; deployment "
+                f"{deployment_id} was not redriven", details=message,
+                help="Redrive again once running deployments end (RedriveExecution's "
+                     "ExecutionLimitExceeded: the account's open executions quota).") from exc
+        if code == "ExecutionNotRedrivable":
             raise DeploymentNotRedrivable(
                 f"Step Functions refused to redrive deployment {deployment_id}: {code}",
                 details=message) from exc

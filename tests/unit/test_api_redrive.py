@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from jsonschema import Draft202012Validator
 from moto import mock_aws
 
@@ -18,9 +19,10 @@ from lambdas.api import handler
 from tests.helpers import SAMPLE_FAILURE, SAMPLE_RESULT, LambdaContext, api_gateway_event
 from trainship import openapi
 from trainship.deployments.store import deployment_status, record_of
-from trainship.errors import DeploymentNotRedrivable
+from trainship.errors import DeploymentNotRedrivable, TransientError
 from trainship.local import sfn as local_sfn
 from trainship.redrive import check_redrivable
+from trainship.redrive import redrive as redrive_deployment
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -178,3 +180,31 @@ def test_pending_redrive_reads_as_running() -> None:
                         "executionArn": "arn:aws:states:us-east-1:1:execution:m:d-1"}, [])
     assert record["status"] == "RUNNING" and "error" not in record
     assert deployment_status("FAILED") == "FAILED"
+
+
+def test_step_functions_at_its_execution_limit_is_not_a_refusal() -> None:
+    """RedriveExecution's ExecutionLimitExceeded ("the maximum number of running executions
+    has been reached") clears once executions end: a TransientError to retry, not the
+    409 that says this deployment can never be redriven."""
+    client = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = "arn:aws:states:us-east-1:123456789012:execution:Trainship:d-1"
+    stubber = Stubber(client)
+    stubber.add_client_error("redrive_execution", service_error_code="ExecutionLimitExceeded",
+                             service_message="Execution limit exceeded", http_status_code=400,
+                             expected_params={"executionArn": arn})
+
+    class Store:
+        sfn = client
+        archive = None
+
+        def get(self, deployment_id: str) -> dict[str, Any]:
+            return {"deployment_id": deployment_id, "status": "ABORTED", "steps": [],
+                    "builds": [], "current_step": "BuildImage"}
+
+        def execution_arn(self, deployment_id: str) -> str:
+            return arn
+
+    with stubber, pytest.raises(TransientError) as busy:
+        redrive_deployment(Store(), "d-1")  # type: ignore[arg-type]
+    assert busy.value.http_status != 409 and "Execution limit exceeded" in busy.value.details
+    stubber.assert_no_pending_responses()

@@ -219,3 +219,28 @@ def test_every_price_names_its_source_and_the_defaults_are_priced() -> None:
     assert all(p.usd > 0 and p.source.startswith("https://aws.amazon.com/") for p in prices)
     assert set(DEFAULT_BUILD_ENVIRONMENTS.values()) <= set(pricing.BUILD_MINUTE)
     datetime.strptime(pricing.PRICES_AS_OF, "%Y-%m-%d")
+
+
+def test_a_function_out_of_memory_or_timed_out_ran_and_is_billed() -> None:
+    """Lambda.Unknown is how Step Functions names an invocation that ran out of memory or
+    time (AWS: "Handle transient Lambda service exceptions"): it ran, so it is billed."""
+    events = [event("TaskStateEntered", 0, name="RegisterModel"),
+              *lambda_attempt(0, 3000, "TaskFailed", error="Lambda.Unknown", cause="OOM")]
+    [register] = receipt(events).lambda_functions
+    assert (register.invocations, register.billed_ms) == (1, 3000)
+
+
+def test_a_build_the_execution_was_stopped_in_is_billed_to_the_stop() -> None:
+    """StopExecution during BuildImage: no task end event, the build still ran (and was
+    billed) until then; a redrive's new build is a second build."""
+    stopped = [event("TaskStateEntered", 0, name="BuildImage"),
+               event("TaskScheduled", 0, resourceType="codebuild"),
+               event("TaskStarted", 0, resourceType="codebuild"),
+               event("ExecutionAborted", 90_000)]
+    [build] = receipt(stopped).builds
+    assert (build.step, build.billed_minutes) == ("BuildImage", 2)
+    redriven = [*stopped, event("ExecutionRedriven", 95_000, redriveCount=1),
+                event("TaskStateEntered", 95_000, name="BuildImage"),
+                *build_attempt(95_000, 125_000, None)]
+    assert [(b.step, b.billed_minutes) for b in receipt(redriven).builds] == [
+        ("BuildImage", 2), ("BuildImage", 1)]
