@@ -39,7 +39,7 @@ class LoggedModelRef:
     run_less: bool = False
 
 
-def _client(tracking_uri: str) -> Any:
+def mlflow_client(tracking_uri: str) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -218,7 +218,7 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str,
     """Validate the run and register a new version of ``model_name``."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
@@ -264,7 +264,7 @@ def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> 
     points at a higher version. Returns whether the alias moved."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     try:
         current = client.get_model_version_by_alias(model_name, alias)
     except MlflowException:

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from trainship import registry, staging
+from trainship import registry, served, staging
 from trainship.cluster import ClusterDriver, Unreachable
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.config import Settings
@@ -195,8 +195,15 @@ def promote_model(state: DeploymentState, *, settings: Settings, driver: Cluster
         superseded_by = driver.promote(state.rollout.handle)
         if superseded_by is None:
             pins.pin(state.model_name, state.rollout.image_uri)
-            registry.promote(tracking_uri=settings.tracking_uri, model_name=state.model_name,
-                             version=state.model.version, alias=settings.model_alias)
+            if registry.promote(tracking_uri=settings.tracking_uri,
+                                model_name=state.model_name, version=state.model.version,
+                                alias=settings.model_alias):
+                served.mark_live(registry.mlflow_client(settings.tracking_uri),
+                                 model_name=state.model_name, version=state.model.version,
+                                 image_uri=state.rollout.image_uri,
+                                 inference_url=state.rollout.inference_url,
+                                 target=settings.driver_name(state.target),
+                                 deployment_id=state.deployment_id)
     url = state.rollout.inference_url
     state.result = DeploymentResult(
         deployment_id=state.deployment_id, inference_url=url,
