@@ -94,6 +94,15 @@ class DeploymentNotRedrivable(TrainshipError):
     )
 
 
+class ModelNotFound(TrainshipError):
+    """GET /models/{name}, a rollback or a delete of a name the registry does not hold."""
+
+    http_status = 404
+    help_text = ("List the models trainship serves with `trainship models` or GET /models; "
+                 "a model name is the model_name it was deployed with (e.g. test_model), "
+                 "not its serving name (test-model).")
+
+
 def unrecorded_failure(error: str, cause: str, step: str | None) -> ErrorDocument:
     """The error document of an execution that failed at a step without RecordFailure
     (an error no Catch takes, e.g. States.Runtime): a redrive restarts that step."""
