@@ -266,11 +266,11 @@ def test_only_remove_model_may_delete_images(synthesized: Synth) -> None:
     delete = next(st for st in remove if "ecr:BatchDeleteImage" in st["Action"])
     repository = next(k for k in resources(template, "AWS::ECR::Repository"))
     assert delete["Resource"] == {"Fn::GetAtt": [repository, "Arn"]}  # the repository only
-    roles = [k for k in resources(template, "AWS::IAM::Role") if k != "RemoveModelRole"
-             and not k.startswith("RemoveModelRole")]
-    for role_id in roles:
-        assert "ecr:BatchDeleteImage" not in actions(role_statements(template, role_id)), \
-            role_id
+    remove_role = next(k for k in resources(template, "AWS::IAM::Role")
+                       if k.startswith("RemoveModelRole"))
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if "ecr:BatchDeleteImage" in json.dumps(policy["Properties"]["PolicyDocument"]):
+            assert policy["Properties"]["Roles"] == [{"Ref": remove_role}]
     functions = resources(template, "AWS::Lambda::Function")
     remove_fn = next(f for k, f in functions.items() if k.startswith("RemoveModelFunction"))
     env = remove_fn["Properties"]["Environment"]["Variables"]
