@@ -1,5 +1,5 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
-/deployments/{id}/redrive.
+/deployments/{id}/redrive, DELETE /models/{model_name}.
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -24,7 +24,7 @@ from trainship.errors import InvalidRequest, TrainshipError
 from trainship.openapi import render, route_list
 from trainship.records import DeploymentList, DeploymentRecord, answer
 from trainship.redrive import redrive
-from trainship.submit import submit
+from trainship.submit import submit, submit_delete
 
 app = APIGatewayRestResolver()
 
@@ -95,6 +95,17 @@ def redrive_deployment(deployment_id: str) -> Response[str]:
 def get_logs(deployment_id: str) -> Response[str]:
     return Response(status_code=200, content_type="text/plain; charset=utf-8",
                     body=_store().logs(deployment_id))
+
+
+@app.delete("/models/<model_name>")
+def delete_model(model_name: str) -> Response[str]:
+    """Take the model out of service (an execution, like a deployment): 202."""
+    purge = (app.current_event.query_string_parameters or {}).get("purge", "false")
+    if purge not in ("true", "false"):
+        raise InvalidRequest(f"purge must be true or false, not {purge!r}")
+    settings = Settings.from_env()
+    return _json(202, submit_delete(model_name, purge=purge == "true", store=_store(),
+                                    tracking_uri=settings.tracking_uri))
 
 
 @app.get("/openapi.json")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import doctor, doctor_eks
+from trainship import cli_delete, doctor, doctor_eks
 from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
@@ -145,7 +145,7 @@ def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
         seconds = step.get("seconds")
         print(f"  {step['name']:18} {step['status']:10} "
               f"{'' if seconds is None else f'{seconds}s'}")
-    if record.get("result"):
+    if (record.get("result") or {}).get("inference_url"):  # a delete's result has none
         print(f"inference_url: {record['result']['inference_url']}")
     if record.get("error"):
         print_error(record["error"])
@@ -185,9 +185,8 @@ def cmd_local(args: argparse.Namespace, settings: CliSettings) -> int:
             info = stack.up(home)
         except (RuntimeError, TimeoutError, OSError) as exc:
             raise CliError(f"could not start the local stack: {exc}", EXIT_UNAVAILABLE) from None
-        print(f"API: {info['api']}")
-        print(f"MLflow UI: {info['mlflow']}")
-        print(f"Step Functions: {info['stepfunctions']}")
+        print(f"API: {info['api']}\nMLflow UI: {info['mlflow']}\n"
+              f"Step Functions: {info['stepfunctions']}")
         print(f"State machine: {info['state_machine_arn']}")
         print(f"Targets: {info.get('targets', 'process')}"
               + (f" (image registry {info['registry']})" if info.get("registry") else ""))
@@ -350,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("action", choices=("up", "down", "status"))
     local.add_argument("--home", help="state directory (default .trainship)")
     local.set_defaults(func=cmd_local)
+    cli_delete.add_parser(sub, resolve_api=resolve_api, follow=_follow)
     return parser
 
 

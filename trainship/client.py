@@ -180,6 +180,13 @@ class Client:
         path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}/logs"
         return str(self.request("GET", path))
 
+    def delete_model(self, model_name: str, *, purge: bool = False) -> AcceptedJson:
+        """DELETE /models/{model_name}: the delete's execution started (202)."""
+        path = (f"/models/{urllib.parse.quote(model_name, safe='')}"
+                + ("?purge=true" if purge else ""))
+        return cast(AcceptedJson, self._expect(self.request("DELETE", path, expect_json=True),
+                                               "deployment_id", what=f"DELETE {path}"))
+
 
 def _snippet(text: str, limit: int = 120) -> str:
     flat = " ".join(text.split())

@@ -262,6 +262,26 @@ class ServingNameTaken(TrainshipError):
     )
 
 
+class DeploymentInProgress(TrainshipError):
+    """A rollback or a delete of a model while an execution for it runs (deploy, rollback or
+    delete): refused before anything changes."""
+
+    http_status = 409
+    help_text = ("Another execution for this model is still running: wait for it with "
+                 "`trainship status ID` (the id is in details; `trainship list` shows what "
+                 "runs), then try again. Nothing was changed.")
+
+
+class RemovalFailed(TrainshipError):
+    """RemoveModel could not take the model out of service (the cluster refused)."""
+
+    help_text = ("The cluster refused to list or delete the model's objects. The identity "
+                 "RemoveModel runs as needs list and delete on Deployments, Services, "
+                 "NetworkPolicies, PodDisruptionBudgets and HorizontalPodAutoscalers in the "
+                 "namespace (AmazonEKSEditPolicy through RemoveModel's EKS access entry). "
+                 "Nothing that was removed comes back: run the delete again once fixed.")
+
+
 def _error_classes(base: type[TrainshipError]) -> list[type[TrainshipError]]:
     found: list[type[TrainshipError]] = []
     for cls in base.__subclasses__():

@@ -19,16 +19,23 @@ tags are immutable (both mutable tags need the repository's tag-mutability exclu
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from trainship.bundles import resolve_bundle
 from trainship.config import ImageSettings
-from trainship.errors import RolloutFailed, TransientError
+from trainship.errors import RemovalFailed, RolloutFailed, TransientError
 from trainship.names import ECR_HOST, serving_name
 
 LIVE_TAG_PREFIX = "live-"
 PREVIOUS_TAG_PREFIX = "previous-"
 STEP = "PromoteModel"
+PURGE_STEP = "RemoveModel"
+PURGE_HELP = ("A purge deletes the model's images with ecr:ListImages and ecr:BatchDeleteImage "
+              "on the repository (RemoveModel's role has both). The model is out of service "
+              "already; run the delete with purge again once that is fixed.")
 
 # What BatchGetImage may return: a single-platform manifest (Docker or OCI) or an index
 # (a multi-platform build, or BuildKit's provenance attestations). ECR's own containerd
@@ -62,12 +69,33 @@ class ImagePins(Protocol):
         """``image_uri`` (``<repository>:<tag>@sha256:<digest>``) now serves ``model_name``:
         tag it live, and the image that was live previous. Returns what was done."""
 
+    def purge(self, model_name: str, image_uris: list[str]) -> list[str]:
+        """A purge (``trainship delete --purge``): delete the model's images, those named
+        and those tagged ``<serving name>-v<N>``, with their live-/previous- pins. What
+        was deleted."""
+
 
 class NoImagePins:
-    """Registries that expire nothing (the local stack's): nothing to pin."""
+    """Registries that expire nothing (the local stack's): nothing to pin. A purge deletes
+    the bundles of process mode (trainship.bundles); the local OCI registry of container
+    mode does not delete images, so they stay."""
 
     def pin(self, model_name: str, image_uri: str) -> str:
         return "the registry expires no images: nothing to pin"
+
+    def purge(self, model_name: str, image_uris: list[str]) -> list[str]:
+        deleted = []
+        for uri in dict.fromkeys(image_uris):
+            bundle = resolve_bundle(uri) if "@sha256:" in uri else None
+            if bundle is None or not bundle.is_dir():
+                continue
+            shutil.rmtree(bundle, ignore_errors=True)
+            tags = bundle.parent.parent / "tags"
+            for tag in tags.glob(f"{serving_name(model_name)}-v*") if tags.is_dir() else []:
+                if tag.read_text().strip() == bundle.name:
+                    tag.unlink(missing_ok=True)
+            deleted.append(uri)
+        return deleted
 
 
 @dataclass(frozen=True)
@@ -119,7 +147,47 @@ class EcrImagePins:
         done.append(f"{live_tag(model_name)} -> {new.digest}")
         return "; ".join(done)
 
-    def _call(self, operation: str, **params: Any) -> Any:
+    def purge(self, model_name: str, image_uris: list[str]) -> list[str]:
+        """BatchDeleteImage by digest: "You can completely delete an image (and all of its
+        tags) by specifying the image's digest" (ECR API reference, BatchDeleteImage; at
+        most 100 image ids per call), so the live-/previous- pins go with their images.
+        The digests: the images named (the versions that served) and every image tagged
+        ``<serving name>-v<N>`` (versions that never went live) or carrying a pin."""
+        own = re.compile(rf"^{re.escape(serving_name(model_name))}-v[0-9]+$")
+        pins = {live_tag(model_name), previous_tag(model_name)}
+        digests: dict[str, str] = {}
+        for uri in image_uris:
+            location, _, digest = uri.partition("@")
+            if digest and EcrRepository.parse(location) == self.repository:
+                digests.setdefault(digest, uri)
+        token: str | None = None
+        while True:
+            page = self._call("list_images", filter={"tagStatus": "TAGGED"}, maxResults=1000,
+                              **({"nextToken": token} if token else {}), step=PURGE_STEP)
+            for image in page.get("imageIds") or []:
+                tag = image.get("imageTag", "")
+                if own.match(tag) or tag in pins:
+                    digests.setdefault(image["imageDigest"],
+                                       f"{self.repository.name}:{tag}@{image['imageDigest']}")
+            token = page.get("nextToken")
+            if not token:
+                break
+        ids = list(digests)
+        deleted = []
+        for start in range(0, len(ids), 100):
+            answer = self._call("batch_delete_image", step=PURGE_STEP,
+                                imageIds=[{"imageDigest": d} for d in ids[start:start + 100]])
+            deleted += [digests[i["imageDigest"]] for i in answer.get("imageIds") or []
+                        if i.get("imageDigest") in digests]
+            failures = [f for f in answer.get("failures") or []
+                        if f.get("failureCode") != "ImageNotFound"]
+            if failures:
+                raise RemovalFailed(f"ECR BatchDeleteImage failed: "
+                                    f"{failures[0].get('failureCode')}",
+                                    details=str(failures), step=PURGE_STEP)
+        return list(dict.fromkeys(deleted))
+
+    def _call(self, operation: str, step: str = STEP, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -132,13 +200,17 @@ class EcrImagePins:
                 return None  # the tag already points at this manifest
             if code in TRANSIENT_CODES:
                 raise TransientError(f"ECR {operation}: {code}", details=str(exc),
-                                     step=STEP) from exc
+                                     step=step) from exc
+            if step == PURGE_STEP:
+                raise RemovalFailed(f"Could not delete the model's images in ECR ({operation}: "
+                                    f"{code})", details=str(exc), step=step,
+                                    help=PURGE_HELP) from exc
             raise RolloutFailed(f"Could not pin the serving image in ECR ({operation}: "
                                 f"{code})", details=str(exc), step=STEP,
                                 help=PIN_HELP) from exc
         except BotoCoreError as exc:
             raise TransientError(f"ECR {operation}: {exc}", details=str(exc),
-                                 step=STEP) from exc
+                                 step=step) from exc
 
     def _get(self, image_id: dict[str, str]) -> _Manifest | None:
         response = self._call("batch_get_image", imageIds=[image_id],

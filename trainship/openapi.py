@@ -23,11 +23,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from trainship.errors import (
+    DeploymentInProgress,
     DeploymentNotFound,
     DeploymentNotRedrivable,
     ErrorDocument,
     IdempotencyConflict,
     InvalidRequest,
+    ModelNotFound,
     TargetNotEnabled,
     TrainshipError,
 )
@@ -44,6 +46,8 @@ CREATE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, TargetNotEnab
 READ_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,)
 REDRIVE_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,
                                                     DeploymentNotRedrivable)
+DELETE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, ModelNotFound,
+                                                   DeploymentInProgress)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (DeploymentRequest, "validation"),
@@ -135,6 +139,25 @@ def _paths() -> dict[str, Any]:
                                           "content": {"text/plain": {
                                               "schema": {"type": "string"}}}},
                                   **_errors(READ_ERRORS)}},
+        },
+        "/models/{model_name}": {
+            "delete": {"operationId": "deleteModel",
+                       "summary": "Take a model out of service (an execution like a "
+                                  "deployment: follow it at status_url); its registered "
+                                  "versions and images stay unless purge=true",
+                       "parameters": [
+                           {"name": "model_name", "in": "path", "required": True,
+                            "schema": {"type": "string"},
+                            "description": "the model_name it was deployed with"},
+                           {"name": "purge", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["true", "false"],
+                                       "default": "false"},
+                            "description": "also delete the registered model (every "
+                                           "version) and its images"}],
+                       "responses": {"202": {"description": "the delete started; its "
+                                                            "result is a RemovalResult",
+                                             "content": _json_content("Accepted")},
+                                     **_errors(DELETE_ERRORS)}},
         },
         "/openapi.json": {
             "get": {"operationId": "getOpenApi", "summary": "This document",

@@ -36,6 +36,9 @@ class LambdaStep:
     # talks to the cluster (EKS API, or the service proxy for the smoke test): the one
     # cluster role, the cluster's settings in its environment, the EKS access entry
     cluster_access: bool
+    # a cluster step with rights the deploying steps must not hold (RemoveModel deletes
+    # images): its own role and EKS access entry instead of the shared cluster role
+    own_role: bool = False
 
     @property
     def handler(self) -> str:
@@ -71,6 +74,10 @@ LAMBDA_STEPS: Mapping[str, LambdaStep] = {step.state: step for step in (
     LambdaStep("SmokeTestModel", "lambdas.smoke_test_model", 120, 512, cluster_access=True),
     LambdaStep("PromoteModel", "lambdas.promote_model", 120, 512, cluster_access=True),
     LambdaStep("RecordFailure", "lambdas.record_failure", 120, 512, cluster_access=True),
+    # a delete (Route: action "delete"): the model's objects, processes, alias and, with
+    # purge, its images and registered model
+    LambdaStep("RemoveModel", "lambdas.remove_model", 300, 512, cluster_access=True,
+               own_role=True),
 )}
 BUILD_STEPS: Mapping[str, BuildStep] = {step.state: step for step in (
     BuildStep("TrainModel", "Train", "buildspecs/train.yml"),

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from trainship.cost import CostReceipt
 from trainship.errors import ErrorDocument
-from trainship.state import DeploymentResult
+from trainship.state import DeploymentResult, RemovalResult
 
 ExecutionStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
 StepStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
@@ -69,7 +69,8 @@ class BuildRecord(BaseModel):
 
 class DeploymentRecord(BaseModel):
     """GET /deployments/{deployment_id}: ``result`` once SUCCEEDED, ``error`` once FAILED,
-    TIMED_OUT or ABORTED."""
+    TIMED_OUT or ABORTED. A delete's (DELETE /models/{model_name}) result is a
+    RemovalResult."""
 
     deployment_id: str
     status: ExecutionStatus
@@ -80,7 +81,7 @@ class DeploymentRecord(BaseModel):
     current_step: str | None = None
     steps: list[StepRecord]
     builds: list[BuildRecord]
-    result: DeploymentResult | None = None
+    result: DeploymentResult | RemovalResult | None = None
     error: ErrorDocument | None = None
     cost: CostReceipt | None = Field(
         default=None, description="what the execution costs at AWS list prices (locally: what "

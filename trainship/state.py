@@ -7,7 +7,7 @@ through ResultSelector/ResultPath.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, with_config
 
@@ -99,6 +99,27 @@ class DeploymentResult(BaseModel):
     superseded_by: str | None = Field(
         default=None, description="a higher version went live first; this one was retired")
     deployment_time_seconds: float
+
+
+class RemovalResult(BaseModel):
+    """The output of a delete (``{"action": "delete"}``, RemoveModel): what was taken out
+    of service. A model that served nothing any more succeeds with ``removed`` empty."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: str = "SUCCEEDED"
+    action: Literal["delete"] = "delete"
+    deployment_id: str
+    model_name: str
+    serving_name: str
+    removed: list[str] = Field(description="what was removed: objects, processes, the alias")
+    alias_removed: str | None = Field(
+        default=None, description="the version the alias pointed at (None: it pointed nowhere)")
+    purged: bool = Field(default=False, description="the registered model and its images "
+                                                    "were deleted too (purge=true)")
+    purged_versions: list[str] = Field(default_factory=list)
+    purged_images: list[str] = Field(default_factory=list)
+    message: str
 
 
 class DeploymentState(NormalizedRequest):

@@ -8,6 +8,7 @@ from typing import Any
 from trainship.deployments import DeploymentStore
 from trainship.errors import IdempotencyConflict, InvalidRequest
 from trainship.records import Accepted
+from trainship.removal import DELETE_ACTION, check_deletable
 from trainship.request import deployment_id_for, parse_request
 
 
@@ -34,5 +35,18 @@ def submit(body: Any, *, store: DeploymentStore, idempotency_key: str | None = N
             raise IdempotencyConflict(f"Idempotency-Key {key!r} was used for another request",
                                       details=str(exc)) from exc
         arn = store.execution_arn(deployment_id)
+    return Accepted(deployment_id=deployment_id, status="RUNNING", execution_arn=arn,
+                    status_url=f"/deployments/{deployment_id}")
+
+
+def submit_delete(model_name: str, *, purge: bool, store: DeploymentStore,
+                  tracking_uri: str) -> Accepted:
+    """DELETE /models/{model_name}: checked first (ModelNotFound, DeploymentInProgress:
+    nothing started, nothing changed), then an execution with the delete's input, which
+    the state machine's Route sends to RemoveModel (trainship.removal)."""
+    check_deletable(model_name, store=store, tracking_uri=tracking_uri)
+    deployment_id = new_deployment_id()
+    arn = store.start(deployment_id, {"action": DELETE_ACTION, "model_name": model_name,
+                                      "purge": purge})
     return Accepted(deployment_id=deployment_id, status="RUNNING", execution_arn=arn,
                     status_url=f"/deployments/{deployment_id}")

@@ -132,11 +132,14 @@ def report(record: RecordJson, output: str) -> int:
     if ok:
         result = record["result"]
         for key in ("status", "deployment_id", "inference_url", "model_name", "serving_name",
-                    "model_version", "image_uri", "deployment_time_seconds"):
+                    "model_version", "image_uri", "deployment_time_seconds", "message"):
             if key in result:
                 print(f"{key + ':':26} {result.get(key)}")
-        print(f"{'try:':26} curl -s -H 'Content-Type: application/json' "
-              f"-d '{{\"inputs\": [[...]]}}' {result['inference_url']}/invocations")
+        for item in result.get("removed", []):  # a delete's (trainship.state.RemovalResult)
+            print(f"{'removed:':26} {item}")
+        if "inference_url" in result:
+            print(f"{'try:':26} curl -s -H 'Content-Type: application/json' "
+                  f"-d '{{\"inputs\": [[...]]}}' {result['inference_url']}/invocations")
         return EXIT_OK
     print(f"status:  {record['status']}  ({record['deployment_id']})", file=sys.stderr)
     print_error(record.get("error") or {})

@@ -13,10 +13,11 @@ from infra.config import Config
 from infra.constructs.mlflow import Mlflow
 from infra.constructs.nag import acknowledge, allow, checkov_skip
 from infra.constructs.storage import Storage
-from trainship.pipeline import LAMBDA_STEPS
+from trainship.pipeline import LAMBDA_STEPS, STATE_MACHINE_NAME
 
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
-CLUSTER_STATES = [step.state for step in LAMBDA_STEPS.values() if step.cluster_access]
+CLUSTER_STATES = [step.state for step in LAMBDA_STEPS.values()
+                  if step.cluster_access and not step.own_role]
 
 
 class Functions:
@@ -45,13 +46,19 @@ class Functions:
             "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri,
         }
         self.steps: dict[str, lambda_.Function] = {}
+        # a cluster step with a role of its own (RemoveModel): its own access entry too
+        self.own_cluster_roles: dict[str, iam.Role] = {}
         for state, step in LAMBDA_STEPS.items():
             cluster = step.cluster_access
-            role = self.cluster_role if cluster else self.role(f"{state}Role", state)
+            role = self.cluster_role if cluster and not step.own_role else self.role(
+                f"{state}Role", state)
+            if cluster and step.own_role:
+                self.own_cluster_roles[state] = role
             self.steps[state] = self.function(state, step.handler, role, step.timeout_seconds,
                                               step.memory_mb,
                                               extra_env=cluster_env if cluster else None)
         self._grant_step_permissions()
+        self._grant_removal()
         self._eks_access()
 
     def role(self, name: str, what: str) -> iam.Role:
@@ -160,17 +167,48 @@ class Functions:
         for step in ("RegisterModel", "SmokeTestModel", "PromoteModel"):
             self.mlflow.access(f[step])
 
+    def _grant_removal(self) -> None:
+        """RemoveModel (a delete; trainship.removal): its role alone may delete images, and it
+        checks again, under the model's lock, that no execution for the model runs."""
+        stack, storage = self.stack, self.storage
+        remove = self.steps["RemoveModel"]
+        # BatchDeleteImage by digest deletes the image with all its tags (ECR API reference,
+        # BatchDeleteImage); ListImages finds the model's images that never served
+        allow(remove, ["ecr:ListImages", "ecr:BatchDeleteImage"],
+              [storage.repository.repository_arn],
+              "A purge (trainship delete --purge) deletes the model's images.")
+        self.mlflow.access(remove)
+        # The state machine's ARN from its name: the state machine's definition names this
+        # function, so a reference to the state machine here would be a cycle.
+        machine = f"{stack.stack_name}-{STATE_MACHINE_NAME}"
+        machine_arn = (f"arn:{stack.partition}:states:{stack.region}:{stack.account}:"
+                       f"stateMachine:{machine}")
+        remove.add_environment("STATE_MACHINE_ARN", machine_arn)
+        allow(remove, ["states:ListExecutions"], [machine_arn],
+              "Lists the executions of this state machine (one of the model's still runs?).")
+        allow(remove, ["states:DescribeExecution"],
+              [f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:"
+               f"{machine}:*"],
+              "Reads a running execution's input: which model it is for.")
+
     def _eks_access(self) -> None:
         stack, config = self.stack, self.config
         cluster_arn = (f"arn:{stack.partition}:eks:{stack.region}:{stack.account}:cluster/"
                        f"{config.eks_cluster_name}")
-        self.cluster_role.add_to_policy(iam.PolicyStatement(
-            actions=["eks:DescribeCluster"], resources=[cluster_arn]))
-        eks.CfnAccessEntry(
-            stack, "DeployAccess", cluster_name=config.eks_cluster_name,
-            principal_arn=self.cluster_role.role_arn, type="STANDARD",
-            access_policies=[eks.CfnAccessEntry.AccessPolicyProperty(
-                policy_arn=f"arn:{stack.partition}:eks::aws:cluster-access-policy/"
-                           "AmazonEKSEditPolicy",
-                access_scope=eks.CfnAccessEntry.AccessScopeProperty(
-                    type="namespace", namespaces=[config.eks_namespace]))])
+        # DeployModel's functions share the cluster role and its access entry; RemoveModel
+        # has the same access through an entry of its own ("An IAM principal can't be
+        # included in more than one access entry": "Create access entries", Amazon EKS
+        # User Guide; one entry per role)
+        for name, role in (("Deploy", self.cluster_role),
+                           *((state.removesuffix("Model"), role)
+                             for state, role in self.own_cluster_roles.items())):
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["eks:DescribeCluster"], resources=[cluster_arn]))
+            eks.CfnAccessEntry(
+                stack, f"{name}Access", cluster_name=config.eks_cluster_name,
+                principal_arn=role.role_arn, type="STANDARD",
+                access_policies=[eks.CfnAccessEntry.AccessPolicyProperty(
+                    policy_arn=f"arn:{stack.partition}:eks::aws:cluster-access-policy/"
+                               "AmazonEKSEditPolicy",
+                    access_scope=eks.CfnAccessEntry.AccessScopeProperty(
+                        type="namespace", namespaces=[config.eks_namespace]))])

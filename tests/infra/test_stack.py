@@ -104,7 +104,7 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
     _, template, _ = synthesized
     methods = resources(template, "AWS::ApiGateway::Method")
     # the routes of docs/openapi.json, /openapi.json and POST .../redrive included
-    assert len(methods) == len(openapi.routes()) == 7
+    assert len(methods) == len(openapi.routes()) == 8  # DELETE /models/{model_name}
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
     # the operations with a request body (POST /deployments, /mlops/deploy; not POST
@@ -124,7 +124,7 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
 def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth) -> None:
     _, template, _ = synthesized
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 8
+    assert len(functions) == 9  # RemoveModel's
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
@@ -166,9 +166,13 @@ def test_storage_repository_and_eks_access(synthesized: Synth) -> None:
     assert "LoggingConfiguration" in staging and "LifecycleConfiguration" in staging
     policies = json.dumps(resources(template, "AWS::S3::BucketPolicy"))
     assert '"aws:SecureTransport": "false"' in policies
-    entry = next(iter(resources(template, "AWS::EKS::AccessEntry").values()))["Properties"]
-    scope = entry["AccessPolicies"][0]["AccessScope"]
-    assert scope == {"Type": "namespace", "Namespaces": ["trainship"]}
+    entries = resources(template, "AWS::EKS::AccessEntry")
+    assert sorted(entries) == ["DeployAccess", "RemoveAccess"]  # RemoveModel's own role
+    for entry in entries.values():
+        scope = entry["Properties"]["AccessPolicies"][0]["AccessScope"]
+        assert scope == {"Type": "namespace", "Namespaces": ["trainship"]}
+        assert entry["Properties"]["AccessPolicies"][0]["PolicyArn"]["Fn::Join"][1][-1] \
+            .endswith("AmazonEKSEditPolicy")
     keys = resources(template, "AWS::KMS::Key")
     assert all(k["Properties"]["EnableKeyRotation"] for k in keys.values())
 
@@ -248,3 +252,26 @@ def test_assets_carry_the_sources_and_nothing_of_the_checkout(synthesized: Synth
                                    "trainship"})}
     for asset in outdir.glob("asset.*"):
         assert not [p for p in asset.rglob(".*")], asset.name
+
+
+def test_only_remove_model_may_delete_images(synthesized: Synth) -> None:
+    """A purge deletes the model's images: ecr:BatchDeleteImage is RemoveModel's alone (its
+    own role, with the same EKS access as DeployModel's through its own access entry)."""
+    _, template, _ = synthesized
+    remove = role_statements(template, "RemoveModelRole")
+    granted = actions(remove)
+    assert {"ecr:ListImages", "ecr:BatchDeleteImage", "eks:DescribeCluster",
+            "states:ListExecutions", "states:DescribeExecution"} <= granted
+    assert "ecr:PutImage" not in granted  # it deletes; it never pushes or pins
+    delete = next(st for st in remove if "ecr:BatchDeleteImage" in st["Action"])
+    repository = next(k for k in resources(template, "AWS::ECR::Repository"))
+    assert delete["Resource"] == {"Fn::GetAtt": [repository, "Arn"]}  # the repository only
+    remove_role = next(k for k in resources(template, "AWS::IAM::Role")
+                       if k.startswith("RemoveModelRole"))
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if "ecr:BatchDeleteImage" in json.dumps(policy["Properties"]["PolicyDocument"]):
+            assert policy["Properties"]["Roles"] == [{"Ref": remove_role}]
+    functions = resources(template, "AWS::Lambda::Function")
+    remove_fn = next(f for k, f in functions.items() if k.startswith("RemoveModelFunction"))
+    env = remove_fn["Properties"]["Environment"]["Variables"]
+    assert "STATE_MACHINE_ARN" in env and env["TRAINSHIP_CLUSTER"] == "kubernetes"

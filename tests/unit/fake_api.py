@@ -52,7 +52,7 @@ class FakeApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _handle
+            do_GET = do_POST = do_DELETE = _handle
 
         self.local = LocalServer(Handler).start()
         self.url = self.local.url

@@ -131,6 +131,11 @@ class FakeKube:
             return 404, status_doc(404, f'namespaces "{ns}" not found')
         api_version, kind = COLLECTIONS[collection]
         key = (kind, ns, name or "")
+        if call.method == "GET" and not name:  # a list, by label selector (a delete)
+            selector = call.query.get("labelSelector", [""])[0]
+            return 200, {"kind": f"{kind}List", "items": [
+                copy.deepcopy(obj) for (k, n, _), obj in sorted(self.objects.items())
+                if k == kind and n == ns and _selects(selector, obj)]}
         if call.method == "GET":
             obj = self.objects.get(key)
             if obj is None:

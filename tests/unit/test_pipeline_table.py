@@ -116,11 +116,20 @@ def test_only_states_after_the_image_build_get_the_cluster_role() -> None:
     before, name = [], definition()["StartAt"]
     while name != "BuildImage":
         before.append(name)
-        name = states[name]["Next"]
+        # the Route (a Choice): a deployment is its Default
+        name = states[name].get("Next") or states[name]["Default"]
     assert before and not [s for s in before if s in LAMBDA_STEPS
                            and LAMBDA_STEPS[s].cluster_access]
     assert LAMBDA_STEPS[states["BuildImage"]["Next"]].cluster_access
     assert LAMBDA_STEPS["RecordFailure"].cluster_access
+
+
+def test_remove_model_has_cluster_access_in_a_role_of_its_own() -> None:
+    """A delete removes the model's objects (the cluster) and, with purge, its images: that
+    right stays off the role the deploying states share."""
+    step = LAMBDA_STEPS["RemoveModel"]
+    assert step.cluster_access and step.own_role
+    assert not [s.state for s in LAMBDA_STEPS.values() if s.own_role and s.state != "RemoveModel"]
 
 
 def test_the_table_is_a_bottom_layer() -> None:

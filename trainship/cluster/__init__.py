@@ -76,6 +76,10 @@ class ClusterDriver(Protocol):
     def discard(self, handle: Handle) -> None:
         """The new version failed: remove it, leaving the previous one serving."""
 
+    def remove(self, model_name: str) -> list[str]:
+        """Take every version of the model out of service (a delete; the caller holds
+        ``lock(model_name)``): what was removed, in words; nothing when nothing served."""
+
 
 def post_json(url: str, payload: Any, *, timeout: float) -> Answer:
     """POST JSON over plain HTTP (the local drivers' test URLs): an HTTP error status is the

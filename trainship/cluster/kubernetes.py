@@ -50,7 +50,7 @@ from trainship.cluster.manifests import (
     render,
 )
 from trainship.config import ClusterSettings
-from trainship.errors import RolloutFailed
+from trainship.errors import RemovalFailed, RolloutFailed
 from trainship.names import serving_name
 from trainship.state import Handle
 
@@ -64,6 +64,10 @@ PROXY_HELP = ("The smoke test reaches the new version's pod through the API serv
               "proxy: the identity SmokeTestModel runs as needs `create` on `pods/proxy` in "
               "the namespace (AmazonEKSEditPolicy has it; on EKS, associate it with the "
               "cluster role's access entry, scoped to trainship:eksNamespace).")
+
+# What manifests.render creates for a model, in the order a delete removes it.
+REMOVE_ORDER = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Service",
+                "Deployment")
 
 
 def _name(handle: KubernetesHandle) -> str:
@@ -275,6 +279,30 @@ class KubernetesDriver:
         for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                      "Service", "Deployment"):
             self.api.delete(kind, ns, name)
+
+    def remove(self, model_name: str) -> list[str]:
+        """Take the model out of service (a delete): every object trainship made for it in
+        the namespace, found by label (``app.kubernetes.io/instance`` = its serving name,
+        managed by trainship), autoscaler first and Deployment last. Deleting the Service
+        of type LoadBalancer is what releases its load balancer (and stops its cost). What
+        was removed, as ``Kind/name``; nothing when nothing was there."""
+        ns, name = self.settings.namespace, serving_name(model_name)
+        selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=trainship"
+        removed = []
+        for kind in REMOVE_ORDER:
+            try:
+                found = (self.api.get(object_path(kind, ns), labelSelector=selector)
+                         or {}).get("items") or []
+                for obj in found:
+                    self.api.delete(kind, ns, obj["metadata"]["name"])
+                    removed.append(f"{kind}/{obj['metadata']['name']} in namespace {ns}")
+            except ApiException as exc:
+                raise RemovalFailed(
+                    f"Kubernetes refused to remove the {kind}s of {model_name} in namespace "
+                    f"{ns!r}: {exc.status} {exc.reason}"
+                    + (f" (removed before: {', '.join(removed)})" if removed else ""),
+                    details=str(exc.body or "")[-4000:], step="RemoveModel") from exc
+        return removed
 
 
 def driver_from_settings(settings: ClusterSettings) -> KubernetesDriver:

@@ -202,6 +202,27 @@ class PodmanDriver:
     def discard(self, handle: Handle) -> None:
         self._remove(read(PodmanHandle, handle))
 
+    def remove(self, model_name: str) -> list[str]:
+        """Take the model out of service (a delete): remove every version's pod and stop the
+        model's proxy (its URL then refuses connections), and drop their records and
+        manifests. The lock file stays (the caller holds it). What was removed."""
+        directory = self.root / serving_name(model_name)
+        removed = []
+        for record in self.records(model_name):
+            self._podman("pod", "rm", "--force", record["pod"], check=False)
+            self._record_path(model_name, record["version"]).unlink(missing_ok=True)
+            removed.append(f"pod {record['pod']}: {model_name} v{record['version']} "
+                           f"({record['state']})")
+        known = front.record(directory)
+        if known is not None:
+            front.stop(directory)
+            removed.append(f"proxy {known['url']} (process {known['pid']})")
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if path.name != ".lock" and path.is_file():
+                    path.unlink(missing_ok=True)
+        return removed
+
     # --- the local stack's restarts ------------------------------------------------------
     def stop_all(self) -> int:
         count = 0

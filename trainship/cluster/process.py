@@ -137,6 +137,33 @@ class ProcessDriver:
         stop_pid(record["pid"])
         self._record_path(record["model_name"], record["version"]).unlink(missing_ok=True)
 
+    def remove(self, model_name: str) -> list[str]:
+        """Take the model out of service (a delete): stop every version's server and the
+        model's front, and drop their records and logs, so that its URL stops answering
+        (connection refused) and a restart serves nothing of it. The lock file stays (the
+        caller holds it). What was removed; nothing when nothing served."""
+        directory = self.root / serving_name(model_name)
+        removed = []
+        for record in self.records(model_name):
+            running = pid_alive(record["pid"])
+            if running:
+                stop_pid(record["pid"])
+            self._record_path(model_name, record["version"]).unlink(missing_ok=True)
+            removed.append(f"process {record['pid']}: {model_name} v{record['version']} on "
+                           f"port {record['port']} ({record['state']}"
+                           f"{'' if running else ', had exited'})")
+        known = front.record(directory)
+        if known is not None:
+            running = pid_alive(known["pid"])
+            front.stop(directory)
+            removed.append(f"front {known['url']} (process {known['pid']}"
+                           f"{'' if running else ', had exited'})")
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if path.name != ".lock" and path.is_file():
+                    path.unlink(missing_ok=True)
+        return removed
+
     def restore(self) -> list[str]:
         """After a restart: serve again what served before, on the same ports (the front's
         and the version's); wait for it."""
