@@ -1,5 +1,5 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
-/deployments/{id}/redrive.
+/deployments/{id}/redrive; GET /models[/{model_name}] (what serves, from MLflow).
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -21,6 +21,7 @@ from lambdas._common import logger, metrics, tracer
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
+from trainship.models import describe_model, list_models
 from trainship.openapi import render, route_list
 from trainship.records import DeploymentList, DeploymentRecord, answer
 from trainship.redrive import redrive
@@ -95,6 +96,18 @@ def redrive_deployment(deployment_id: str) -> Response[str]:
 def get_logs(deployment_id: str) -> Response[str]:
     return Response(status_code=200, content_type="text/plain; charset=utf-8",
                     body=_store().logs(deployment_id))
+
+
+@app.get("/models")
+def get_models() -> Response[str]:
+    settings = Settings.from_env()
+    return _json(200, list_models(settings.tracking_uri, settings.model_alias))
+
+
+@app.get("/models/<model_name>")
+def get_model(model_name: str) -> Response[str]:
+    settings = Settings.from_env()
+    return _json(200, describe_model(settings.tracking_uri, settings.model_alias, model_name))
 
 
 @app.get("/openapi.json")

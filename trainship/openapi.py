@@ -28,10 +28,18 @@ from trainship.errors import (
     ErrorDocument,
     IdempotencyConflict,
     InvalidRequest,
+    ModelNotFound,
+    RegistryUnavailable,
     TargetNotEnabled,
     TrainshipError,
 )
-from trainship.records import Accepted, DeploymentList, DeploymentRecord
+from trainship.records import (
+    Accepted,
+    DeploymentList,
+    DeploymentRecord,
+    ModelDetail,
+    ModelList,
+)
 from trainship.request import DeploymentRequest
 
 OPENAPI_VERSION = "3.1.0"
@@ -44,6 +52,8 @@ CREATE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, TargetNotEnab
 READ_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,)
 REDRIVE_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,
                                                     DeploymentNotRedrivable)
+MODELS_ERRORS: tuple[type[TrainshipError], ...] = (RegistryUnavailable,)
+MODEL_ERRORS: tuple[type[TrainshipError], ...] = (ModelNotFound, RegistryUnavailable)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (DeploymentRequest, "validation"),
@@ -51,6 +61,8 @@ _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] =
     (DeploymentList, "serialization"),
     (DeploymentRecord, "serialization"),
     (ErrorDocument, "serialization"),
+    (ModelList, "serialization"),
+    (ModelDetail, "serialization"),
 ]
 
 
@@ -80,6 +92,9 @@ def _errors(classes: tuple[type[TrainshipError], ...]) -> dict[str, Any]:
 
 _DEPLOYMENT_ID = {"name": "deployment_id", "in": "path", "required": True,
                   "schema": {"type": "string"}, "description": "from the 202's deployment_id"}
+_MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
+               "schema": {"type": "string"},
+               "description": "the registered-model name it was deployed with (test_model)"}
 
 
 def _create(operation_id: str, summary: str) -> dict[str, Any]:
@@ -135,6 +150,23 @@ def _paths() -> dict[str, Any]:
                                           "content": {"text/plain": {
                                               "schema": {"type": "string"}}}},
                                   **_errors(READ_ERRORS)}},
+        },
+        "/models": {
+            "get": {"operationId": "listModels",
+                    "summary": "The models that serve: live version, URL, image, since when",
+                    "responses": {"200": {"description": "by model name",
+                                          "content": _json_content("ModelList")},
+                                  **_errors(MODELS_ERRORS)}},
+        },
+        "/models/{model_name}": {
+            "get": {"operationId": "getModel",
+                    "summary": "A model, what of it serves, and every registered version "
+                               "with the periods it served",
+                    "parameters": [_MODEL_NAME],
+                    "responses": {"200": {"description": "live_version null: it serves "
+                                                         "nothing",
+                                          "content": _json_content("ModelDetail")},
+                                  **_errors(MODEL_ERRORS)}},
         },
         "/openapi.json": {
             "get": {"operationId": "getOpenApi", "summary": "This document",
