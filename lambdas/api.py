@@ -1,5 +1,6 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
-/deployments/{id}/redrive, DELETE /models/{model_name}.
+/deployments/{id}/redrive; GET /models[/{model_name}] (what serves, from MLflow), DELETE
+/models/{model_name}.
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -21,6 +22,7 @@ from lambdas._common import logger, metrics, tracer
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
+from trainship.models import describe_model, list_models
 from trainship.openapi import render, route_list
 from trainship.records import DeploymentList, DeploymentRecord, answer
 from trainship.redrive import redrive
@@ -106,6 +108,18 @@ def delete_model(model_name: str) -> Response[str]:
     settings = Settings.from_env()
     return _json(202, submit_delete(model_name, purge=purge == "true", store=_store(),
                                     tracking_uri=settings.tracking_uri))
+
+
+@app.get("/models")
+def get_models() -> Response[str]:
+    settings = Settings.from_env()
+    return _json(200, list_models(settings.tracking_uri, settings.model_alias))
+
+
+@app.get("/models/<model_name>")
+def get_model(model_name: str) -> Response[str]:
+    settings = Settings.from_env()
+    return _json(200, describe_model(settings.tracking_uri, settings.model_alias, model_name))
 
 
 @app.get("/openapi.json")

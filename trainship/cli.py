@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import cli_delete, doctor, doctor_eks
+from trainship import cli_delete, cli_models, doctor, doctor_eks
 from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
@@ -143,8 +143,7 @@ def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
     print(f"deployment {record['deployment_id']}: {record['status']}")
     for step in record.get("steps", []):
         seconds = step.get("seconds")
-        print(f"  {step['name']:18} {step['status']:10} "
-              f"{'' if seconds is None else f'{seconds}s'}")
+        print(f"  {step['name']:18} {step['status']:10} {'' if seconds is None else f'{seconds}s'}")
     if (record.get("result") or {}).get("inference_url"):  # a delete's result has none
         print(f"inference_url: {record['result']['inference_url']}")
     if record.get("error"):
@@ -315,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "stack)")
         p.add_argument("--output", choices=("text", "json"), default="text")
 
+    cli_models.add_parser(sub, resolve_api)
     manifests = sub.add_parser("manifests", help="print the Kubernetes objects DeployModel "
                                                  "applies for a model image")
     manifests.add_argument("model_name")

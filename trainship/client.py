@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import urllib.error
@@ -9,7 +10,14 @@ import urllib.parse
 import urllib.request
 from typing import Any, cast
 
-from trainship.records import AcceptedJson, BriefJson, ErrorJson, RecordJson
+from trainship.records import (
+    AcceptedJson,
+    BriefJson,
+    ErrorJson,
+    ModelDetailJson,
+    ModelJson,
+    RecordJson,
+)
 
 
 class ApiError(Exception):
@@ -186,6 +194,18 @@ class Client:
                 + ("?purge=true" if purge else ""))
         return cast(AcceptedJson, self._expect(self.request("DELETE", path, expect_json=True),
                                                "deployment_id", what=f"DELETE {path}"))
+
+    # (builtins.list: ``list`` is the method above in this class's body)
+    def models(self) -> builtins.list[ModelJson]:
+        answer = self._expect(self.request("GET", "/models", expect_json=True), "models",
+                              what="GET /models")
+        return cast(builtins.list[ModelJson], answer["models"])
+
+    def model(self, model_name: str) -> ModelDetailJson:
+        path = f"/models/{urllib.parse.quote(model_name, safe='')}"
+        return cast(ModelDetailJson, self._expect(
+            self.request("GET", path, expect_json=True), "model_name", "versions",
+            what=f"GET {path}"))
 
 
 def _snippet(text: str, limit: int = 120) -> str:

@@ -282,6 +282,18 @@ class RemovalFailed(TrainshipError):
                  "Nothing that was removed comes back: run the delete again once fixed.")
 
 
+class RegistryUnavailable(TrainshipError):
+    """GET /models[/{name}]: MLflow did not answer the API in time, or refused it."""
+
+    http_status = 503
+    help_text = (
+        "The API reads what serves from MLflow, which did not answer within the API's time "
+        "budget (API Gateway waits 29 s) or refused the request; nothing was changed. Retry in "
+        "a moment. If it persists, check the tracking server (on AWS: `aws sagemaker "
+        "describe-mlflow-tracking-server`, and that the API function's role has the "
+        "sagemaker-mlflow read actions; locally: mlflow.log in the state directory)."
+    )
+
 def _error_classes(base: type[TrainshipError]) -> list[type[TrainshipError]]:
     found: list[type[TrainshipError]] = []
     for cls in base.__subclasses__():

@@ -30,10 +30,17 @@ from trainship.errors import (
     IdempotencyConflict,
     InvalidRequest,
     ModelNotFound,
+    RegistryUnavailable,
     TargetNotEnabled,
     TrainshipError,
 )
-from trainship.records import Accepted, DeploymentList, DeploymentRecord
+from trainship.records import (
+    Accepted,
+    DeploymentList,
+    DeploymentRecord,
+    ModelDetail,
+    ModelList,
+)
 from trainship.request import DeploymentRequest
 
 OPENAPI_VERSION = "3.1.0"
@@ -48,6 +55,8 @@ REDRIVE_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,
                                                     DeploymentNotRedrivable)
 DELETE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, ModelNotFound,
                                                    DeploymentInProgress)
+MODELS_ERRORS: tuple[type[TrainshipError], ...] = (RegistryUnavailable,)
+MODEL_ERRORS: tuple[type[TrainshipError], ...] = (ModelNotFound, RegistryUnavailable)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (DeploymentRequest, "validation"),
@@ -55,6 +64,8 @@ _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] =
     (DeploymentList, "serialization"),
     (DeploymentRecord, "serialization"),
     (ErrorDocument, "serialization"),
+    (ModelList, "serialization"),
+    (ModelDetail, "serialization"),
 ]
 
 
@@ -84,6 +95,9 @@ def _errors(classes: tuple[type[TrainshipError], ...]) -> dict[str, Any]:
 
 _DEPLOYMENT_ID = {"name": "deployment_id", "in": "path", "required": True,
                   "schema": {"type": "string"}, "description": "from the 202's deployment_id"}
+_MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
+               "schema": {"type": "string"},
+               "description": "the registered-model name it was deployed with (test_model)"}
 
 
 def _create(operation_id: str, summary: str) -> dict[str, Any]:
@@ -140,15 +154,28 @@ def _paths() -> dict[str, Any]:
                                               "schema": {"type": "string"}}}},
                                   **_errors(READ_ERRORS)}},
         },
+        "/models": {
+            "get": {"operationId": "listModels",
+                    "summary": "The models that serve: live version, URL, image, since when",
+                    "responses": {"200": {"description": "by model name",
+                                          "content": _json_content("ModelList")},
+                                  **_errors(MODELS_ERRORS)}},
+        },
         "/models/{model_name}": {
+            "get": {"operationId": "getModel",
+                    "summary": "A model, what of it serves, and every registered version "
+                               "with the periods it served",
+                    "parameters": [_MODEL_NAME],
+                    "responses": {"200": {"description": "live_version null: it serves "
+                                                         "nothing",
+                                          "content": _json_content("ModelDetail")},
+                                  **_errors(MODEL_ERRORS)}},
             "delete": {"operationId": "deleteModel",
                        "summary": "Take a model out of service (an execution like a "
                                   "deployment: follow it at status_url); its registered "
                                   "versions and images stay unless purge=true",
                        "parameters": [
-                           {"name": "model_name", "in": "path", "required": True,
-                            "schema": {"type": "string"},
-                            "description": "the model_name it was deployed with"},
+                           _MODEL_NAME,
                            {"name": "purge", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["true", "false"],
                                        "default": "false"},

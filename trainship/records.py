@@ -14,7 +14,7 @@ its model name different keys or disagree on which are required.
 # annotations only (Python 3.11), and required keys are part of what this module says.
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainship.cost import CostReceipt
 from trainship.errors import ErrorDocument
@@ -86,6 +86,58 @@ class DeploymentRecord(BaseModel):
     cost: CostReceipt | None = Field(
         default=None, description="what the execution costs at AWS list prices (locally: what "
                                   "the same run would cost on AWS); so far while RUNNING")
+
+
+class ServedPeriod(BaseModel):
+    """A period a version served (trainship.served): ``to`` is null while it serves."""
+
+    # "from" is a Python keyword: the field is from_, the JSON key "from"
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True,
+                              validate_by_alias=True)
+
+    from_: str = Field(alias="from", description="ISO 8601 UTC")
+    to: str | None = Field(description="ISO 8601 UTC; null while the version serves")
+    deployment_id: str = Field(description="the deployment that made it live")
+
+
+class ModelRecord(BaseModel):
+    """A registered model trainship deployed, and what of it serves (GET /models lists
+    these; every field after serving_name is null when no version serves)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(description="the MLflow registered-model name")
+    serving_name: str = Field(description="the DNS-1123 name it is served under")
+    live_version: str | None = Field(description="the version the alias points at; null: "
+                                                 "the model serves nothing")
+    inference_url: str | None = Field(description="the model's one URL")
+    image_uri: str | None
+    target: str | None = Field(description="process, podman or kubernetes")
+    live_since: str | None = Field(description="when the live version went live (ISO 8601)")
+    deployment_id: str | None = Field(description="the deployment that made it live")
+
+
+class ModelList(BaseModel):
+    """GET /models: the models that serve, by name."""
+
+    models: list[ModelRecord]
+
+
+class VersionRecord(BaseModel):
+    """A registered version of a model, whether or not it ever served."""
+
+    version: str
+    live: bool = Field(description="the alias points at it")
+    created_at: str | None = Field(description="when it was registered (ISO 8601)")
+    run_id: str | None
+    image_uri: str | None = Field(description="its image, once it served; null before")
+    served: list[ServedPeriod] = Field(description="when it served, oldest first")
+
+
+class ModelDetail(ModelRecord):
+    """GET /models/{model_name}: the model and every registered version, newest first."""
+
+    versions: list[VersionRecord]
 
 
 def answer(model: BaseModel) -> dict[str, Any]:
@@ -190,6 +242,39 @@ class RecordJson(TypedDict):
     result: NotRequired[dict[str, Any]]
     error: NotRequired[ErrorJson]
     cost: NotRequired[CostJson]
+
+
+# the "from" key: functional form
+ServedPeriodJson = TypedDict("ServedPeriodJson",
+                             {"from": str, "to": str | None, "deployment_id": str})
+
+
+class ModelJson(TypedDict):
+    model_name: str
+    serving_name: str
+    live_version: str | None
+    inference_url: str | None
+    image_uri: str | None
+    target: str | None
+    live_since: str | None
+    deployment_id: str | None
+
+
+class ModelListJson(TypedDict):
+    models: list[ModelJson]
+
+
+class VersionJson(TypedDict):
+    version: str
+    live: bool
+    created_at: str | None
+    run_id: str | None
+    image_uri: str | None
+    served: list[ServedPeriodJson]
+
+
+class ModelDetailJson(ModelJson):
+    versions: list[VersionJson]
 
 
 def error_json(doc: ErrorDocument) -> ErrorJson:

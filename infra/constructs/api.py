@@ -13,6 +13,7 @@ from infra.constructs.functions import Functions
 from infra.constructs.nag import acknowledge, allow, checkov_skip
 from infra.constructs.storage import Storage
 from trainship import openapi
+from trainship.models import API_MLFLOW_ENV
 
 HANDLER = "lambdas.api.handler"
 TIMEOUT_SECONDS = 29  # API Gateway's integration timeout
@@ -29,8 +30,10 @@ class Api:
         self.function = functions.function(
             "Api", HANDLER, functions.role("ApiRole", "the API"), TIMEOUT_SECONDS, MEMORY_MB,
             reserved=config.api_reserved_concurrency or None,
-            extra_env={"STATE_MACHINE_ARN": machine.state_machine_arn})
+            # MLflow's HTTP retries kept within API Gateway's 29 s (trainship.models)
+            extra_env={"STATE_MACHINE_ARN": machine.state_machine_arn, **API_MLFLOW_ENV})
         self._grant(machine, builds)
+        functions.mlflow.registry_read_access(self.function)  # GET /models
         self.rest_api = self._rest_api(storage)
 
     def _grant(self, machine: sfn.StateMachine, builds: Builds) -> None:

@@ -11,6 +11,14 @@ from infra.config import Config
 from infra.constructs.nag import allow
 from infra.constructs.storage import Storage
 
+# What GET /models and GET /models/{model_name} call (trainship.models), and nothing else.
+REGISTRY_READ_ACTIONS = (
+    "sagemaker-mlflow:SearchRegisteredModels",
+    "sagemaker-mlflow:GetRegisteredModel",
+    "sagemaker-mlflow:SearchModelVersions",
+    "sagemaker-mlflow:GetModelVersion",
+)
+
 
 class Mlflow:
     """The tracking URI and server ARN, and where MLflow keeps its artifacts.
@@ -66,6 +74,17 @@ class Mlflow:
                   "server; its action list mirrors MLflow's API.")
         self.artifact_access(grantee, ["s3:GetObject", "s3:PutObject"],
                              ["kms:Decrypt", "kms:GenerateDataKey"])
+
+    def registry_read_access(self, grantee: iam.IGrantable) -> None:
+        """Read the model registry only (the API's GET /models): registered models, their
+        versions and aliases (GetRegisteredModel and SearchRegisteredModels answer with
+        the aliases). Each action is of access level Read on the mlflow-tracking-server
+        resource in the Service Authorization Reference, "Actions, resources, and
+        condition keys for Amazon SageMaker with MLflow" (service prefix sagemaker-mlflow).
+        An existing server given by URL needs no IAM (its own auth); no artifacts are read."""
+        if self.arn is not None:
+            allow(grantee, list(REGISTRY_READ_ACTIONS), [self.arn],
+                  "Reads registered models and versions of this one tracking server.")
 
     def artifact_access(self, grantee: iam.IGrantable, object_actions: list[str],
                         kms_actions: list[str]) -> None:

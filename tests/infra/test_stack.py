@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from infra.constructs.mlflow import REGISTRY_READ_ACTIONS
 from tests.infra.helpers import Synth, definition_with_substitutions, synth
 from trainship import openapi
+from trainship.models import API_MLFLOW_ENV
 from trainship.pipeline import ASL_PATH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +73,29 @@ def test_api_role_only_starts_and_reads_this_state_machine(synthesized: Synth) -
                                 "states:GetExecutionHistory"}
     others = actions(statements) - actions(states)
     assert others <= {"logs:GetLogEvents", "logs:CreateLogStream", "logs:PutLogEvents",
-                      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt"}, others
+                      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt",
+                      *REGISTRY_READ_ACTIONS}, others
+
+
+def test_api_reads_the_mlflow_registry_only_with_short_retries(synthesized: Synth) -> None:
+    """GET /models: the registry's read actions on this tracking server, nothing that writes
+    and no artifacts; MLflow's HTTP retries kept within API Gateway's 29 s."""
+    _, template, _ = synthesized
+    server_id = next(iter(resources(template, "AWS::SageMaker::MlflowTrackingServer")))
+    mlflow = [st for st in role_statements(template, "ApiRole")
+              if "sagemaker-mlflow:" in json.dumps(st["Action"])]
+    assert actions(mlflow) == set(REGISTRY_READ_ACTIONS) == {
+        "sagemaker-mlflow:SearchRegisteredModels", "sagemaker-mlflow:GetRegisteredModel",
+        "sagemaker-mlflow:SearchModelVersions", "sagemaker-mlflow:GetModelVersion"}
+    assert all(st["Effect"] == "Allow" and st["Resource"] == {
+        "Fn::GetAtt": [server_id, "TrackingServerArn"]} for st in mlflow), mlflow
+    api = next(f for k, f in resources(template, "AWS::Lambda::Function").items()
+               if k.startswith("ApiFunction"))
+    env = api["Properties"]["Environment"]["Variables"]
+    assert env["MLFLOW_TRACKING_URI"] == {"Fn::GetAtt": [server_id, "TrackingServerArn"]}
+    assert {k: env[k] for k in API_MLFLOW_ENV} == API_MLFLOW_ENV
+    assert int(env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) <= 1
+    assert int(env["MLFLOW_HTTP_REQUEST_TIMEOUT"]) * 2 + 2 < 29
 
 
 def test_state_machine_definition_is_the_asl_file(synthesized: Synth) -> None:
@@ -104,7 +128,7 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
     _, template, _ = synthesized
     methods = resources(template, "AWS::ApiGateway::Method")
     # the routes of docs/openapi.json, /openapi.json and POST .../redrive included
-    assert len(methods) == len(openapi.routes()) == 8  # DELETE /models/{model_name}
+    assert len(methods) == len(openapi.routes()) == 10  # with GET/DELETE on /models
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
     # the operations with a request body (POST /deployments, /mlops/deploy; not POST
@@ -194,6 +218,9 @@ def test_managed_mlflow_vs_existing_tracking_uri(synthesized: Synth, tmp_path: P
     assert subnets and all(s == ["subnet-0123456789abcdef0"] for s in subnets)
     methods = resources(other, "AWS::ApiGateway::Method").values()
     assert all(m["Properties"]["AuthorizationType"] == "NONE" for m in methods)
+    # a server given by URL: its own auth, no IAM for the API's registry reads
+    assert not any(a.startswith("sagemaker-mlflow:")
+                   for a in actions(role_statements(other, "ApiRole")))
     gpu_train = actions(role_statements(other, "TrainRole"))
     assert "ecr:PutImage" not in gpu_train
     assert not any(a.startswith("eks:") for a in gpu_train)

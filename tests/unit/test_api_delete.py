@@ -13,7 +13,7 @@ import pytest
 
 from lambdas.api import handler
 from tests.helpers import LambdaContext, api_gateway_event
-from tests.unit.test_api_routes import _aws, conforms
+from tests.unit.api_harness import MACHINE, conforms, mocked_state_machine
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 RESOURCE = "/models/{model_name}"
@@ -27,7 +27,7 @@ def sfn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("test_model")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield from _aws(monkeypatch, {})
+    yield from mocked_state_machine(monkeypatch, MACHINE, {})
 
 
 def delete(name: str, query: dict[str, str] | None = None) -> tuple[int, Any]:

@@ -12,12 +12,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from jsonschema import Draft202012Validator
-from moto import mock_aws
 
 from lambdas.api import handler
 from tests.helpers import SAMPLE_FAILURE, SAMPLE_RESULT, LambdaContext, api_gateway_event
-from trainship import openapi
+from tests.unit.api_harness import conforms, mocked_state_machine, parse_response
 from trainship.deployments.store import deployment_status, record_of
 from trainship.errors import DeploymentNotRedrivable, TransientError
 from trainship.local import sfn as local_sfn
@@ -26,7 +24,6 @@ from trainship.redrive import redrive as redrive_deployment
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
-DOCUMENT = openapi.document()
 ROUTE = "/deployments/{deployment_id}/redrive"
 SCRIPT = "import mlflow\nprint('train')\n"
 RESULT, FAILURE = SAMPLE_RESULT, SAMPLE_FAILURE
@@ -57,21 +54,9 @@ def call(method: str, path: str, *, resource: str | None = None,
          body: Any = None) -> tuple[int, str, Any]:
     """(status, content type, parsed JSON body) of the API function's answer."""
     parameters = {"deployment_id": path.split("/")[2]} if resource else None
-    response = handler(api_gateway_event(method, path, resource=resource,
-                                         path_parameters=parameters, body=body),
-                       LambdaContext())
-    headers = {**(response.get("headers") or {}),
-               **{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}}
-    return (response["statusCode"], headers.get("Content-Type", ""),
-            json.loads(response.get("body") or "null"))
-
-
-def conforms(path: str, method: str, status: int, body: Any) -> None:
-    """The answer matches the OpenAPI document's schema for that route and status."""
-    responses = DOCUMENT["paths"][path][method]["responses"]
-    schema = (responses.get(str(status)) or responses["default"])["content"][
-        "application/json"]["schema"]
-    Draft202012Validator({**schema, "components": DOCUMENT["components"]}).validate(body)
+    return parse_response(handler(api_gateway_event(method, path, resource=resource,
+                                                    path_parameters=parameters, body=body),
+                                  LambdaContext()))
 
 
 @pytest.fixture
@@ -87,17 +72,9 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             state["built"].wait(10)  # the build takes until the test lets it finish
         return {"Payload": {}}
 
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "TRAINSHIP_TARGETS": "process"
-                        }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("TRAINSHIP_ARCHIVE_DIR", raising=False)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        local_sfn.install(route)
-        client = boto3.client("stepfunctions")
-        arn = client.create_state_machine(name="TrainAndDeploy", definition=json.dumps(MACHINE),
-                                          roleArn="arn:aws:iam::123456789012:role/sfn")
-        monkeypatch.setenv("STATE_MACHINE_ARN", arn["stateMachineArn"])
+    local_sfn.install(route)
+    for client in mocked_state_machine(monkeypatch, MACHINE,
+                                       {"stepfunctions": {"execute_state_machine": True}}):
         state["client"] = client
         yield state
     local_sfn.uninstall()

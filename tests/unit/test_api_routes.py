@@ -10,48 +10,25 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from jsonschema import Draft202012Validator
-from moto import mock_aws
 
 from lambdas.api import handler
 from tests.helpers import REPO, SAMPLE_FAILURE, SAMPLE_RESULT, LambdaContext, api_gateway_event
-from trainship import openapi
+from tests.unit.api_harness import (
+    DOCUMENT,
+    MACHINE,
+    conforms,
+    mocked_state_machine,
+    parse_response,
+)
 
 # The function publishes no metric of its own on these routes.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
-DOCUMENT = openapi.document()
 SCRIPT = "import mlflow\nprint('train')\n"
 RESULT, FAILURE = SAMPLE_RESULT, SAMPLE_FAILURE
-# The pipeline's shape, in miniature: model_name "broken" fails the way RecordFailure does.
-MACHINE = {
-    "StartAt": "ValidateRequest",
-    "States": {
-        "ValidateRequest": {"Type": "Choice", "Default": "PromoteModel", "Choices": [
-            {"Variable": "$.model_name", "StringEquals": "broken",
-             "Next": "DeploymentFailed"}]},
-        "PromoteModel": {"Type": "Pass", "Result": RESULT, "Next": "DeploymentSucceeded"},
-        "DeploymentSucceeded": {"Type": "Succeed"},
-        "DeploymentFailed": {"Type": "Fail", "Error": "NoModelLogged",
-                             "Cause": json.dumps(FAILURE)},
-    },
-}
-
-
 def _aws(monkeypatch: pytest.MonkeyPatch, config: Any) -> Iterator[Any]:
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "TRAINSHIP_TARGETS": "process"
-                        }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("TRAINSHIP_ARCHIVE_DIR", raising=False)
-    with mock_aws(config=config):
-        sfn = boto3.client("stepfunctions")
-        arn = sfn.create_state_machine(name="TrainAndDeploy", definition=json.dumps(MACHINE),
-                                       roleArn="arn:aws:iam::123456789012:role/sfn")
-        monkeypatch.setenv("STATE_MACHINE_ARN", arn["stateMachineArn"])
-        yield sfn
+    yield from mocked_state_machine(monkeypatch, MACHINE, config)
 
 
 @pytest.fixture
@@ -72,23 +49,9 @@ def call(method: str, path: str, *, resource: str | None = None, body: Any = Non
     parameters = None
     if resource and "{deployment_id}" in resource:
         parameters = {"deployment_id": path.split("/")[2]}
-    response = handler(api_gateway_event(method, path, resource=resource,
-                                         path_parameters=parameters, body=body,
-                                         headers=headers), LambdaContext())
-    headers_out = {**(response.get("headers") or {}),
-                   **{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}}
-    kind = headers_out.get("Content-Type", "")
-    text = response.get("body") or ""
-    return (response["statusCode"], kind,
-            json.loads(text) if kind.startswith("application/json") else text)
-
-
-def conforms(path: str, method: str, status: int, body: Any) -> None:
-    """The answer matches the document's schema for that route and status."""
-    responses = DOCUMENT["paths"][path][method]["responses"]
-    answer = responses.get(str(status)) or responses["default"]
-    schema = answer["content"]["application/json"]["schema"]
-    Draft202012Validator({**schema, "components": DOCUMENT["components"]}).validate(body)
+    return parse_response(handler(api_gateway_event(method, path, resource=resource,
+                                                    path_parameters=parameters, body=body,
+                                                    headers=headers), LambdaContext()))
 
 
 @pytest.mark.parametrize("body", [

@@ -23,17 +23,28 @@ PAIRS: list[tuple[Any, type[BaseModel]]] = [
     (records.FunctionCostJson, cost.FunctionCost),
     (records.BuildCostJson, cost.BuildCost),
     (records.ComputeTypeMinutesJson, cost.ComputeTypeMinutes),
+    (records.ModelListJson, records.ModelList),
+    (records.ModelJson, records.ModelRecord),
+    (records.ModelDetailJson, records.ModelDetail),
+    (records.VersionJson, records.VersionRecord),
+    (records.ServedPeriodJson, records.ServedPeriod),
 ]
 
 
+def keys(model: type[BaseModel]) -> set[str]:
+    """The JSON keys: a field's alias where it has one ("from" is the field from_)."""
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
 def required_fields(model: type[BaseModel]) -> set[str]:
-    return {name for name, field in model.model_fields.items() if field.is_required()}
+    return {field.alias or name for name, field in model.model_fields.items()
+            if field.is_required()}
 
 
 @pytest.mark.parametrize("typed_dict,model", PAIRS,
                          ids=[model.__name__ for _, model in PAIRS])
 def test_each_typed_dict_matches_its_model(typed_dict: Any, model: type[BaseModel]) -> None:
-    assert set(typed_dict.__annotations__) == set(model.model_fields)
+    assert set(typed_dict.__annotations__) == keys(model)
     assert set(typed_dict.__required_keys__) == required_fields(model)
 
 
