@@ -13,7 +13,7 @@ import pytest
 
 from tests.infra.helpers import Synth, definition_with_substitutions, synth
 from trainship import openapi
-from trainship.pipeline import ASL_PATH
+from trainship.pipeline import ASL_PATH, LAMBDA_STEPS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,7 +124,8 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
 def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth) -> None:
     _, template, _ = synthesized
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 8
+    # one per Lambda state of the pipeline table (DeploymentFailed included), and the API's
+    assert len(functions) == len(LAMBDA_STEPS) + 1 == 9
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
