@@ -54,8 +54,8 @@ def check_redrivable(record: RecordJson) -> None:
             details=f"error: {error}")
     if failed not in RESUME_AT:
         raise DeploymentNotRedrivable(
-            f"Deployment {deployment_id} failed with {error} at {failed}, a failure of the "
-            "request itself: a redrive would fail the same way",
+            f"Deployment {deployment_id} failed with {error} at {failed}, a step a redrive "
+            "does not resume (ValidateRequest: the request itself would fail the same way)",
             details=f"error: {error}; step: {failed}")
 
 
