@@ -84,13 +84,13 @@ class DeploymentNotRedrivable(TrainshipError):
 
     http_status = 409
     help_text = (
-        "Only a FAILED, ABORTED or TIMED_OUT deployment that stopped at a step (not in "
-        "DeploymentFailed) can be redriven, within 14 days: for example one stopped with "
-        "`aws stepfunctions stop-execution` during BuildImage. A deployment that ended in "
-        "DeploymentFailed had its failure recorded: a redrive restarts DeploymentFailed and "
-        "fails again, so fix the cause its error names and deploy again with `trainship "
-        "deploy`. A RUNNING one is still going: follow it with `trainship status ID`; a "
-        "SUCCEEDED one needs nothing."
+        "Only a FAILED, ABORTED or TIMED_OUT deployment can be redriven, within 14 days of "
+        "stopping: a redrive resumes it at the step that failed (e.g. BuildImage after a "
+        "registry outage, without training again). A request that failed ValidateRequest "
+        "fails the same way again: fix the fields its error names and `trainship deploy` "
+        "again (deploy again too for one that failed under an earlier state machine "
+        "definition, whose failures were final). A RUNNING one is still going: follow it "
+        "with `trainship status ID`; a SUCCEEDED one needs nothing."
     )
 
 
@@ -235,6 +235,22 @@ def document_from_json(text: str) -> ErrorDocument | None:
             return ErrorDocument.model_validate(data)
         except ValueError:
             return None
+    return None
+
+
+def document_from_cause(cause: str) -> ErrorDocument | None:
+    """The error document in a failed execution's Cause: the document itself (a Fail
+    state's CausePath), or Lambda's error payload whose errorMessage is the document (a
+    Lambda Task that failed the execution: DeploymentFailed raises the recorded error)."""
+    doc = document_from_json(cause)
+    if doc is not None:
+        return doc
+    try:
+        payload: Any = json.loads(cause)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(payload, dict) and isinstance(payload.get("errorMessage"), str):
+        return document_from_json(payload["errorMessage"])
     return None
 
 

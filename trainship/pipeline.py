@@ -78,11 +78,32 @@ LAMBDA_STEPS: Mapping[str, LambdaStep] = {step.state: step for step in (
     # purge, its images and registered model
     LambdaStep("RemoveModel", "lambdas.remove_model", 300, 512, cluster_access=True,
                own_role=True),
+    # fails the execution with the recorded error, or (redriven) resumes the failed step
+    LambdaStep("DeploymentFailed", "lambdas.deployment_failed", 10, 256, cluster_access=False),
 )}
 BUILD_STEPS: Mapping[str, BuildStep] = {step.state: step for step in (
     BuildStep("TrainModel", "Train", "buildspecs/train.yml"),
     BuildStep("BuildImage", "Image", "buildspecs/image.yml"),
 )}
+
+
+# Redriving a caught failure (docs/reliability.md, "Redrive"): every Task's Catch goes to
+# ``<State>Caught``, a Pass state that records the state, then RecordFailure, then the
+# DeploymentFailed Task, the state a redrive restarts. Redriven, it resumes here: the failed
+# state itself, or DeployModel for a state after it (RecordFailure removed the rollout).
+# ValidateRequest is absent: its failures are the request's and fail the same way again.
+CAUGHT_SUFFIX = "Caught"
+FAILED_STATE = "DeploymentFailed"
+RESUME_AT: Mapping[str, str] = {
+    "TrainModel": "TrainModel",
+    "RegisterModel": "RegisterModel",
+    "BuildImage": "BuildImage",
+    "DeployModel": "DeployModel",
+    "CheckRollout": "DeployModel",
+    "SmokeTestModel": "DeployModel",
+    "PromoteModel": "DeployModel",
+    "RemoveModel": "RemoveModel",  # idempotent: a redriven delete removes what is left
+}
 
 
 def substitutions(function_arns: Mapping[str, str],

@@ -3,10 +3,13 @@
 The execution resumes at the state it ended in, with the input that state had; the states
 that succeeded (training among them) do not run again: a deployment stopped (ABORTED) or
 timed out during BuildImage builds again without retraining. Every Catch of the state
-machine leads to RecordFailure and the DeploymentFailed Fail state, and a redrive restarts
-the state an execution ended in (AWS, "Redriving executions"), so a deployment that ended in
-DeploymentFailed would fail there again at once: it is refused here (AWS would accept it),
-as are running and succeeded ones, with nothing changed.
+machine leads to ``<State>Caught``, RecordFailure and the DeploymentFailed Task, the state
+a redrive restarts (AWS, "Redriving executions"); redriven, DeploymentFailed resumes the
+caught state (trainship.deployment_failed), so a BuildImage that failed builds again,
+still without retraining. Refused here (AWS would accept them), with nothing changed:
+running and succeeded deployments, a failed ValidateRequest (the request itself: it would
+fail the same way), and executions of a definition whose DeploymentFailed was a Fail state
+(no ``<State>Caught`` in their history: they would fail there again at once).
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ from botocore.exceptions import ClientError
 
 from trainship.deployments import DeploymentStore
 from trainship.errors import DeploymentNotRedrivable, TransientError
+from trainship.pipeline import CAUGHT_SUFFIX, FAILED_STATE, RESUME_AT
 from trainship.records import RecordJson
 
 REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
-# the terminal state RecordFailure leads to: a failure of the deployment itself
-RECORDED_FAILURE_STATE = "DeploymentFailed"
+
+
+def caught_step(record: RecordJson) -> str | None:
+    """The state whose failure the execution last caught (its ``<State>Caught`` step);
+    None when its history has none."""
+    for step in reversed(record.get("steps") or []):
+        if step["name"].endswith(CAUGHT_SUFFIX):
+            return step["name"][:-len(CAUGHT_SUFFIX)]
+    return None
 
 
 def check_redrivable(record: RecordJson) -> None:
@@ -31,12 +42,21 @@ def check_redrivable(record: RecordJson) -> None:
         raise DeploymentNotRedrivable(
             f"Deployment {deployment_id} is {status}; only a failed deployment can be "
             "redriven", details=f"status: {status}")
-    if record.get("current_step") == RECORDED_FAILURE_STATE:
-        document = record.get("error")
-        error = document["error"] if document else ""
+    if record.get("current_step") != FAILED_STATE:
+        return
+    document = record.get("error")
+    error = document["error"] if document else ""
+    failed = caught_step(record)
+    if failed is None:
         raise DeploymentNotRedrivable(
-            f"Deployment {deployment_id} failed with {error}, a failure of what it deploys: "
-            "a redrive would fail the same way", details=f"error: {error}")
+            f"Deployment {deployment_id} failed with {error} under an earlier definition of "
+            "the state machine, whose DeploymentFailed state fails again when redriven",
+            details=f"error: {error}")
+    if failed not in RESUME_AT:
+        raise DeploymentNotRedrivable(
+            f"Deployment {deployment_id} failed with {error} at {failed}, a step a redrive "
+            "does not resume (ValidateRequest: the request itself would fail the same way)",
+            details=f"error: {error}; step: {failed}")
 
 
 def redrive(store: DeploymentStore, deployment_id: str,

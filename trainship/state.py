@@ -75,6 +75,16 @@ class RolloutState(BaseModel):
     checks: int = 0
 
 
+class FailedStep(BaseModel):
+    """``$.failed_step``, set by the ``<State>Caught`` Pass state a Catch leads to: the state
+    that failed and the redrive it failed in (``$$.Execution.RedriveCount``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = ""
+    redrive_count: int = 0
+
+
 class SmokeTest(BaseModel):
     ran: bool
     message: str

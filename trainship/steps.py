@@ -40,7 +40,13 @@ from trainship.errors import (
 from trainship.image_pins import ImagePins
 from trainship.names import serving_name
 from trainship.request import normalize, parse_request
-from trainship.state import DeploymentResult, DeploymentState, RolloutState, SmokeTest
+from trainship.state import (
+    DeploymentResult,
+    DeploymentState,
+    FailedStep,
+    RolloutState,
+    SmokeTest,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -223,6 +229,7 @@ class FailureContext(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     failure: dict[str, Any] = Field(default_factory=dict)
+    failed_step: FailedStep | None = None
     script_uri: str = ""
     target: str = ""
     rollout: RolloutState | None = None
@@ -256,8 +263,10 @@ def _from_document(doc: ErrorDocument) -> ErrorDocument:
 
 SERVICE_ERROR_PREFIXES = ("Lambda.", "States.", "CodeBuild.")
 SERVICE_ERROR_HELP = ("An AWS service error outlived the state machine's retries (throttling "
-                      "or a service fault). Deploy again; if it persists, check the service's "
-                      "health and your account's quotas.")
+                      "or a service fault). Once the service recovers, resume the deployment "
+                      "at the step that failed with `trainship redrive ID` (what succeeded, "
+                      "training among it, does not run again), or deploy again; if it "
+                      "persists, check the service's health and your account's quotas.")
 
 
 def failure_document(state: FailureContext) -> ErrorDocument:
@@ -306,6 +315,8 @@ def record_failure(state: FailureContext, *,
     only when there is a rollout to undo: a cluster that cannot be reached (no such EKS
     cluster, DescribeCluster denied) must not hide the error of a step before DeployModel."""
     doc = failure_document(state)
+    if doc.step is None and state.failed_step is not None and state.failed_step.name:
+        doc = doc.model_copy(update={"step": state.failed_step.name})
     if state.rollout is not None and state.rollout.handle and state.result is None:
         try:
             cluster().discard(state.rollout.handle)
@@ -313,3 +324,4 @@ def record_failure(state: FailureContext, *,
             LOG.warning("RecordFailure could not undo the rollout: its handle is unreadable "
                         "(%s)", exc.errors(include_url=False))
     return {"error": doc.error, "cause": doc.to_json()}
+

@@ -3,7 +3,9 @@ a deployment stopped (`aws stepfunctions stop-execution`) while BuildImage waits
 build-service outage is ABORTED at BuildImage; `trainship redrive ID` resumes it there and
 it SUCCEEDS without training again; `aws stepfunctions redrive-execution` refuses the
 SUCCEEDED execution with ExecutionNotRedrivable, and `trainship redrive` with
-DeploymentNotRedrivable."""
+DeploymentNotRedrivable. A build-service outage that outlasts BuildImage's retries FAILS
+the deployment (caught and recorded); `trainship redrive ID` resumes it at BuildImage and it
+SUCCEEDS, still with one training."""
 
 from __future__ import annotations
 
@@ -88,3 +90,44 @@ def test_a_stopped_build_is_redriven_without_retraining(
                            capture_output=True, text=True, cwd=REPO, timeout=60)
     assert again.returncode != 0 and "DeploymentNotRedrivable" in again.stderr + again.stdout
     assert entered(local_stack, failed["execution_arn"]) == states
+
+
+def test_a_failed_build_image_is_redriven_to_success_without_retraining(
+        api: Client, local_home: Path, local_stack: dict[str, Any]) -> None:
+    # down for the first attempt and all 3 retries: BuildImage fails, caught and recorded
+    (local_home / "faults.json").write_text(json.dumps({"BuildImage": {
+        "error": "CodeBuild.AWSCodeBuildException", "cause": "injected outage", "times": 4}}))
+    try:
+        accepted = api.submit({"model_name": "redriven_caught", "script": QUICK_SCRIPT})
+        failed = wait_done(api, accepted["deployment_id"])
+    finally:
+        (local_home / "faults.json").unlink(missing_ok=True)
+    assert failed["status"] == "FAILED", failed
+    assert failed["current_step"] == "DeploymentFailed"
+    doc = failed["error"]  # the error document, as before DeploymentFailed was a Task
+    assert doc["error"] == "CodeBuild.AWSCodeBuildException" and doc["step"] == "BuildImage"
+    assert "injected outage" in doc["message"] and "trainship redrive" in doc["help"]
+    described = json.loads(aws(local_stack, "describe-execution", "--execution-arn",
+                               failed["execution_arn"]).stdout)
+    assert described["error"] == "CodeBuild.AWSCodeBuildException"
+    assert described["redriveStatus"] == "REDRIVABLE"
+
+    proc = subprocess.run([sys.executable, "-m", "trainship.cli", "redrive",
+                           failed["deployment_id"], "--api", local_stack["api"],
+                           "--output", "json"],
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "SUCCEEDED"
+    done = api.get(failed["deployment_id"])
+    assert done["status"] == "SUCCEEDED" and done["execution_arn"] == failed["execution_arn"]
+    assert "error" not in done
+    assert_still_serving(done["result"])
+
+    states = entered(local_stack, failed["execution_arn"])
+    assert states.count("TrainModel") == 1, states  # no retraining
+    redriven = states.index("ExecutionRedriven")
+    assert states[redriven - 4:redriven] == [
+        "BuildImage", "BuildImageCaught", "RecordFailure", "DeploymentFailed"], states
+    assert states[redriven + 1:redriven + 4] == [
+        "DeploymentFailed", "ResumeFailedStep", "BuildImage"], states
+    assert states[-1] == "DeploymentSucceeded"

@@ -26,6 +26,7 @@ from tests.helpers import (
     deploy,
 )
 from trainship.client import Client
+from trainship.errors import document_from_cause
 from trainship.names import model_name_problem
 
 pytestmark = pytest.mark.e2e
@@ -231,5 +232,7 @@ def test_empty_script_via_start_execution_fails_in_validate_request(
         time.sleep(0.5)
     assert described["status"] == "FAILED"
     assert described["error"] == "InvalidRequest"
-    doc = json.loads(described["cause"])
-    assert doc["step"] == "ValidateRequest" and "empty" in doc["message"]
+    # DeploymentFailed raised it: the Cause is Lambda's error payload around the document
+    doc = document_from_cause(described["cause"])
+    assert doc is not None and doc.error == "InvalidRequest"
+    assert doc.step == "ValidateRequest" and "empty" in doc.message

@@ -15,7 +15,7 @@ from infra.constructs.mlflow import REGISTRY_READ_ACTIONS
 from tests.infra.helpers import Synth, definition_with_substitutions, synth
 from trainship import openapi
 from trainship.models import API_MLFLOW_ENV
-from trainship.pipeline import ASL_PATH
+from trainship.pipeline import ASL_PATH, LAMBDA_STEPS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -148,7 +148,9 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
 def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth) -> None:
     _, template, _ = synthesized
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 9  # RemoveModel's
+    # one per Lambda state of the pipeline table (DeploymentFailed, RemoveModel included), and
+    # the API's
+    assert len(functions) == len(LAMBDA_STEPS) + 1 == 10
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]

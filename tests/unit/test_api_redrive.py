@@ -27,15 +27,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 ROUTE = "/deployments/{deployment_id}/redrive"
 SCRIPT = "import mlflow\nprint('train')\n"
 RESULT, FAILURE = SAMPLE_RESULT, SAMPLE_FAILURE
-# The pipeline's two ways to fail, in miniature: "broken" ends in DeploymentFailed (its
-# failure is recorded), any other model fails uncaught at BuildImage while the build
-# service is down.
+# The pipeline's ways to fail, in miniature: "broken" is a request ValidateRequest refused
+# (caught: ValidateRequestCaught, then DeploymentFailed), "legacy" ends in DeploymentFailed
+# with no <State>Caught before it (the state machine before caught failures could be
+# resumed), any other model fails uncaught at BuildImage while the build service is down.
+# (tests/unit/test_statemachine.py redrives caught failures on the real ASL file.)
 MACHINE = {
     "StartAt": "ValidateRequest",
     "States": {
         "ValidateRequest": {"Type": "Choice", "Default": "TrainModel", "Choices": [
             {"Variable": "$.model_name", "StringEquals": "broken",
+             "Next": "ValidateRequestCaught"},
+            {"Variable": "$.model_name", "StringEquals": "legacy",
              "Next": "DeploymentFailed"}]},
+        "ValidateRequestCaught": {"Type": "Pass", "Next": "DeploymentFailed"},
         "TrainModel": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
                        "Parameters": {"FunctionName": "train", "Payload.$": "$"},
                        "ResultPath": "$.training", "Next": "BuildImage"},
@@ -123,7 +128,8 @@ def test_a_build_service_failure_is_redriven_from_the_build(service: dict[str, A
 
 
 @pytest.mark.parametrize("model_name,reason", [("iris", "SUCCEEDED"),
-                                               ("broken", "NoModelLogged")])
+                                               ("broken", "at ValidateRequest"),
+                                               ("legacy", "earlier definition")])
 def test_what_a_redrive_cannot_resume_is_a_409_and_changes_nothing(
         service: dict[str, Any], model_name: str, reason: str) -> None:
     service["down"] = False

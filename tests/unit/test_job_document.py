@@ -193,6 +193,9 @@ def run_asl(client: Any, definition: str, tmp_path: Path,
             raise sfn.TaskFailure("RolloutFailed", "stop here: the builds are what is tested")
         elif step == "RecordFailure":
             out = {"error": payload["failure"]["Error"], "cause": payload["failure"]["Cause"]}
+        elif step == "DeploymentFailed":  # fails the execution with what was recorded
+            recorded = payload["state"]["recorded"]
+            raise sfn.TaskFailure(recorded["error"], recorded["cause"])
         else:
             raise AssertionError(step)
         return {"Payload": out}

@@ -190,7 +190,40 @@ def test_every_error_class_is_known_by_its_name() -> None:
 
 
 def test_every_lambda_state_retries_transient_errors() -> None:
-    """TransientError means "the state machine retries it": every Lambda state does."""
+    """TransientError means "the state machine retries it": every Lambda state does, but
+    DeploymentFailed, which raises the recorded error again (a recorded TransientError
+    would be retried there) and calls nothing that could be briefly unavailable."""
     for name, state in tasks(LAMBDA_INVOKE).items():
+        if name == pipeline.FAILED_STATE:
+            assert "TransientError" not in json.dumps(state["Retry"])
+            continue
         retried = {e for rule in state["Retry"] for e in rule["ErrorEquals"]}
         assert {"TransientError"} <= retried or "States.ALL" in retried, name
+
+
+# --- redriving a caught failure ----------------------------------------------------------
+
+def test_resume_targets_are_states_that_run_before_the_failed_one_or_it() -> None:
+    """Each caught state resumes at itself or at an earlier state (DeployModel for the
+    ones after it, whose rollout RecordFailure removed), never before BuildImage's output
+    exists for a later state; every caught state's name has its Caught state."""
+    states = definition()["States"]
+    # each state's distance from StartAt along Next, Choices and Default (not Catch)
+    distance, frontier = {definition()["StartAt"]: 0}, [definition()["StartAt"]]
+    while frontier:
+        name = frontier.pop(0)
+        state = states[name]
+        for target in [state.get("Next"), state.get("Default"),
+                       *[rule["Next"] for rule in state.get("Choices", [])]]:
+            if target and target not in distance:
+                distance[target] = distance[name] + 1
+                frontier.append(target)
+    for failed, resume_at in pipeline.RESUME_AT.items():
+        assert failed in states and resume_at in states, failed
+        assert f"{failed}{pipeline.CAUGHT_SUFFIX}" in states, failed
+        assert distance[resume_at] <= distance[failed], failed
+        if distance[failed] > distance["DeployModel"]:
+            assert resume_at == "DeployModel", failed
+    assert "ValidateRequest" not in pipeline.RESUME_AT
+    assert pipeline.FAILED_STATE in LAMBDA_STEPS
+    assert not LAMBDA_STEPS[pipeline.FAILED_STATE].cluster_access

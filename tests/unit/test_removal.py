@@ -20,10 +20,12 @@ from moto import mock_aws
 from trainship import bundles, removal, served, steps
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
-from trainship.errors import DeploymentInProgress, ModelNotFound
+from trainship.errors import DeploymentInProgress, ModelNotFound, document_from_cause
 from trainship.image_pins import EcrImagePins, EcrRepository, NoImagePins
 from trainship.local import sfn
 from trainship.local.daemon import render_definition, substitutions
+from trainship.local.lambda_runtime import invoke_lambda
+from trainship.local.sfn import lambda_error_cause
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +318,11 @@ def test_a_failed_delete_is_recorded_and_undoes_nothing(machine: tuple[Any, str]
         if step_of(params) == "RemoveModel":
             raise sfn.TaskFailure("RemovalFailed", json.dumps(
                 {"errorType": "RemovalFailed", "errorMessage": json.dumps(error)}))
+        if step_of(params) == "DeploymentFailed":  # the real handler: raises the recorded error
+            try:
+                return {"Payload": invoke_lambda("DeploymentFailed", params["Payload"])}
+            except Exception as exc:
+                raise sfn.TaskFailure(type(exc).__name__, lambda_error_cause(exc, [])) from exc
         # RecordFailure's logic: a delete's state has no rollout, so no cluster is built
         context = steps.FailureContext.model_validate(params["Payload"])
 
@@ -327,6 +334,8 @@ def test_a_failed_delete_is_recorded_and_undoes_nothing(machine: tuple[Any, str]
     sfn.install(route)
     described, states = execute(client, arn, {"action": "delete", "model_name": "test_model",
                                               "purge": True})
-    assert states == ["Route", "RemoveModel", "RecordFailure", "DeploymentFailed"]
+    assert states == ["Route", "RemoveModel", "RemoveModelCaught", "RecordFailure",
+                      "DeploymentFailed"]
     assert described["status"] == "FAILED" and described["error"] == "RemovalFailed"
-    assert json.loads(described["cause"])["step"] == "RemoveModel"
+    document = document_from_cause(described["cause"])
+    assert document is not None and document.step == "RemoveModel"

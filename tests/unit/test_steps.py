@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import FakeDriver, handle, state
 from trainship import steps
 from trainship.cluster import RolloutStatus
@@ -54,6 +56,26 @@ def test_service_errors_keep_their_aws_name() -> None:
     doc = steps.failure_document(ctx)
     assert doc.error == "Lambda.ServiceException" and "Rate exceeded" in doc.message
     assert doc.help == steps.SERVICE_ERROR_HELP
+
+
+def test_a_document_without_a_step_is_named_after_the_caught_state() -> None:
+    """<State>Caught records the failed state ($.failed_step): a service error, which
+    names no step itself, gets it (a redrive resumes there); a step a Lambda named stays."""
+    failure = {"Error": "CodeBuild.AWSCodeBuildException", "Cause": "service unavailable"}
+    recorded = steps.record_failure(steps.FailureContext.model_validate(
+        {"failure": failure, "failed_step": {"name": "BuildImage", "redrive_count": 0}}),
+        cluster=lambda: pytest.fail("no rollout to undo"))
+    doc = json.loads(recorded["cause"])
+    assert recorded["error"] == doc["error"] == "CodeBuild.AWSCodeBuildException"
+    assert doc["step"] == "BuildImage" and "trainship redrive" in doc["help"]
+    named = steps.FailureContext.model_validate({
+        "failure": {"Error": "RolloutFailed", "Cause": json.dumps({"errorMessage": str(
+            RolloutFailed("not ready", step="SmokeTestModel"))})},
+        "failed_step": {"name": "CheckRollout"}})
+    assert steps.record_failure(named, cluster=lambda: pytest.fail("no rollout"))[
+        "error"] == "RolloutFailed"
+    assert json.loads(steps.record_failure(named, cluster=lambda: pytest.fail("x"))[
+        "cause"])["step"] == "SmokeTestModel"
 
 
 def test_failed_rollout_is_discarded(tmp_path: Path) -> None:

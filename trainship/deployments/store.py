@@ -15,7 +15,7 @@ from trainship.deployments.history import iso, summarize_history
 from trainship.errors import (
     DeploymentNotFound,
     ErrorDocument,
-    document_from_json,
+    document_from_cause,
     unrecorded_failure,
 )
 from trainship.pipeline import TERMINAL_STATUSES
@@ -48,7 +48,7 @@ def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> Recor
     if status == "SUCCEEDED" and execution.get("output"):
         record["result"] = json.loads(execution["output"])
     elif status in TERMINAL_STATUSES - {"SUCCEEDED"}:
-        doc = document_from_json(execution.get("cause") or "") or (
+        doc = document_from_cause(execution.get("cause") or "") or (
             unrecorded_failure(execution["error"], execution.get("cause") or "",
                                record["current_step"])
             if execution.get("error") and steps and steps[-1]["status"] == "FAILED"

@@ -13,11 +13,15 @@ and the RedriveExecution API reference):
 * ``clientToken``: the last 10 tokens of successful redrives, each for 15 minutes, answer
   again without redriving again;
 * DescribeExecution reports ``redriveCount``, ``redriveDate``, ``redriveStatus`` and,
-  when not redrivable, ``redriveStatusReason``.
+  when not redrivable, ``redriveStatusReason``;
+* the Context object's ``$$.Execution.RedriveCount`` is 0 until the execution is redriven
+  (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html;
+  moto leaves it out), then the redrive's number, with ``RedriveTime``.
 
 A state that failed and was *caught* is not what a redrive restarts: the execution went
-on from the catcher, and the state it ended in (e.g. a ``Fail`` state) is the one that
-did not succeed. This module restarts top-level states (the deployment state machine has
+on from the catcher, and the state it ended in (a ``Fail`` state, or the deployment state
+machine's DeploymentFailed Task, which then resumes the caught step) is the one that did
+not succeed. This module restarts top-level states (the deployment state machine has
 no Map or Parallel state).
 """
 
@@ -55,6 +59,7 @@ REDRIVABLE_STATUSES = {ExecutionStatus.FAILED, ExecutionStatus.ABORTED,
 
 _lock = threading.Lock()
 _original_describe = responses.StepFunctionResponse.describe_execution
+_original_environment = ExecutionWorker._get_evaluation_environment
 
 
 class ExecutionNotRedrivable(AWSError):
@@ -225,8 +230,21 @@ def _describe_execution(self: responses.StepFunctionResponse) -> ActionResult:
     return ActionResult(response)
 
 
+def _environment_with_redrive_count(self: ExecutionWorker) -> Any:
+    """Every execution's Context object has ``Execution.RedriveCount`` (0 until redriven,
+    as on AWS); RedriveWorker sets the redrive's own count over it."""
+    env = _original_environment(self)
+    execution: dict[str, Any] = env.states.context_object.context_object_data[
+        "Execution"]  # type: ignore[assignment]
+    execution.setdefault("RedriveCount", 0)
+    return env
+
+
 def install() -> None:
-    """Answer RedriveExecution and add the redrive fields to DescribeExecution."""
+    """Answer RedriveExecution, add the redrive fields to DescribeExecution and
+    ``RedriveCount`` to the Context object."""
+    setattr(ExecutionWorker, "_get_evaluation_environment",  # noqa: B010
+            _environment_with_redrive_count)
     setattr(responses.StepFunctionResponse, "redrive_execution",  # noqa: B010
             _redrive_execution)
     setattr(responses.StepFunctionResponse, "describe_execution",  # noqa: B010
@@ -234,6 +252,8 @@ def install() -> None:
 
 
 def uninstall() -> None:
+    setattr(ExecutionWorker, "_get_evaluation_environment",  # noqa: B010
+            _original_environment)
     if hasattr(responses.StepFunctionResponse, "redrive_execution"):
         delattr(responses.StepFunctionResponse, "redrive_execution")
     setattr(responses.StepFunctionResponse, "describe_execution",  # noqa: B010
