@@ -1,5 +1,5 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
-/deployments/{id}/redrive.
+/deployments/{id}/redrive, POST /models/{model_name}/rollback.
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -18,9 +18,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from lambdas._common import logger, metrics, tracer
+from trainship import rollback
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
+from trainship.image_pins import pins_from_env
 from trainship.openapi import render, route_list
 from trainship.records import DeploymentList, DeploymentRecord, answer
 from trainship.redrive import redrive
@@ -95,6 +97,14 @@ def redrive_deployment(deployment_id: str) -> Response[str]:
 def get_logs(deployment_id: str) -> Response[str]:
     return Response(status_code=200, content_type="text/plain; charset=utf-8",
                     body=_store().logs(deployment_id))
+
+
+@app.post("/models/<model_name>/rollback")
+def rollback_model(model_name: str) -> Response[str]:
+    settings = Settings.from_env()
+    return _json(202, rollback.start(_body(), model_name, store=_store(),
+                                     tracking_uri=settings.tracking_uri,
+                                     alias=settings.model_alias, images=pins_from_env()))
 
 
 @app.get("/openapi.json")

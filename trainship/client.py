@@ -180,6 +180,13 @@ class Client:
         path = f"/deployments/{urllib.parse.quote(deployment_id, safe='')}/logs"
         return str(self.request("GET", path))
 
+    def rollback(self, model_name: str, version: str) -> AcceptedJson:
+        """POST /models/{model_name}/rollback: the 202 of the rollback's execution."""
+        path = f"/models/{urllib.parse.quote(model_name, safe='')}/rollback"
+        return cast(AcceptedJson, self._expect(
+            self.request("POST", path, {"version": version}, expect_json=True),
+            "deployment_id", what=f"POST {path}"))
+
 
 def _snippet(text: str, limit: int = 120) -> str:
     flat = " ".join(text.split())

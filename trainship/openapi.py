@@ -23,16 +23,23 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from trainship.errors import (
+    DeploymentInProgress,
     DeploymentNotFound,
     DeploymentNotRedrivable,
     ErrorDocument,
     IdempotencyConflict,
+    ImageNotFound,
     InvalidRequest,
+    ModelNotFound,
+    ModelVersionNotFound,
     TargetNotEnabled,
     TrainshipError,
+    TransientError,
+    VersionAlreadyLive,
+    VersionNeverServed,
 )
 from trainship.records import Accepted, DeploymentList, DeploymentRecord
-from trainship.request import DeploymentRequest
+from trainship.request import DeploymentRequest, RollbackRequest
 
 OPENAPI_VERSION = "3.1.0"
 # The version of the contract (paths and shapes), not of the package.
@@ -44,9 +51,13 @@ CREATE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, TargetNotEnab
 READ_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,)
 REDRIVE_ERRORS: tuple[type[TrainshipError], ...] = (DeploymentNotFound,
                                                     DeploymentNotRedrivable)
+ROLLBACK_ERRORS: tuple[type[TrainshipError], ...] = (
+    InvalidRequest, ModelNotFound, ModelVersionNotFound, VersionNeverServed,
+    VersionAlreadyLive, DeploymentInProgress, ImageNotFound, TransientError)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (DeploymentRequest, "validation"),
+    (RollbackRequest, "validation"),
     (Accepted, "serialization"),
     (DeploymentList, "serialization"),
     (DeploymentRecord, "serialization"),
@@ -80,6 +91,11 @@ def _errors(classes: tuple[type[TrainshipError], ...]) -> dict[str, Any]:
 
 _DEPLOYMENT_ID = {"name": "deployment_id", "in": "path", "required": True,
                   "schema": {"type": "string"}, "description": "from the 202's deployment_id"}
+
+
+_MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
+               "schema": {"type": "string"},
+               "description": "the registered model's name, as deployed (e.g. test_model)"}
 
 
 def _create(operation_id: str, summary: str) -> dict[str, Any]:
@@ -136,6 +152,18 @@ def _paths() -> dict[str, Any]:
                                               "schema": {"type": "string"}}}},
                                   **_errors(READ_ERRORS)}},
         },
+        "/models/{model_name}/rollback": {
+            "post": {"operationId": "rollbackModel",
+                     "summary": "Serve an earlier registered version again from its image "
+                                "(no training, no build), through the state machine: "
+                                "rollout checks, smoke test, undone on failure",
+                     "parameters": [_MODEL_NAME],
+                     "requestBody": {"required": True,
+                                     "content": _json_content("RollbackRequest")},
+                     "responses": {"202": {"description": "the rollback's execution started",
+                                           "content": _json_content("Accepted")},
+                                   **_errors(ROLLBACK_ERRORS)}},
+        },
         "/openapi.json": {
             "get": {"operationId": "getOpenApi", "summary": "This document",
                     "responses": {"200": {"description": "the OpenAPI document",
@@ -190,6 +218,14 @@ def routes(doc: dict[str, Any] | None = None) -> list[tuple[str, str, dict[str, 
     paths = (doc if doc is not None else document())["paths"]
     return [(method.upper(), path, operation) for path, item in paths.items()
             for method, operation in item.items() if method in HTTP_METHODS]
+
+
+def takes_deployment_request(operation: dict[str, Any]) -> bool:
+    """Whether the operation's body is a DeploymentRequest (API Gateway validates those
+    against its model before the function; other bodies the function checks itself)."""
+    content = (operation.get("requestBody") or {}).get("content") or {}
+    return bool((content.get("application/json") or {}).get("schema") ==
+                _ref("DeploymentRequest"))
 
 
 def route_list() -> str:

@@ -29,8 +29,12 @@ class Api:
         self.function = functions.function(
             "Api", HANDLER, functions.role("ApiRole", "the API"), TIMEOUT_SECONDS, MEMORY_MB,
             reserved=config.api_reserved_concurrency or None,
-            extra_env={"STATE_MACHINE_ARN": machine.state_machine_arn})
+            extra_env={"STATE_MACHINE_ARN": machine.state_machine_arn,
+                       "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri})
         self._grant(machine, builds)
+        # POST /models/{name}/rollback checks the registry and the image before it starts
+        functions.image_check(self.function)
+        functions.mlflow.access(self.function)
         self.rest_api = self._rest_api(storage)
 
     def _grant(self, machine: sfn.StateMachine, builds: Builds) -> None:
@@ -87,7 +91,7 @@ class Api:
             resource = api.root
             for part in path.strip("/").split("/"):
                 resource = resource.get_resource(part) or resource.add_resource(part)
-            if "requestBody" in operation:  # the body is checked before the function
+            if openapi.takes_deployment_request(operation):  # checked before the function
                 resource.add_method(method, integration, request_validator=validator,
                                     request_models=models)
             else:

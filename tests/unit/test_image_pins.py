@@ -239,7 +239,7 @@ class RecordingPins:
 
 
 class SupersededDriver(FakeDriver):
-    def promote(self, handle: dict[str, Any]) -> str | None:
+    def promote(self, handle: dict[str, Any], *, replace_higher: bool = False) -> str | None:
         return "9"
 
 

@@ -116,9 +116,12 @@ def test_only_states_after_the_image_build_get_the_cluster_role() -> None:
     before, name = [], definition()["StartAt"]
     while name != "BuildImage":
         before.append(name)
-        name = states[name]["Next"]
+        name = states[name].get("Next") or states[name]["Default"]  # Route: a deployment
     assert before and not [s for s in before if s in LAMBDA_STEPS
                            and LAMBDA_STEPS[s].cluster_access]
+    # a rollback's first step reads the registry and the image registry only
+    assert not LAMBDA_STEPS["PrepareRollback"].cluster_access
+    assert states["PrepareRollback"]["Next"] == "DeployModel"
     assert LAMBDA_STEPS[states["BuildImage"]["Next"]].cluster_access
     assert LAMBDA_STEPS["RecordFailure"].cluster_access
 

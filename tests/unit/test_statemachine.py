@@ -10,7 +10,8 @@ from pathlib import Path
 from trainship.local.daemon import render_definition, substitutions
 from trainship.pipeline import ASL_PATH
 
-FLOW = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
+FLOW = ["Route", "PrepareRollback", "ValidateRequest", "TrainModel", "RegisterModel",
+        "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
         "DeploymentSucceeded", "RecordFailure", "DeploymentFailed"]
 
@@ -27,7 +28,7 @@ def test_statelint_passes() -> None:
 
 def test_every_state_of_the_flow_is_there() -> None:
     assert set(definition()["States"]) == set(FLOW)
-    assert definition()["StartAt"] == "ValidateRequest"
+    assert definition()["StartAt"] == "Route"
 
 
 def test_every_task_retries_transients_and_catches_to_record_failure() -> None:
@@ -61,4 +62,4 @@ def test_local_substitutions_cover_every_placeholder() -> None:
     assert "${" not in json.dumps(rendered)
     arns = {s["Parameters"]["FunctionName"] for s in rendered["States"].values()
             if s.get("Resource") == "arn:aws:states:::lambda:invoke"}
-    assert len(arns) == 7
+    assert len(arns) == 8

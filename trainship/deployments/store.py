@@ -103,6 +103,26 @@ class DeploymentStore:
         for page in paginator.paginate(stateMachineArn=self.state_machine_arn):
             yield from page["executions"]
 
+    def running_for(self, model_name: str, *, exclude: str = "") -> list[str]:
+        """The ids of the RUNNING executions whose input names ``model_name`` (a
+        deployment, rollback or delete of it), ``exclude`` left out: what a rollback or a
+        delete must wait for."""
+        found = []
+        paginator = self.sfn.get_paginator("list_executions")
+        for page in paginator.paginate(stateMachineArn=self.state_machine_arn,
+                                       statusFilter="RUNNING"):
+            for execution in page["executions"]:
+                if execution["name"] == exclude:
+                    continue
+                described = self.sfn.describe_execution(executionArn=execution["executionArn"])
+                try:
+                    data = json.loads(described.get("input") or "null")
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and data.get("model_name") == model_name:
+                    found.append(str(execution["name"]))
+        return found
+
     def _live(self, deployment_id: str) -> RecordJson | None:
         """The record from Step Functions; None when it does not know the execution."""
         try:
