@@ -63,3 +63,90 @@ def test_local_substitutions_cover_every_placeholder() -> None:
     arns = {s["Parameters"]["FunctionName"] for s in rendered["States"].values()
             if s.get("Resource") == "arn:aws:states:::lambda:invoke"}
     assert len(arns) == 8
+
+
+# --- the Route state and the rollback path, on moto's ASL interpreter ----------------------
+
+def run_real_definition(execution_input: dict, fail_at: str = "") -> tuple[dict, list[str]]:
+    """The ASL file as the local stack renders it, executed by moto, each Lambda state
+    answered by a stand-in that passes the state on (``fail_at`` raises RolloutFailed)."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    from trainship.local import sfn
+    from trainship.local.lambda_runtime import local_function_arn
+
+    by_arn = {local_function_arn(step): step for step in (
+        "ValidateRequest", "PrepareRollback", "DeployModel", "CheckRollout", "SmokeTestModel",
+        "PromoteModel", "RecordFailure")}
+
+    def route(resource: str, params: dict) -> dict:
+        step = by_arn.get(params.get("FunctionName", ""), resource)
+        payload = dict(params.get("Payload") or {})
+        if step == fail_at:
+            raise sfn.TaskFailure("RolloutFailed", json.dumps({
+                "errorType": "RolloutFailed", "errorMessage": "no"}))
+        if step == "PrepareRollback":
+            return {"Payload": {**payload["request"], "rollback": {"replaced_version": "2"}}}
+        if step == "DeployModel":
+            return {"Payload": {**payload, "rollout": {"ready": False, "poll_seconds": 0}}}
+        if step == "CheckRollout":
+            return {"Payload": {**payload, "rollout": {"ready": True, "poll_seconds": 0}}}
+        if step == "PromoteModel":
+            return {"Payload": {"result": {"status": "SUCCEEDED", "version": payload["version"]}}}
+        if step == "RecordFailure":
+            return {"Payload": {"error": "RolloutFailed", "cause": "{}"}}
+        return {"Payload": payload}
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        client = boto3.client("stepfunctions", region_name="us-east-1")
+        sfn.install(route)
+        try:
+            arn = client.create_state_machine(
+                name=f"t{time.monotonic_ns()}", definition=render_definition(substitutions()),
+                roleArn="arn:aws:iam::123456789012:role/test")["stateMachineArn"]
+            started = client.start_execution(stateMachineArn=arn, name="d-route",
+                                             input=json.dumps(execution_input))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                described = client.describe_execution(executionArn=started["executionArn"])
+                if described["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
+            events = client.get_execution_history(
+                executionArn=started["executionArn"])["events"]
+        finally:
+            sfn.uninstall()
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events
+               if "stateEnteredEventDetails" in e]
+    return described, entered
+
+
+def test_a_rollback_skips_training_and_the_build() -> None:
+    described, entered = run_real_definition(
+        {"action": "rollback", "model_name": "test_model", "version": "1"})
+    assert described["status"] == "SUCCEEDED", described
+    assert entered == ["Route", "PrepareRollback", "DeployModel", "WaitForRollout",
+                       "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
+                       "DeploymentSucceeded"]
+    assert json.loads(described["output"])["version"] == "1"
+
+
+def test_a_failed_rollback_is_recorded_and_undone_like_a_deployment() -> None:
+    described, entered = run_real_definition(
+        {"action": "rollback", "model_name": "test_model", "version": "1"},
+        fail_at="SmokeTestModel")
+    assert described["status"] == "FAILED"
+    assert entered[-3:] == ["SmokeTestModel", "RecordFailure", "DeploymentFailed"]
+
+
+def test_no_action_is_a_deployment() -> None:
+    described, entered = run_real_definition({"model_name": "m", "script": "x"},
+                                             fail_at="ValidateRequest")
+    assert entered[:2] == ["Route", "ValidateRequest"]
+    assert "PrepareRollback" not in entered and described["status"] == "FAILED"
+    _, entered = run_real_definition({"action": "something", "model_name": "m"},
+                                     fail_at="ValidateRequest")
+    assert entered[:2] == ["Route", "ValidateRequest"]  # ValidateRequest refuses it
