@@ -34,7 +34,7 @@ class Api:
         self._grant(machine, builds)
         # POST /models/{name}/rollback checks the registry and the image before it starts
         functions.image_check(self.function)
-        functions.mlflow.access(self.function)
+        functions.mlflow.registry_access(self.function)
         self.rest_api = self._rest_api(storage)
 
     def _grant(self, machine: sfn.StateMachine, builds: Builds) -> None:

@@ -167,8 +167,9 @@ class Functions:
               "Reads the job document of the version's own deployment.")
         allow(f["PrepareRollback"], ["kms:Decrypt"], [storage.key.key_arn],
               "The staging bucket's key.")
-        for step in ("RegisterModel", "SmokeTestModel", "PromoteModel", "PrepareRollback"):
+        for step in ("RegisterModel", "SmokeTestModel", "PromoteModel"):
             self.mlflow.access(f[step])
+        self.mlflow.registry_access(f["PrepareRollback"])
 
     def image_check(self, grantee: lambda_.Function) -> None:
         """ecr:DescribeImages on the repository: does a version's image still exist (a

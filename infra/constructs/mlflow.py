@@ -67,6 +67,13 @@ class Mlflow:
         self.artifact_access(grantee, ["s3:GetObject", "s3:PutObject"],
                              ["kms:Decrypt", "kms:GenerateDataKey"])
 
+    def registry_access(self, grantee: iam.IGrantable) -> None:
+        """The tracking server's API only (the model registry's reads and tags), no
+        artifacts: the API's rollback checks and PrepareRollback."""
+        if self.arn is not None:
+            allow(grantee, ["sagemaker-mlflow:*"], [self.arn],
+                  "The MLflow REST API (the model registry) on this one tracking server.")
+
     def artifact_access(self, grantee: iam.IGrantable, object_actions: list[str],
                         kms_actions: list[str]) -> None:
         """The tracking server's artifact bucket (objects, listing) and its key."""

@@ -70,8 +70,10 @@ def test_api_role_only_starts_and_reads_this_state_machine(synthesized: Synth) -
     assert actions(redrive) == {"states:RedriveExecution", "states:DescribeExecution",
                                 "states:GetExecutionHistory"}
     others = actions(statements) - actions(states)
+    # POST /models/{name}/rollback reads the registry and asks ECR for the version's image
     assert others <= {"logs:GetLogEvents", "logs:CreateLogStream", "logs:PutLogEvents",
-                      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt"}, others
+                      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt",
+                      "ecr:DescribeImages", "sagemaker-mlflow:*"}, others
 
 
 def test_state_machine_definition_is_the_asl_file(synthesized: Synth) -> None:
