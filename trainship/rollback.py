@@ -40,8 +40,6 @@ from trainship.request import DEFAULT_TIMEOUT_SECONDS, Resources, RollbackReques
 from trainship.state import BuildResult, DeploymentState, ExportedVariable, ModelInfo, Rollback
 from trainship.submit import new_deployment_id
 
-STEP = "PrepareRollback"
-
 
 class RollbackInput(RollbackRequest):
     """The execution's input (the state machine's Route sends it to PrepareRollback)."""
