@@ -1,6 +1,6 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
 /deployments/{id}/redrive; GET /models[/{model_name}] (what serves, from MLflow), DELETE
-/models/{model_name}.
+/models/{model_name}, POST /models/{model_name}/rollback.
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -19,9 +19,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from lambdas._common import logger, metrics, tracer
+from trainship import rollback
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
+from trainship.image_pins import pins_from_env
 from trainship.models import describe_model, list_models
 from trainship.openapi import render, route_list
 from trainship.records import DeploymentList, DeploymentRecord, answer
@@ -120,6 +122,14 @@ def get_models() -> Response[str]:
 def get_model(model_name: str) -> Response[str]:
     settings = Settings.from_env()
     return _json(200, describe_model(settings.tracking_uri, settings.model_alias, model_name))
+
+
+@app.post("/models/<model_name>/rollback")
+def rollback_model(model_name: str) -> Response[str]:
+    settings = Settings.from_env()
+    return _json(202, rollback.start(_body(), model_name, store=_store(),
+                                     tracking_uri=settings.tracking_uri,
+                                     alias=settings.model_alias, images=pins_from_env()))
 
 
 @app.get("/openapi.json")

@@ -23,8 +23,7 @@ def handler(event: removal.RemoveEvent, context: LambdaContext) -> dict[str, Any
         store = DeploymentStore(boto3.client("stepfunctions"), settings.state_machine_arn)
 
         def running() -> list[str]:
-            return removal.running_executions(store, event.request.model_name,
-                                              exclude=event.deployment_id)
+            return store.running_for(event.request.model_name, exclude=event.deployment_id)
 
     return removal.remove_model(
         event, settings=settings, pins=pins_from_env(), running=running,

@@ -106,7 +106,7 @@ class FakeDriver:
     def lock(self, model_name: str) -> Any:
         return contextlib.nullcontext()
 
-    def promote(self, handle: Handle) -> str | None:
+    def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:
         return None
 
     def discard(self, handle: Handle) -> None:

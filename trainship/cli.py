@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import cli_delete, cli_models, doctor, doctor_eks
+from trainship import cli_delete, cli_models, cli_rollback, doctor, doctor_eks
+from trainship.cli_common import follow, resolve_api
 from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
@@ -33,42 +34,8 @@ from trainship.terminal import (
     print_error,
     print_json,
     refused,
-    report,
     say,
-    wait_for,
 )
-
-
-def _follow_hint(deployment_id: str, api: str | None) -> str:
-    return f"trainship status {deployment_id}" + (f" --api {api}" if api else "")
-
-
-def resolve_api(api: str | None, settings: CliSettings, *, start: bool = True) -> str:
-    """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
-    if api:
-        return api
-    if settings.api:
-        return settings.api
-    # the local stack's control (with the drivers it stops) only when it is used: a CLI
-    # talking to AWS does not load it
-    from trainship.local import stack
-
-    home = settings.home
-    if not start:
-        info = stack.read_info(home)
-        if info is None and stack.holder(home) is not None:
-            raise ApiUnavailable(f"the local stack is still starting (state directory {home}): "
-                                 "try again in a moment, or wait with `trainship local up`")
-        if info is None:
-            raise ApiUnavailable(f"the local stack is not running (state directory {home}): "
-                                 "start it with `trainship local up`, or pass --api URL or "
-                                 "set TRAINSHIP_API")
-        return str(info["api"])
-    try:
-        info = stack.up(home)
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        raise ApiUnavailable(f"could not start the local stack: {exc}") from None
-    return str(info["api"])
 
 
 def cmd_deploy(args: argparse.Namespace, settings: CliSettings) -> int:
@@ -88,7 +55,7 @@ def cmd_deploy(args: argparse.Namespace, settings: CliSettings) -> int:
     if args.no_wait:
         print_json(accepted) if not text else print(deployment_id)
         return EXIT_OK
-    return _follow(client, deployment_id, args)
+    return follow(client, deployment_id, args)
 
 
 def cmd_redrive(args: argparse.Namespace, settings: CliSettings) -> int:
@@ -105,24 +72,7 @@ def cmd_redrive(args: argparse.Namespace, settings: CliSettings) -> int:
     if args.no_wait:
         print_json(record) if not text else print(record["deployment_id"])
         return EXIT_OK
-    return _follow(client, record["deployment_id"], args)
-
-
-def _follow(client: Client, deployment_id: str, args: argparse.Namespace) -> int:
-    """Wait for the deployment to end, with progress in text mode; report it."""
-    try:
-        record = wait_for(client, deployment_id, progress=args.output != "json")
-    except KeyboardInterrupt:
-        raise CliError(f"interrupted: deployment {deployment_id} keeps running (stopping the "
-                       f"CLI does not stop it); follow it with `"
-                       f"{_follow_hint(deployment_id, args.api)}`", EXIT_INTERRUPTED) from None
-    except (ApiUnavailable, ApiError) as exc:
-        reason = (str(exc) if isinstance(exc, ApiUnavailable)
-                  else f"HTTP {exc.status} {exc.document.get('error')}")
-        raise CliError(f"lost the API while waiting ({reason}); deployment {deployment_id} "
-                       f"keeps running: follow it with `"
-                       f"{_follow_hint(deployment_id, args.api)}`", EXIT_UNAVAILABLE) from None
-    return report(record, args.output)
+    return follow(client, record["deployment_id"], args)
 
 
 def cmd_request(args: argparse.Namespace, settings: CliSettings) -> int:
@@ -314,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "stack)")
         p.add_argument("--output", choices=("text", "json"), default="text")
 
-    cli_models.add_parser(sub, resolve_api)
+    cli_models.add_parser(sub)
     manifests = sub.add_parser("manifests", help="print the Kubernetes objects DeployModel "
                                                  "applies for a model image")
     manifests.add_argument("model_name")
@@ -345,11 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--output", choices=("text", "json"), default="text")
     doctor.set_defaults(func=cmd_doctor)
 
+    cli_rollback.add_parser(sub)
+
     local = sub.add_parser("local", help="the local stack")
     local.add_argument("action", choices=("up", "down", "status"))
     local.add_argument("--home", help="state directory (default .trainship)")
     local.set_defaults(func=cmd_local)
-    cli_delete.add_parser(sub, resolve_api=resolve_api, follow=_follow)
+    cli_delete.add_parser(sub)
     return parser
 
 

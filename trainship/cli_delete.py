@@ -1,26 +1,21 @@
 """``trainship delete NAME [--purge] [--no-wait]``: take a model out of service.
 
 DELETE /models/{model_name} starts an execution (trainship.removal); the command then waits
-for it as ``trainship deploy`` does, with the waiting code of trainship.cli, which hands
-it over through ``add_parser`` (this module sits below the CLI's main module).
+for it as ``trainship deploy`` does (trainship.cli_common).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
+from trainship.cli_common import follow, resolve_api
 from trainship.client import ApiError, Client
 from trainship.config import CliSettings
 from trainship.terminal import EXIT_INTERRUPTED, EXIT_OK, CliError, print_json, refused
 
-ResolveApi = Callable[[str | None, CliSettings], str]
-Follow = Callable[[Client, str, argparse.Namespace], int]
 
-
-def cmd_delete(args: argparse.Namespace, settings: CliSettings, *, resolve_api: ResolveApi,
-               follow: Follow) -> int:
+def cmd_delete(args: argparse.Namespace, settings: CliSettings) -> int:
     client = Client(resolve_api(args.api, settings))
     try:
         accepted = client.delete_model(args.model_name, purge=args.purge)
@@ -40,8 +35,7 @@ def cmd_delete(args: argparse.Namespace, settings: CliSettings, *, resolve_api: 
     return follow(client, deployment_id, args)
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], *,
-               resolve_api: ResolveApi, follow: Follow) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     delete = sub.add_parser(
         "delete", help="take a model out of service (its Kubernetes objects, local processes "
                        "and proxies; the MLflow alias moves off); its registered versions and "
@@ -53,5 +47,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], *,
     delete.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
                                       "stack)")
     delete.add_argument("--output", choices=("text", "json"), default="text")
-    delete.set_defaults(func=lambda args, settings: cmd_delete(
-        args, settings, resolve_api=resolve_api, follow=follow))
+    delete.set_defaults(func=cmd_delete)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from trainship.cli_common import resolve_api
 from trainship.client import ApiError, Client
 from trainship.config import CliSettings
 from trainship.records import ModelDetailJson, ModelJson
 from trainship.terminal import EXIT_OK, print_json, refused
-
-# cli.resolve_api: (--api, settings, start=...) -> the API's base URL
-ApiResolver = Callable[..., str]
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> None:
@@ -61,8 +59,7 @@ def print_model(model: ModelDetailJson) -> None:
     _table(rows)
 
 
-def cmd_models(args: argparse.Namespace, settings: CliSettings,
-               resolve_api: ApiResolver) -> int:
+def cmd_models(args: argparse.Namespace, settings: CliSettings) -> int:
     client = Client(resolve_api(args.api, settings, start=False))
     output = "json" if args.output == "json" else "text"
     try:
@@ -78,7 +75,7 @@ def cmd_models(args: argparse.Namespace, settings: CliSettings,
     return EXIT_OK
 
 
-def add_parser(sub: Any, resolve_api: ApiResolver) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """``trainship models [NAME] [--output table|json] [--api URL]``."""
     models: argparse.ArgumentParser = sub.add_parser(
         "models", help="the models that serve (live version, URL, image, since when), or "
@@ -90,5 +87,5 @@ def add_parser(sub: Any, resolve_api: ApiResolver) -> argparse.ArgumentParser:
     models.add_argument("--output", choices=("table", "text", "json"), default="table",
                         help="table (default; text is the same) or json: a list of models, "
                              "or the one model with its versions")
-    models.set_defaults(func=lambda args, settings: cmd_models(args, settings, resolve_api))
+    models.set_defaults(func=cmd_models)
     return models

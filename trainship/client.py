@@ -207,6 +207,13 @@ class Client:
             self.request("GET", path, expect_json=True), "model_name", "versions",
             what=f"GET {path}"))
 
+    def rollback(self, model_name: str, version: str) -> AcceptedJson:
+        """POST /models/{model_name}/rollback: the 202 of the rollback's execution."""
+        path = f"/models/{urllib.parse.quote(model_name, safe='')}/rollback"
+        return cast(AcceptedJson, self._expect(
+            self.request("POST", path, {"version": version}, expect_json=True),
+            "deployment_id", what=f"POST {path}"))
+
 
 def _snippet(text: str, limit: int = 120) -> str:
     flat = " ".join(text.split())

@@ -103,6 +103,44 @@ class ModelNotFound(TrainshipError):
                  "not its serving name (test-model).")
 
 
+class ModelVersionNotFound(TrainshipError):
+    """A rollback to a version the registered model does not have."""
+
+    http_status = 404
+    help_text = ("Name a version the model has: `trainship models NAME` lists its versions "
+                 "and which served when (or see the model in the MLflow UI), e.g. "
+                 "`trainship rollback test_model --to 1`.")
+
+
+class VersionNeverServed(TrainshipError):
+    """A rollback to a registered version that was never live (it has no image to serve)."""
+
+    http_status = 409
+    help_text = ("A rollback serves an earlier version again from the image it served with; "
+                 "this version never went live (its deployment failed, or a higher version "
+                 "was live first), so there is none. Roll back to a version that served "
+                 "(`trainship models NAME` shows them), or deploy its script again with "
+                 "`trainship deploy`.")
+
+
+class VersionAlreadyLive(TrainshipError):
+    """A rollback to the version that serves now: nothing to do."""
+
+    http_status = 409
+    help_text = ("This version is already live: nothing was changed. To serve another one, "
+                 "name it with --to (`trainship models NAME` lists the versions that served).")
+
+
+class ImageNotFound(TrainshipError):
+    """A rollback to a version whose image is gone from the registry (e.g. expired)."""
+
+    http_status = 409
+    help_text = ("The image this version served with no longer exists in the image registry "
+                 "(on AWS the ECR lifecycle policy expires images other than the live- and "
+                 "previous- pinned ones). It cannot be served without a build: deploy its "
+                 "script again with `trainship deploy`, which trains and builds a new version.")
+
+
 def unrecorded_failure(error: str, cause: str, step: str | None) -> ErrorDocument:
     """The error document of an execution that failed at a step without RecordFailure
     (an error no Catch takes, e.g. States.Runtime): a redrive restarts that step."""

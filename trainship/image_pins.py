@@ -6,6 +6,7 @@ image carrying either prefix. "The image it replaced" is the one that carried th
 until now, so the pins need nothing but the repository itself.
 
 PromoteModel gets an ``ImagePins`` driver (``pins_from_env``), as it gets a cluster driver:
+(the API and PrepareRollback ask the same driver whether a version's image still ``exists``)
 ``EcrImagePins`` when ``TRAINSHIP_IMAGE_REPOSITORY`` is an ECR repository, ``NoImagePins``
 for the local stack's registries (a bundle directory or a registry on 127.0.0.1), which
 expire nothing.
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from trainship.bundles import resolve_bundle
 from trainship.config import ImageSettings
-from trainship.errors import RemovalFailed, RolloutFailed, TransientError
+from trainship.errors import InternalError, RemovalFailed, RolloutFailed, TransientError
 from trainship.names import ECR_HOST, serving_name
 
 LIVE_TAG_PREFIX = "live-"
@@ -74,11 +77,20 @@ class ImagePins(Protocol):
         and those tagged ``<serving name>-v<N>``, with their live-/previous- pins. What
         was deleted."""
 
+    def exists(self, image_uri: str) -> bool:
+        """Whether the registry still holds the image of ``image_uri`` (by its digest): a
+        rollback serves it again without a build."""
+
+
+LOCAL_REGISTRIES = ("127.0.0.1:", "localhost:")
+MANIFEST_ACCEPT = ", ".join(ACCEPTED_MEDIA_TYPES)
+
 
 class NoImagePins:
-    """Registries that expire nothing (the local stack's): nothing to pin. A purge deletes
-    the bundles of process mode (trainship.bundles); the local OCI registry of container
-    mode does not delete images, so they stay."""
+    """Registries that expire nothing (the local stack's): nothing to pin. Their images
+    are a bundle directory (process mode) or a manifest in the registry on 127.0.0.1. A
+    purge deletes the bundles of process mode (trainship.bundles); the local OCI registry of
+    container mode does not delete images, so they stay."""
 
     def pin(self, model_name: str, image_uri: str) -> str:
         return "the registry expires no images: nothing to pin"
@@ -96,6 +108,36 @@ class NoImagePins:
                     tag.unlink(missing_ok=True)
             deleted.append(uri)
         return deleted
+
+    def exists(self, image_uri: str) -> bool:
+        location, _, digest = image_uri.partition("@")
+        if location.startswith(LOCAL_REGISTRIES):
+            return _registry_has(location, digest)
+        if location.startswith("/") and digest:
+            return resolve_bundle(image_uri).is_dir()
+        return bool(location and digest)  # another registry: the rollout will tell
+
+
+def _registry_has(location: str, digest: str) -> bool:
+    """The local registry's manifest of ``digest`` (distribution API: HEAD
+    /v2/<name>/manifests/<digest>, 404 when unknown)."""
+    host, _, path = location.partition("/")
+    name = path.rsplit(":", 1)[0]
+    request = urllib.request.Request(f"http://{host}/v2/{name}/manifests/{digest}",
+                                     method="HEAD", headers={"Accept": MANIFEST_ACCEPT})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise TransientError(f"The image registry {host} answered {exc.code}",
+                             details=str(exc)) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise TransientError(f"The image registry {host} is not reachable",
+                             details=str(exc),
+                             help="Start the local stack again (`trainship local up`): it "
+                                  "starts the registry.") from exc
 
 
 @dataclass(frozen=True)
@@ -186,6 +228,34 @@ class EcrImagePins:
                                     f"{failures[0].get('failureCode')}",
                                     details=str(failures), step=PURGE_STEP)
         return list(dict.fromkeys(deleted))
+
+    def exists(self, image_uri: str) -> bool:
+        """DescribeImages of the digest: ImageNotFoundException when the repository no
+        longer has it ("DescribeImages", Errors, Amazon ECR API Reference), e.g. expired by
+        the lifecycle policy, which keeps only live-/previous- tagged images for ever."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        location, _, digest = image_uri.partition("@")
+        repository = EcrRepository.parse(location)
+        if not digest or repository is None:
+            return False
+        try:
+            self.client.describe_images(registryId=repository.registry_id,
+                                        repositoryName=repository.name,
+                                        imageIds=[{"imageDigest": digest}])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                return False
+            if code in TRANSIENT_CODES:
+                raise TransientError(f"ECR DescribeImages: {code}", details=str(exc)) from exc
+            raise InternalError(f"Could not check the image in ECR (DescribeImages: {code})",
+                                details=str(exc),
+                                help="The caller needs ecr:DescribeImages on the stack's "
+                                     "repository.") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"ECR DescribeImages: {exc}", details=str(exc)) from exc
+        return True
 
     def _call(self, operation: str, step: str = STEP, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -28,11 +28,16 @@ from trainship.errors import (
     DeploymentNotRedrivable,
     ErrorDocument,
     IdempotencyConflict,
+    ImageNotFound,
     InvalidRequest,
     ModelNotFound,
+    ModelVersionNotFound,
     RegistryUnavailable,
     TargetNotEnabled,
     TrainshipError,
+    TransientError,
+    VersionAlreadyLive,
+    VersionNeverServed,
 )
 from trainship.records import (
     Accepted,
@@ -41,7 +46,7 @@ from trainship.records import (
     ModelDetail,
     ModelList,
 )
-from trainship.request import DeploymentRequest
+from trainship.request import DeploymentRequest, RollbackRequest
 
 OPENAPI_VERSION = "3.1.0"
 # The version of the contract (paths and shapes), not of the package.
@@ -57,9 +62,13 @@ DELETE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, ModelNotFound
                                                    DeploymentInProgress)
 MODELS_ERRORS: tuple[type[TrainshipError], ...] = (RegistryUnavailable,)
 MODEL_ERRORS: tuple[type[TrainshipError], ...] = (ModelNotFound, RegistryUnavailable)
+ROLLBACK_ERRORS: tuple[type[TrainshipError], ...] = (
+    InvalidRequest, ModelNotFound, ModelVersionNotFound, VersionNeverServed,
+    VersionAlreadyLive, DeploymentInProgress, ImageNotFound, TransientError)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (DeploymentRequest, "validation"),
+    (RollbackRequest, "validation"),
     (Accepted, "serialization"),
     (DeploymentList, "serialization"),
     (DeploymentRecord, "serialization"),
@@ -98,6 +107,11 @@ _DEPLOYMENT_ID = {"name": "deployment_id", "in": "path", "required": True,
 _MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
                "schema": {"type": "string"},
                "description": "the registered-model name it was deployed with (test_model)"}
+
+
+_MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
+               "schema": {"type": "string"},
+               "description": "the registered model's name, as deployed (e.g. test_model)"}
 
 
 def _create(operation_id: str, summary: str) -> dict[str, Any]:
@@ -186,6 +200,18 @@ def _paths() -> dict[str, Any]:
                                              "content": _json_content("Accepted")},
                                      **_errors(DELETE_ERRORS)}},
         },
+        "/models/{model_name}/rollback": {
+            "post": {"operationId": "rollbackModel",
+                     "summary": "Serve an earlier registered version again from its image "
+                                "(no training, no build), through the state machine: "
+                                "rollout checks, smoke test, undone on failure",
+                     "parameters": [_MODEL_NAME],
+                     "requestBody": {"required": True,
+                                     "content": _json_content("RollbackRequest")},
+                     "responses": {"202": {"description": "the rollback's execution started",
+                                           "content": _json_content("Accepted")},
+                                   **_errors(ROLLBACK_ERRORS)}},
+        },
         "/openapi.json": {
             "get": {"operationId": "getOpenApi", "summary": "This document",
                     "responses": {"200": {"description": "the OpenAPI document",
@@ -240,6 +266,14 @@ def routes(doc: dict[str, Any] | None = None) -> list[tuple[str, str, dict[str, 
     paths = (doc if doc is not None else document())["paths"]
     return [(method.upper(), path, operation) for path, item in paths.items()
             for method, operation in item.items() if method in HTTP_METHODS]
+
+
+def takes_deployment_request(operation: dict[str, Any]) -> bool:
+    """Whether the operation's body is a DeploymentRequest (API Gateway validates those
+    against its model before the function; other bodies the function checks itself)."""
+    content = (operation.get("requestBody") or {}).get("content") or {}
+    return bool((content.get("application/json") or {}).get("schema") ==
+                _ref("DeploymentRequest"))
 
 
 def route_list() -> str:

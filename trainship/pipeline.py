@@ -68,6 +68,8 @@ class BuildStep:
 LAMBDA_STEPS: Mapping[str, LambdaStep] = {step.state: step for step in (
     LambdaStep("ValidateRequest", "lambdas.validate_request", 30, 512, cluster_access=False),
     LambdaStep("RegisterModel", "lambdas.register_model", 300, 1024, cluster_access=False),
+    # a rollback's first step (the Route state's "rollback"): the registry and the image
+    LambdaStep("PrepareRollback", "lambdas.prepare_rollback", 60, 512, cluster_access=False),
     LambdaStep("DeployModel", "lambdas.deploy_model", 120, 512, cluster_access=True),
     LambdaStep("CheckRollout", "lambdas.check_rollout", 60, 512, cluster_access=True),
     # the smoke test goes through the API server's service proxy: the cluster role
@@ -103,6 +105,7 @@ RESUME_AT: Mapping[str, str] = {
     "SmokeTestModel": "DeployModel",
     "PromoteModel": "DeployModel",
     "RemoveModel": "RemoveModel",  # idempotent: a redriven delete removes what is left
+    "PrepareRollback": "PrepareRollback",  # it checks the rollback again
 }
 
 

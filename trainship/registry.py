@@ -259,9 +259,11 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str,
                      requirements=requirements)
 
 
-def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> bool:
+def promote(*, tracking_uri: str, model_name: str, version: str, alias: str,
+            replace_higher: bool = False) -> bool:
     """Point the alias at the version (only after it serves), unless the alias already
-    points at a higher version. Returns whether the alias moved."""
+    points at a higher version and this is no rollback (``replace_higher``). Returns
+    whether the alias moved."""
     from mlflow.exceptions import MlflowException
 
     client = mlflow_client(tracking_uri)
@@ -269,7 +271,7 @@ def promote(*, tracking_uri: str, model_name: str, version: str, alias: str) -> 
         current = client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         current = None
-    if current is not None and int(current.version) > int(version):
+    if current is not None and int(current.version) > int(version) and not replace_higher:
         return False
     client.set_registered_model_alias(model_name, alias, version)
     return True

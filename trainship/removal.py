@@ -18,7 +18,6 @@ Deleting a model that serves nothing succeeds again, with nothing removed.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
@@ -38,7 +37,6 @@ LOG = logging.getLogger(__name__)
 DELETE_ACTION = "delete"
 STEP = "RemoveModel"
 # DescribeExecution's statuses of an execution that still runs (PENDING_REDRIVE: a redrive)
-ACTIVE_STATUSES = ("RUNNING", "PENDING_REDRIVE")
 
 
 class DeleteRequest(BaseModel):
@@ -57,34 +55,6 @@ class RemoveEvent(BaseModel):
 
     request: DeleteRequest
     deployment_id: str
-
-
-def execution_model(execution_input: Any) -> str | None:
-    """The model an execution's input is about (a deployment's request, a rollback or a
-    delete all name it ``model_name``)."""
-    if isinstance(execution_input, dict):
-        name = execution_input.get("model_name")
-        return name if isinstance(name, str) else None
-    return None
-
-
-def running_executions(store: DeploymentStore, model_name: str, *,
-                       exclude: str = "") -> list[str]:
-    """The ids of the executions for ``model_name`` that still run (but ``exclude``)."""
-    found = []
-    paginator = store.sfn.get_paginator("list_executions")
-    for page in paginator.paginate(stateMachineArn=store.state_machine_arn):
-        for execution in page["executions"]:
-            if execution["status"] not in ACTIVE_STATUSES or execution["name"] == exclude:
-                continue
-            described = store.sfn.describe_execution(executionArn=execution["executionArn"])
-            try:
-                execution_input = json.loads(described.get("input") or "null")
-            except ValueError:
-                continue
-            if execution_model(execution_input) == model_name:
-                found.append(str(execution["name"]))
-    return found
 
 
 def in_progress_error(model_name: str, running: list[str]) -> DeploymentInProgress:
@@ -112,7 +82,7 @@ def registered(client: Any, model_name: str) -> Any:
 def check_deletable(model_name: str, *, store: DeploymentStore, tracking_uri: str) -> None:
     """The API's synchronous check: ModelNotFound (404) or DeploymentInProgress (409)."""
     registered(registry.mlflow_client(tracking_uri), model_name)
-    running = running_executions(store, model_name)
+    running = store.running_for(model_name)
     if running:
         raise in_progress_error(model_name, running)
 

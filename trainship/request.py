@@ -251,3 +251,25 @@ def deployment_id_for(idempotency_key: str | None, fresh: str) -> str:
     if idempotency_key:
         return "d-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
     return fresh
+
+
+VERSION_PATTERN = r"^[1-9][0-9]{0,9}$"
+
+
+class RollbackRequest(BaseModel):
+    """The POST /models/{model_name}/rollback body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(description="the registered version to serve again, e.g. \"1\" (a "
+                                     "number is accepted too)",
+                         json_schema_extra={"pattern": VERSION_PATTERN})
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not re.fullmatch(VERSION_PATTERN, value):
+            raise ValueError("a version is a positive number such as \"1\"")
+        return value

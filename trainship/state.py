@@ -132,6 +132,13 @@ class RemovalResult(BaseModel):
     message: str
 
 
+class Rollback(BaseModel):
+    """Marks a rollback's state (PrepareRollback): an earlier version served again from its
+    image, promoted even though a higher version is live."""
+
+    replaced_version: str = Field(default="", description="the version live when it started")
+
+
 class DeploymentState(NormalizedRequest):
     """The whole state. Later steps' fields are empty until those steps ran.
 
@@ -150,6 +157,7 @@ class DeploymentState(NormalizedRequest):
     rollout: RolloutState | None = None
     smoke_test: SmokeTest | None = None
     result: DeploymentResult | None = None
+    rollback: Rollback | None = None
 
     def out(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

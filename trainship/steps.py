@@ -90,7 +90,7 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
         deployment_id=state.deployment_id, replicas=state.replicas,
         cpu=state.resources.cpu, memory=state.resources.memory,
         progress_deadline_seconds=settings.rollout_timeout_seconds,
-        requirements=state.requirements))
+        requirements=state.requirements, replace_higher=state.rollback is not None))
     state.rollout = RolloutState(
         ready=False, poll_seconds=settings.rollout_poll_seconds,
         deadline=time.time() + settings.rollout_timeout_seconds,
@@ -193,17 +193,19 @@ def _seconds_since(started_at: str, now: datetime | None = None) -> float:
 
 def promote_model(state: DeploymentState, *, settings: Settings, driver: ClusterDriver,
                   pins: ImagePins) -> DeploymentState:
-    """Make the new version live (unless a higher one already is), pin its image and the one
-    it replaced against expiry, then move the MLflow alias: a failed pin fails the
-    deployment before the alias moves, and RecordFailure restores the previous version."""
+    """Make the new version live (unless a higher one already is; a rollback replaces it),
+    pin its image and the one it replaced against expiry, then move the MLflow alias: a
+    failed pin fails the deployment before the alias moves, and RecordFailure restores the
+    previous version."""
     assert state.model is not None and state.rollout is not None
+    rollback = state.rollback is not None
     with driver.lock(state.model_name):
-        superseded_by = driver.promote(state.rollout.handle)
+        superseded_by = driver.promote(state.rollout.handle, replace_higher=rollback)
         if superseded_by is None:
             pins.pin(state.model_name, state.rollout.image_uri)
             if registry.promote(tracking_uri=settings.tracking_uri,
                                 model_name=state.model_name, version=state.model.version,
-                                alias=settings.model_alias):
+                                alias=settings.model_alias, replace_higher=rollback):
                 served.mark_live(registry.mlflow_client(settings.tracking_uri),
                                  model_name=state.model_name, version=state.model.version,
                                  image_uri=state.rollout.image_uri,

@@ -31,9 +31,12 @@ class Api:
             "Api", HANDLER, functions.role("ApiRole", "the API"), TIMEOUT_SECONDS, MEMORY_MB,
             reserved=config.api_reserved_concurrency or None,
             # MLflow's HTTP retries kept within API Gateway's 29 s (trainship.models)
-            extra_env={"STATE_MACHINE_ARN": machine.state_machine_arn, **API_MLFLOW_ENV})
+            extra_env={"STATE_MACHINE_ARN": machine.state_machine_arn, **API_MLFLOW_ENV,
+                       "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri})
         self._grant(machine, builds)
-        functions.mlflow.registry_read_access(self.function)  # GET /models
+        # GET /models; POST /models/{name}/rollback checks the registry and the image first
+        functions.mlflow.registry_read_access(self.function)
+        functions.image_check(self.function)
         self.rest_api = self._rest_api(storage)
 
     def _grant(self, machine: sfn.StateMachine, builds: Builds) -> None:
@@ -90,7 +93,7 @@ class Api:
             resource = api.root
             for part in path.strip("/").split("/"):
                 resource = resource.get_resource(part) or resource.add_resource(part)
-            if "requestBody" in operation:  # the body is checked before the function
+            if openapi.takes_deployment_request(operation):  # checked before the function
                 resource.add_method(method, integration, request_validator=validator,
                                     request_models=models)
             else:

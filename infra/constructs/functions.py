@@ -45,6 +45,8 @@ class Functions:
             "TRAINSHIP_SERVING_WORKERS": str(config.serving_workers),
             "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri,
         }
+        # PrepareRollback (and the API) check that a version's image is still in ECR
+        image_env = {"TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri}
         self.steps: dict[str, lambda_.Function] = {}
         # a cluster step with a role of its own (RemoveModel): its own access entry too
         self.own_cluster_roles: dict[str, iam.Role] = {}
@@ -54,9 +56,10 @@ class Functions:
                 f"{state}Role", state)
             if cluster and step.own_role:
                 self.own_cluster_roles[state] = role
-            self.steps[state] = self.function(state, step.handler, role, step.timeout_seconds,
-                                              step.memory_mb,
-                                              extra_env=cluster_env if cluster else None)
+            self.steps[state] = self.function(
+                state, step.handler, role, step.timeout_seconds, step.memory_mb,
+                extra_env=cluster_env if cluster else
+                image_env if state == "PrepareRollback" else None)
         self._grant_step_permissions()
         self._grant_removal()
         self._eks_access()
@@ -164,8 +167,22 @@ class Functions:
               [storage.repository.repository_arn],
               "Pins the serving and rollback images (live-/previous- tags) so the "
               "lifecycle policy keeps them.")
+        self.image_check(f["PrepareRollback"])
+        # the job document the rolled-back version's deployment staged (its requirements,
+        # replicas, resources); a missing one (403 without ListBucket) is read as missing
+        allow(f["PrepareRollback"], ["s3:GetObject"], [storage.staged("*/job.json")],
+              "Reads the job document of the version's own deployment.")
+        allow(f["PrepareRollback"], ["kms:Decrypt"], [storage.key.key_arn],
+              "The staging bucket's key.")
         for step in ("RegisterModel", "SmokeTestModel", "PromoteModel"):
             self.mlflow.access(f[step])
+        self.mlflow.registry_read_access(f["PrepareRollback"])
+
+    def image_check(self, grantee: lambda_.Function) -> None:
+        """ecr:DescribeImages on the repository: does a version's image still exist (a
+        rollback serves it again without a build)."""
+        allow(grantee, ["ecr:DescribeImages"], [self.storage.repository.repository_arn],
+              "Checks that a rolled-back version's image still exists.")
 
     def _grant_removal(self) -> None:
         """RemoveModel (a delete; trainship.removal): its role alone may delete images, and it

@@ -17,6 +17,7 @@ REGISTRY_READ_ACTIONS = (
     "sagemaker-mlflow:GetRegisteredModel",
     "sagemaker-mlflow:SearchModelVersions",
     "sagemaker-mlflow:GetModelVersion",
+    "sagemaker-mlflow:GetModelVersionByAlias",
 )
 
 
@@ -76,7 +77,8 @@ class Mlflow:
                              ["kms:Decrypt", "kms:GenerateDataKey"])
 
     def registry_read_access(self, grantee: iam.IGrantable) -> None:
-        """Read the model registry only (the API's GET /models): registered models, their
+        """Read the model registry only (the API's GET /models and rollback checks,
+        PrepareRollback): registered models, their
         versions and aliases (GetRegisteredModel and SearchRegisteredModels answer with
         the aliases). Each action is of access level Read on the mlflow-tracking-server
         resource in the Service Authorization Reference, "Actions, resources, and

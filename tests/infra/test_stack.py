@@ -72,9 +72,10 @@ def test_api_role_only_starts_and_reads_this_state_machine(synthesized: Synth) -
     assert actions(redrive) == {"states:RedriveExecution", "states:DescribeExecution",
                                 "states:GetExecutionHistory"}
     others = actions(statements) - actions(states)
+    # POST /models/{name}/rollback reads the registry and asks ECR for the version's image
     assert others <= {"logs:GetLogEvents", "logs:CreateLogStream", "logs:PutLogEvents",
                       "xray:PutTraceSegments", "xray:PutTelemetryRecords", "kms:Decrypt",
-                      *REGISTRY_READ_ACTIONS}, others
+                      "ecr:DescribeImages", *REGISTRY_READ_ACTIONS}, others
 
 
 def test_api_reads_the_mlflow_registry_only_with_short_retries(synthesized: Synth) -> None:
@@ -86,7 +87,8 @@ def test_api_reads_the_mlflow_registry_only_with_short_retries(synthesized: Synt
               if "sagemaker-mlflow:" in json.dumps(st["Action"])]
     assert actions(mlflow) == set(REGISTRY_READ_ACTIONS) == {
         "sagemaker-mlflow:SearchRegisteredModels", "sagemaker-mlflow:GetRegisteredModel",
-        "sagemaker-mlflow:SearchModelVersions", "sagemaker-mlflow:GetModelVersion"}
+        "sagemaker-mlflow:SearchModelVersions", "sagemaker-mlflow:GetModelVersion",
+        "sagemaker-mlflow:GetModelVersionByAlias"}
     assert all(st["Effect"] == "Allow" and st["Resource"] == {
         "Fn::GetAtt": [server_id, "TrackingServerArn"]} for st in mlflow), mlflow
     api = next(f for k, f in resources(template, "AWS::Lambda::Function").items()
@@ -128,13 +130,15 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
     _, template, _ = synthesized
     methods = resources(template, "AWS::ApiGateway::Method")
     # the routes of docs/openapi.json, /openapi.json and POST .../redrive included
-    assert len(methods) == len(openapi.routes()) == 10  # with GET/DELETE on /models
+    assert len(methods) == len(openapi.routes()) == 11  # with /models and its rollback
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
     # the operations with a request body (POST /deployments, /mlops/deploy; not POST
     # .../redrive, which has none) are validated against the request model first
     validated = [m for m in methods.values() if "RequestValidatorId" in m["Properties"]]
-    assert len(validated) == sum("requestBody" in op for _, _, op in openapi.routes()) == 2
+    # (POST /models/{name}/rollback's small body the function checks itself)
+    assert len(validated) == sum(openapi.takes_deployment_request(op)
+                                 for _, _, op in openapi.routes()) == 2
     assert all(m["Properties"]["HttpMethod"] == "POST" and m["Properties"]["RequestModels"]
                for m in validated)
     stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
@@ -148,9 +152,9 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
 def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth) -> None:
     _, template, _ = synthesized
     functions = resources(template, "AWS::Lambda::Function")
-    # one per Lambda state of the pipeline table (DeploymentFailed, RemoveModel included), and
-    # the API's
-    assert len(functions) == len(LAMBDA_STEPS) + 1 == 10
+    # one per Lambda state of the pipeline table (DeploymentFailed, RemoveModel,
+    # PrepareRollback included), and the API's
+    assert len(functions) == len(LAMBDA_STEPS) + 1 == 11
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]

@@ -239,7 +239,7 @@ class RecordingPins:
 
 
 class SupersededDriver(FakeDriver):
-    def promote(self, handle: dict[str, Any]) -> str | None:
+    def promote(self, handle: dict[str, Any], *, replace_higher: bool = False) -> str | None:
         return "9"
 
 
@@ -286,3 +286,54 @@ def test_a_superseded_version_pins_nothing(tmp_path: Path, aliases: list[str]) -
 def test_local_registries_need_no_pins() -> None:
     assert "nothing to pin" in image_pins.NoImagePins().pin("m", "/x/trainship-models:m-v1@"
                                                             "sha256:" + "c" * 64)
+
+
+# --- does a version's image still exist (a rollback serves it again) --------------------
+
+def test_ecr_knows_whether_an_image_still_exists(ecr: Any) -> None:
+    pins = EcrImagePins(EcrRepository.parse(REPO_URI), ecr)  # type: ignore[arg-type]
+    v1, v2 = push(ecr, 1), push(ecr, 2)
+    assert pins.exists(v1) and pins.exists(v2)
+    # expired by the lifecycle policy: DescribeImages answers ImageNotFoundException
+    ecr.batch_delete_image(repositoryName=REPO, imageIds=[{"imageDigest": v1.split("@")[1]}])
+    assert not pins.exists(v1) and pins.exists(v2)
+    assert not pins.exists(f"{REPO_URI}:iris-v1")  # no digest: nothing to serve by
+    assert not pins.exists(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/gone:t@" +
+                           v2.split("@")[1])
+
+
+def test_local_images_exist_while_their_bundle_does(tmp_path: Path) -> None:
+    from trainship.bundles import push_bundle, resolve_bundle
+
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "MLmodel").write_text("flavors: {}\n")
+    uri = push_bundle(context, tmp_path / "registry", "trainship-models", "iris-v1")
+    assert NoImagePins().exists(uri)
+    resolve_bundle(uri).rename(tmp_path / "elsewhere")
+    assert not NoImagePins().exists(uri)
+
+
+def test_local_registry_images_are_asked_of_the_registry() -> None:
+    import http.server
+    import threading
+
+    digest = "sha256:" + "a" * 64
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            found = self.path == f"/v2/trainship-models/manifests/{digest}"
+            self.send_response(200 if found else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        assert NoImagePins().exists(f"{host}/trainship-models:iris-v1@{digest}")
+        assert not NoImagePins().exists(f"{host}/trainship-models:iris-v2@sha256:" + "b" * 64)
+    finally:
+        server.shutdown()

@@ -222,3 +222,22 @@ def test_rejected_service_undoes_the_deployment(kube) -> None:
     with pytest.raises(RolloutFailed):  # a first deployment leaves nothing behind
         driver.apply(spec("1"))
     assert not fake.objects
+
+
+def test_a_rollback_replaces_the_higher_live_version_and_is_undone_to_it(kube) -> None:
+    from dataclasses import replace
+
+    fake, driver = kube
+    driver.apply(spec("3"))
+    handle = driver.apply(replace(spec("1"), replace_higher=True)).handle
+    assert "superseded_by" not in handle and handle["previous"]["version"] == "3"
+    assert not handle["previous"]["replace_higher"]  # the undo is a plain re-apply of v3
+    deployment = fake.objects[("Deployment", "trainship", "iris")]
+    assert deployment["metadata"]["annotations"]["trainship.io/model-version"] == "1"
+    assert driver.promote(handle, replace_higher=True) is None  # v1 is live
+    assert driver.promote(handle) is None  # nothing higher was applied since
+    # the rollback failed (rollout, smoke test): RecordFailure puts v3 back, same Service
+    driver.discard(handle)
+    deployment = fake.objects[("Deployment", "trainship", "iris")]
+    assert deployment["metadata"]["annotations"]["trainship.io/model-version"] == "3"
+    assert ("Service", "trainship", "iris") in fake.objects

@@ -120,6 +120,9 @@ def test_only_states_after_the_image_build_get_the_cluster_role() -> None:
         name = states[name].get("Next") or states[name]["Default"]
     assert before and not [s for s in before if s in LAMBDA_STEPS
                            and LAMBDA_STEPS[s].cluster_access]
+    # a rollback's first step reads the registry and the image registry only
+    assert not LAMBDA_STEPS["PrepareRollback"].cluster_access
+    assert states["PrepareRollback"]["Next"] == "DeployModel"
     assert LAMBDA_STEPS[states["BuildImage"]["Next"]].cluster_access
     assert LAMBDA_STEPS["RecordFailure"].cluster_access
 
@@ -208,8 +211,9 @@ def test_resume_targets_are_states_that_run_before_the_failed_one_or_it() -> Non
     ones after it, whose rollout RecordFailure removed), never before BuildImage's output
     exists for a later state; every caught state's name has its Caught state."""
     states = definition()["States"]
-    # each state's distance from StartAt along Next, Choices and Default (not Catch)
-    distance, frontier = {definition()["StartAt"]: 0}, [definition()["StartAt"]]
+    # each state's distance along a deployment's path (from ValidateRequest) along Next,
+    # Choices and Default (not Catch); the Route's other branches resume at their own state
+    distance, frontier = {"ValidateRequest": 0}, ["ValidateRequest"]
     while frontier:
         name = frontier.pop(0)
         state = states[name]
@@ -221,6 +225,9 @@ def test_resume_targets_are_states_that_run_before_the_failed_one_or_it() -> Non
     for failed, resume_at in pipeline.RESUME_AT.items():
         assert failed in states and resume_at in states, failed
         assert f"{failed}{pipeline.CAUGHT_SUFFIX}" in states, failed
+        if failed not in distance:  # PrepareRollback, RemoveModel: before any deployment step
+            assert resume_at == failed
+            continue
         assert distance[resume_at] <= distance[failed], failed
         if distance[failed] > distance["DeployModel"]:
             assert resume_at == "DeployModel", failed

@@ -64,3 +64,36 @@ def test_a_record_from_before_the_front_reads_with_its_own_url_as_test_url(
     (tmp_path / "iris" / "v1.json").write_text(json.dumps(old))
     [read] = ProcessDriver(tmp_path).records("iris")
     assert read["test_url"] == read["url"] == "http://127.0.0.1:8001"
+
+
+def test_a_rollback_makes_the_lower_version_live_and_retires_the_higher(
+        tmp_path: Path, calls: list[tuple[str, int]]) -> None:
+    driver = ProcessDriver(tmp_path)
+    (tmp_path / "iris").mkdir()
+    driver._save(record("3", 8003))
+    # v1 served before, was retired (its record removed) and is applied again: a new record
+    back = record("1", 8011, "starting")
+    driver._save(back)
+    assert driver.promote(back, replace_higher=True) is None
+    assert calls == [("point", 8011), ("drain", 8003), ("stop", 103)]
+    assert [(r["version"], r["state"], r["port"]) for r in driver.records("iris")] == [
+        ("1", "serving", 8011)]
+    # a normal deployment keeps today's rule: a lower version does not replace a higher
+    calls.clear()
+    late = record("0", 8010, "starting")
+    driver._save(late)
+    assert driver.promote(late) == "1"
+    assert calls == [("stop", 100)]
+
+
+def test_a_rollback_over_an_old_record_of_the_same_version_replaces_it(
+        tmp_path: Path, calls: list[tuple[str, int]]) -> None:
+    driver = ProcessDriver(tmp_path)
+    (tmp_path / "iris").mkdir()
+    driver._save(record("2", 8002))
+    driver._save(record("1", 8001, "starting"))  # a failed earlier attempt left its record
+    again = record("1", 8021, "starting")
+    driver._save(again)  # DeployModel writes v1.json again
+    assert driver.promote(again, replace_higher=True) is None
+    assert calls == [("point", 8021), ("drain", 8002), ("stop", 102)]
+    assert [(r["version"], r["port"]) for r in driver.records("iris")] == [("1", 8021)]

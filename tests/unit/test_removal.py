@@ -238,8 +238,8 @@ def test_running_executions_finds_the_models_own(monkeypatch: pytest.MonkeyPatch
                            ("d-b", {"model_name": "other"}),
                            ("d-c", {"action": "delete", "model_name": "test_model"})):
             store.start(name, body)
-        assert sorted(removal.running_executions(store, "test_model")) == ["d-a", "d-c"]
-        assert removal.running_executions(store, "test_model", exclude="d-c") == ["d-a"]
+        assert sorted(store.running_for("test_model")) == ["d-a", "d-c"]
+        assert store.running_for("test_model", exclude="d-c") == ["d-a"]
 
 
 # --- the state machine's delete path (the real ASL file, moto's interpreter) ------------------

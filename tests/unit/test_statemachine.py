@@ -5,30 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
-import pytest
-from moto import mock_aws
+from trainship.local.daemon import render_definition, substitutions
+from trainship.pipeline import ASL_PATH, RESUME_AT
 
-from trainship.deployments.store import record_of
-from trainship.errors import DeploymentNotRedrivable, InvalidRequest, RolloutFailed
-from trainship.local import sfn
-from trainship.local.daemon import PROJECTS, render_definition, substitutions
-from trainship.local.lambda_runtime import invoke_lambda, local_function_arn
-from trainship.local.sfn import lambda_error_cause
-from trainship.pipeline import ASL_PATH, LAMBDA_STEPS, RESUME_AT
-from trainship.redrive import check_redrivable
-
-FLOW = ["Route", "ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
+FLOW = ["Route", "PrepareRollback", "ValidateRequest", "TrainModel", "RegisterModel",
+        "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
         "DeploymentSucceeded", "RecordFailure", "DeploymentFailed", "ResumeFailedStep",
         "RemoveModel", "ModelRemoved"]
 CAUGHT = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
-          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel"]
+          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel", "PrepareRollback"]
 
 
 def definition() -> dict:
@@ -104,171 +92,4 @@ def test_local_substitutions_cover_every_placeholder() -> None:
     assert "${" not in json.dumps(rendered)
     arns = {s["Parameters"]["FunctionName"] for s in rendered["States"].values()
             if s.get("Resource") == "arn:aws:states:::lambda:invoke"}
-    assert len(arns) == 9
-
-
-# --- the failure path on a real ASL interpreter (moto's, as the local stack runs it) --------
-
-class Pipeline:
-    """The rendered ASL file on moto, every Task routed here: the Lambda states answer with
-    canned states (or fail as told), RecordFailure and DeploymentFailed are the real
-    handlers, the builds return canned builds (or fail as told)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.failing: dict[str, int] = {}  # state -> how many more calls fail
-        self.calls: list[tuple[str, Any]] = []
-        self.by_arn = {local_function_arn(step): step for step in LAMBDA_STEPS}
-        self.by_project = {project: state for state, project in PROJECTS.items()}
-
-    def __call__(self, resource: str, params: dict[str, Any]) -> Any:
-        if resource.endswith(":lambda:invoke"):
-            step = self.by_arn[params["FunctionName"]]
-            self.calls.append((step, params["Payload"]))
-            if step in ("RecordFailure", "DeploymentFailed"):
-                try:
-                    return {"Payload": invoke_lambda(step, params["Payload"])}
-                except Exception as exc:
-                    raise sfn.TaskFailure(type(exc).__name__, lambda_error_cause(exc, [])) \
-                        from exc
-            self._fail(step)
-            state = dict(params["Payload"])
-            if step == "ValidateRequest":
-                state = {"deployment_id": "d-1", "job_uri": "file:///job.json",
-                         "model_name": state["request"]["model_name"]}
-            elif step == "DeployModel":
-                state["rollout"] = {"ready": False, "poll_seconds": 0, "attempt": len(
-                    [c for c in self.calls if c[0] == "DeployModel"])}
-            elif step == "CheckRollout":
-                state["rollout"] = {**state["rollout"], "ready": True}
-            elif step == "PromoteModel":
-                return {"Payload": {"result": {"status": "SUCCEEDED", "deployed": state}}}
-            return {"Payload": {**state, step: True}}
-        step = self.by_project[params["ProjectName"]]
-        self.calls.append((step, params))
-        self._fail(step)
-        return {"Build": {"Id": f"{step}:1", "ExportedEnvironmentVariables": [
-            {"Name": "STEP", "Value": step}]}}
-
-    def _fail(self, step: str) -> None:
-        if self.failing.get(step, 0) <= 0:
-            return
-        self.failing[step] -= 1
-        if step in ("TrainModel", "BuildImage"):  # a build that ended FAILED
-            raise sfn.TaskFailure("States.TaskFailed", json.dumps({"Build": {
-                "Id": f"{step}:1", "BuildStatus": "FAILED", "Environment": {
-                    "EnvironmentVariables": [{"Name": "TRAINSHIP_STEP", "Value": step}]}}}))
-        if step == "ValidateRequest":
-            exc: Exception = InvalidRequest("model_name is missing", step=step)
-        else:
-            exc = RolloutFailed("not ready", step=step)
-        raise sfn.TaskFailure(type(exc).__name__, lambda_error_cause(exc, []))
-
-    def start(self, body: dict[str, Any]) -> str:
-        machine = self.client.create_state_machine(
-            name=f"m{time.monotonic_ns()}", definition=render_definition(substitutions()),
-            roleArn="arn:aws:iam::123456789012:role/test")["stateMachineArn"]
-        arn: str = self.client.start_execution(stateMachineArn=machine, name="d-1",
-                                               input=json.dumps(body))["executionArn"]
-        return arn
-
-    def wait(self, arn: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            described: dict[str, Any] = self.client.describe_execution(executionArn=arn)
-            if described["status"] != "RUNNING":
-                return described
-            time.sleep(0.05)
-        raise AssertionError("the execution did not finish")
-
-    def history(self, arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self.client.get_execution_history(
-            executionArn=arn, maxResults=1000)["events"]
-        return events
-
-    def entered(self, arn: str) -> list[str]:
-        return [e["stateEnteredEventDetails"]["name"] if "stateEnteredEventDetails" in e
-                else e["type"] for e in self.history(arn)
-                if "stateEnteredEventDetails" in e or e["type"] == "ExecutionRedriven"]
-
-    def called(self, step: str) -> list[Any]:
-        return [payload for name, payload in self.calls if name == step]
-
-
-@pytest.fixture
-def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "trainship")
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        machine = Pipeline(boto3.client("stepfunctions", region_name="us-east-1"))
-        sfn.install(machine)
-        yield machine
-    sfn.uninstall()
-
-
-pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
-
-
-def test_a_failed_build_image_is_recorded_then_redriven_without_retraining(
-        pipeline: Pipeline) -> None:
-    pipeline.failing["BuildImage"] = 1
-    arn = pipeline.start({"model_name": "iris"})
-    failed = pipeline.wait(arn)
-    assert failed["status"] == "FAILED" and failed["error"] == "ImageBuildFailed"
-    record = record_of(failed, pipeline.history(arn))
-    assert record["current_step"] == "DeploymentFailed"
-    assert record["error"]["error"] == "ImageBuildFailed"  # the document, from the Cause
-    assert record["error"]["step"] == "BuildImage" and record["error"]["help"]
-    assert pipeline.entered(arn)[-4:] == ["BuildImage", "BuildImageCaught", "RecordFailure",
-                                          "DeploymentFailed"]
-    check_redrivable(record)  # trainship redrive accepts it
-
-    pipeline.client.redrive_execution(executionArn=arn)
-    done = pipeline.wait(arn)
-    assert done["status"] == "SUCCEEDED", done
-    states = pipeline.entered(arn)
-    assert states[states.index("ExecutionRedriven"):] == [
-        "ExecutionRedriven", "DeploymentFailed", "ResumeFailedStep", "BuildImage",
-        "DeployModel", "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel",
-        "PromoteModel", "DeploymentSucceeded"]
-    assert len(pipeline.called("TrainModel")) == 1  # no retraining
-    first, again = pipeline.called("BuildImage")
-    assert first == again  # the same input as the attempt that failed
-    deployed = json.loads(done["output"])["deployed"]
-    assert not {"failure", "failed_step", "recorded", "resume_at"} & set(deployed)
-
-
-def test_a_step_that_fails_again_after_a_redrive_fails_and_can_be_redriven_again(
-        pipeline: Pipeline) -> None:
-    pipeline.failing["CheckRollout"] = 2
-    arn = pipeline.start({"model_name": "iris"})
-    assert pipeline.wait(arn)["error"] == "RolloutFailed"
-    pipeline.client.redrive_execution(executionArn=arn)
-    again = pipeline.wait(arn)  # no loop: the new failure carries the redrive's count
-    assert again["status"] == "FAILED" and again["error"] == "RolloutFailed"
-    assert record_of(again, pipeline.history(arn))["error"]["step"] == "CheckRollout"
-    pipeline.client.redrive_execution(executionArn=arn)
-    assert pipeline.wait(arn)["status"] == "SUCCEEDED"
-    states = pipeline.entered(arn)
-    assert states.count("ExecutionRedriven") == 2 and states.count("DeploymentFailed") == 4
-    # a failed rollout resumes at DeployModel (RecordFailure removed the rollout), with the
-    # state CheckRollout had, less what the failure path added
-    deploys = pipeline.called("DeployModel")
-    assert len(deploys) == 3 and deploys[1]["rollout"]["attempt"] == 1
-    assert not {"failure", "failed_step", "recorded"} & set(deploys[1])
-    assert len(pipeline.called("TrainModel")) == len(pipeline.called("BuildImage")) == 1
-
-
-def test_a_failed_request_fails_the_same_way_when_redriven(pipeline: Pipeline) -> None:
-    pipeline.failing["ValidateRequest"] = 1
-    arn = pipeline.start({"model_name": "iris"})
-    failed = pipeline.wait(arn)
-    assert failed["error"] == "InvalidRequest"
-    record = record_of(failed, pipeline.history(arn))
-    with pytest.raises(DeploymentNotRedrivable, match="ValidateRequest"):
-        check_redrivable(record)
-    # Step Functions itself accepts the redrive: DeploymentFailed raises the error again
-    pipeline.client.redrive_execution(executionArn=arn)
-    again = pipeline.wait(arn)
-    assert again["status"] == "FAILED" and again["error"] == "InvalidRequest"
-    assert record_of(again, pipeline.history(arn))["error"] == record["error"]
-    assert len(pipeline.called("ValidateRequest")) == 1
+    assert len(arns) == 10

@@ -69,9 +69,10 @@ class ClusterDriver(Protocol):
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         """Serialise promotions of one model (concurrent deployments of the same model)."""
 
-    def promote(self, handle: Handle) -> str | None:
+    def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:
         """Make the new version live and retire lower versions. If a higher version is
-        already live, the new one is discarded instead: return that version."""
+        already live, the new one is discarded instead: return that version. A rollback
+        (``replace_higher``) makes it live all the same and retires every other version."""
 
     def discard(self, handle: Handle) -> None:
         """The new version failed: remove it, leaving the previous one serving."""
@@ -99,19 +100,24 @@ R = TypeVar("R", bound=LocalRecord)
 
 
 def promote_by_records(handle: R, records: list[R], *, go_live: Callable[[R], None],
-                       retire: Callable[[R], None], discard: Callable[[R], None]) -> str | None:
+                       retire: Callable[[R], None], discard: Callable[[R], None],
+                       replace_higher: bool = False) -> str | None:
     """The local drivers' promotion over their records of one model: if a higher version
     already serves, discard this one and return that version; else make this one live,
     then retire the lower versions that serve. Lower versions still rolling out are left
-    alone: their own promotion finds this one live (they end superseded, not failed)."""
+    alone: their own promotion finds this one live (they end superseded, not failed).
+    A rollback (``replace_higher``) goes live whatever serves and retires the higher
+    versions that serve too."""
     mine = int(handle["version"])
     higher = [int(r["version"]) for r in records
               if r["state"] == "serving" and int(r["version"]) > mine]
-    if higher:
+    if higher and not replace_higher:
         discard(handle)
         return str(max(higher))
     go_live(handle)
     for record in records:
-        if int(record["version"]) < mine and record["state"] == "serving":
+        if record["state"] != "serving" or int(record["version"]) == mine:
+            continue
+        if int(record["version"]) < mine or replace_higher:
             retire(record)
     return None

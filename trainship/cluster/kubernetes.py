@@ -149,7 +149,7 @@ class KubernetesDriver:
             current = self.api.get(object_path("Deployment", spec.namespace,
                                                spec.serving_name))
             live = deployed_version(current)
-            if live is not None and is_higher(live, spec.version):
+            if live is not None and is_higher(live, spec.version) and not spec.replace_higher:
                 handle["superseded_by"] = live
                 break
             handle["previous"] = asdict(spec_of(current, spec)) \
@@ -251,12 +251,17 @@ class KubernetesDriver:
         # The Deployment's resourceVersion (see apply) serialises concurrent deployments.
         yield
 
-    def promote(self, handle: Handle) -> str | None:
+    def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:
+        """The Service selects the Deployment's pods: the version applied is live once it
+        rolled out. Superseded when a higher version was applied meanwhile (for a rollback:
+        when any other version was)."""
         mine = read(KubernetesHandle, handle)
         if "superseded_by" in mine:
             return mine["superseded_by"]
         live = deployed_version(self.api.get(object_path("Deployment", mine["namespace"],
                                                  _name(mine))))
+        if replace_higher:
+            return live if live is not None and live != mine["version"] else None
         return live if is_higher(live, mine["version"]) else None
 
     def discard(self, handle: Handle) -> None:

@@ -69,6 +69,8 @@ class WorkloadSpec:
     lb_scheme: str = "internet-facing"
     lb_source_ranges: list[str] = field(default_factory=list)
     arch: str = "amd64"
+    # a rollback: an earlier version replaces a higher live one (kubernetes' apply)
+    replace_higher: bool = False
 
     @property
     def serving_name(self) -> str:

@@ -176,11 +176,11 @@ class PodmanDriver:
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
 
-    def promote(self, handle: Handle) -> str | None:
+    def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:
         mine = read(PodmanHandle, handle)
         return promote_by_records(mine, self.records(mine["model_name"]),
                                   go_live=self._go_live, retire=self._retire,
-                                  discard=self._remove)
+                                  discard=self._remove, replace_higher=replace_higher)
 
     def _go_live(self, handle: PodmanHandle) -> None:
         """The Service now sends new connections to this version."""

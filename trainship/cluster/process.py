@@ -113,11 +113,11 @@ class ProcessDriver:
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
 
-    def promote(self, handle: Handle) -> str | None:
+    def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:
         mine = read(ProcessHandle, handle)
         return promote_by_records(mine, self.records(mine["model_name"]),
                                   go_live=self._go_live, retire=self._retire,
-                                  discard=self._stop)
+                                  discard=self._stop, replace_higher=replace_higher)
 
     def _go_live(self, handle: ProcessHandle) -> None:
         """The front sends new connections to this version from now on."""

@@ -1,0 +1,59 @@
+"""What the commands that start an execution share: the API to talk to (the local stack
+started if need be) and following the execution to its end."""
+
+from __future__ import annotations
+
+import argparse
+
+from trainship.client import ApiError, ApiUnavailable, Client
+from trainship.config import CliSettings
+from trainship.terminal import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, CliError, report, wait_for
+
+
+def follow_hint(deployment_id: str, api: str | None) -> str:
+    return f"trainship status {deployment_id}" + (f" --api {api}" if api else "")
+
+
+def resolve_api(api: str | None, settings: CliSettings, *, start: bool = True) -> str:
+    """--api, else $TRAINSHIP_API, else the local stack (started when not running)."""
+    if api:
+        return api
+    if settings.api:
+        return settings.api
+    # the local stack's control (with the drivers it stops) only when it is used: a CLI
+    # talking to AWS does not load it
+    from trainship.local import stack
+
+    home = settings.home
+    if not start:
+        info = stack.read_info(home)
+        if info is None and stack.holder(home) is not None:
+            raise ApiUnavailable(f"the local stack is still starting (state directory {home}): "
+                                 "try again in a moment, or wait with `trainship local up`")
+        if info is None:
+            raise ApiUnavailable(f"the local stack is not running (state directory {home}): "
+                                 "start it with `trainship local up`, or pass --api URL or "
+                                 "set TRAINSHIP_API")
+        return str(info["api"])
+    try:
+        info = stack.up(home)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        raise ApiUnavailable(f"could not start the local stack: {exc}") from None
+    return str(info["api"])
+
+
+def follow(client: Client, deployment_id: str, args: argparse.Namespace) -> int:
+    """Wait for the deployment to end, with progress in text mode; report it."""
+    try:
+        record = wait_for(client, deployment_id, progress=args.output != "json")
+    except KeyboardInterrupt:
+        raise CliError(f"interrupted: deployment {deployment_id} keeps running (stopping the "
+                       f"CLI does not stop it); follow it with `"
+                       f"{follow_hint(deployment_id, args.api)}`", EXIT_INTERRUPTED) from None
+    except (ApiUnavailable, ApiError) as exc:
+        reason = (str(exc) if isinstance(exc, ApiUnavailable)
+                  else f"HTTP {exc.status} {exc.document.get('error')}")
+        raise CliError(f"lost the API while waiting ({reason}); deployment {deployment_id} "
+                       f"keeps running: follow it with `"
+                       f"{follow_hint(deployment_id, args.api)}`", EXIT_UNAVAILABLE) from None
+    return report(record, args.output)
