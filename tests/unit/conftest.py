@@ -1,9 +1,11 @@
 """Fixtures shared by unit test modules: the CLI tests' fake API and training script
-(test_cli_*.py), the Kubernetes driver against a fake cluster (test_kubernetes_*.py), and
-the doctor's AWS environment and EKS cluster (test_doctor*.py)."""
+(test_cli_*.py), the Kubernetes driver against a fake cluster (test_kubernetes_*.py),
+the doctor's AWS environment and EKS cluster (test_doctor*.py), and a real MLflow registry
+on sqlite (``registry_uri``: a fresh copy of an empty database per test)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,3 +54,22 @@ def eks() -> Iterator[tuple[fake_kube.FakeKube, list[dict[str, Any]], doctor_eks
     controller."""
     with doctor_fakes.fake_cluster() as value:
         yield value
+
+
+@pytest.fixture(scope="session")
+def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow database with its schema made once (MLflow's migrations take about a
+    second): each test gets a fresh copy of it through ``registry_uri``."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+    return path
+
+
+@pytest.fixture()
+def registry_uri(tmp_path: Path, empty_registry: Path) -> str:
+    """The tracking and registry URI of this test's own empty MLflow database."""
+    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

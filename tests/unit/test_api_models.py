@@ -4,7 +4,6 @@ included, is checked against docs/openapi.json's schema for it."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -38,23 +37,12 @@ def call(path: str) -> tuple[int, Any]:
     return status, body
 
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    return path
-
-
 @pytest.fixture()
-def registry(tmp_path: Path, empty_registry: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def registry(tmp_path: Path, registry_uri: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """test_model v1 then v2 live, Iris.v2 registered and never live."""
     from mlflow import MlflowClient
 
-    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = registry_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("TRAINSHIP_MODEL_ALIAS", "live")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

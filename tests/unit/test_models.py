@@ -3,7 +3,6 @@ and GET /models/{model_name}."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,21 +19,10 @@ T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 ALIAS = "live"
 
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    return path
-
-
 @pytest.fixture()
-def uri(tmp_path: Path, empty_registry: Path) -> str:
-    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
+def uri(tmp_path: Path, registry_uri: str) -> str:
     (tmp_path / "model").mkdir()
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return registry_uri
 
 
 @pytest.fixture()

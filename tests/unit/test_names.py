@@ -4,7 +4,6 @@ from it (trainship.names, the one source), and every DNS-1123 consumer using it.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -151,25 +150,11 @@ def test_process_driver_records_live_under_the_serving_name(tmp_path: Path) -> N
 
 # --- the collision check in RegisterModel (a real MLflow registry on sqlite) ----------------
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow database with its schema made once (MLflow's migrations take about a
-    second): each test gets a fresh copy of it."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    return path
-
-
 @pytest.fixture()
-def client(tmp_path: Path, empty_registry: Path) -> Any:
+def client(registry_uri: str) -> Any:
     from mlflow import MlflowClient
 
-    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
 
 
 def test_the_first_name_claims_its_serving_name(client: Any) -> None:

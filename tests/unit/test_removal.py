@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,23 +27,12 @@ from trainship.local.lambda_runtime import invoke_lambda
 from trainship.local.sfn import lambda_error_cause
 
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    return path
-
-
 @pytest.fixture()
-def settings(tmp_path: Path, empty_registry: Path) -> Settings:
+def settings(tmp_path: Path, registry_uri: str) -> Settings:
     """A registry with test_model v1..v3; v2 live on podman (v1 served before)."""
     from mlflow import MlflowClient
 
-    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = registry_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("test_model")
     (tmp_path / "model").mkdir()

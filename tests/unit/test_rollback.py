@@ -44,23 +44,12 @@ class Images:
         return image_uri in self.present
 
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    return path
-
-
 @pytest.fixture()
-def uri(tmp_path: Path, empty_registry: Path) -> str:
+def uri(tmp_path: Path, registry_uri: str) -> str:
     """test_model v1 and v2 served (v2 live), v3 registered but never served."""
     from mlflow import MlflowClient
 
-    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = registry_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(MODEL)
     (tmp_path / "model").mkdir()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,23 +11,11 @@ import pytest
 from trainship import served
 
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    return path
-
-
 @pytest.fixture()
-def client(tmp_path: Path, empty_registry: Path) -> Any:
+def client(tmp_path: Path, registry_uri: str) -> Any:
     from mlflow import MlflowClient
 
-    shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mlflow = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
     mlflow.create_registered_model("test_model")
     (tmp_path / "model").mkdir()
     for _ in range(3):
