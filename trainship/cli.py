@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trainship import cli_delete, cli_models, cli_rollback, doctor, doctor_eks
-from trainship.cli_common import follow, resolve_api
+from trainship.cli_common import follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
@@ -41,21 +41,9 @@ from trainship.terminal import (
 def cmd_deploy(args: argparse.Namespace, settings: CliSettings) -> int:
     body = request_body(args, "script")
     client = Client(resolve_api(args.api, settings))
-    try:
-        accepted = client.submit(body, idempotency_key=args.idempotency_key)
-    except ApiError as exc:
-        return refused(exc, args.output)
-    except KeyboardInterrupt:
-        raise CliError("interrupted before the API answered; the deployment may have started: "
-                       "`trainship list` shows it", EXIT_INTERRUPTED) from None
-    deployment_id = accepted["deployment_id"]
-    text = args.output != "json"
-    if text:
-        print(f"deployment {deployment_id} started", file=sys.stderr, flush=True)
-    if args.no_wait:
-        print_json(accepted) if not text else print(deployment_id)
-        return EXIT_OK
-    return follow(client, deployment_id, args)
+    return start_and_follow(
+        client, lambda: client.submit(body, idempotency_key=args.idempotency_key), args,
+        what="deployment")
 
 
 def cmd_redrive(args: argparse.Namespace, settings: CliSettings) -> int:

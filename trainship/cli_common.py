@@ -4,10 +4,22 @@ started if need be) and following the execution to its end."""
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.config import CliSettings
-from trainship.terminal import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, CliError, report, wait_for
+from trainship.records import AcceptedJson
+from trainship.terminal import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    CliError,
+    print_json,
+    refused,
+    report,
+    wait_for,
+)
 
 
 def follow_hint(deployment_id: str, api: str | None) -> str:
@@ -57,3 +69,25 @@ def follow(client: Client, deployment_id: str, args: argparse.Namespace) -> int:
                        f"keeps running: follow it with `"
                        f"{follow_hint(deployment_id, args.api)}`", EXIT_UNAVAILABLE) from None
     return report(record, args.output)
+
+
+def start_and_follow(client: Client, start: Callable[[], AcceptedJson],
+                     args: argparse.Namespace, *, what: str) -> int:
+    """Start an execution (a deployment, a rollback, a delete: ``start`` calls the API) and
+    follow it to its end, or print its id with ``--no-wait``. A refusal (4xx: nothing was
+    changed) prints the error document and exits with its code."""
+    try:
+        accepted = start()
+    except ApiError as exc:
+        return refused(exc, args.output)
+    except KeyboardInterrupt:
+        raise CliError(f"interrupted before the API answered; the {what} may have started: "
+                       "`trainship list` shows it", EXIT_INTERRUPTED) from None
+    deployment_id = accepted["deployment_id"]
+    text = args.output != "json"
+    if text:
+        print(f"{what} {deployment_id} started", file=sys.stderr, flush=True)
+    if args.no_wait:
+        print_json(accepted) if not text else print(deployment_id)
+        return EXIT_OK
+    return follow(client, deployment_id, args)

@@ -7,32 +7,17 @@ for it as ``trainship deploy`` does (trainship.cli_common).
 from __future__ import annotations
 
 import argparse
-import sys
 
-from trainship.cli_common import follow, resolve_api
-from trainship.client import ApiError, Client
+from trainship.cli_common import resolve_api, start_and_follow
+from trainship.client import Client
 from trainship.config import CliSettings
-from trainship.terminal import EXIT_INTERRUPTED, EXIT_OK, CliError, print_json, refused
 
 
 def cmd_delete(args: argparse.Namespace, settings: CliSettings) -> int:
     client = Client(resolve_api(args.api, settings))
-    try:
-        accepted = client.delete_model(args.model_name, purge=args.purge)
-    except ApiError as exc:  # ModelNotFound, DeploymentInProgress: nothing changed
-        return refused(exc, args.output)
-    except KeyboardInterrupt:
-        raise CliError("interrupted before the API answered; the delete may have started: "
-                       "`trainship list` shows it", EXIT_INTERRUPTED) from None
-    deployment_id = accepted["deployment_id"]
-    text = args.output != "json"
-    if text:
-        print(f"delete {deployment_id} of {args.model_name} started", file=sys.stderr,
-              flush=True)
-    if args.no_wait:
-        print_json(accepted) if not text else print(deployment_id)
-        return EXIT_OK
-    return follow(client, deployment_id, args)
+    return start_and_follow(
+        client, lambda: client.delete_model(args.model_name, purge=args.purge), args,
+        what=f"delete of {args.model_name}:")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

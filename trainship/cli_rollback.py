@@ -8,33 +8,17 @@ like ``trainship deploy`` (``--no-wait``: print its id and return).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from trainship.cli_common import follow, resolve_api
-from trainship.client import ApiError, Client
+from trainship.cli_common import resolve_api, start_and_follow
+from trainship.client import Client
 from trainship.config import CliSettings
-from trainship.terminal import EXIT_INTERRUPTED, EXIT_OK, CliError, print_json, refused
 
 
 def cmd_rollback(args: argparse.Namespace, settings: CliSettings) -> int:
     client = Client(resolve_api(args.api, settings))
-    try:
-        accepted = client.rollback(args.model_name, args.to)
-    except ApiError as exc:
-        return refused(exc, args.output)
-    except KeyboardInterrupt:
-        raise CliError("interrupted before the API answered; the rollback may have started: "
-                       "`trainship list` shows it", EXIT_INTERRUPTED) from None
-    deployment_id = accepted["deployment_id"]
-    text = args.output != "json"
-    if text:
-        print(f"rollback of {args.model_name} to version {args.to}: deployment "
-              f"{deployment_id} started", file=sys.stderr, flush=True)
-    if args.no_wait:
-        print_json(accepted) if not text else print(deployment_id)
-        return EXIT_OK
-    return follow(client, deployment_id, args)
+    return start_and_follow(client, lambda: client.rollback(args.model_name, args.to), args,
+                            what=f"rollback of {args.model_name} to version {args.to}:")
 
 
 def add_parser(sub: Any) -> None:
