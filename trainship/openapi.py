@@ -104,10 +104,6 @@ def _errors(classes: tuple[type[TrainshipError], ...]) -> dict[str, Any]:
 
 _DEPLOYMENT_ID = {"name": "deployment_id", "in": "path", "required": True,
                   "schema": {"type": "string"}, "description": "from the 202's deployment_id"}
-_MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
-               "schema": {"type": "string"},
-               "description": "the registered-model name it was deployed with (test_model)"}
-
 
 _MODEL_NAME = {"name": "model_name", "in": "path", "required": True,
                "schema": {"type": "string"},

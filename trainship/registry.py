@@ -45,7 +45,7 @@ def mlflow_client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _is_unavailable(exc: Exception) -> bool:
+def is_unavailable(exc: Exception) -> bool:
     text = str(exc)
     return any(marker in text for marker in ("Connection refused", "Max retries exceeded",
                                              "ConnectionError", "503", "502"))
@@ -222,7 +222,7 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str,
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        if _is_unavailable(exc):
+        if is_unavailable(exc):
             raise TransientError("MLflow is not reachable", details=str(exc), step=STEP) from exc
         raise NoMlflowRun(f"MLflow run {run_id} does not exist", details=str(exc),
                           step=STEP) from exc
@@ -245,7 +245,7 @@ def register(*, tracking_uri: str, deployment_id: str, model_name: str,
         else:
             version = mlflow.register_model(chosen.uri, model_name, tags=tags)
     except MlflowException as exc:
-        if _is_unavailable(exc):
+        if is_unavailable(exc):
             raise TransientError("MLflow is not reachable", details=str(exc), step=STEP) from exc
         raise RegistrationFailed(f"MLflow refused to register {model_name}",
                                  details=str(exc), step=STEP) from exc

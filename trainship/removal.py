@@ -36,7 +36,6 @@ from trainship.state import RemovalResult
 LOG = logging.getLogger(__name__)
 DELETE_ACTION = "delete"
 STEP = "RemoveModel"
-# DescribeExecution's statuses of an execution that still runs (PENDING_REDRIVE: a redrive)
 
 
 class DeleteRequest(BaseModel):
@@ -98,7 +97,10 @@ def _live_version(client: Any, model_name: str, alias: str) -> Any:
 
     try:
         return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if registry.is_unavailable(exc):  # not "no alias": the delete must not pass it by
+            raise TransientError("MLflow is not reachable", details=str(exc),
+                                 step=STEP) from exc
         return None
 
 

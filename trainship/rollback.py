@@ -75,7 +75,7 @@ def _mlflow_call(fn: Callable[[], Any], *, missing: Callable[[Exception], Except
     try:
         return fn()
     except MlflowException as exc:
-        if registry._is_unavailable(exc):
+        if registry.is_unavailable(exc):
             raise TransientError("MLflow is not reachable", details=str(exc)) from exc
         if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             raise missing(exc) from exc
@@ -88,7 +88,7 @@ def live_version(client: Any, model_name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:
-        if registry._is_unavailable(exc):
+        if registry.is_unavailable(exc):
             raise TransientError("MLflow is not reachable", details=str(exc)) from exc
         return None
 

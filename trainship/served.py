@@ -10,8 +10,9 @@ and deletes from it, on AWS as locally):
   ``[{"from": ISO, "to": ISO or null, "deployment_id": ID}]`` (a rollback opens a second
   period on an earlier version).
 
-MLflow keeps model-version tag values up to 5000 characters (8000 in newer servers); a
-period is about 90, and the oldest periods are dropped to stay under the smaller limit.
+MLflow keeps model-version tag values up to 5000 characters in older servers (100 000 in
+MLflow 3.x, ``MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH``); a period is about 90, and the oldest
+periods are dropped to stay under the smaller limit.
 """
 
 from __future__ import annotations

@@ -86,6 +86,10 @@ class FakeKube:
     proxy_answers: list[tuple[int, Any]] = field(default_factory=list)
     proxy_forbidden: bool = False
     resource_version: int = 100
+    # a Service DELETE keeps it terminating (deletionTimestamp set) for this many more GETs
+    # of it, as a LoadBalancer Service's finalizer does until its load balancer is gone
+    service_finalizer_gets: int = 0
+    terminating: dict[tuple[str, str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_version(self) -> str:
@@ -131,6 +135,8 @@ class FakeKube:
             return 404, status_doc(404, f'namespaces "{ns}" not found')
         api_version, kind = COLLECTIONS[collection]
         key = (kind, ns, name or "")
+        if call.method == "GET":
+            self._finalize(kind)
         if call.method == "GET" and not name:  # a list, by label selector (a delete)
             selector = call.query.get("labelSelector", [""])[0]
             return 200, {"kind": f"{kind}List", "items": [
@@ -146,6 +152,11 @@ class FakeKube:
             if kind == "Service" and self.load_balancer:
                 obj["status"] = {"loadBalancer": self.load_balancer}
             return 200, obj
+        if call.method == "DELETE" and kind == "Service" and self.service_finalizer_gets \
+                and key in self.objects:
+            self.objects[key].setdefault("metadata", {})["deletionTimestamp"] = "now"
+            self.terminating.setdefault(key, self.service_finalizer_gets)
+            return 200, copy.deepcopy(self.objects[key])
         if call.method == "DELETE":
             self.managed.pop(key, None)
             return (200, status_doc(200, "Success")) if self.objects.pop(key, None) else \
@@ -153,6 +164,15 @@ class FakeKube:
         if call.method == "PATCH":
             return self.server_side_apply(call, key, api_version, kind)
         return 405, status_doc(405, "MethodNotAllowed")
+
+    def _finalize(self, kind: str) -> None:
+        """A GET of a kind: terminating objects of it come one GET closer to being gone."""
+        for key in [k for k in self.terminating if k[0] == kind]:
+            self.terminating[key] -= 1
+            if self.terminating[key] < 0:
+                del self.terminating[key]
+                self.objects.pop(key, None)
+                self.managed.pop(key, None)
 
     def server_side_apply(self, call: Call, key: tuple[str, str, str], api_version: str,
                           kind: str) -> tuple[int, Any]:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,32 @@ def test_running_executions_finds_the_models_own(monkeypatch: pytest.MonkeyPatch
             store.start(name, body)
         assert sorted(store.running_for("test_model")) == ["d-a", "d-c"]
         assert store.running_for("test_model", exclude="d-c") == ["d-a"]
+
+
+def test_running_executions_asks_list_executions_what_aws_accepts() -> None:
+    """AWS answers ListExecutions with a stateMachineArn and statusFilter PENDING_REDRIVE
+    with a ValidationException (moto accepts it): the stub answers as AWS does, so a
+    second query for PENDING_REDRIVE fails this test."""
+    from botocore.stub import Stubber
+
+    client = boto3.client("stepfunctions", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:TrainAndDeploy"
+    execution = f"{arn.replace(':stateMachine:', ':execution:')}:d-a"
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    with Stubber(client) as stub:
+        stub.add_response("list_executions", {"executions": [
+            {"executionArn": execution, "stateMachineArn": arn, "name": "d-a",
+             "status": "RUNNING", "startDate": when}]},
+            {"stateMachineArn": arn, "statusFilter": "RUNNING"})
+        stub.add_response("describe_execution", {
+            "executionArn": execution, "stateMachineArn": arn, "status": "RUNNING",
+            "startDate": when, "input": json.dumps({"model_name": "test_model"})},
+            {"executionArn": execution})
+        stub.add_client_error("list_executions", "ValidationException",
+                              expected_params={"stateMachineArn": arn,
+                                               "statusFilter": "PENDING_REDRIVE"})
+        assert DeploymentStore(client, arn).running_for("test_model") == ["d-a"]
 
 
 # --- the state machine's delete path (the real ASL file, moto's interpreter) ------------------

@@ -121,6 +121,34 @@ def test_kubernetes_remove_deletes_every_object_of_the_model_by_label(kube: Any)
     assert driver.remove("iris") == []  # idempotent
 
 
+def test_kubernetes_remove_waits_for_the_load_balancer_services_finalizer(kube: Any) -> None:
+    """A LoadBalancer Service is deleted only once its load balancer is: remove() returns
+    when the Service is gone, so a deployment right after a delete does not patch a
+    terminating Service that then disappears under it."""
+    fake, driver = kube
+    driver.apply(spec("1"))
+    fake.service_finalizer_gets = 3
+    waits: list[float] = []
+    driver.sleep = waits.append
+    driver.remove("iris")
+    assert ("Service", "trainship", "iris") not in fake.objects
+    assert len(waits) >= 2  # it waited while the Service was terminating
+
+
+def test_kubernetes_remove_that_outlasts_its_wait_is_transient(kube: Any) -> None:
+    from trainship.errors import TransientError
+
+    fake, driver = kube
+    driver.apply(spec("1"))
+    fake.service_finalizer_gets = 10_000  # the load balancer is never released
+    now = [0.0]
+    driver.sleep = lambda seconds: now.__setitem__(0, now[0] + seconds)
+    driver.clock = lambda: now[0]
+    with pytest.raises(TransientError, match="still being deleted"):
+        driver.remove("iris")
+    assert now[0] <= 200  # within REMOVE_WAIT_SECONDS, inside RemoveModel's 300 s
+
+
 def test_kubernetes_remove_refused_is_removal_failed(kube: Any) -> None:
     from trainship.errors import RemovalFailed
 

@@ -22,7 +22,8 @@ Authentication: trainship.cluster.kube_api (EKS, else the kubeconfig, else in-cl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
@@ -50,7 +51,7 @@ from trainship.cluster.manifests import (
     render,
 )
 from trainship.config import ClusterSettings
-from trainship.errors import RemovalFailed, RolloutFailed
+from trainship.errors import RemovalFailed, RolloutFailed, TransientError
 from trainship.names import serving_name
 from trainship.state import Handle
 
@@ -66,6 +67,8 @@ PROXY_HELP = ("The smoke test reaches the new version's pod through the API serv
               "cluster role's access entry, scoped to trainship:eksNamespace).")
 
 # What manifests.render creates for a model, in the order a delete removes it.
+# how long RemoveModel (a 300 s function) waits for a LoadBalancer Service's finalizer
+REMOVE_WAIT_SECONDS = 200
 REMOVE_ORDER = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Service",
                 "Deployment")
 
@@ -97,9 +100,12 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
 
 
 class KubernetesDriver:
-    def __init__(self, api: KubeApi, settings: ClusterSettings | None = None) -> None:
+    def __init__(self, api: KubeApi, settings: ClusterSettings | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.settings = settings or ClusterSettings()
+        self.sleep, self.clock = sleep, clock
 
     def spec(self, spec: WorkloadSpec) -> WorkloadSpec:
         """``spec`` with this cluster's settings (namespace, Service, nodes, serving)."""
@@ -307,7 +313,30 @@ class KubernetesDriver:
                     f"{ns!r}: {exc.status} {exc.reason}"
                     + (f" (removed before: {', '.join(removed)})" if removed else ""),
                     details=str(exc.body or "")[-4000:], step="RemoveModel") from exc
+        self._wait_until_released(model_name, ns, selector)
         return removed
+
+    def _wait_until_released(self, model_name: str, ns: str, selector: str) -> None:
+        """Wait until the model's Services are gone. A Service of type LoadBalancer keeps a
+        finalizer until its load balancer is deleted: "the Service resource is not fully
+        deleted until the correlating load balancer resources are deleted" (KEP-980,
+        Service LoadBalancer finalizer; the AWS Load Balancer Controller adds its own), and
+        a deployment applied meanwhile would patch the terminating Service and lose it. Not
+        gone within REMOVE_WAIT_SECONDS: TransientError (the state machine tries again)."""
+        deadline = self.clock() + REMOVE_WAIT_SECONDS
+        delay = 1.0
+        while True:
+            left = (self.api.get(object_path("Service", ns), labelSelector=selector)
+                    or {}).get("items") or []
+            if not left:
+                return
+            if self.clock() + delay > deadline:
+                raise TransientError(
+                    f"The Service of {model_name} is still being deleted (its load balancer "
+                    f"is released first) after {REMOVE_WAIT_SECONDS} s", step="RemoveModel",
+                    details=", ".join(o["metadata"]["name"] for o in left))
+            self.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def driver_from_settings(settings: ClusterSettings) -> KubernetesDriver:

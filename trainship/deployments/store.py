@@ -22,9 +22,6 @@ from trainship.pipeline import TERMINAL_STATUSES
 from trainship.records import BriefJson, RecordJson, brief, cost_json, error_json
 from trainship.redaction import redact, secret_values
 
-# ListExecutions' statusFilter values of an execution that is not over
-ACTIVE_STATUSES = ("RUNNING", "PENDING_REDRIVE")
-
 
 def deployment_status(execution_status: str) -> str:
     """A deployment's status from its execution's: right after a redrive Step Functions may
@@ -107,25 +104,26 @@ class DeploymentStore:
             yield from page["executions"]
 
     def running_for(self, model_name: str, *, exclude: str = "") -> list[str]:
-        """The ids of the executions still going (RUNNING, or PENDING_REDRIVE: a redrive
-        accepted and about to run) whose input names ``model_name`` (a deployment, rollback
-        or delete of it), ``exclude`` left out: what a rollback or a delete must wait for."""
+        """The ids of the RUNNING executions whose input names ``model_name`` (a
+        deployment, rollback or delete of it), ``exclude`` left out: what a rollback or a
+        delete must wait for. Only RUNNING: "If you provide a stateMachineArn and a
+        PENDING_REDRIVE statusFilter, the API returns a validation exception" (ListExecutions,
+        AWS Step Functions API Reference); a redriven execution is RUNNING again. The list
+        is eventually consistent ("best effort"), so this check is too."""
         found = []
         paginator = self.sfn.get_paginator("list_executions")
-        for status in ACTIVE_STATUSES:
-            for page in paginator.paginate(stateMachineArn=self.state_machine_arn,
-                                           statusFilter=status):
-                for execution in page["executions"]:
-                    if execution["name"] == exclude:
-                        continue
-                    described = self.sfn.describe_execution(
-                        executionArn=execution["executionArn"])
-                    try:
-                        data = json.loads(described.get("input") or "null")
-                    except ValueError:
-                        continue
-                    if isinstance(data, dict) and data.get("model_name") == model_name:
-                        found.append(str(execution["name"]))
+        for page in paginator.paginate(stateMachineArn=self.state_machine_arn,
+                                       statusFilter="RUNNING"):
+            for execution in page["executions"]:
+                if execution["name"] == exclude:
+                    continue
+                described = self.sfn.describe_execution(executionArn=execution["executionArn"])
+                try:
+                    data = json.loads(described.get("input") or "null")
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and data.get("model_name") == model_name:
+                    found.append(str(execution["name"]))
         return found
 
     def _live(self, deployment_id: str) -> RecordJson | None:
