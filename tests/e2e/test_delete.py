@@ -6,6 +6,7 @@ ModelNotFound."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +101,14 @@ def test_delete_takes_the_model_out_of_service_and_keeps_its_versions(
     result = record["result"]
     assert result["action"] == "delete" and result["alias_removed"] == "2"
     assert any("front" in item for item in result["removed"])
+    # what a user lists: the model no longer serves; its history says when v2 stopped
+    listed = trainship("models", "--output", "json", "--api", local_stack["api"])
+    assert listed.returncode == EXIT_OK, listed.stderr
+    assert MODEL not in [m["model_name"] for m in json.loads(listed.stdout)]
+    shown = trainship("models", MODEL, "--output", "json", "--api", local_stack["api"])
+    detail = json.loads(shown.stdout)
+    assert detail["live_version"] is None
+    assert all(p["to"] for v in detail["versions"] for p in v["served"])  # all closed
 
 
 def test_a_second_delete_succeeds_with_nothing_to_remove(
