@@ -1,9 +1,11 @@
-"""Rollback end to end on the local stack: deploy v1 and v2 of a model whose answers differ
-per version (same URL), `trainship rollback NAME --to 1` serves v1 again at that URL from
-its image, without training or building (the execution's history has neither), the MLflow
-alias moves down to 1; the bad cases are refused with their own error names and change
-nothing. Process mode always; container mode (podman) when its tools are installed
-(test_podman.py fails, not skips, when they are not)."""
+"""A model's day two end to end on the local stack, in process and container (podman) mode:
+deploy v1 and v2 of a model whose answers differ per version (same URL, `trainship models`
+lists v2 live), `trainship rollback NAME --to 1` serves v1 again at that URL from its image,
+without training or building (the execution's history has neither), the MLflow alias moves
+down to 1; the bad cases are refused with their own error names and change nothing; then
+`trainship delete NAME` takes it out of service (its URL refuses connections, `models` no
+longer lists it, the registry keeps its versions). Container mode needs podman and its
+tools (`make test` installs them): without them this fails, it does not skip."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ import pytest
 from tests.helpers import deploy, post_json, wait_done
 from trainship import containers, served
 from trainship.client import Client
+from trainship.names import serving_name
 
 pytestmark = pytest.mark.e2e
 TRAINSHIP = Path(sys.executable).with_name("trainship")
@@ -33,9 +38,7 @@ with mlflow.start_run():
                              name="model", input_example=X[:1])
 """
 ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
-TARGETS = ["process", pytest.param("podman", marks=pytest.mark.skipif(
-    bool(containers.missing_tools()), reason="container tools not installed (test_podman.py "
-                                             "fails on that)"))]
+TARGETS = ["process", "podman"]
 
 
 def cli(api: str, *args: str) -> tuple[int, Any]:
@@ -55,6 +58,8 @@ def answer(url: str) -> Any:
 @pytest.fixture(scope="module", params=TARGETS)
 def two_versions(request: pytest.FixtureRequest, api: Client) -> dict[str, Any]:
     target = request.param
+    if target == "podman":
+        assert containers.missing_tools() == []  # fail, never skip
     model = f"roll_back_{target}"  # an underscore: the serving name differs (roll-back-...)
     results = []
     for label in (1, 2):
@@ -65,7 +70,7 @@ def two_versions(request: pytest.FixtureRequest, api: Client) -> dict[str, Any]:
     v1, v2 = results
     assert v2["inference_url"] == v1["inference_url"]
     assert answer(v2["inference_url"]) == 2
-    return {"model": model, "url": v1["inference_url"], "v1": v1, "v2": v2}
+    return {"model": model, "url": v1["inference_url"], "v1": v1, "v2": v2, "target": target}
 
 
 def registry(local_stack: dict[str, Any]) -> Any:
@@ -126,3 +131,33 @@ def test_rollback_serves_the_earlier_version_at_the_same_url_without_a_build(
     code, result = cli(local_stack["api"], "rollback", model, "--to", "2")
     assert code == 0 and result["model_version"] == "2", result
     assert answer(url) == 2 and live(local_stack, model) == "2"
+    code, listed = cli(local_stack["api"], "models")
+    [mine] = [m for m in listed if m["model_name"] == model]
+    assert mine["live_version"] == "2" and mine["inference_url"] == url, mine
+
+
+def refused(url: str) -> bool:
+    """Nothing listens at the URL any more (the model's front, which held its port, is gone)."""
+    try:
+        urllib.request.urlopen(f"{url}/ping", timeout=10).close()
+    except urllib.error.URLError as exc:
+        return isinstance(exc.reason, ConnectionRefusedError)
+    return False
+
+
+def test_delete_takes_it_out_of_service_and_keeps_the_registry(
+        two_versions: dict[str, Any], local_stack: dict[str, Any], local_home: Path) -> None:
+    model, url = two_versions["model"], two_versions["url"]
+    code, result = cli(local_stack["api"], "delete", model)
+    assert code == 0 and result["status"] == "SUCCEEDED", result
+    assert result["removed"] and result["alias_removed"] == "2", result
+    assert refused(url)
+    if two_versions["target"] == "podman":  # its pods are gone
+        pods = containers.podman(local_home, "pod", "ps", "--format", "{{.Name}}",
+                                 check=False).stdout
+        assert serving_name(model) not in pods, pods
+    code, listed = cli(local_stack["api"], "models")
+    assert model not in [m["model_name"] for m in listed]
+    versions = {v.version for v in registry(local_stack).search_model_versions(
+        f"name = '{model}'")}
+    assert {"1", "2"} <= versions  # the registry keeps them (no --purge)
