@@ -75,7 +75,7 @@ def _ask(model: Any, body: Any, content_type: str = JSON,
 def _mlflow_document(model: Any, body: Any) -> dict[str, Any]:
     """What MLflow's own scoring function raises for ``body``."""
     with pytest.raises(Exception) as caught:
-        scoring_server.invocations(json.dumps(body), JSON, model,
+        scoring_server.invocations(json.dumps(body).encode(), JSON, model,
                                    model.metadata.get_input_schema())
     return dict(json.loads(caught.value.serialize_as_json()))
 
@@ -205,7 +205,7 @@ def test_good_request_is_mlflows_answer_and_skips_the_diagnosis(
                  {"dataframe_records": [dict(zip(COLUMNS, [0.1, 0.2, 0.3, 0.4],
                                                  strict=True))]}):
         raw = json.dumps(body)
-        theirs = scoring_server.invocations(raw, JSON, model,
+        theirs = scoring_server.invocations(raw.encode(), JSON, model,
                                             model.metadata.get_input_schema())
         ours = protocol.invocations(raw.encode(), JSON, model,
                                     model.metadata.get_input_schema())
@@ -248,3 +248,18 @@ def test_model_exception_through_the_batcher(models: dict[str, Any]) -> None:
     doc = json.loads(reply.body)
     assert reply.status == 500 and doc["exception_type"] == "ZeroDivisionError"
     assert "stack_trace" not in doc
+
+
+def test_parquet_body_is_scored(models: dict[str, Any]) -> None:
+    """The body reaches MLflow as bytes, as its own server passes it (a parquet body
+    cannot be text)."""
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame([[0.1, 0.2, 0.3, 0.4]], columns=COLUMNS).to_parquet(buffer)
+    model = models["columns"]
+    reply = protocol.invocations(buffer.getvalue(), "application/vnd.apache.parquet", model,
+                                 model.metadata.get_input_schema())
+    assert reply.status == 200, reply.body

@@ -58,11 +58,12 @@ def invocations(body: bytes, content_type: str, model: Any, input_schema: Any,
       the server).
 
     No document carries a traceback (``stack_trace``) unless ``debug``."""
-    text = body.decode("utf-8", "replace")
     try:
-        result = scoring_server.invocations(text, content_type, model, input_schema)
+        # the bytes, as MLflow's server passes them (its messages quote them as such)
+        result = scoring_server.invocations(body, content_type, model, input_schema)
     except MlflowException as exc:
-        return _mlflow_error(exc, text, content_type, input_schema, debug)
+        return _mlflow_error(exc, body.decode("utf-8", "replace"), content_type,
+                             input_schema, debug)
     except Exception as exc:  # noqa: BLE001 - a bad request must never kill the server
         error = MlflowException(f"{type(exc).__name__}: {exc}")
         return _error_reply(500, error, debug, exception_type=type(exc).__name__,
