@@ -263,3 +263,35 @@ def test_parquet_body_is_scored(models: dict[str, Any]) -> None:
     reply = protocol.invocations(buffer.getvalue(), "application/vnd.apache.parquet", model,
                                  model.metadata.get_input_schema())
     assert reply.status == 200, reply.body
+
+
+def test_failure_after_predict_is_a_500_with_its_type(models: dict[str, Any]) -> None:
+    """Predictions MLflow cannot write as JSON: a 500 naming the exception, the traceback
+    only with debug."""
+    model = models["columns"]
+
+    class Unwritable:
+        metadata = model.metadata
+
+        def predict(self, data: Any, params: Any = None) -> Any:
+            return {"x": object()}
+
+    body = json.dumps(_split(COLUMNS, [[1, 2, 3, 4]])).encode()
+    for debug in (False, True):
+        reply = protocol.invocations(body, JSON, Unwritable(),
+                                     model.metadata.get_input_schema(), debug)
+        doc = json.loads(reply.body)
+        assert reply.status == 500 and doc["error_code"] == "INTERNAL_ERROR"
+        assert doc["exception_type"] == "TypeError"
+        assert ("stack_trace" in doc) is debug
+
+
+def test_debug_flag_of_the_command_line() -> None:
+    from trainship.serving.cli import parser
+    from trainship.serving.settings import ServingSettings
+
+    assert parser(ServingSettings()).parse_args(["--model-dir", "m"]).debug is False
+    assert parser(ServingSettings()).parse_args(["--model-dir", "m", "--debug"]).debug is True
+    on = ServingSettings(debug=True)
+    assert parser(on).parse_args(["--model-dir", "m"]).debug is True
+    assert parser(on).parse_args(["--model-dir", "m", "--no-debug"]).debug is False
