@@ -95,8 +95,10 @@ def _kind(values: Any) -> str:
     dtype = getattr(values, "dtype", None)
     if dtype is not None and getattr(dtype, "kind", "O") != "O":
         return str(dtype)
-    items = values.tolist() if isinstance(values, pd.Series | np.ndarray) else list(values)
-    flat = [i for i in items if i is not None][:1000]
+    if isinstance(values, pd.Series):
+        values = values.iloc[:1000]
+    items = values.ravel()[:1000].tolist() if isinstance(values, np.ndarray) else list(values)
+    flat = [i for i in items[:1000] if i is not None]
     return "/".join(sorted({type(i).__name__ for i in flat})) or "null"
 
 
