@@ -72,6 +72,20 @@ def test_prediction_over_http_matches_model_from_mlflow(
         result["model_version"]
 
 
+def test_bad_payload_gets_the_structured_400(iris: dict[str, Any]) -> None:
+    """A request that breaks the signature (a column missing) is MLflow's 400 plus the list
+    of what is wrong; no traceback (issue 14)."""
+    split = IRIS_ROWS["dataframe_split"]
+    status, body = post_json(f"{iris['result']['inference_url']}/invocations",
+                             {"dataframe_split": {"columns": split["columns"][:3],
+                                                  "data": [r[:3] for r in split["data"]]}})
+    assert status == 400
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert body["errors"] == [{"column": "petal width (cm)", "expected": "double",
+                               "received": None, "problem": "missing"}]
+    assert "stack_trace" not in body
+
+
 def test_run_binding_tags_the_run_with_the_deployment(
         iris: dict[str, Any], local_stack: dict[str, Any]) -> None:
     import mlflow

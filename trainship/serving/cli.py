@@ -33,6 +33,9 @@ def parser(env: ServingSettings) -> argparse.ArgumentParser:
                         default=env.keep_warning_filters,
                         help="keep the warning filters libraries add on import (slower "
                              "scikit-learn ensembles; see trainship.serving.warnings)")
+    parser.add_argument("--debug", action=argparse.BooleanOptionalAction, default=env.debug,
+                        help="error documents of /invocations carry the traceback "
+                             "(stack_trace); never by default")
     parser.add_argument("--prepare-load-cache", action="store_true",
                         help="load the model, write --load-cache and exit (the image build)")
     return parser
@@ -54,4 +57,4 @@ def main(argv: list[str]) -> int:
     return serve(args.model_dir, args.host, args.port, workers=args.workers,
                  max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
                  load_cache=args.load_cache, keep_warning_filters=args.keep_warning_filters,
-                 model_info=settings.model_info())
+                 model_info=settings.model_info(), debug=args.debug)

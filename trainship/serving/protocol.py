@@ -1,14 +1,16 @@
 """MLflow's scoring protocol: what each request is answered with.
 
 ``POST /invocations`` is parsed and answered by MLflow's own scoring function
-(``mlflow.pyfunc.scoring_server.invocations``): every input format, status and error
-document is the one ``mlflow models serve`` gives. The rest are the fixed answers of the
+(``mlflow.pyfunc.scoring_server.invocations``): every input format and every successful
+answer is the one ``mlflow models serve`` gives; its error documents gain fields (a
+superset of MLflow's keys, see ``invocations``). The rest are the fixed answers of the
 other routes and the error documents of requests that never reach the model.
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +18,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 from mlflow.version import VERSION
 
+from trainship.serving import input_errors
+
 JSON = "application/json"
 MAX_BODY_BYTES = 50 * 1024 * 1024
+# how MLflow's scoring function words an exception raised by the model's predict
+MODEL_FAILED = "Encountered an unexpected error while evaluating the model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +44,61 @@ def metadata(document: dict[str, Any]) -> Reply:
     return Reply(200, JSON, json.dumps(document).encode())
 
 
-def invocations(body: bytes, content_type: str, model: Any, input_schema: Any) -> Reply:
-    """Score a request with MLflow's scoring function; errors answer as MLflow's server
-    does (status and JSON document from the MlflowException), anything else is a 500 with
-    the same kind of document (a bad request must never kill the server)."""
+def invocations(body: bytes, content_type: str, model: Any, input_schema: Any,
+                debug: bool = False) -> Reply:
+    """Score a request with MLflow's scoring function. A request that scores is answered
+    exactly as MLflow answers it (this path adds nothing). Errors:
+
+    - MLflow refused the input (parsing, schema enforcement: a 400): MLflow's document
+      (``error_code``, ``message``, as MLflow gives them) plus ``errors``, what is wrong
+      column by column (``input_errors``; worked out on this path only);
+    - the model's ``predict`` raised (MLflow answers a 400 with the traceback): a 500 with
+      ``exception_type``;
+    - anything else: MLflow's document and status, or a 500 (a bad request must never kill
+      the server).
+
+    No document carries a traceback (``stack_trace``) unless ``debug``."""
     try:
-        result = scoring_server.invocations(body.decode("utf-8", "replace"), content_type,
-                                            model, input_schema)
+        # the bytes, as MLflow's server passes them (its messages quote them as such)
+        result = scoring_server.invocations(body, content_type, model, input_schema)
     except MlflowException as exc:
-        return Reply(exc.get_http_status_code(), JSON, exc.serialize_as_json().encode())
+        return _mlflow_error(exc, body.decode("utf-8", "replace"), content_type,
+                             input_schema, debug)
     except Exception as exc:  # noqa: BLE001 - a bad request must never kill the server
         error = MlflowException(f"{type(exc).__name__}: {exc}")
-        return Reply(500, JSON, error.serialize_as_json().encode())
+        return _error_reply(500, error, debug, exception_type=type(exc).__name__,
+                            stack_trace=traceback.format_exc())
     return Reply(result.status, result.mimetype, result.response.encode())
+
+
+def _model_exception(exc: MlflowException) -> BaseException | None:
+    """The exception the model's predict raised, when MLflow wrapped one (its scoring
+    function turns any non-MLflow exception into a 400 'unexpected error')."""
+    cause = exc.__cause__ or exc.__context__
+    if cause is None or isinstance(cause, MlflowException):
+        return None
+    return cause if exc.message.startswith(MODEL_FAILED) else None
+
+
+def _mlflow_error(exc: MlflowException, body: str, content_type: str, input_schema: Any,
+                  debug: bool) -> Reply:
+    cause = _model_exception(exc)
+    if cause is not None:
+        return _error_reply(500, exc, debug, exception_type=type(cause).__name__)
+    status = exc.get_http_status_code()
+    if status != 400:
+        return _error_reply(status, exc, debug)
+    return _error_reply(400, exc, debug,
+                        errors=input_errors.describe(body, content_type, input_schema))
+
+
+def _error_reply(status: int, exc: MlflowException, debug: bool, **extra: Any) -> Reply:
+    document = json.loads(exc.serialize_as_json())
+    trace = document.pop("stack_trace", None) or extra.pop("stack_trace", None)
+    extra.pop("stack_trace", None)
+    if status == 500 and document.get("error_code") == "BAD_REQUEST":
+        document["error_code"] = "INTERNAL_ERROR"  # the model failed, not the request
+    document.update(extra)
+    if debug and trace:
+        document["stack_trace"] = trace
+    return Reply(status, JSON, json.dumps(document).encode())

@@ -16,10 +16,12 @@ class Service:
     """The loaded model, its metrics and its batcher (one per worker process)."""
 
     def __init__(self, model: Any, model_dir: Path, metrics: Metrics, *,
-                 max_batch_rows: int = 256, max_wait_ms: float = 2.0) -> None:
+                 max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+                 debug: bool = False) -> None:
         self.model = model
         self.input_schema = self.model.metadata.get_input_schema()
         self.metrics = metrics
+        self.debug = debug  # error documents carry the traceback
         meta_file = model_dir.parent / "trainship-image.json"
         self.metadata: dict[str, Any] = (json.loads(meta_file.read_text())
                                          if meta_file.exists() else {})
@@ -48,7 +50,8 @@ class Service:
             self.in_flight += 1
         self._local.arriving = True
         try:
-            return protocol.invocations(body, content_type, self.scorer, self.input_schema)
+            return protocol.invocations(body, content_type, self.scorer, self.input_schema,
+                                        self.debug)
         finally:
             self.arrived()
             with self._lock:

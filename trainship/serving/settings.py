@@ -51,6 +51,7 @@ class ServingSettings:
     max_wait_ms: float = 2.0  # TRAINSHIP_MAX_WAIT_MS
     load_cache: Path | None = None  # TRAINSHIP_LOAD_CACHE
     keep_warning_filters: bool = False  # TRAINSHIP_KEEP_WARNING_FILTERS
+    debug: bool = False  # TRAINSHIP_SERVING_DEBUG: error documents carry the traceback
     # what is served, as the Kubernetes and podman drivers set them in the container
     model_name: str = ""  # TRAINSHIP_MODEL_NAME
     model_version: str = ""  # TRAINSHIP_MODEL_VERSION
@@ -65,6 +66,7 @@ class ServingSettings:
             max_wait_ms=_number(env, "TRAINSHIP_MAX_WAIT_MS", float, 2.0),
             load_cache=Path(load_cache) if load_cache else None,
             keep_warning_filters=flag("TRAINSHIP_KEEP_WARNING_FILTERS", env),
+            debug=flag("TRAINSHIP_SERVING_DEBUG", env),
             model_name=env.get("TRAINSHIP_MODEL_NAME", ""),
             model_version=env.get("TRAINSHIP_MODEL_VERSION", ""),
         )

@@ -23,10 +23,10 @@ from trainship.serving.warnings import runtime_warning_filters
 
 def run_worker(model: Any, model_dir: Path, host: str, port: int, *, metrics_dir: Path,
                max_batch_rows: int, max_wait_ms: float, drain_seconds: float = 30.0,
-               model_info: dict[str, str] | None = None) -> None:
+               model_info: dict[str, str] | None = None, debug: bool = False) -> None:
     """Serve until SIGTERM, then stop accepting and drain in-flight requests."""
     service = Service(model, model_dir, metrics.Metrics(metrics_dir, model_info=model_info),
-                      max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms)
+                      max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, debug=debug)
     server = Server((host, port), make_handler(service))
 
     def stop(signum: int, frame: Any) -> None:
@@ -67,7 +67,7 @@ def supervise(children: list[int], metrics_dir: Path) -> int:
 def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
           max_batch_rows: int = 256, max_wait_ms: float = 2.0,
           load_cache: Path | None = None, keep_warning_filters: bool = False,
-          model_info: dict[str, str] | None = None) -> int:
+          model_info: dict[str, str] | None = None, debug: bool = False) -> int:
     """Load the model once, then serve it from ``workers`` processes sharing the port;
     ``model_info`` labels ``trainship_model_info`` (what is served)."""
     metrics_dir = metrics.create_directory()  # before anything imports prometheus_client
@@ -79,7 +79,8 @@ def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
               flush=True)
         options: dict[str, Any] = {"metrics_dir": metrics_dir,
                                    "max_batch_rows": max_batch_rows,
-                                   "max_wait_ms": max_wait_ms, "model_info": model_info}
+                                   "max_wait_ms": max_wait_ms, "model_info": model_info,
+                                   "debug": debug}
         if workers <= 1:
             run_worker(model, model_dir, host, port, **options)
             return 0
