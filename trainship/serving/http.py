@@ -14,7 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from trainship.serving import protocol
+from trainship.serving import model_spec, protocol
 from trainship.serving.metrics import CONTENT_TYPE, INVOCATIONS, OTHER
 from trainship.serving.service import Service
 
@@ -23,12 +23,18 @@ Route = Callable[[], protocol.Reply]
 
 def get_routes(service: Service) -> dict[str, Route]:
     """``GET`` routes by path (``POST`` has one: ``/invocations``)."""
+    spec, docs = model_spec.load_pages(service.model.metadata, service.model_dir,
+                                       service.metadata)
+    spec_reply = protocol.Reply(200, protocol.JSON, spec)
+    docs_reply = protocol.Reply(200, "text/html; charset=utf-8", docs)
     return {
         "/ping": lambda: protocol.PING,
         "/health": lambda: protocol.PING,
         "/version": lambda: protocol.MLFLOW_VERSION,
         "/metrics": lambda: protocol.Reply(200, CONTENT_TYPE, service.metrics.render()),
         "/metadata": lambda: protocol.metadata(service.metadata),
+        "/openapi.json": lambda: spec_reply,
+        "/docs": lambda: docs_reply,
     }
 
 

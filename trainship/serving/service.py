@@ -18,6 +18,7 @@ class Service:
     def __init__(self, model: Any, model_dir: Path, metrics: Metrics, *,
                  max_batch_rows: int = 256, max_wait_ms: float = 2.0) -> None:
         self.model = model
+        self.model_dir = model_dir
         self.input_schema = self.model.metadata.get_input_schema()
         self.metrics = metrics
         meta_file = model_dir.parent / "trainship-image.json"
