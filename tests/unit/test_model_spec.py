@@ -174,9 +174,14 @@ def _check_served(url: str) -> dict:
                                            {"name": "b", "type": "double", "required": True}]
     example = spec["paths"]["/invocations"]["post"]["requestBody"]["content"][
         "application/json"]["example"]
-    assert len(_post(f"{url}/invocations", json.dumps(example).encode())["predictions"]) == 2
+    answer = _post(f"{url}/invocations", json.dumps(example).encode())
+    assert len(answer["predictions"]) == 2
+    # the example response is the model's answer to the example request
+    assert spec["paths"]["/invocations"]["post"]["responses"]["200"]["content"][
+        "application/json"]["example"] == answer
     content_type, page = _get(f"{url}/docs")
     assert content_type.startswith("text/html") and b"<code>a</code>" in page
+    assert b"Example response" in page
     return spec
 
 

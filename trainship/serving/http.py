@@ -23,18 +23,20 @@ Route = Callable[[], protocol.Reply]
 
 def get_routes(service: Service) -> dict[str, Route]:
     """``GET`` routes by path (``POST`` has one: ``/invocations``)."""
-    spec, docs = model_spec.load_pages(service.model.metadata, service.model_dir,
-                                       service.metadata)
-    spec_reply = protocol.Reply(200, protocol.JSON, spec)
-    docs_reply = protocol.Reply(200, "text/html; charset=utf-8", docs)
+    def score(body: bytes) -> tuple[int, bytes]:  # the example response (model_spec.Pages)
+        reply = protocol.invocations(body, protocol.JSON, service.model, service.input_schema)
+        return reply.status, reply.body
+
+    pages = model_spec.Pages(model_spec.load_spec(service.model.metadata, service.model_dir,
+                                                  service.metadata), score)
     return {
         "/ping": lambda: protocol.PING,
         "/health": lambda: protocol.PING,
         "/version": lambda: protocol.MLFLOW_VERSION,
         "/metrics": lambda: protocol.Reply(200, CONTENT_TYPE, service.metrics.render()),
         "/metadata": lambda: protocol.metadata(service.metadata),
-        "/openapi.json": lambda: spec_reply,
-        "/docs": lambda: docs_reply,
+        "/openapi.json": lambda: protocol.Reply(200, protocol.JSON, pages.openapi()),
+        "/docs": lambda: protocol.Reply(200, "text/html; charset=utf-8", pages.docs()),
     }
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import html
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +254,7 @@ def render_docs(spec: dict[str, Any]) -> str:
     info = spec.get("info", {})
     post = spec["paths"]["/invocations"]["post"]
     example = post["requestBody"]["content"][JSON].get("example")
+    response = post["responses"]["200"]["content"][JSON].get("example")
     rows = "".join(f"<tr><td><code>{esc(str(c['name']))}</code></td><td>{esc(str(c['type']))}"
                    f"</td><td>{'yes' if c['required'] else 'no (may be missing)'}</td></tr>"
                    for c in spec.get("x-trainship-columns", []))
@@ -271,23 +274,63 @@ def render_docs(spec: dict[str, Any]) -> str:
          f"</tr>{rows}</table>" if rows else ""),
         ("<h3>Example request</h3><pre>" + esc(json.dumps(example, indent=2)) + "</pre>"
          if example is not None else "<p>The model has no input example.</p>"),
+        ("<h3>Example response</h3><pre>" + esc(json.dumps(response, indent=2)) + "</pre>"
+         if response is not None else ""),
         "<h3>Schemas</h3><pre>" + esc(json.dumps(spec["components"]["schemas"], indent=2))
         + "</pre></body></html>",
     ]
     return "".join(parts)
 
 
-def load_pages(model_meta: Any, model_dir: Path, image_meta: dict[str, Any]) -> tuple[bytes, bytes]:
-    """The service's start: the bytes of ``/openapi.json`` and ``/docs``, from the file the
-    image build wrote beside the model, else (an image from before it) built from the loaded
-    model's metadata; computed once, so serving them costs nothing per request."""
+def load_spec(model_meta: Any, model_dir: Path, image_meta: dict[str, Any]) -> dict[str, Any]:
+    """The service's start: the document the image build wrote beside the model, else (an
+    image from before it) one built from the loaded model's metadata."""
     path = model_dir.parent / SPEC_FILE
     title = str(image_meta.get("model_name") or "model")
     version = str(image_meta.get("model_version") or "")
     try:
-        spec = (json.loads(path.read_text()) if path.exists()
+        return (json.loads(path.read_text()) if path.exists()
                 else spec_from_model(model_meta, model_dir, title=title, version=version))
     except Exception as exc:  # noqa: BLE001 - a model it cannot describe still serves
         spec = build_spec(None, None, title=title, version=version)
         spec["info"]["description"] += f" (its signature could not be read: {exc})"
-    return json.dumps(spec).encode(), render_docs(spec).encode()
+        return spec
+
+
+class Pages:
+    """The bytes of ``/openapi.json`` and ``/docs``. The example response is the model's
+    answer to the example request, scored once (``score``: body -> status, body) when the
+    first of them is asked for; after that both are fixed bytes, no per-request cost."""
+
+    def __init__(self, spec: dict[str, Any],
+                 score: Callable[[bytes], tuple[int, bytes]] | None = None) -> None:
+        self._spec = spec
+        self._score = score
+        self._lock = threading.Lock()
+        self._pages: tuple[bytes, bytes] | None = None
+
+    def _make(self) -> tuple[bytes, bytes]:
+        post = self._spec["paths"]["/invocations"]["post"]
+        request = post["requestBody"]["content"][JSON].get("example")
+        answer = post["responses"]["200"]["content"][JSON]
+        if self._score is not None and request is not None and "example" not in answer:
+            try:
+                status, body = self._score(json.dumps(request).encode())
+                if status == 200:
+                    answer["example"] = json.loads(body)
+            except Exception:  # noqa: BLE001,S110 - the document is served without it
+                pass
+        return json.dumps(self._spec).encode(), render_docs(self._spec).encode()
+
+    def get(self) -> tuple[bytes, bytes]:
+        if self._pages is None:
+            with self._lock:
+                if self._pages is None:
+                    self._pages = self._make()
+        return self._pages
+
+    def openapi(self) -> bytes:
+        return self.get()[0]
+
+    def docs(self) -> bytes:
+        return self.get()[1]
