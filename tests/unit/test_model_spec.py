@@ -203,3 +203,14 @@ def test_the_service_serves_the_file_the_build_wrote(bundle: Path) -> None:
         (bundle / SPEC_FILE).unlink()
     assert spec["info"]["title"] == "Written.at.build (served by trainship)"
     assert spec["info"]["version"] == "7"
+
+
+def test_a_signature_that_cannot_be_read_still_gives_a_valid_untyped_spec(
+        tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("signature:\n  inputs: '[{\"type\": \"no\"'\n")
+    write_spec(tmp_path / "model", tmp_path / SPEC_FILE, title="broken", version="1")
+    spec = json.loads((tmp_path / SPEC_FILE).read_text())
+    validate(spec)
+    assert spec["info"]["description"].startswith(UNTYPED)
+    assert "could not be read" in spec["info"]["description"]

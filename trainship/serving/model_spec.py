@@ -243,9 +243,19 @@ def write_spec(model_dir: Path, target: Path, *, title: str, version: str) -> No
     """The image build's step: the spec of the model in ``model_dir`` to ``target``."""
     from mlflow.models import Model
 
-    model_meta = Model.load(str(model_dir / "MLmodel"))
-    spec = spec_from_model(model_meta, model_dir, title=title, version=version)
+    try:
+        model_meta = Model.load(str(model_dir / "MLmodel"))
+        spec = spec_from_model(model_meta, model_dir, title=title, version=version)
+    except Exception as exc:  # noqa: BLE001 - a model it cannot describe still ships
+        spec = _unreadable(exc, title=title, version=version)
     target.write_text(json.dumps(spec, indent=1, sort_keys=True))
+
+
+def _unreadable(exc: Exception, *, title: str, version: str) -> dict[str, Any]:
+    spec = build_spec(None, None, title=title, version=version)
+    spec["info"]["description"] += (f" (its signature could not be read: "
+                                     f"{type(exc).__name__}: {exc})")
+    return spec
 
 
 def render_docs(spec: dict[str, Any]) -> str:
@@ -292,9 +302,7 @@ def load_spec(model_meta: Any, model_dir: Path, image_meta: dict[str, Any]) -> d
         return (json.loads(path.read_text()) if path.exists()
                 else spec_from_model(model_meta, model_dir, title=title, version=version))
     except Exception as exc:  # noqa: BLE001 - a model it cannot describe still serves
-        spec = build_spec(None, None, title=title, version=version)
-        spec["info"]["description"] += f" (its signature could not be read: {exc})"
-        return spec
+        return _unreadable(exc, title=title, version=version)
 
 
 class Pages:
