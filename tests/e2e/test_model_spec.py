@@ -1,7 +1,8 @@
 """A served model's own API on the local stack (issue 14): the sklearn, pyfunc and xgboost
-examples are deployed; each URL's ``GET /openapi.json`` is a valid OpenAPI 3.1 document
-whose columns are those of the registered model's MLflow signature, ``GET /docs`` is an HTML
-page naming them, and ``trainship predict NAME --example`` prints predictions."""
+examples are deployed (sklearn also as a podman image); each URL's ``GET /openapi.json`` is
+a valid OpenAPI 3.1 document whose columns are those of the registered model's MLflow
+signature, ``GET /docs`` is an HTML page naming them, and ``trainship predict NAME
+--example`` prints predictions."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ pytestmark = pytest.mark.e2e
 TRAINSHIP = Path(sys.executable).with_name("trainship")
 EXAMPLE_REQUIREMENTS = {"sklearn_random_forest.py": [], "pyfunc_custom.py": [],
                         "xgboost_classifier.py": ["xgboost-cpu"]}
+# process mode serves the bundle; the podman image carries openapi.json via the Dockerfile
+CASES = [(example, "process") for example in EXAMPLE_REQUIREMENTS] + \
+        [("sklearn_random_forest.py", "podman")]
 
 
 def _get(url: str) -> tuple[str, bytes]:
@@ -43,13 +47,15 @@ def _signature_columns(tracking_uri: str, name: str, version: str) -> list[dict[
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("example", list(EXAMPLE_REQUIREMENTS))
-def test_the_served_model_describes_its_own_api(example: str, api: Client,
+@pytest.mark.parametrize(("example", "target"), CASES,
+                         ids=[f"{e.removesuffix('.py')}-{t}" for e, t in CASES])
+def test_the_served_model_describes_its_own_api(example: str, target: str, api: Client,
                                                 local_stack: dict[str, Any],
                                                 tmp_path: Path) -> None:
-    name = "spec-" + example.removesuffix(".py").replace("_", "-")
+    name = f"spec-{example.removesuffix('.py').replace('_', '-')}-{target}"
     record = deploy(api, {"model_name": name, "script": (EXAMPLES / example).read_text(),
-                          "requirements": EXAMPLE_REQUIREMENTS[example], "timeout": 1500})
+                          "requirements": EXAMPLE_REQUIREMENTS[example], "target": target,
+                          "timeout": 1500})
     assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
     result = record["result"]
     url = result["inference_url"]
