@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import cli_delete, cli_models, cli_rollback, doctor, doctor_eks
+from trainship import cli_delete, cli_models, cli_predict, cli_rollback, doctor, doctor_eks
 from trainship.cli_common import follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
 from trainship.client import (
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--home", help="state directory (default .trainship)")
     local.set_defaults(func=cmd_local)
     cli_delete.add_parser(sub)
+    cli_predict.add_parser(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ from trainship.errors import ImageBuildFailed, tail
 from trainship.image.base import STEP
 from trainship.names import serving_name
 from trainship.serving import REQUIREMENTS as SERVICE_REQUIREMENTS
+from trainship.serving.model_spec import SPEC_FILE, write_spec
 from trainship.state import DeploymentState
 
 METADATA = "trainship-image.json"
@@ -57,6 +58,9 @@ def assemble_context(state: DeploymentState, tracking_uri: str, context: Path) -
         "requirements": state.requirements,
         "deployment_id": state.deployment_id,
     }, indent=2, sort_keys=True))
+    # the model's own API (GET /openapi.json, /docs), from its signature and input example
+    write_spec(model_dir, context / SPEC_FILE, title=state.model.name,
+               version=state.model.version)
 
 
 def service_requirements() -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from trainship.serving import protocol
+from trainship.serving import model_spec, protocol
 from trainship.serving.metrics import CONTENT_TYPE, INVOCATIONS, OTHER
 from trainship.serving.service import Service
 
@@ -23,12 +23,20 @@ Route = Callable[[], protocol.Reply]
 
 def get_routes(service: Service) -> dict[str, Route]:
     """``GET`` routes by path (``POST`` has one: ``/invocations``)."""
+    def score(body: bytes) -> tuple[int, bytes]:  # the example response (model_spec.Pages)
+        reply = protocol.invocations(body, protocol.JSON, service.model, service.input_schema)
+        return reply.status, reply.body
+
+    pages = model_spec.Pages(model_spec.load_spec(service.model.metadata, service.model_dir,
+                                                  service.metadata), score)
     return {
         "/ping": lambda: protocol.PING,
         "/health": lambda: protocol.PING,
         "/version": lambda: protocol.MLFLOW_VERSION,
         "/metrics": lambda: protocol.Reply(200, CONTENT_TYPE, service.metrics.render()),
         "/metadata": lambda: protocol.metadata(service.metadata),
+        "/openapi.json": lambda: protocol.Reply(200, protocol.JSON, pages.openapi()),
+        "/docs": lambda: protocol.Reply(200, "text/html; charset=utf-8", pages.docs()),
     }
 
 

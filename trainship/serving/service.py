@@ -19,6 +19,7 @@ class Service:
                  max_batch_rows: int = 256, max_wait_ms: float = 2.0,
                  debug: bool = False) -> None:
         self.model = model
+        self.model_dir = model_dir
         self.input_schema = self.model.metadata.get_input_schema()
         self.metrics = metrics
         self.debug = debug  # error documents carry the traceback

@@ -1,0 +1,74 @@
+"""`trainship predict NAME` as a user runs it: the URL from a fake API's GET /models/{NAME},
+a fake model answering /openapi.json (a real document from build_spec) and /invocations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.fake_api import FakeApi, json_reply, run
+from trainship.records import ModelDetail, answer
+from trainship.serving.model_spec import build_spec
+
+SIGNATURE = {"inputs": '[{"type": "double", "name": "a", "required": true}]',
+             "outputs": '[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]'}
+EXAMPLE = {"dataframe_split": {"columns": ["a"], "data": [[1.0], [2.0]]}}
+
+
+@pytest.fixture
+def model() -> Iterator[FakeApi]:
+    fake = FakeApi()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def _live(fake_api: FakeApi, model: FakeApi, **extra: Any) -> None:
+    record = {"model_name": "m", "serving_name": "m", "live_version": "2",
+              "inference_url": model.url, "image_uri": "bundle:m-v2", "target": "process",
+              "live_since": None, "deployment_id": "d-2", "versions": [], **extra}
+    fake_api.routes["GET", "/models/m"] = lambda body: json_reply(
+        200, answer(ModelDetail.model_validate(record)))
+
+
+def test_example_sends_the_models_own_input_example(tmp_path: Path, fake_api: FakeApi,
+                                                    model: FakeApi) -> None:
+    _live(fake_api, model)
+    model.routes["GET", "/openapi.json"] = lambda body: json_reply(
+        200, build_spec(SIGNATURE, EXAMPLE))
+    model.routes["POST", "/invocations"] = lambda body: json_reply(200, {"predictions": [0, 1]})
+    proc = run(tmp_path, "predict", "m", "--example", "--api", fake_api.url)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"predictions": [0, 1]}
+    assert ("POST", "/invocations", EXAMPLE) in model.seen
+
+
+def test_json_file_is_sent_as_is_and_a_model_error_exits_non_zero(
+        tmp_path: Path, fake_api: FakeApi, model: FakeApi) -> None:
+    _live(fake_api, model)
+    error = {"error_code": "BAD_REQUEST", "message": "column a is missing"}
+    model.routes["POST", "/invocations"] = lambda body: json_reply(400, error)
+    request = tmp_path / "req.json"
+    request.write_text(json.dumps({"dataframe_records": [{"b": 1}]}))
+    proc = run(tmp_path, "predict", "m", "--json", str(request), "--api", fake_api.url)
+    assert proc.returncode == 1
+    assert "HTTP 400" in proc.stderr and "column a is missing" in proc.stderr
+    assert ("POST", "/invocations", {"dataframe_records": [{"b": 1}]}) in model.seen
+
+
+def test_no_example_or_nothing_serving_is_said_in_one_line(
+        tmp_path: Path, fake_api: FakeApi, model: FakeApi) -> None:
+    _live(fake_api, model)
+    model.routes["GET", "/openapi.json"] = lambda body: json_reply(200, build_spec(None, None))
+    proc = run(tmp_path, "predict", "m", "--example", "--api", fake_api.url)
+    assert proc.returncode == 2 and "without an input example" in proc.stderr
+    _live(fake_api, model, live_version=None, inference_url=None)
+    proc = run(tmp_path, "predict", "m", "--example", "--api", fake_api.url)
+    assert proc.returncode == 1 and "serves nothing" in proc.stderr
+    proc = run(tmp_path, "predict", "nope", "--example", "--api", fake_api.url)
+    assert proc.returncode == 3  # the API's 404 document
