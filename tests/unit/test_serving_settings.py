@@ -3,6 +3,7 @@ once, flags overriding it, and the model it serves labelled in /metrics."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,27 @@ def test_the_model_served_is_an_info_metric(tmp_path: Path,
         assert _model_info(metrics.Metrics(directory).render()) == []
     finally:
         metrics.remove_directory(directory)
+
+
+def test_a_metrics_directory_is_stale_only_when_no_server_holds_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers sharing a temporary directory (containers of one pod, both pid 1) must
+    not remove each other's directory; one left by a server that is gone goes."""
+    monkeypatch.delenv(metrics.ENV, raising=False)
+    alive = metrics.create_directory(tmp_path)
+    # a server elsewhere with the same pid (another PID namespace) starts: same name prefix
+    second = metrics.create_directory(tmp_path)
+    try:
+        assert alive.is_dir() and second.is_dir()  # the pid in the name decides nothing
+        dead = tmp_path / f"{metrics.DIR_PREFIX}999999-x"
+        dead.mkdir()
+        (dead / metrics.OWNER_LOCK).touch()  # its server died: nobody holds the lock
+        unknown = tmp_path / f"{metrics.DIR_PREFIX}{os.getpid()}-y"
+        unknown.mkdir()  # no lock file (an older server): its pid is alive, left alone
+        third = metrics.create_directory(tmp_path)
+        metrics.remove_directory(third)
+        assert not dead.exists() and unknown.exists() and alive.is_dir()
+    finally:
+        metrics.remove_directory(second)
+        metrics.remove_directory(alive)
+    assert not alive.exists()

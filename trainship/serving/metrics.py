@@ -25,6 +25,7 @@ so it is imported here only once :func:`create_directory` has set the variable.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -44,41 +45,74 @@ DIR_PREFIX = "trainship-metrics-"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+OWNER_LOCK = ".owner"  # the server holds an flock on it for as long as it runs
+# each directory's lock file descriptor (inherited by the forked workers)
+_held: dict[Path, int] = {}
+
+
 def _owner_gone(directory: Path) -> bool:
-    """Whether the server that made ``directory`` (its pid is in the name) is gone. A
-    directory with this process's own pid is left by an earlier run: in a restarted
-    container the server has the same pid, and the temporary directory survives."""
+    """Whether the server that made ``directory`` is gone: nobody holds the flock on its
+    ``.owner`` file. A pid cannot tell: servers in two containers that share the temporary
+    directory (an emptyDir, a podman volume) both run as pid 1, and a restarted container's
+    server has the pid its dead predecessor had. An flock is per open file, released when
+    its last holder exits, and seen across PID namespaces on the same kernel."""
+    lock_path = directory / OWNER_LOCK
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return _pid_gone(directory)  # made by a server from before the lock (or being made)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its server runs
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _pid_gone(directory: Path) -> bool:
+    """No process has the pid in the directory's name (ours, a live one, counts as alive:
+    in a shared temporary directory another container's server may have it too)."""
     pid_text = directory.name.removeprefix(DIR_PREFIX).split("-", 1)[0]
     if not pid_text.isdigit():
         return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid_text), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False  # alive, another user's
+    except OSError:
+        return False
     return False
 
 
 def create_directory(base: Path | None = None) -> Path:
     """A fresh, empty directory for this server's metric files, exported as
-    ``PROMETHEUS_MULTIPROC_DIR`` for this process and the workers it forks. Directories
-    left by servers that are gone (killed before they could remove theirs) go first."""
+    ``PROMETHEUS_MULTIPROC_DIR`` for this process and the workers it forks, with this
+    server's flock on its ``.owner`` file. Directories left by servers that are gone
+    (killed before they could remove theirs) go first."""
     root = Path(base or tempfile.gettempdir())
     for stale in root.glob(f"{DIR_PREFIX}*"):
         if stale.is_dir() and _owner_gone(stale):
             shutil.rmtree(stale, ignore_errors=True)
     directory = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root))
+    fd = os.open(directory / OWNER_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held[directory] = fd
     os.environ[ENV] = str(directory)
     return directory
 
 
 def remove_directory(directory: Path) -> None:
-    """At the server's exit: its metric files go with it."""
+    """At the server's exit: its metric files go with it, and its lock."""
     shutil.rmtree(directory, ignore_errors=True)
+    fd = _held.pop(directory, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     if os.environ.get(ENV) == str(directory):
         del os.environ[ENV]
 
