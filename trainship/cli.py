@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to serve: process (local default), podman (build the "
                             "image, push it to the local registry, play the Deployment), "
                             "kubernetes")
+        p.add_argument("--debug", action="store_true",
+                       help="the served model answers model errors with their traceback "
+                            "(stack_trace); for debugging only")
     deploy.add_argument("--idempotency-key")
     deploy.add_argument("--no-wait", action="store_true", help="print the id and return")
     deploy.set_defaults(func=cmd_deploy)

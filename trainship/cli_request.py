@@ -61,4 +61,6 @@ def request_body(args: argparse.Namespace, script_field: str) -> dict[str, Any]:
                          ("target", args.target)):
         if value is not None:
             body[field] = value
+    if getattr(args, "debug", False):
+        body["debug"] = True
     return body

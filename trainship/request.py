@@ -88,6 +88,12 @@ class DeploymentRequest(BaseModel):
     target: Literal["process", "podman", "kubernetes"] | None = Field(
         default=None, description="where to serve (default: the stack's TRAINSHIP_CLUSTER); "
                                   "must be one of its enabled targets")
+    # strict: a string "true" or a 1 is refused, not read as true (a typo must not switch
+    # tracebacks on)
+    debug: bool = Field(default=False, strict=True,
+                        description="the inference service answers model errors with their "
+                                    "traceback (stack_trace); default false, for debugging "
+                                    "only: a traceback may show model internals")
 
     @field_validator("model_name")
     @classmethod
@@ -155,6 +161,7 @@ class NormalizedRequest(BaseModel):
     resources: Resources
     started_at: str = ""
     target: str = ""
+    debug: bool = False
 
 
 DEFAULT_TIMEOUT_SECONDS = 1800
@@ -243,6 +250,7 @@ def normalize(request: DeploymentRequest, script: str, *, deployment_id: str,
         resources=request.resources or Resources(),
         started_at=started_at,
         target=request.target or "",
+        debug=request.debug,
     )
 
 

@@ -182,6 +182,7 @@ def prepare(body: Any, *, deployment_id: str, started_at: str, staging_uri: str,
         timeout_seconds=job.timeout_seconds if job else DEFAULT_TIMEOUT_SECONDS,
         replicas=job.replicas if job else 1,
         resources=job.resources if job else Resources(),
+        debug=job.debug if job else False,
         started_at=started_at, target=target, model=model,
         image=BuildResult(build_id="", exported_variables=[
             ExportedVariable(Name="IMAGE_URI", Value=plan.version.image_uri)]),

@@ -90,7 +90,8 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
         deployment_id=state.deployment_id, replicas=state.replicas,
         cpu=state.resources.cpu, memory=state.resources.memory,
         progress_deadline_seconds=settings.rollout_timeout_seconds,
-        requirements=state.requirements, replace_higher=state.rollback is not None))
+        requirements=state.requirements, debug=state.debug,
+        replace_higher=state.rollback is not None))
     state.rollout = RolloutState(
         ready=False, poll_seconds=settings.rollout_poll_seconds,
         deadline=time.time() + settings.rollout_timeout_seconds,

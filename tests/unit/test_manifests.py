@@ -35,6 +35,8 @@ VARIANTS = {
     # the inference service's knobs become the container's arguments
     "tuned-serving": WorkloadSpec("iris", "3", IMAGE, workers=4, max_batch_rows=64,
                                   max_wait_ms=0.5),
+    # the deployment asked for tracebacks: TRAINSHIP_SERVING_DEBUG in the container's env
+    "debug": WorkloadSpec("iris", "3", IMAGE, debug=True),
 }
 
 

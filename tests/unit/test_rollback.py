@@ -117,7 +117,7 @@ def test_prepare_hands_deploy_model_the_version_and_its_image(uri: str,
     staging = tmp_path / "staging"
     job = make_state(tmp_path, model={"name": MODEL, "version": "1", "run_id": "r1",
                                       "model_uri": "models:/m-1", "source": "s1"},
-                     requirements=["scikit-learn==1.6.1"], replicas=3)
+                     requirements=["scikit-learn==1.6.1"], replicas=3, debug=True)
     (staging / "d-1").mkdir(parents=True)
     (staging / "d-1" / "job.json").write_text(json.dumps(job.out()))
     state = rollback.prepare(
@@ -130,6 +130,7 @@ def test_prepare_hands_deploy_model_the_version_and_its_image(uri: str,
     assert state.requirements == ["scikit-learn==1.6.1"] and state.replicas == 3
     assert state.rollback is not None and state.rollback.replaced_version == "2"
     assert state.serving_name == "test-model"
+    assert state.debug is True  # as the version was deployed
     # without the job document (expired staging): the registry's version, defaults
     shutil.rmtree(staging)
     state = rollback.prepare(
@@ -137,6 +138,7 @@ def test_prepare_hands_deploy_model_the_version_and_its_image(uri: str,
         started_at="", staging_uri=str(staging), tracking_uri=uri, alias="live",
         targets=("process",), images=Images("img@v1"))
     assert state.model is not None and state.model.version == "1" and state.replicas == 1
+    assert state.debug is False
 
 
 def test_prepare_checks_again(uri: str, tmp_path: Path) -> None:

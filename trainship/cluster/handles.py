@@ -38,6 +38,7 @@ class ProcessHandle(LocalRecord):
     pid: int
     log: str
     requirements: list[str]
+    debug: NotRequired[bool]  # started with --debug (records before it had none: false)
 
 
 class PodmanHandle(LocalRecord):

@@ -46,6 +46,7 @@ from trainship.cluster.kube_rollout import (
 from trainship.cluster.manifests import (
     CONTAINER_NAME,
     CONTAINER_PORT,
+    DEBUG_ENV,
     VERSION_ANNOTATION,
     WorkloadSpec,
     render,
@@ -96,7 +97,9 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
             "progressDeadlineSeconds") or base.progress_deadline_seconds),
         workers=base.workers, max_batch_rows=base.max_batch_rows,
         max_wait_ms=base.max_wait_ms, lb_scheme=base.lb_scheme,
-        lb_source_ranges=list(base.lb_source_ranges), arch=base.arch)
+        lb_source_ranges=list(base.lb_source_ranges), arch=base.arch,
+        debug=any(e.get("name") == DEBUG_ENV and e.get("value") == "true"
+                  for e in container.get("env") or []))
 
 
 class KubernetesDriver:

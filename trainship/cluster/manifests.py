@@ -27,6 +27,7 @@ FIELD_MANAGER = "trainship"
 ANNOTATION_PREFIX = "trainship.io"
 VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/model-version"
 CONTAINER_NAME = "model"
+DEBUG_ENV = "TRAINSHIP_SERVING_DEBUG"  # trainship.serving.settings reads it
 ARCH_LABEL = "kubernetes.io/arch"
 ARCHITECTURES = ("amd64", "arm64")
 LB_SCHEMES = ("internet-facing", "internal")
@@ -65,6 +66,8 @@ class WorkloadSpec:
     workers: int = 1
     max_batch_rows: int | None = None
     max_wait_ms: float | None = None
+    # the deployment asked for tracebacks in error documents (TRAINSHIP_SERVING_DEBUG)
+    debug: bool = False
     requirements: list[str] = field(default_factory=list)
     lb_scheme: str = "internet-facing"
     lb_source_ranges: list[str] = field(default_factory=list)
@@ -118,6 +121,16 @@ def serving_args(spec: WorkloadSpec) -> list[str]:
     return args
 
 
+def serving_env(spec: WorkloadSpec) -> list[dict[str, str]]:
+    """The container's environment: what is served and, only when the deployment asked for
+    it, the inference service's debug flag (absent otherwise, so a manifest shows it)."""
+    env = [{"name": "TRAINSHIP_MODEL_NAME", "value": spec.model_name},
+           {"name": "TRAINSHIP_MODEL_VERSION", "value": spec.version}]
+    if spec.debug:
+        env.append({"name": DEBUG_ENV, "value": "true"})
+    return env
+
+
 def deployment(spec: WorkloadSpec) -> dict[str, Any]:
     container = {
         "name": CONTAINER_NAME,
@@ -126,8 +139,7 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
         # replaces the image's CMD (["--port", "8080"]); its ENTRYPOINT names the model
         "args": ["--port", str(CONTAINER_PORT), *serving_args(spec)],
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        "env": [{"name": "TRAINSHIP_MODEL_NAME", "value": spec.model_name},
-                {"name": "TRAINSHIP_MODEL_VERSION", "value": spec.version}],
+        "env": serving_env(spec),
         "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory},
                       "limits": {"cpu": spec.cpu, "memory": spec.memory}},
         # startup allows 5 minutes for loading the model; then readiness gates traffic

@@ -70,7 +70,8 @@ class ProcessDriver:
             proc = subprocess.Popen(
                 [python, "-m", "trainship.serving", "--model-dir", str(bundle / "model"),
                  "--load-cache", str(self.root / "load-cache" / f"{bundle.name}.pkl"),
-                 "--host", "127.0.0.1", "--port", str(port), *serving_args(spec)],
+                 "--host", "127.0.0.1", "--port", str(port), *serving_args(spec),
+                 *(["--debug"] if spec.debug else [])],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 # what the pod's env names too (manifests.deployment): trainship_model_info
                 env={**os.environ, "PYTHONPATH": library_path(),
@@ -82,7 +83,7 @@ class ProcessDriver:
             "version": spec.version, "pid": proc.pid, "port": port, "url": url,
             "test_url": f"http://127.0.0.1:{port}", "log": str(log),
             "image_uri": spec.image_uri, "deployment_id": spec.deployment_id,
-            "requirements": spec.requirements, "state": state}
+            "requirements": spec.requirements, "state": state, "debug": spec.debug}
         self._save(handle)
         return Applied(inference_url=url, handle=handle, test_url=handle["test_url"])
 
@@ -177,7 +178,8 @@ class ProcessDriver:
             applied = self._start(WorkloadSpec(
                 model_name=record["model_name"], version=record["version"],
                 image_uri=record["image_uri"], deployment_id=record["deployment_id"],
-                requirements=record["requirements"]), port=record["port"], state="serving")
+                requirements=record["requirements"], debug=record.get("debug", False)),
+                port=record["port"], state="serving")
             front.point(self._dir(record["model_name"]), record["port"])
             restored.append(applied)
         deadline = time.monotonic() + 120
