@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -195,6 +199,38 @@ class LocalServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_serving(model_dir: Path, *, workers: int = 1, tmpdir: Path | None = None,
+                  **extra_env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m trainship.serving`` on a free port (its own metrics directory under
+    ``tmpdir`` when given), once it answers /ping: the process and its URL."""
+    port = free_port()
+    env = {**os.environ, **extra_env,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "trainship.serving", "--model-dir",
+                             str(model_dir), "--port", str(port), "--workers", str(workers)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the server exited"
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the server did not answer /ping")
 
 
 # A SUCCEEDED execution's output and a recorded failure, for the API route tests

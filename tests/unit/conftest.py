@@ -73,3 +73,29 @@ def registry_uri(tmp_path: Path, empty_registry: Path) -> str:
     """The tracking and registry URI of this test's own empty MLflow database."""
     shutil.copyfile(empty_registry, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture()
+def process_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The process driver with nothing started for real: each server's command line is
+    recorded (pid 4242), the bundle and environment are taken as ready, the model's front
+    is on port 8080."""
+    import subprocess
+
+    from trainship.cluster import front, process
+
+    started: list[list[str]] = []
+
+    class Started:
+        pid = 4242
+
+    def popen(args: list[str], **kwargs: Any) -> Started:
+        started.append(args)
+        return Started()
+
+    monkeypatch.setattr(process, "resolve_bundle", lambda uri: tmp_path / "bundle")
+    monkeypatch.setattr(process, "prepare_environment", lambda reqs, root: "python3")
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(front, "ensure", lambda directory, what: {
+        "port": 8080, "pid": 4141, "url": "http://127.0.0.1:8080"})
+    return started

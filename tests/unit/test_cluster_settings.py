@@ -4,17 +4,15 @@ and the typed handles a driver reads back (trainship.cluster.handles)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from tests.helpers import handle
 from tests.unit.fake_kube import FakeKube, fake_cluster, spec
-from trainship.cluster import drivers, process
+from trainship.cluster import drivers
 from trainship.cluster.handles import KubernetesHandle, ProcessHandle, read
 from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.manifests import deployment, serving_args
@@ -101,21 +99,9 @@ def test_the_kubernetes_driver_gives_the_pods_its_serving_settings(kube) -> None
 
 
 def test_the_process_driver_starts_the_service_with_its_serving_settings(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[list[str]] = []
-
-    class Started:
-        pid = 4242
-
-    def popen(args: list[str], **kwargs: Any) -> Started:
-        started.append(args)
-        return Started()
-
-    monkeypatch.setattr(process, "resolve_bundle", lambda uri: tmp_path / "bundle")
-    monkeypatch.setattr(process, "prepare_environment", lambda reqs, root: "python3")
-    monkeypatch.setattr(subprocess, "Popen", popen)
-    monkeypatch.setattr(process.front, "ensure", lambda directory, what: {
-        "port": 8080, "pid": 4141, "url": "http://127.0.0.1:8080"})
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        process_starts: list[list[str]]) -> None:
+    started = process_starts
     driver = ProcessDriver(tmp_path / "serving", ServingOptions(workers=2, max_batch_rows=8))
     applied = driver.apply(spec("1"))
     # the model's URL is its front; the smoke test reaches the version on its own port

@@ -5,7 +5,6 @@ a restart included. tests/e2e/test_serving_debug.py checks the served answers.""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +102,9 @@ def test_the_kubernetes_driver_keeps_debug_and_gives_it_back_for_an_undo() -> No
 
 
 def test_the_process_driver_passes_debug_and_restores_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[list[str]] = []
-
-    class Started:
-        pid = 4242
-
-    def popen(args: list[str], **kwargs: Any) -> Started:
-        started.append(args)
-        return Started()
-
-    monkeypatch.setattr(process, "resolve_bundle", lambda uri: tmp_path / "bundle")
-    monkeypatch.setattr(process, "prepare_environment", lambda reqs, root: "python3")
-    monkeypatch.setattr(subprocess, "Popen", popen)
-    monkeypatch.setattr(front, "ensure", lambda directory, what: {
-        "port": 8080, "pid": 4141, "url": "http://127.0.0.1:8080"})
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        process_starts: list[list[str]]) -> None:
+    started = process_starts
     monkeypatch.setattr(front, "point", lambda directory, port: None)
     driver = ProcessDriver(tmp_path / "serving")
     driver.apply(spec("1"))

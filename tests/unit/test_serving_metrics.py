@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -21,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import save_logistic_model
+from tests.helpers import save_logistic_model, start_serving
 from trainship.serving import REQUIREMENTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,32 +31,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_logistic_model(tmp_path_factory.mktemp("metrics") / "model")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(model_dir: Path, tmpdir: Path, workers: int,
            **extra_env: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, **extra_env, "TMPDIR": str(tmpdir),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "trainship.serving", "--model-dir",
-                             str(model_dir), "--port", str(port), "--workers", str(workers)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server exited"
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the server did not answer /ping")
+    return start_serving(model_dir, workers=workers, tmpdir=tmpdir, **extra_env)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
