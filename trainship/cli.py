@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from trainship import cli_delete, cli_models, cli_predict, cli_rollback, doctor, doctor_eks
-from trainship.cli_common import follow, resolve_api, start_and_follow
+from trainship.cli_common import add_api_options, follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
 from trainship.client import (
     ApiError,
@@ -231,7 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the served model answers model errors with their traceback "
                             "(stack_trace); for debugging only")
     deploy.add_argument("--idempotency-key")
-    deploy.add_argument("--no-wait", action="store_true", help="print the id and return")
     deploy.set_defaults(func=cmd_deploy)
     request.set_defaults(func=cmd_request)
 
@@ -239,7 +238,6 @@ def build_parser() -> argparse.ArgumentParser:
                                              "failed (same input; what succeeded, training "
                                              "among it, does not run again)")
     redrive.add_argument("deployment_id")
-    redrive.add_argument("--no-wait", action="store_true", help="print the id and return")
     redrive.set_defaults(func=cmd_redrive)
 
     status = sub.add_parser("status", help="one deployment's status, steps and result")
@@ -251,9 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("deployment_id")
     logs.set_defaults(func=cmd_logs)
     for p in (deploy, redrive, status, listing, logs):
-        p.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
-                                     "stack)")
-        p.add_argument("--output", choices=("text", "json"), default="text")
+        add_api_options(p, no_wait=p in (deploy, redrive))
 
     cli_models.add_parser(sub)
     manifests = sub.add_parser("manifests", help="print the Kubernetes objects DeployModel "

@@ -91,3 +91,17 @@ def start_and_follow(client: Client, start: Callable[[], AcceptedJson],
         print_json(accepted) if not text else print(deployment_id)
         return EXIT_OK
     return follow(client, deployment_id, args)
+
+
+API_HELP = "API base URL (default: $TRAINSHIP_API or the local stack)"
+
+
+def add_api_options(parser: argparse.ArgumentParser, *, output: bool = True,
+                    no_wait: bool = False) -> None:
+    """The options of the commands that talk to the API: --api, --output text|json and, for
+    those that start an execution, --no-wait."""
+    if no_wait:
+        parser.add_argument("--no-wait", action="store_true", help="print the id and return")
+    parser.add_argument("--api", help=API_HELP)
+    if output:
+        parser.add_argument("--output", choices=("text", "json"), default="text")

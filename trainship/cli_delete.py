@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from trainship.cli_common import resolve_api, start_and_follow
+from trainship.cli_common import add_api_options, resolve_api, start_and_follow
 from trainship.client import Client
 from trainship.config import CliSettings
 
@@ -28,8 +28,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     delete.add_argument("model_name", help="the model_name it was deployed with")
     delete.add_argument("--purge", action="store_true",
                         help="also delete the registered model (every version) and its images")
-    delete.add_argument("--no-wait", action="store_true", help="print the id and return")
-    delete.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
-                                      "stack)")
-    delete.add_argument("--output", choices=("text", "json"), default="text")
+    add_api_options(delete, no_wait=True)
     delete.set_defaults(func=cmd_delete)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from trainship.cli_common import resolve_api, start_and_follow
+from trainship.cli_common import add_api_options, resolve_api, start_and_follow
 from trainship.client import Client
 from trainship.config import CliSettings
 
@@ -29,8 +29,5 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("model_name", help="the registered model's name (e.g. test_model)")
     parser.add_argument("--to", required=True, metavar="N",
                         help="the version to serve again (one that served before)")
-    parser.add_argument("--no-wait", action="store_true", help="print the id and return")
-    parser.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
-                                      "stack)")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_api_options(parser, no_wait=True)
     parser.set_defaults(func=cmd_rollback)
