@@ -235,7 +235,7 @@ def test_a_rotation_takes_effect_without_a_restart_and_a_lost_file_fails_closed(
         local_auth.remove(home, MODEL)
         _eventually(server, {"Authorization": "Bearer tsk_second"}, 401)
         status, _, body = _call(server, headers={"Authorization": "Bearer tsk_second"})
-        assert "not set up" in json.loads(body)["message"]
+        assert status == 401 and "not set up" in json.loads(body)["message"]
         local_auth.write(home, MODEL, "none\n")
         _eventually(server, {}, 200)
     finally:
