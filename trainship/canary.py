@@ -30,7 +30,7 @@ this order:
    histogram's highest finite bucket the estimate is only a lower bound; a limit at or
    above that bound cannot be checked, and the step is rolled back (fail closed, said in
    the reason). :data:`MEASURED_UP_TO_MS` is what the service's histogram measures, and
-   :class:`Policy` refuses a limit above it.
+   :class:`Policy` refuses a limit at or above it.
 5. Otherwise: ``next``, or ``promote`` after the last step.
 
 The old (live) version's numbers are measured on the same traffic and shown beside the
