@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import cli_delete, cli_models, cli_predict, cli_rollback, doctor, doctor_eks
+from trainship import (
+    cli_delete,
+    cli_models,
+    cli_predict,
+    cli_rollback,
+    cli_token,
+    doctor,
+    doctor_eks,
+)
 from trainship.cli_common import add_api_options, follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
 from trainship.client import (
@@ -230,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true",
                        help="the served model answers model errors with their traceback "
                             "(stack_trace); for debugging only")
+        p.add_argument("--auth", choices=("token", "none"),
+                       help="token: /invocations needs the model's token (printed once and "
+                            "stored for `trainship predict`); none: anyone who reaches the "
+                            "URL; default: the model's current auth, for a new model the "
+                            "stack's (token on AWS, none locally)")
     deploy.add_argument("--idempotency-key")
     deploy.set_defaults(func=cmd_deploy)
     request.set_defaults(func=cmd_request)
@@ -290,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(func=cmd_local)
     cli_delete.add_parser(sub)
     cli_predict.add_parser(sub)
+    cli_token.add_parser(sub)
     return parser
 
 
