@@ -14,9 +14,10 @@ FLOW = ["Route", "PrepareRollback", "ValidateRequest", "TrainModel", "RegisterMo
         "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
         "DeploymentSucceeded", "RecordFailure", "DeploymentFailed", "ResumeFailedStep",
-        "RemoveModel", "ModelRemoved"]
+        "RemoveModel", "ModelRemoved", "RotateToken", "TokenRotated"]
 CAUGHT = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
-          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel", "PrepareRollback"]
+          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel", "PrepareRollback",
+          "RotateToken"]
 
 
 def definition() -> dict:
