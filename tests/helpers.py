@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from trainship.client import Client
-from trainship.cluster import Applied, RolloutStatus
+from trainship.cluster import Answer, Applied, RolloutStatus
 from trainship.state import DeploymentState, Handle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,11 +95,27 @@ def handle(version: str = "1", **extra: Any) -> Handle:
 
 
 class FakeDriver:
-    """A cluster driver whose rollouts report ``statuses`` in turn."""
+    """A cluster driver whose rollouts report ``statuses`` in turn; it keeps each model's
+    auth file text in ``auth`` and what ``invoke`` was sent in ``invoked`` (answering
+    ``answers`` in turn, 200 by default)."""
 
     def __init__(self, statuses: list[RolloutStatus]) -> None:
         self.statuses = statuses
         self.discarded: list[Handle] = []
+        self.auth: dict[str, str] = {}
+        self.invoked: list[tuple[str, Any, dict[str, str]]] = []
+        self.answers: list[Answer] = []
+
+    def read_auth(self, model_name: str) -> str | None:
+        return self.auth.get(model_name)
+
+    def write_auth(self, model_name: str, text: str) -> None:
+        self.auth[model_name] = text
+
+    def invoke(self, handle: Handle, path: str, payload: Any, *, timeout: float,
+               headers: dict[str, str] | None = None) -> Answer | None:
+        self.invoked.append((path, payload, dict(headers or {})))
+        return self.answers.pop(0) if self.answers else Answer(200, '{"predictions": [0]}')
 
     def apply(self, spec: Any) -> Applied:
         return Applied("http://h", handle(n=1))

@@ -124,7 +124,7 @@ def test_manifests_use_the_serving_name_and_keep_the_registered_one() -> None:
 
 def test_podman_names_use_the_serving_name() -> None:
     spec = WorkloadSpec("Test_Model", "2", IMAGE)
-    assert podman_manifest(spec, 12345)["metadata"]["name"] == "test-model-v2"
+    assert podman_manifest(spec, 12345, Path("/auth"))["metadata"]["name"] == "test-model-v2"
     assert pod_name("Test_Model", "2") == "test-model-v2-pod-0"
 
 

@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from trainship.cluster.handles import LocalRecord
-from trainship.cluster.manifests import WorkloadSpec
+from trainship.cluster.manifests import AUTH_FILE_ENV, WorkloadSpec
 from trainship.state import Handle
+
+__all__ = ["AUTH_FILE_ENV", "Answer", "Applied", "ClusterDriver", "RolloutStatus", "Unreachable",
+           "post_json", "promote_by_records"]
 
 
 @dataclass
@@ -59,12 +62,21 @@ class ClusterDriver(Protocol):
 
     def status(self, handle: Handle) -> RolloutStatus: ...
 
-    def invoke(self, handle: Handle, path: str, payload: Any, *,
-               timeout: float) -> Answer | None:
+    def invoke(self, handle: Handle, path: str, payload: Any, *, timeout: float,
+               headers: dict[str, str] | None = None) -> Answer | None:
         """POST ``payload`` as JSON to ``path`` of the version in ``handle`` itself (not the
-        model's public URL, which may not resolve yet): the smoke test. None when that
-        version is not served (a higher one replaced it). Raises Unreachable when the
-        request did not reach the model and is worth retrying."""
+        model's public URL, which may not resolve yet), with ``headers`` too (the smoke
+        test's ``X-Trainship-Token``): the smoke test. None when that version is not served
+        (a higher one replaced it). Raises Unreachable when the request did not reach the
+        model and is worth retrying."""
+
+    def read_auth(self, model_name: str) -> str | None:
+        """The model's auth file text (trainship.auth), None when it has none."""
+
+    def write_auth(self, model_name: str, text: str) -> None:
+        """Create or replace the model's auth file, which every version of the model reads
+        (env ``TRAINSHIP_SERVING_AUTH_FILE``): a file the local drivers replace by a rename,
+        the Secret ``<serving name>-auth`` on Kubernetes. Called before ``apply``."""
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         """Serialise promotions of one model (concurrent deployments of the same model)."""
@@ -79,14 +91,17 @@ class ClusterDriver(Protocol):
 
     def remove(self, model_name: str) -> list[str]:
         """Take every version of the model out of service (a delete; the caller holds
-        ``lock(model_name)``): what was removed, in words; nothing when nothing served."""
+        ``lock(model_name)``) and remove its auth file: what was removed, in words;
+        nothing when nothing served."""
 
 
-def post_json(url: str, payload: Any, *, timeout: float) -> Answer:
+def post_json(url: str, payload: Any, *, timeout: float,
+              headers: dict[str, str] | None = None) -> Answer:
     """POST JSON over plain HTTP (the local drivers' test URLs): an HTTP error status is the
     model's answer; a refused or dropped connection is Unreachable."""
     request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return Answer(response.status, response.read().decode(errors="replace"))

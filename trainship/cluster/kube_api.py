@@ -22,6 +22,7 @@ _PATHS = {
     "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
     "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
 }
 
 
@@ -67,13 +68,15 @@ class KubeApi:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml")
 
-    def post(self, path: str, payload: Any, *, timeout: float) -> tuple[int, str]:
-        """POST JSON; (status, body) whatever the status. Connection failures raise
-        urllib3's errors."""
+    def post(self, path: str, payload: Any, *, timeout: float,
+             headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """POST JSON with ``headers`` too; (status, body) whatever the status. Connection
+        failures raise urllib3's errors."""
         try:
             response = self.api_client.call_api(
                 path, "POST", body=payload,
-                header_params={"Content-Type": "application/json", "Accept": "*/*"},
+                header_params={**(headers or {}), "Content-Type": "application/json",
+                               "Accept": "*/*"},
                 auth_settings=["BearerToken"], _preload_content=False,
                 _return_http_data_only=True, _request_timeout=timeout)
         except ApiException as exc:

@@ -31,7 +31,7 @@ from typing import Any
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable
+from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable, kube_auth
 from trainship.cluster.handles import KubernetesHandle, read
 from trainship.cluster.kube_api import KubeApi, api_from_settings, object_path
 from trainship.cluster.kube_rollout import (
@@ -67,11 +67,12 @@ PROXY_HELP = ("The smoke test reaches the new version's pod through the API serv
               "the namespace (AmazonEKSEditPolicy has it; on EKS, associate it with the "
               "cluster role's access entry, scoped to trainship:eksNamespace).")
 
-# What manifests.render creates for a model, in the order a delete removes it.
 # how long RemoveModel (a 300 s function) waits for a LoadBalancer Service's finalizer
 REMOVE_WAIT_SECONDS = 200
+# What manifests.render creates for a model, in the order a delete removes it, and the
+# model's auth Secret (kube_auth) last: the pods still running mount it.
 REMOVE_ORDER = ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Service",
-                "Deployment")
+                "Deployment", "Secret")
 
 
 def _name(handle: KubernetesHandle) -> str:
@@ -207,8 +208,13 @@ class KubernetesDriver:
             status.details = self.logs(ns, log_pods[0])
         return status
 
-    def invoke(self, handle: Handle, path: str, payload: Any, *,
-               timeout: float) -> Answer | None:
+    def invoke(self, handle: Handle, path: str, payload: Any, *, timeout: float,
+               headers: dict[str, str] | None = None) -> Answer | None:
+        """Through the API server's pod proxy. It does not pass ``Authorization`` on: its
+        authentication filter deletes that header once it authenticated the caller
+        ("authorization header is not required anymore in case of a successful
+        authentication": WithAuthentication, k8s.io/apiserver pkg/endpoints/filters/
+        authentication.go), so the smoke test's token travels as X-Trainship-Token."""
         mine = read(KubernetesHandle, handle)
         if mine.get("superseded_by"):
             return None  # never applied: the higher version serves
@@ -223,7 +229,7 @@ class KubernetesDriver:
             # the pod proxy: POST maps to the `create` verb on pods/proxy
             status, body = self.api.post(
                 f"/api/v1/namespaces/{ns}/pods/{ready[0]}:{CONTAINER_PORT}/proxy{path}",
-                payload, timeout=timeout)
+                payload, timeout=timeout, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
             raise Unreachable(f"the Kubernetes API did not answer: {exc}") from exc
         except ApiException as exc:  # listing the pods was refused
@@ -254,6 +260,14 @@ class KubernetesDriver:
             if text:
                 return f"last log lines of {pod}:\n{text}"
         return ""
+
+    def read_auth(self, model_name: str) -> str | None:
+        return kube_auth.read_auth(self.api, self.settings.namespace, model_name)
+
+    def write_auth(self, model_name: str, text: str) -> None:
+        """The Secret, in a namespace created if need be (this comes before apply)."""
+        self.ensure_namespace(self.settings.namespace)
+        kube_auth.write_auth(self.api, self.settings.namespace, model_name, text)
 
     @contextmanager
     def lock(self, model_name: str) -> Iterator[None]:

@@ -12,6 +12,7 @@ Service's address, the inference URL, never changes.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,16 @@ ANNOTATION_PREFIX = "trainship.io"
 VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/model-version"
 CONTAINER_NAME = "model"
 DEBUG_ENV = "TRAINSHIP_SERVING_DEBUG"  # trainship.serving.settings reads it
+# The model's auth file (trainship.auth): the Secret <serving name>-auth, key ``auth``,
+# mounted as a DIRECTORY. The kubelet refreshes a Secret volume in running pods ("Mounted
+# Secrets are updated automatically": within "the kubelet sync period + cache propagation
+# delay", about a minute by default), but "a container using a Secret as a subPath volume
+# mount does not receive automated Secret updates" (Kubernetes docs, Concepts > Secrets).
+AUTH_FILE_ENV = "TRAINSHIP_SERVING_AUTH_FILE"  # trainship.serving.settings reads it
+AUTH_KEY = "auth"
+AUTH_DIR = "/var/run/trainship/auth"
+AUTH_FILE = f"{AUTH_DIR}/{AUTH_KEY}"
+AUTH_VOLUME = "auth"
 ARCH_LABEL = "kubernetes.io/arch"
 ARCHITECTURES = ("amd64", "arm64")
 LB_SCHEMES = ("internet-facing", "internal")
@@ -80,6 +91,10 @@ class WorkloadSpec:
         return serving_name(self.model_name)
 
 
+def auth_secret_name(model_name: str) -> str:
+    return f"{serving_name(model_name)}-auth"
+
+
 def labels(spec: WorkloadSpec, *, with_version: bool = True) -> dict[str, str]:
     selector = {"app.kubernetes.io/name": spec.serving_name,
                 "app.kubernetes.io/instance": spec.serving_name}
@@ -125,7 +140,8 @@ def serving_env(spec: WorkloadSpec) -> list[dict[str, str]]:
     """The container's environment: what is served and, only when the deployment asked for
     it, the inference service's debug flag (absent otherwise, so a manifest shows it)."""
     env = [{"name": "TRAINSHIP_MODEL_NAME", "value": spec.model_name},
-           {"name": "TRAINSHIP_MODEL_VERSION", "value": spec.version}]
+           {"name": "TRAINSHIP_MODEL_VERSION", "value": spec.version},
+           {"name": AUTH_FILE_ENV, "value": AUTH_FILE}]
     if spec.debug:
         env.append({"name": DEBUG_ENV, "value": "true"})
     return env
@@ -151,7 +167,9 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "privileged": False, "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         # the whole volume, never a subPath (see AUTH_FILE_ENV)
+                         {"name": AUTH_VOLUME, "mountPath": AUTH_DIR, "readOnly": True}],
     }
     return {
         "apiVersion": "apps/v1",
@@ -178,10 +196,37 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
                         "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                                auth_volume(spec.model_name)],
                 },
             },
         },
+    }
+
+
+def auth_volume(model_name: str) -> dict[str, Any]:
+    """The model's auth Secret as a volume: files readable by the pod's group (fsGroup)
+    only. Not optional: DeployModel writes the Secret before it applies the Deployment."""
+    return {"name": AUTH_VOLUME,
+            "secret": {"secretName": auth_secret_name(model_name), "defaultMode": 0o440}}
+
+
+def auth_secret(model_name: str, namespace: str, text: str) -> dict[str, Any]:
+    """The Secret that holds the model's auth file (digests only, never a token), labelled
+    like the model's other objects without a version (auth is per model, and a delete finds
+    it by these labels)."""
+    name = serving_name(model_name)
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": auth_secret_name(model_name), "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": name,
+                                "app.kubernetes.io/instance": name,
+                                "app.kubernetes.io/component": "inference",
+                                "app.kubernetes.io/part-of": "trainship",
+                                "app.kubernetes.io/managed-by": "trainship"},
+                     "annotations": {f"{ANNOTATION_PREFIX}/model-name": model_name,
+                                     f"{ANNOTATION_PREFIX}/serving-name": name}},
+        "data": {AUTH_KEY: base64.b64encode(text.encode()).decode()},
     }
 
 

@@ -31,9 +31,17 @@ from typing import Any
 import yaml
 
 from trainship import containers
-from trainship.cluster import Answer, Applied, RolloutStatus, front, post_json, promote_by_records
+from trainship.cluster import (
+    Answer,
+    Applied,
+    RolloutStatus,
+    front,
+    local_auth,
+    post_json,
+    promote_by_records,
+)
 from trainship.cluster.handles import FrontRecord, PodmanHandle, read, read_json
-from trainship.cluster.manifests import CONTAINER_NAME, WorkloadSpec, deployment
+from trainship.cluster.manifests import AUTH_VOLUME, CONTAINER_NAME, WorkloadSpec, deployment
 from trainship.config import ServingOptions
 from trainship.names import serving_name
 from trainship.procs import file_lock, free_port
@@ -48,16 +56,23 @@ def container_name(model_name: str, version: str) -> str:
     return f"{pod_name(model_name, version)}-{CONTAINER_NAME}"
 
 
-def podman_manifest(spec: WorkloadSpec, host_port: int) -> dict[str, Any]:
+def podman_manifest(spec: WorkloadSpec, host_port: int, auth_dir: Path) -> dict[str, Any]:
     """The Kubernetes Deployment, as podman plays it: one pod per version, one replica,
     the container port published on 127.0.0.1 (podman has no Services). The nodeSelector
-    stays: podman's "Podman Kube Play Support" lists it as N/A (single node) and ignores it."""
+    stays: podman's "Podman Kube Play Support" lists it as N/A (single node) and ignores it.
+    The auth Secret's volume is the model's auth directory on the host instead
+    (``auth_dir``, trainship.cluster.local_auth), mounted read-only at the same path."""
     manifest = deployment(spec)
     manifest["metadata"]["name"] = f"{spec.serving_name}-v{spec.version}"
     manifest["metadata"].pop("namespace", None)
     manifest["spec"]["replicas"] = 1
-    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     container["ports"][0].update(hostPort=host_port, hostIP="127.0.0.1")
+    pod["volumes"] = [{"name": AUTH_VOLUME,
+                       "hostPath": {"path": str(auth_dir), "type": "Directory"}}
+                      if volume["name"] == AUTH_VOLUME else volume
+                      for volume in pod["volumes"]]
     return manifest
 
 
@@ -101,7 +116,9 @@ class PodmanDriver:
         service = self.service(spec.model_name)
         host_port = free_port()
         manifest_path = self._dir(spec.model_name) / f"v{spec.version}.yaml"
-        manifest_path.write_text(yaml.safe_dump(podman_manifest(spec, host_port),
+        auth_dir = local_auth.auth_dir(self.home, spec.model_name)
+        auth_dir.mkdir(parents=True, exist_ok=True)  # a hostPath Directory must exist
+        manifest_path.write_text(yaml.safe_dump(podman_manifest(spec, host_port, auth_dir),
                                                 sort_keys=False))
         handle: PodmanHandle = {
             "model_name": spec.model_name, "serving_name": spec.serving_name,
@@ -167,11 +184,17 @@ class PodmanDriver:
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting (readiness: /ping)")
 
-    def invoke(self, handle: Handle, path: str, payload: Any, *,
-               timeout: float) -> Answer | None:
+    def invoke(self, handle: Handle, path: str, payload: Any, *, timeout: float,
+               headers: dict[str, str] | None = None) -> Answer | None:
         """The version's own published port, before the model's proxy points at it."""
         return post_json(f"{read(PodmanHandle, handle)['test_url']}{path}", payload,
-                         timeout=timeout)
+                         timeout=timeout, headers=headers)
+
+    def read_auth(self, model_name: str) -> str | None:
+        return local_auth.read(self.home, model_name)
+
+    def write_auth(self, model_name: str, text: str) -> None:
+        local_auth.write(self.home, model_name, text)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
@@ -221,6 +244,8 @@ class PodmanDriver:
             for path in directory.iterdir():
                 if path.name != ".lock" and path.is_file():
                     path.unlink(missing_ok=True)
+        if local_auth.remove(self.home, model_name):
+            removed.append(f"auth file of {model_name}")
         return removed
 
     # --- the local stack's restarts ------------------------------------------------------

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from trainship.bundles import resolve_bundle
-from trainship.cluster import Answer, Applied, RolloutStatus, front, post_json, promote_by_records
+from trainship.cluster import (
+    AUTH_FILE_ENV,
+    Answer,
+    Applied,
+    RolloutStatus,
+    front,
+    local_auth,
+    post_json,
+    promote_by_records,
+)
 from trainship.cluster.handles import ProcessHandle, RecordState, read
 from trainship.cluster.manifests import WorkloadSpec, serving_args
 from trainship.config import ServingOptions
@@ -38,6 +47,7 @@ from trainship.state import Handle
 class ProcessDriver:
     def __init__(self, root: Path, serving: ServingOptions | None = None) -> None:
         self.root = root
+        self.home = root.parent
         self.serving = serving or ServingOptions()
 
     def _dir(self, model_name: str) -> Path:
@@ -57,8 +67,11 @@ class ProcessDriver:
     def apply(self, spec: WorkloadSpec) -> Applied:
         return self._start(spec, port=free_port(), state="starting")
 
-    def _start(self, spec: WorkloadSpec, *, port: int, state: RecordState) -> Applied:
-        """The version's server on ``port``, behind the model's front (started if need be)."""
+    def _start(self, spec: WorkloadSpec, *, port: int, state: RecordState,
+               auth: bool = True) -> Applied:
+        """The version's server on ``port``, behind the model's front (started if need be),
+        reading the model's auth file (``auth``; a restored version deployed before auth
+        files existed has none and serves as it did)."""
         spec = replace(spec, workers=self.serving.workers,
                        max_batch_rows=self.serving.max_batch_rows,
                        max_wait_ms=self.serving.max_wait_ms)
@@ -74,9 +87,11 @@ class ProcessDriver:
                  *(["--debug"] if spec.debug else [])],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 # what the pod's env names too (manifests.deployment): trainship_model_info
-                env={**os.environ, "PYTHONPATH": library_path(),
+                env={**_without_auth(os.environ), "PYTHONPATH": library_path(),
                      "TRAINSHIP_MODEL_NAME": spec.model_name,
-                     "TRAINSHIP_MODEL_VERSION": spec.version})
+                     "TRAINSHIP_MODEL_VERSION": spec.version,
+                     **({AUTH_FILE_ENV: str(local_auth.auth_path(self.home, spec.model_name))}
+                        if auth else {})})
         url = front.ensure(self._dir(spec.model_name), spec.model_name)["url"]
         handle: ProcessHandle = {
             "model_name": spec.model_name, "serving_name": spec.serving_name,
@@ -105,11 +120,17 @@ class ProcessDriver:
         return RolloutStatus(ready=ready, inference_url=handle["url"],
                              message="ready" if ready else "starting", details=log_tail)
 
-    def invoke(self, handle: Handle, path: str, payload: Any, *,
-               timeout: float) -> Answer | None:
+    def invoke(self, handle: Handle, path: str, payload: Any, *, timeout: float,
+               headers: dict[str, str] | None = None) -> Answer | None:
         """The version's own port, before the model's front points at it."""
         return post_json(f"{read(ProcessHandle, handle)['test_url']}{path}", payload,
-                         timeout=timeout)
+                         timeout=timeout, headers=headers)
+
+    def read_auth(self, model_name: str) -> str | None:
+        return local_auth.read(self.home, model_name)
+
+    def write_auth(self, model_name: str, text: str) -> None:
+        local_auth.write(self.home, model_name, text)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
@@ -163,6 +184,8 @@ class ProcessDriver:
             for path in directory.iterdir():
                 if path.name != ".lock" and path.is_file():
                     path.unlink(missing_ok=True)
+        if local_auth.remove(self.home, model_name):
+            removed.append(f"auth file of {model_name}")
         return removed
 
     def restore(self) -> list[str]:
@@ -179,7 +202,8 @@ class ProcessDriver:
                 model_name=record["model_name"], version=record["version"],
                 image_uri=record["image_uri"], deployment_id=record["deployment_id"],
                 requirements=record["requirements"], debug=record.get("debug", False)),
-                port=record["port"], state="serving")
+                port=record["port"], state="serving",
+                auth=local_auth.read(self.home, record["model_name"]) is not None)
             front.point(self._dir(record["model_name"]), record["port"])
             restored.append(applied)
         deadline = time.monotonic() + 120
@@ -199,6 +223,12 @@ class ProcessDriver:
         for path in self.root.glob("*/service.json"):
             front.stop(path.parent)
         return count
+
+
+def _without_auth(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """The stack's environment minus an auth file it may name (each version gets its own
+    model's, or none)."""
+    return {k: v for k, v in environ.items() if k != AUTH_FILE_ENV}
 
 
 def _record(text: str) -> ProcessHandle:

@@ -1,0 +1,62 @@
+"""The local drivers' auth files (process, podman): ``<home>/auth/<serving name>/auth``.
+
+Each model's file sits alone in its own directory and is replaced by a rename within it,
+so a reader sees the old text or the new, never half of one. Podman bind-mounts the
+DIRECTORY read-only into the pod: a bind mount of the file itself pins the inode it was
+mounted with, and a rename leaves the container reading the old file for ever.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from trainship.names import serving_name
+
+FILE_NAME = "auth"
+
+
+def auth_dir(home: Path, model_name: str) -> Path:
+    """The directory that holds the model's auth file (what podman mounts)."""
+    return home / "auth" / serving_name(model_name)
+
+
+def auth_path(home: Path, model_name: str) -> Path:
+    return auth_dir(home, model_name) / FILE_NAME
+
+
+def read(home: Path, model_name: str) -> str | None:
+    try:
+        return auth_path(home, model_name).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def write(home: Path, model_name: str, text: str) -> Path:
+    """Replace the model's auth file atomically; its path."""
+    directory = auth_dir(home, model_name)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".auth-")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        # readable by the container's user too (podman runs the image's non-root user);
+        # it holds digests only, never a token
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, directory / FILE_NAME)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return directory / FILE_NAME
+
+
+def remove(home: Path, model_name: str) -> bool:
+    """Delete the model's auth file and its directory: whether there was one."""
+    directory = auth_dir(home, model_name)
+    existed = (directory / FILE_NAME).exists()
+    shutil.rmtree(directory, ignore_errors=True)
+    return existed
