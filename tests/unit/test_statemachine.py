@@ -93,4 +93,4 @@ def test_local_substitutions_cover_every_placeholder() -> None:
     assert "${" not in json.dumps(rendered)
     arns = {s["Parameters"]["FunctionName"] for s in rendered["States"].values()
             if s.get("Resource") == "arn:aws:states:::lambda:invoke"}
-    assert len(arns) == 10
+    assert len(arns) == 11

@@ -268,7 +268,7 @@ def test_a_refused_rotation_is_recorded_undoes_nothing_and_redrives_at_rotate_to
     assert "--auth token" in document.help
     # the real RecordFailure: a rotation's state has no rollout, nothing to undo
     assert "rollout" not in pipeline.called("RecordFailure")[0]
-    check_redrivable(described)
+    check_redrivable(record_of(described, pipeline.history(arn)))
     pipeline.client.redrive_execution(executionArn=arn)
     again = pipeline.wait(arn)
     assert again["status"] == "SUCCEEDED", again
