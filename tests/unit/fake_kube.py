@@ -46,6 +46,7 @@ COLLECTIONS = {
     "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
     "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    "secrets": ("v1", "Secret"),
 }
 PROXY_PATH = re.compile(
     r"^/api/v1/namespaces/(?P<ns>[a-z0-9-]+)/pods/(?P<pod>[a-z0-9-]+):(?P<port>[0-9]+)"
@@ -63,6 +64,7 @@ class Call:
     content_type: str
     body: Any
     authorization: str
+    headers: dict[str, str] = field(default_factory=dict)  # every header, as received
 
 
 @dataclass
@@ -298,7 +300,7 @@ class FakeKubeServer:
                 call = Call(self.command, parsed.path, parse_qs(parsed.query),
                             self.headers.get("Content-Type", ""),
                             json.loads(raw) if raw else None,
-                            self.headers.get("Authorization", ""))
+                            self.headers.get("Authorization", ""), dict(self.headers.items()))
                 with fake.lock:
                     fake.calls.append(call)
                     code, payload = fake.handle(call)

@@ -10,15 +10,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trainship import auth
 from trainship.cli import main as cli_main
 from trainship.cluster.manifests import (
+    AUTH_DIR,
+    AUTH_FILE,
+    AUTH_FILE_ENV,
     LB_INTERNAL_ANNOTATION,
     LB_SCHEME_ANNOTATION,
     WorkloadSpec,
+    auth_secret,
     render,
     to_yaml,
 )
 from trainship.config import source_ranges
+from trainship.serving.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "127.0.0.1:5000/trainship-models:iris-v3@sha256:" + "a" * 64
@@ -40,10 +46,16 @@ VARIANTS = {
 }
 
 
+AUTH_TEXT = auth.render(auth.with_token(auth.AuthFile(), auth.digest("tsk_x"), pending=False))
+
+
 @pytest.fixture(params=sorted(VARIANTS))
 def manifest_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The objects of a variant, and the auth Secret the kubernetes driver writes first."""
     path = tmp_path / f"{request.param}.yaml"
-    path.write_text(to_yaml(render(VARIANTS[request.param])))
+    spec = VARIANTS[request.param]
+    path.write_text(to_yaml([*render(spec),
+                             auth_secret(spec.model_name, spec.namespace, AUTH_TEXT)]))
     return path
 
 
@@ -53,6 +65,7 @@ def test_strict_schema_validation(manifest_file: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     name = VARIANTS[manifest_file.stem].serving_name  # iris; test-model-v2 (trainship.names)
     assert f"passed for resource deployment/{name}" in proc.stdout + proc.stderr
+    assert f"passed for resource secret/{name}-auth" in proc.stdout + proc.stderr
 
 
 def test_strict_validation_catches_a_bad_field(tmp_path: Path) -> None:
@@ -175,3 +188,36 @@ def test_bad_cluster_settings_are_refused(change: dict[str, object], message: st
 def test_source_ranges_setting_is_a_comma_list() -> None:
     assert source_ranges("") == []
     assert source_ranges(" 10.0.0.0/8, 203.0.113.0/24 ,") == ["10.0.0.0/8", "203.0.113.0/24"]
+
+
+def test_pods_read_the_model_auth_secret_mounted_as_a_directory() -> None:
+    """The kubelet refreshes a Secret volume in running pods, never a subPath mount of it:
+    a rotated token reaches the pods only through a directory mount."""
+    spec = VARIANTS["registered-name"]
+    pod = render(spec)[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[AUTH_FILE_ENV] == AUTH_FILE == f"{AUTH_DIR}/auth"
+    # the path the inference service reads (its own settings, not a copy of them)
+    assert ServingSettings.from_env(env).auth_file == Path(AUTH_FILE)
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == AUTH_DIR)
+    assert mount["readOnly"] is True and "subPath" not in mount
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "test-model-v2-auth"
+    assert not volume["secret"].get("optional")  # DeployModel writes it before the pods
+
+
+def test_the_auth_secret_holds_the_file_and_is_labelled_like_the_model() -> None:
+    import base64
+
+    spec = VARIANTS["registered-name"]
+    secret = auth_secret(spec.model_name, "ml", AUTH_TEXT)
+    assert secret["metadata"]["name"] == "test-model-v2-auth"
+    assert secret["metadata"]["namespace"] == "ml"
+    labels = secret["metadata"]["labels"]
+    # what a delete selects the model's objects by (kubernetes.KubernetesDriver.remove)
+    assert labels["app.kubernetes.io/instance"] == "test-model-v2"
+    assert labels["app.kubernetes.io/managed-by"] == "trainship"
+    assert "app.kubernetes.io/version" not in labels  # auth is per model, not per version
+    assert base64.b64decode(secret["data"]["auth"]).decode() == AUTH_TEXT
+    assert "tsk_x" not in str(secret)  # digests only

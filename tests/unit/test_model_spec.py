@@ -189,3 +189,18 @@ def test_a_signature_that_cannot_be_read_still_gives_a_valid_untyped_spec(
     validate(spec)
     assert spec["info"]["description"].startswith(UNTYPED)
     assert "could not be read" in spec["info"]["description"]
+
+
+def test_invocations_declare_the_optional_token() -> None:
+    spec = _frame_spec()
+    validate(spec)
+    post = spec["paths"]["/invocations"]["post"]
+    # {} first: a model deployed without token auth needs none
+    assert post["security"] == [{}, {"bearerToken": []}, {"trainshipToken": []}]
+    assert "401" in post["responses"]
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http",
+                                      "scheme": "bearer"}
+    assert schemes["trainshipToken"]["name"] == "X-Trainship-Token"
+    assert all("security" not in spec["paths"][path]["get"]
+               for path in ("/ping", "/health", "/version", "/metrics"))

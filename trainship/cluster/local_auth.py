@@ -1,4 +1,7 @@
-"""The local drivers' auth files (process, podman): ``<home>/auth/<serving name>/auth``.
+"""The local drivers' auth files (process, podman): ``<root>/.auth/<serving name>/auth``
+under the driver's records (``<home>/serving``, ``<home>/podman``). A serving name never
+starts with a dot (a DNS-1123 label, trainship.names), so ``.auth`` is never a model's
+directory.
 
 Each model's file sits alone in its own directory and is replaced by a rename within it,
 so a reader sees the old text or the new, never half of one. Podman bind-mounts the
@@ -18,25 +21,25 @@ from trainship.names import serving_name
 FILE_NAME = "auth"
 
 
-def auth_dir(home: Path, model_name: str) -> Path:
+def auth_dir(root: Path, model_name: str) -> Path:
     """The directory that holds the model's auth file (what podman mounts)."""
-    return home / "auth" / serving_name(model_name)
+    return root / ".auth" / serving_name(model_name)
 
 
-def auth_path(home: Path, model_name: str) -> Path:
-    return auth_dir(home, model_name) / FILE_NAME
+def auth_path(root: Path, model_name: str) -> Path:
+    return auth_dir(root, model_name) / FILE_NAME
 
 
-def read(home: Path, model_name: str) -> str | None:
+def read(root: Path, model_name: str) -> str | None:
     try:
-        return auth_path(home, model_name).read_text()
+        return auth_path(root, model_name).read_text()
     except FileNotFoundError:
         return None
 
 
-def write(home: Path, model_name: str, text: str) -> Path:
+def write(root: Path, model_name: str, text: str) -> Path:
     """Replace the model's auth file atomically; its path."""
-    directory = auth_dir(home, model_name)
+    directory = auth_dir(root, model_name)
     directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".auth-")
     try:
@@ -54,9 +57,9 @@ def write(home: Path, model_name: str, text: str) -> Path:
     return directory / FILE_NAME
 
 
-def remove(home: Path, model_name: str) -> bool:
+def remove(root: Path, model_name: str) -> bool:
     """Delete the model's auth file and its directory: whether there was one."""
-    directory = auth_dir(home, model_name)
+    directory = auth_dir(root, model_name)
     existed = (directory / FILE_NAME).exists()
     shutil.rmtree(directory, ignore_errors=True)
     return existed

@@ -116,7 +116,7 @@ class PodmanDriver:
         service = self.service(spec.model_name)
         host_port = free_port()
         manifest_path = self._dir(spec.model_name) / f"v{spec.version}.yaml"
-        auth_dir = local_auth.auth_dir(self.home, spec.model_name)
+        auth_dir = local_auth.auth_dir(self.root, spec.model_name)
         auth_dir.mkdir(parents=True, exist_ok=True)  # a hostPath Directory must exist
         manifest_path.write_text(yaml.safe_dump(podman_manifest(spec, host_port, auth_dir),
                                                 sort_keys=False))
@@ -191,10 +191,10 @@ class PodmanDriver:
                          timeout=timeout, headers=headers)
 
     def read_auth(self, model_name: str) -> str | None:
-        return local_auth.read(self.home, model_name)
+        return local_auth.read(self.root, model_name)
 
     def write_auth(self, model_name: str, text: str) -> None:
-        local_auth.write(self.home, model_name, text)
+        local_auth.write(self.root, model_name, text)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
@@ -244,7 +244,7 @@ class PodmanDriver:
             for path in directory.iterdir():
                 if path.name != ".lock" and path.is_file():
                     path.unlink(missing_ok=True)
-        if local_auth.remove(self.home, model_name):
+        if local_auth.remove(self.root, model_name):
             removed.append(f"auth file of {model_name}")
         return removed
 

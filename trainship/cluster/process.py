@@ -8,6 +8,8 @@ changes, and a retired version is stopped once the front has drained it. Records
 serves live in ``<home>/serving/<serving name>/`` (trainship.names): ``v<version>.json``
 per version and the front's files (``service.json`` holds its port), so that
 ``trainship local down`` stops every server and a restart serves the same URLs again.
+Each model's auth file (trainship.cluster.local_auth) is ``<home>/serving/.auth/<serving
+name>/auth``; every version started reads it (TRAINSHIP_SERVING_AUTH_FILE).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from trainship.state import Handle
 class ProcessDriver:
     def __init__(self, root: Path, serving: ServingOptions | None = None) -> None:
         self.root = root
-        self.home = root.parent
         self.serving = serving or ServingOptions()
 
     def _dir(self, model_name: str) -> Path:
@@ -90,7 +91,7 @@ class ProcessDriver:
                 env={**_without_auth(os.environ), "PYTHONPATH": library_path(),
                      "TRAINSHIP_MODEL_NAME": spec.model_name,
                      "TRAINSHIP_MODEL_VERSION": spec.version,
-                     **({AUTH_FILE_ENV: str(local_auth.auth_path(self.home, spec.model_name))}
+                     **({AUTH_FILE_ENV: str(local_auth.auth_path(self.root, spec.model_name))}
                         if auth else {})})
         url = front.ensure(self._dir(spec.model_name), spec.model_name)["url"]
         handle: ProcessHandle = {
@@ -127,10 +128,10 @@ class ProcessDriver:
                          timeout=timeout, headers=headers)
 
     def read_auth(self, model_name: str) -> str | None:
-        return local_auth.read(self.home, model_name)
+        return local_auth.read(self.root, model_name)
 
     def write_auth(self, model_name: str, text: str) -> None:
-        local_auth.write(self.home, model_name, text)
+        local_auth.write(self.root, model_name, text)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
@@ -184,7 +185,7 @@ class ProcessDriver:
             for path in directory.iterdir():
                 if path.name != ".lock" and path.is_file():
                     path.unlink(missing_ok=True)
-        if local_auth.remove(self.home, model_name):
+        if local_auth.remove(self.root, model_name):
             removed.append(f"auth file of {model_name}")
         return removed
 
@@ -203,7 +204,7 @@ class ProcessDriver:
                 image_uri=record["image_uri"], deployment_id=record["deployment_id"],
                 requirements=record["requirements"], debug=record.get("debug", False)),
                 port=record["port"], state="serving",
-                auth=local_auth.read(self.home, record["model_name"]) is not None)
+                auth=local_auth.read(self.root, record["model_name"]) is not None)
             front.point(self._dir(record["model_name"]), record["port"])
             restored.append(applied)
         deadline = time.monotonic() + 120

@@ -10,6 +10,8 @@ Its parts, apart as MLflow's scoring server and KServe's model server keep their
 - ``protocol``: MLflow's scoring protocol: what a request is answered with, error documents;
 - ``service``: the loaded model of one worker, its batcher (``batching``) and metrics;
 - ``http``: the HTTP server, its routes and handler;
+- ``guard`` and ``auth_file``: who may call /invocations (the model's auth file, a token
+  per request);
 - ``metrics``: Prometheus metrics (prometheus_client, multiprocess mode: one scrape sees
   every worker);
 - ``workers``: one worker, or forked workers sharing the port under a supervisor;

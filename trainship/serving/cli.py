@@ -36,6 +36,10 @@ def parser(env: ServingSettings) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action=argparse.BooleanOptionalAction, default=env.debug,
                         help="error documents of /invocations carry the traceback "
                              "(stack_trace); never by default")
+    parser.add_argument("--auth-file", type=Path, default=env.auth_file,
+                        help="the model's auth file: POST /invocations needs one of its "
+                             "tokens (trainship.serving.auth_file); default: "
+                             "TRAINSHIP_SERVING_AUTH_FILE; unset: no token needed")
     parser.add_argument("--prepare-load-cache", action="store_true",
                         help="load the model, write --load-cache and exit (the image build)")
     return parser
@@ -57,4 +61,5 @@ def main(argv: list[str]) -> int:
     return serve(args.model_dir, args.host, args.port, workers=args.workers,
                  max_batch_rows=args.max_batch_rows, max_wait_ms=args.max_wait_ms,
                  load_cache=args.load_cache, keep_warning_filters=args.keep_warning_filters,
-                 model_info=settings.model_info(), debug=args.debug)
+                 model_info=settings.model_info(), debug=args.debug,
+                 auth_file=args.auth_file)

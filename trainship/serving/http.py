@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from trainship.serving import model_spec, protocol
+from trainship.serving.guard import TOKEN_HEADER, Guard
 from trainship.serving.metrics import CONTENT_TYPE, INVOCATIONS, OTHER
 from trainship.serving.service import Service
 
@@ -40,7 +41,9 @@ def get_routes(service: Service) -> dict[str, Route]:
     }
 
 
-def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
+def make_handler(service: Service, guard: Guard | None = None
+                 ) -> type[BaseHTTPRequestHandler]:
+    """The request handler; ``guard``: who may call /invocations (None: anyone)."""
     routes = get_routes(service)
     metrics = service.metrics
 
@@ -59,6 +62,8 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, reply: protocol.Reply) -> None:
             self.send_response(reply.status)
+            for name, value in reply.headers:
+                self.send_header(name, value)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
@@ -79,7 +84,12 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             length = int(self.headers.get("Content-Length") or 0)
             route = INVOCATIONS if path == INVOCATIONS else OTHER
-            if route == OTHER or length > protocol.MAX_BODY_BYTES:
+            refused = None if guard is None or route == OTHER else guard.check(
+                self.headers.get("Authorization"), self.headers.get(TOKEN_HEADER))
+            if refused is not None:  # before the body: a stranger's upload is never read
+                reply = protocol.UNAUTHENTICATED[refused]
+                self.close_connection = length > 0  # the body is not read
+            elif route == OTHER or length > protocol.MAX_BODY_BYTES:
                 reply = protocol.NOT_FOUND if route == OTHER else protocol.BODY_TOO_LARGE
                 self.close_connection = length > 0  # the body is not read
             else:

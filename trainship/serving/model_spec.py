@@ -171,6 +171,17 @@ def _request_schema(names: list[str]) -> dict[str, Any]:
                        "additionalProperties": False} for key, schema in forms.items()]}
 
 
+# The inference token of a model deployed with token auth (trainship.serving.guard); only
+# POST /invocations asks for it.
+SECURITY_SCHEMES = {
+    "bearerToken": {"type": "http", "scheme": "bearer",
+                    "description": "The model's inference token (trainship deploy --auth token)"},
+    "trainshipToken": {"type": "apiKey", "in": "header", "name": "X-Trainship-Token",
+                       "description": "The same token, for clients whose proxy drops "
+                                      "Authorization (the Kubernetes API server's pod proxy)"},
+}
+
+
 def _simple(path: str, summary: str, content_type: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "operationId": path.strip("/"), "responses": {
         "200": {"description": "OK", "content": {content_type: {"schema": {"type": "string"}}}}}}}
@@ -206,9 +217,13 @@ def build_spec(signature: dict[str, Any] | None, serving_example: dict[str, Any]
                       + (f" ({','.join(names)})" if names else "") + ", then one row per record"}}
     invocations = {"post": {
         "summary": "Predict", "operationId": "invocations", "description": described,
+        # a token when the model was deployed with token auth (``{}``: none needed else)
+        "security": [{}, {"bearerToken": []}, {"trainshipToken": []}],
         "requestBody": {"required": True, "content": {JSON: json_media, "text/csv": csv}},
         "responses": {"200": {"description": "The predictions", "content": {JSON: answer}},
                       "400": {"description": "The input does not match the model", **error},
+                      "401": {"description": "No valid inference token (the model was "
+                                             "deployed with token auth)", **error},
                       "413": {"description": "The body is over 50 MiB", **error},
                       "500": {"description": "The model failed", **error}}}}
     return {
@@ -221,7 +236,7 @@ def build_spec(signature: dict[str, Any] | None, serving_example: dict[str, Any]
                   "/health": _simple("/health", "Readiness (the same as /ping)", JSON),
                   "/version": _simple("/version", "The MLflow version serving", "text/plain"),
                   "/metrics": _simple("/metrics", "Prometheus metrics", "text/plain")},
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
         "x-trainship-columns": [{"name": c["name"], "type": c["mlflow_type"],
                                  "required": c["required"]} for c in cols],
     }

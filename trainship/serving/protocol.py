@@ -19,6 +19,7 @@ from mlflow.pyfunc import scoring_server
 from mlflow.version import VERSION
 
 from trainship.serving import input_errors
+from trainship.serving.guard import Refusal
 
 JSON = "application/json"
 MAX_BODY_BYTES = 50 * 1024 * 1024
@@ -31,12 +32,40 @@ class Reply:
     status: int
     content_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()  # besides Content-Type and Content-Length
 
 
 PING = Reply(200, JSON, b"\n")
 MLFLOW_VERSION = Reply(200, "text/plain", VERSION.encode())
 NOT_FOUND = Reply(404, JSON, b'{"error_code": "NOT_FOUND"}')
 BODY_TOO_LARGE = Reply(413, JSON, b'{"error_code": "BAD_REQUEST", "message": "body too large"}')
+
+
+# 401 of POST /invocations (trainship.serving.guard): the same answer whether or not the
+# model has a token, so it tells nothing about one
+_AUTH_HELP = ("Send the model's inference token as 'Authorization: Bearer <token>' or "
+              "'X-Trainship-Token: <token>'. The deployment that turned token auth on "
+              "printed it once (trainship deploy --auth token; the CLI keeps it for "
+              "trainship predict); `trainship token rotate MODEL` issues a new one.")
+_AUTH_MESSAGES = {
+    Refusal.MISSING: "This model's /invocations needs its inference token; none was sent.",
+    Refusal.INVALID: "The token sent is not valid for this model.",
+    Refusal.UNAVAILABLE: ("Token auth is not set up on this server (its auth file cannot "
+                          "be read), so no request can be authenticated."),
+}
+# RFC 6750 section 3: a challenge always; error="invalid_token" when a token was sent
+_CHALLENGE = 'Bearer realm="trainship"'
+
+
+def _unauthenticated(refusal: Refusal) -> Reply:
+    challenge = _CHALLENGE + (', error="invalid_token"' if refusal is Refusal.INVALID else "")
+    document = {"error_code": "UNAUTHENTICATED", "error": "Unauthenticated",
+                "message": _AUTH_MESSAGES[refusal], "help": _AUTH_HELP}
+    return Reply(401, JSON, json.dumps(document).encode(),
+                 headers=(("WWW-Authenticate", challenge),))
+
+
+UNAUTHENTICATED = {refusal: _unauthenticated(refusal) for refusal in Refusal}
 
 
 def metadata(document: dict[str, Any]) -> Reply:

@@ -52,6 +52,9 @@ class ServingSettings:
     load_cache: Path | None = None  # TRAINSHIP_LOAD_CACHE
     keep_warning_filters: bool = False  # TRAINSHIP_KEEP_WARNING_FILTERS
     debug: bool = False  # TRAINSHIP_SERVING_DEBUG: error documents carry the traceback
+    # TRAINSHIP_SERVING_AUTH_FILE: who may call /invocations (trainship.serving.guard); unset:
+    # anyone (a model deployed before token auth)
+    auth_file: Path | None = None
     # what is served, as the Kubernetes and podman drivers set them in the container
     model_name: str = ""  # TRAINSHIP_MODEL_NAME
     model_version: str = ""  # TRAINSHIP_MODEL_VERSION
@@ -60,6 +63,7 @@ class ServingSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if environ is None else environ
         load_cache = env.get("TRAINSHIP_LOAD_CACHE", "")
+        auth_file = env.get("TRAINSHIP_SERVING_AUTH_FILE", "").strip()
         return cls(
             workers=_number(env, "TRAINSHIP_SERVING_WORKERS", int, 0),
             max_batch_rows=_number(env, "TRAINSHIP_MAX_BATCH_ROWS", int, 256),
@@ -67,6 +71,7 @@ class ServingSettings:
             load_cache=Path(load_cache) if load_cache else None,
             keep_warning_filters=flag("TRAINSHIP_KEEP_WARNING_FILTERS", env),
             debug=flag("TRAINSHIP_SERVING_DEBUG", env),
+            auth_file=Path(auth_file) if auth_file else None,
             model_name=env.get("TRAINSHIP_MODEL_NAME", ""),
             model_version=env.get("TRAINSHIP_MODEL_VERSION", ""),
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainship.serving import metrics
+from trainship.serving.guard import Guard
 from trainship.serving.http import Server, make_handler
 from trainship.serving.loading import load
 from trainship.serving.service import Service
@@ -23,11 +24,15 @@ from trainship.serving.warnings import runtime_warning_filters
 
 def run_worker(model: Any, model_dir: Path, host: str, port: int, *, metrics_dir: Path,
                max_batch_rows: int, max_wait_ms: float, drain_seconds: float = 30.0,
-               model_info: dict[str, str] | None = None, debug: bool = False) -> None:
+               model_info: dict[str, str] | None = None, debug: bool = False,
+               auth_file: Path | None = None) -> None:
     """Serve until SIGTERM, then stop accepting and drain in-flight requests."""
     service = Service(model, model_dir, metrics.Metrics(metrics_dir, model_info=model_info),
                       max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, debug=debug)
-    server = Server((host, port), make_handler(service))
+    guard = Guard(auth_file) if auth_file is not None else None
+    if guard is not None:
+        guard.current()  # read it now: a problem shows in the log at start
+    server = Server((host, port), make_handler(service, guard))
 
     def stop(signum: int, frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -67,9 +72,11 @@ def supervise(children: list[int], metrics_dir: Path) -> int:
 def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
           max_batch_rows: int = 256, max_wait_ms: float = 2.0,
           load_cache: Path | None = None, keep_warning_filters: bool = False,
-          model_info: dict[str, str] | None = None, debug: bool = False) -> int:
+          model_info: dict[str, str] | None = None, debug: bool = False,
+          auth_file: Path | None = None) -> int:
     """Load the model once, then serve it from ``workers`` processes sharing the port;
-    ``model_info`` labels ``trainship_model_info`` (what is served)."""
+    ``model_info`` labels ``trainship_model_info`` (what is served); ``auth_file``: who
+    may call /invocations (trainship.serving.guard; None: anyone)."""
     metrics_dir = metrics.create_directory()  # before anything imports prometheus_client
     try:
         model = load(model_dir, load_cache)
@@ -80,7 +87,7 @@ def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
         options: dict[str, Any] = {"metrics_dir": metrics_dir,
                                    "max_batch_rows": max_batch_rows,
                                    "max_wait_ms": max_wait_ms, "model_info": model_info,
-                                   "debug": debug}
+                                   "debug": debug, "auth_file": auth_file}
         if workers <= 1:
             run_worker(model, model_dir, host, port, **options)
             return 0
