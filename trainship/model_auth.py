@@ -12,6 +12,8 @@ every serving process or pod of the model reads. The policy (docs/api.md, "auth"
   keeps it (its clients keep working). A pending token (a deployment that failed) is
   replaced, since nobody ever saw it.
 - ``none``: the URL answers anyone.
+- a rollback keeps the model's current auth; a model without an auth file (deployed before
+  trainship had auth) is open, so its rollback writes ``none``.
 
 DeployModel also adds a smoke-test token that expires after the rollout deadline: the
 smoke test sends it (``X-Trainship-Token``: the API server's pod proxy drops the
@@ -39,24 +41,25 @@ def current(driver: ClusterDriver, model_name: str) -> auth.AuthFile | None:
     return auth.parse(text) if text is not None else None
 
 
-def decide(requested: str | None, existing: auth.AuthFile | None, default: str) -> Mode:
-    """The mode a deployment serves with: asked for, else the model's own, else the
-    stack's default."""
-    if requested in ("token", "none"):
+def decide(requested: str | None, existing: auth.AuthFile | None, default: str, *,
+           rollback: bool = False) -> Mode:
+    """The mode a deployment serves with: asked for, else the model's own, else (a new
+    model) the stack's default; a rollback keeps what serves (no file: open)."""
+    if requested in ("token", "none") and not rollback:
         return "token" if requested == "token" else "none"
     if existing is not None:
         return "none" if existing.open else "token"
-    return "token" if default == "token" else "none"
+    return "token" if default == "token" and not rollback else "none"
 
 
 def prepare(driver: ClusterDriver, model_name: str, *, requested: str | None, default: str,
-            deadline: float, now: float | None = None) -> AuthState:
-    """DeployModel, before the apply: decide, then write the auth file (always: on
-    Kubernetes the pods mount the Secret, which must exist)."""
+            deadline: float, rollback: bool = False, now: float | None = None) -> AuthState:
+    """DeployModel, before every apply (a rollback's too): decide, then write the auth file
+    (always: on Kubernetes the pods mount the Secret, which must exist)."""
     now = time.time() if now is None else now
     text = driver.read_auth(model_name)
     existing = auth.parse(text) if text is not None else None
-    mode = decide(requested, existing, default)
+    mode = decide(requested, existing, default, rollback=rollback)
     if mode == "none":
         driver.write_auth(model_name, auth.render(auth.open_file()))
         return AuthState(mode="none", previous=text)

@@ -89,7 +89,8 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
     deadline = time.time() + settings.rollout_timeout_seconds
     # the auth file first: the pods mount it (trainship.model_auth)
     state.model_auth = model_auth.prepare(driver, state.model_name, requested=state.auth,
-                                          default=settings.default_auth, deadline=deadline)
+                                          default=settings.default_auth, deadline=deadline,
+                                          rollback=state.rollback is not None)
     try:
         applied = driver.apply(WorkloadSpec(
             model_name=state.model_name, version=state.model.version, image_uri=image_uri,

@@ -164,3 +164,21 @@ def test_promote_without_auth_state_reports_none_for_old_states(tmp_path: Path) 
                                pins=NoImagePins())
     assert done.result is not None and done.result.auth is None
     assert done.result.inference_token is None
+
+
+def test_a_rollback_keeps_the_models_auth_and_a_model_without_a_file_stays_open(
+        tmp_path: Path) -> None:
+    """A rollback's state (PrepareRollback) has no ``auth``; on AWS (default token) a model
+    deployed before trainship had auth has no auth file: it serves open, and so does its
+    rollback (the Deployment mounts the auth Secret, so the file is written all the same)."""
+    driver = FakeDriver([])
+    rolled = deployed(tmp_path, driver, default="token", rollback={"replaced_version": "2"})
+    assert rolled.result is not None and rolled.result.auth == "none"
+    assert current(driver) == auth.open_file()
+    first = deployed(tmp_path, driver, auth="token")
+    token = first.result.inference_token if first.result else None
+    rolled = deployed(tmp_path, driver, default="none", rollback={"replaced_version": "2"})
+    assert rolled.result is not None and rolled.result.auth == "token"
+    assert rolled.result.inference_token is None
+    assert auth.allows(current(driver), token, NOW)
+    assert rolled.model_auth is not None and rolled.model_auth.smoke_token  # its smoke test
