@@ -59,6 +59,9 @@ class Config:
     mlflow_version: str = "3.0"
     vpc_id: str = ""
     dlc_account: str = ""
+    # a new model's auth when its request names none: its URL is internet-facing by
+    # default (a LoadBalancer Service), and a URL that answers anyone is not a safe default
+    default_auth: str = "token"
 
     @property
     def managed_mlflow(self) -> bool:
@@ -114,11 +117,14 @@ class Config:
             mlflow_version=str(value("mlflowVersion", defaults.mlflow_version)),
             vpc_id=str(value("vpcId", "")),
             dlc_account=str(value("deepLearningContainersAccount", "")),
+            default_auth=str(value("defaultAuth", defaults.default_auth)).lower(),
         )
         config.validate()
         return config
 
     def validate(self) -> None:
+        if self.default_auth not in ("token", "none"):
+            raise ValueError("trainship:defaultAuth must be 'token' or 'none'")
         if self.train_compute not in COMPUTE_TYPES:
             raise ValueError(f"trainship:trainCompute must be one of {sorted(COMPUTE_TYPES)}")
         if self.api_auth not in ("iam", "none"):

@@ -1,6 +1,6 @@
 """The API: POST /deployments, GET /deployments, GET /deployments/{id}[/logs], POST
 /deployments/{id}/redrive; GET /models[/{model_name}] (what serves, from MLflow), DELETE
-/models/{model_name}, POST /models/{model_name}/rollback.
+/models/{model_name}, POST /models/{model_name}/rollback, POST /models/{model_name}/token.
 
 Also POST /mlops/deploy, the original API's path (same body shapes), and GET
 /openapi.json, the contract (trainship.openapi). Behind API Gateway on AWS; behind
@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from lambdas._common import logger, metrics, tracer
-from trainship import rollback
+from trainship import rollback, token_rotation
 from trainship.config import Settings
 from trainship.deployments import DeploymentStore
 from trainship.errors import InvalidRequest, TrainshipError
@@ -130,6 +130,14 @@ def rollback_model(model_name: str) -> Response[str]:
     return _json(202, rollback.start(_body(), model_name, store=_store(),
                                      tracking_uri=settings.tracking_uri,
                                      alias=settings.model_alias, images=pins_from_env()))
+
+
+@app.post("/models/<model_name>/token")
+def rotate_model_token(model_name: str) -> Response[str]:
+    """Issue the model's new inference token (an execution, RotateToken): 202."""
+    settings = Settings.from_env()
+    return _json(202, token_rotation.start(model_name, store=_store(),
+                                           tracking_uri=settings.tracking_uri))
 
 
 @app.get("/openapi.json")

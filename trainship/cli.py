@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainship import cli_delete, cli_models, cli_predict, cli_rollback, doctor, doctor_eks
+from trainship import (
+    auth,
+    cli_delete,
+    cli_models,
+    cli_predict,
+    cli_rollback,
+    cli_token,
+    doctor,
+    doctor_eks,
+)
 from trainship.cli_common import add_api_options, follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
 from trainship.client import (
@@ -18,7 +27,7 @@ from trainship.client import (
     ClientSetupError,
     InvalidApiUrl,
 )
-from trainship.cluster.manifests import WorkloadSpec, render, to_yaml
+from trainship.cluster.manifests import WorkloadSpec, auth_secret, render, to_yaml
 from trainship.config import CliSettings
 from trainship.terminal import (
     EXIT_BROKEN_PIPE,
@@ -155,6 +164,16 @@ def cmd_manifests(args: argparse.Namespace, settings: CliSettings) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # the Deployment mounts the model's auth Secret (<serving name>-auth): first, since a
+    # pod waits in ContainerCreating until it exists
+    if args.auth == "token":
+        token = auth.new_token()
+        text = auth.render(auth.with_token(auth.AuthFile(), auth.digest(token), pending=False))
+        print(f"inference token (shown once; the Secret holds its sha256 only): {token}",
+              file=sys.stderr)
+    else:
+        text = auth.render(auth.open_file())
+    objects = [auth_secret(args.model_name, args.namespace, text), *objects]
     if args.output == "json":
         print_json(objects)
     else:
@@ -230,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true",
                        help="the served model answers model errors with their traceback "
                             "(stack_trace); for debugging only")
+        p.add_argument("--auth", choices=("token", "none"),
+                       help="token: /invocations needs the model's token (printed once and "
+                            "stored for `trainship predict`); none: anyone who reaches the "
+                            "URL; default: the model's current auth, for a new model the "
+                            "stack's (token on AWS, none locally)")
     deploy.add_argument("--idempotency-key")
     deploy.set_defaults(func=cmd_deploy)
     request.set_defaults(func=cmd_request)
@@ -269,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     manifests.add_argument("--workers", type=int, default=1,
                            help="inference worker processes per pod")
     manifests.add_argument("--deployment-id", default="")
+    manifests.add_argument("--auth", choices=("none", "token"), default="none",
+                           help="the auth Secret the Deployment mounts: none (the URL answers "
+                                "anyone, the default here) or token (a new token, printed "
+                                "on stderr once)")
     manifests.add_argument("--output", choices=("yaml", "json"), default="yaml")
     manifests.set_defaults(func=cmd_manifests)
 
@@ -290,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(func=cmd_local)
     cli_delete.add_parser(sub)
     cli_predict.add_parser(sub)
+    cli_token.add_parser(sub)
     return parser
 
 

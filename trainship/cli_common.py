@@ -7,9 +7,10 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from trainship import token_store
 from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.config import CliSettings
-from trainship.records import AcceptedJson
+from trainship.records import AcceptedJson, RecordJson
 from trainship.terminal import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -68,7 +69,27 @@ def follow(client: Client, deployment_id: str, args: argparse.Namespace) -> int:
         raise CliError(f"lost the API while waiting ({reason}); deployment {deployment_id} "
                        f"keeps running: follow it with `"
                        f"{follow_hint(deployment_id, args.api)}`", EXIT_UNAVAILABLE) from None
+    store_token(record, args.output)
     return report(record, args.output)
+
+
+def store_token(record: RecordJson, output: str) -> None:
+    """A result that carries the model's new token (a deployment that issued it, a
+    rotation): keep it for `trainship predict` (trainship.token_store). It is shown once."""
+    result = record.get("result") or {}
+    token, url = result.get("inference_token"), result.get("inference_url")
+    if record["status"] != "SUCCEEDED" or not token or not url:
+        return
+    try:
+        where = token_store.save(str(url), str(token), model_name=str(result.get("model_name")))
+    except (OSError, ValueError) as exc:
+        print(f"trainship: could not store the token ({exc}): copy it from the result, it is "
+              "not shown again", file=sys.stderr, flush=True)
+        return
+    if output != "json":
+        print(f"trainship: the model's new token (inference_token) is stored in {where} for "
+              "`trainship predict`; other clients send it as Authorization: Bearer TOKEN",
+              file=sys.stderr, flush=True)
 
 
 def start_and_follow(client: Client, start: Callable[[], AcceptedJson],

@@ -5,17 +5,23 @@ The model's URL comes from the API (GET /models/{NAME}); ``--example`` sends the
 example of the model's own OpenAPI document (GET <url>/openapi.json: its MLflow input
 example). The body goes to ``<url>/invocations`` as is (MLflow's scoring protocol); a model
 error prints the error body and exits non-zero.
+
+A model deployed with token auth needs its token: ``--token``, else
+``$TRAINSHIP_INFERENCE_TOKEN``, else the one `trainship deploy` / `trainship token rotate`
+stored for the model's URL (trainship.token_store); it is sent as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
+from trainship import token_store
 from trainship.cli_common import resolve_api
 from trainship.cli_request import read_file
 from trainship.client import ApiError, Client
@@ -33,10 +39,16 @@ from trainship.terminal import (
 TIMEOUT = 60.0
 
 
+TOKEN_ENV = "TRAINSHIP_INFERENCE_TOKEN"  # noqa: S105 (a variable name, not a secret)
+
+
 def _http(method: str, url: str, body: bytes | None = None,
-          content_type: str = "application/json") -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method,
-                                     headers={"Content-Type": content_type} if body else {})
+          content_type: str = "application/json",
+          token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": content_type} if body else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             return int(response.status), bytes(response.read())
@@ -61,6 +73,29 @@ def example_request(url: str) -> bytes:
     return json.dumps(media["example"]).encode()
 
 
+def inference_token(given: str | None, url: str) -> str | None:
+    """--token, else $TRAINSHIP_INFERENCE_TOKEN, else the stored token of the URL."""
+    if given:
+        return given
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    try:
+        return token_store.load(url)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the stored tokens: {exc}", EXIT_USAGE) from None
+
+
+def unauthenticated_hint(model_name: str, token: str | None) -> str:
+    if token is None:
+        return (f"{model_name} needs its inference token and none is stored for its URL: "
+                f"pass --token TOKEN or set {TOKEN_ENV} (the token is in the result of the "
+                f"deployment that issued it), or issue a new one with `trainship token "
+                f"rotate {model_name}`")
+    return (f"the token sent was refused: it may have been rotated (`trainship token rotate "
+            f"{model_name}` issues and stores a new one); on EKS a rotated token takes about "
+            "a minute to reach the pods")
+
+
 def cmd_predict(args: argparse.Namespace, settings: CliSettings) -> int:
     client = Client(resolve_api(args.api, settings, start=False))
     try:
@@ -78,7 +113,8 @@ def cmd_predict(args: argparse.Namespace, settings: CliSettings) -> int:
         body, content_type = read_file(args.json, "--json"), "application/json"
     else:
         body, content_type = read_file(args.csv, "--csv"), "text/csv"
-    status, answer = _http("POST", f"{url}/invocations", body, content_type)
+    token = inference_token(args.token, url)
+    status, answer = _http("POST", f"{url}/invocations", body, content_type, token)
     try:
         document: Any = json.loads(answer)
     except ValueError:
@@ -86,6 +122,8 @@ def cmd_predict(args: argparse.Namespace, settings: CliSettings) -> int:
     if status != 200:
         text = document if isinstance(document, str) else json.dumps(document, indent=2)
         print(f"trainship: the model answered HTTP {status}:\n{text}", file=sys.stderr)
+        if status == 401:
+            print(f"trainship: {unauthenticated_hint(args.model_name, token)}", file=sys.stderr)
         return EXIT_FAILED
     print_json(document)
     return EXIT_OK
@@ -102,6 +140,9 @@ def add_parser(sub: Any) -> None:
     body.add_argument("--csv", metavar="FILE", help="CSV: a header row, one row per record")
     body.add_argument("--example", action="store_true",
                       help="send the model's own input example (from its /openapi.json)")
+    parser.add_argument("--token", help=f"the model's inference token (default: "
+                                        f"${TOKEN_ENV}, else the one stored by deploy or "
+                                        "token rotate)")
     parser.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
                                       "stack)")
     parser.set_defaults(func=cmd_predict)

@@ -58,7 +58,7 @@ def request_body(args: argparse.Namespace, script_field: str) -> dict[str, Any]:
     timeout_field = "timeout_seconds" if script_field == "script" else "timeout"
     for field, value in (("experiment_name", args.experiment_name),
                          (timeout_field, args.timeout), ("replicas", args.replicas),
-                         ("target", args.target)):
+                         ("target", args.target), ("auth", getattr(args, "auth", None))):
         if value is not None:
             body[field] = value
     if getattr(args, "debug", False):

@@ -215,6 +215,13 @@ class Client:
             "deployment_id", what=f"POST {path}"))
 
 
+    def rotate_token(self, model_name: str) -> AcceptedJson:
+        """POST /models/{model_name}/token: the 202 of the rotation's execution."""
+        path = f"/models/{urllib.parse.quote(model_name, safe='')}/token"
+        return cast(AcceptedJson, self._expect(self.request("POST", path, expect_json=True),
+                                               "deployment_id", what=f"POST {path}"))
+
+
 def _snippet(text: str, limit: int = 120) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."

@@ -45,6 +45,13 @@ class Settings:
     archive_dir: str
     home: Path
     targets: tuple[str, ...] = ()
+    # a new model's auth when its request has none (TRAINSHIP_DEFAULT_AUTH): "token" on AWS
+    # (CDK context trainship:defaultAuth), "none" on the local stack
+    default_auth: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.default_auth not in ("token", "none"):
+            raise ValueError(f"TRAINSHIP_DEFAULT_AUTH={self.default_auth!r}: use token or none")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +68,7 @@ class Settings:
             home=home,
             targets=tuple(t for t in os.environ.get("TRAINSHIP_TARGETS", "").split(",") if t)
             or (os.environ.get("TRAINSHIP_CLUSTER", "process"),),
+            default_auth=os.environ.get("TRAINSHIP_DEFAULT_AUTH", "").strip().lower() or "none",
         )
 
     def driver_name(self, target: str) -> str:

@@ -326,6 +326,18 @@ class DeploymentInProgress(TrainshipError):
                  "runs), then try again. Nothing was changed.")
 
 
+class AuthNotEnabled(TrainshipError):
+    """A token rotation (`trainship token rotate NAME`) of a model whose URL is open (its
+    auth is ``none``, or it was deployed before trainship had auth): there is no token to
+    replace."""
+
+    http_status = 409
+    help_text = ("The model's URL answers anyone (auth none), so it has no token to rotate. "
+                 "To require one, deploy it again with token auth: `trainship deploy "
+                 "train.py --model-name NAME --auth token` (or \"auth\": \"token\" in the "
+                 "request); the result carries the new token once. Nothing was changed.")
+
+
 class RemovalFailed(TrainshipError):
     """RemoveModel could not take the model out of service (the cluster refused)."""
 

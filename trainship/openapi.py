@@ -62,6 +62,8 @@ DELETE_ERRORS: tuple[type[TrainshipError], ...] = (InvalidRequest, ModelNotFound
                                                    DeploymentInProgress)
 MODELS_ERRORS: tuple[type[TrainshipError], ...] = (RegistryUnavailable,)
 MODEL_ERRORS: tuple[type[TrainshipError], ...] = (ModelNotFound, RegistryUnavailable)
+TOKEN_ERRORS: tuple[type[TrainshipError], ...] = (ModelNotFound, DeploymentInProgress,
+                                                  TransientError)
 ROLLBACK_ERRORS: tuple[type[TrainshipError], ...] = (
     InvalidRequest, ModelNotFound, ModelVersionNotFound, VersionNeverServed,
     VersionAlreadyLive, DeploymentInProgress, ImageNotFound, TransientError)
@@ -207,6 +209,17 @@ def _paths() -> dict[str, Any]:
                      "responses": {"202": {"description": "the rollback's execution started",
                                            "content": _json_content("Accepted")},
                                    **_errors(ROLLBACK_ERRORS)}},
+        },
+        "/models/{model_name}/token": {
+            "post": {"operationId": "rotateModelToken",
+                     "summary": "Issue the model's new inference token (an execution: its "
+                                "result, a TokenRotation, carries the token once); the old "
+                                "token stops working. A model whose URL is open fails the "
+                                "execution with AuthNotEnabled",
+                     "parameters": [_MODEL_NAME],
+                     "responses": {"202": {"description": "the rotation's execution started",
+                                           "content": _json_content("Accepted")},
+                                   **_errors(TOKEN_ERRORS)}},
         },
         "/openapi.json": {
             "get": {"operationId": "getOpenApi", "summary": "This document",

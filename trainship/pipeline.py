@@ -37,7 +37,8 @@ class LambdaStep:
     # cluster role, the cluster's settings in its environment, the EKS access entry
     cluster_access: bool
     # a cluster step with rights the deploying steps must not hold (RemoveModel deletes
-    # images): its own role and EKS access entry instead of the shared cluster role
+    # images; both it and RotateToken list executions): its own role and EKS access entry
+    # instead of the shared cluster role
     own_role: bool = False
 
     @property
@@ -80,6 +81,11 @@ LAMBDA_STEPS: Mapping[str, LambdaStep] = {step.state: step for step in (
     # purge, its images and registered model
     LambdaStep("RemoveModel", "lambdas.remove_model", 300, 512, cluster_access=True,
                own_role=True),
+    # a token rotation (Route: action "rotate-token"): writes the model's auth Secret, and
+    # checks under the model's lock that no execution for it runs; its own role, like
+    # RemoveModel's, so the deploying steps hold no states:ListExecutions
+    LambdaStep("RotateToken", "lambdas.rotate_token", 60, 512, cluster_access=True,
+               own_role=True),
     # fails the execution with the recorded error, or (redriven) resumes the failed step
     LambdaStep("DeploymentFailed", "lambdas.deployment_failed", 10, 256, cluster_access=False),
 )}
@@ -106,6 +112,7 @@ RESUME_AT: Mapping[str, str] = {
     "PromoteModel": "DeployModel",
     "RemoveModel": "RemoveModel",  # idempotent: a redriven delete removes what is left
     "PrepareRollback": "PrepareRollback",  # it checks the rollback again
+    "RotateToken": "RotateToken",  # a new token again (the failed one was never delivered)
 }
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trainship.cost import CostReceipt
 from trainship.errors import ErrorDocument
-from trainship.state import DeploymentResult, RemovalResult
+from trainship.state import DeploymentResult, RemovalResult, TokenRotation
 
 ExecutionStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
 StepStatus = Literal["RUNNING", "SUCCEEDED", "FAILED"]
@@ -70,7 +70,7 @@ class BuildRecord(BaseModel):
 class DeploymentRecord(BaseModel):
     """GET /deployments/{deployment_id}: ``result`` once SUCCEEDED, ``error`` once FAILED,
     TIMED_OUT or ABORTED. A delete's (DELETE /models/{model_name}) result is a
-    RemovalResult."""
+    RemovalResult; a token rotation's (POST /models/{model_name}/token) a TokenRotation."""
 
     deployment_id: str
     status: ExecutionStatus
@@ -81,7 +81,7 @@ class DeploymentRecord(BaseModel):
     current_step: str | None = None
     steps: list[StepRecord]
     builds: list[BuildRecord]
-    result: DeploymentResult | RemovalResult | None = None
+    result: DeploymentResult | RemovalResult | TokenRotation | None = None
     error: ErrorDocument | None = None
     cost: CostReceipt | None = Field(
         default=None, description="what the execution costs at AWS list prices (locally: what "

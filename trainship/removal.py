@@ -92,7 +92,8 @@ def targets_to_search(settings: Settings, live_target: str) -> list[str]:
                               if t))
 
 
-def _live_version(client: Any, model_name: str, alias: str) -> Any:
+def live_entity(client: Any, model_name: str, alias: str) -> Any:
+    """The MLflow ModelVersion the alias points at; None when it points nowhere."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -114,7 +115,7 @@ def remove_model(event: RemoveEvent, *, settings: Settings,
     name = event.request.model_name
     client = registry.mlflow_client(settings.tracking_uri)
     registered(client, name)
-    live = _live_version(client, name, settings.model_alias)
+    live = live_entity(client, name, settings.model_alias)
     live_target = served.served_version(live).target if live is not None else ""
     removed: list[str] = []
     notes: list[str] = []

@@ -94,6 +94,12 @@ class DeploymentRequest(BaseModel):
                         description="the inference service answers model errors with their "
                                     "traceback (stack_trace); default false, for debugging "
                                     "only: a traceback may show model internals")
+    auth: Literal["token", "none"] | None = Field(
+        default=None,
+        description="who may call the model's /invocations: \"token\" (a bearer token, "
+                    "returned once as the result's inference_token), \"none\" (anyone who "
+                    "reaches the URL); omitted: the model keeps its current auth, a new "
+                    "model gets the stack's default (token on AWS, none locally)")
 
     @field_validator("model_name")
     @classmethod
@@ -162,6 +168,7 @@ class NormalizedRequest(BaseModel):
     started_at: str = ""
     target: str = ""
     debug: bool = False
+    auth: Literal["token", "none"] | None = None
 
 
 DEFAULT_TIMEOUT_SECONDS = 1800
@@ -251,6 +258,7 @@ def normalize(request: DeploymentRequest, script: str, *, deployment_id: str,
         started_at=started_at,
         target=request.target or "",
         debug=request.debug,
+        auth=request.auth,
     )
 
 

@@ -90,6 +90,19 @@ class SmokeTest(BaseModel):
     message: str
 
 
+class AuthState(BaseModel):
+    """The model's auth as DeployModel decided it (trainship.model_auth): the mode, the
+    smoke test's short-lived token and, when this deployment issues the model's token, that
+    token (delivered once, in the result; later versions keep it)."""
+
+    mode: Literal["token", "none"]
+    smoke_token: str = ""
+    inference_token: str = ""
+    # the auth file before DeployModel wrote it (None: there was none): RecordFailure
+    # writes it back, so a failed deployment leaves the model's auth as it was
+    previous: str | None = None
+
+
 class DeploymentResult(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -109,6 +122,12 @@ class DeploymentResult(BaseModel):
     superseded_by: str | None = Field(
         default=None, description="a higher version went live first; this one was retired")
     deployment_time_seconds: float
+    auth: Literal["token", "none"] | None = Field(
+        default=None, description="who may call /invocations: token (Authorization: Bearer) "
+                                  "or none (anyone who reaches the URL)")
+    inference_token: str | None = Field(
+        default=None, description="the model's new token, in the result of the deployment "
+                                  "(or rotation) that issued it only: store it now")
 
 
 class RemovalResult(BaseModel):
@@ -129,6 +148,24 @@ class RemovalResult(BaseModel):
                                                     "were deleted too (purge=true)")
     purged_versions: list[str] = Field(default_factory=list)
     purged_images: list[str] = Field(default_factory=list)
+    message: str
+
+
+class TokenRotation(BaseModel):
+    """The output of a token rotation (``{"action": "rotate-token"}``, RotateToken): the
+    model's new token, once; the old one stops working (docs/api.md)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: str = "SUCCEEDED"
+    action: Literal["rotate-token"] = "rotate-token"
+    deployment_id: str
+    model_name: str
+    serving_name: str
+    inference_url: str = ""
+    auth: Literal["token"] = "token"
+    inference_token: str = Field(description="the new token: store it now, it is not shown "
+                                             "again")
     message: str
 
 
@@ -158,6 +195,7 @@ class DeploymentState(NormalizedRequest):
     smoke_test: SmokeTest | None = None
     result: DeploymentResult | None = None
     rollback: Rollback | None = None
+    model_auth: AuthState | None = None
 
     def out(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

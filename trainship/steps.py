@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from trainship import registry, served, staging
+from trainship import model_auth, registry, served, staging
 from trainship.cluster import ClusterDriver, Unreachable
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.config import Settings
@@ -41,6 +41,7 @@ from trainship.image_pins import ImagePins
 from trainship.names import serving_name
 from trainship.request import normalize, parse_request
 from trainship.state import (
+    AuthState,
     DeploymentResult,
     DeploymentState,
     FailedStep,
@@ -85,16 +86,24 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
     image_uri = state.image.variable("IMAGE_URI") or ""
     if not image_uri:
         raise ImageBuildFailed("BuildImage exported no IMAGE_URI", step="DeployModel")
-    applied = driver.apply(WorkloadSpec(
-        model_name=state.model_name, version=state.model.version, image_uri=image_uri,
-        deployment_id=state.deployment_id, replicas=state.replicas,
-        cpu=state.resources.cpu, memory=state.resources.memory,
-        progress_deadline_seconds=settings.rollout_timeout_seconds,
-        requirements=state.requirements, debug=state.debug,
-        replace_higher=state.rollback is not None))
+    deadline = time.time() + settings.rollout_timeout_seconds
+    # the auth file first: the pods mount it (trainship.model_auth)
+    state.model_auth = model_auth.prepare(driver, state.model_name, requested=state.auth,
+                                          default=settings.default_auth, deadline=deadline,
+                                          rollback=state.rollback is not None)
+    try:
+        applied = driver.apply(WorkloadSpec(
+            model_name=state.model_name, version=state.model.version, image_uri=image_uri,
+            deployment_id=state.deployment_id, replicas=state.replicas,
+            cpu=state.resources.cpu, memory=state.resources.memory,
+            progress_deadline_seconds=settings.rollout_timeout_seconds,
+            requirements=state.requirements, debug=state.debug,
+            replace_higher=state.rollback is not None))
+    except Exception:  # nothing applied: the model's auth as it was
+        model_auth.restore(driver, state.model_name, state.model_auth)
+        raise
     state.rollout = RolloutState(
-        ready=False, poll_seconds=settings.rollout_poll_seconds,
-        deadline=time.time() + settings.rollout_timeout_seconds,
+        ready=False, poll_seconds=settings.rollout_poll_seconds, deadline=deadline,
         inference_url=applied.inference_url, test_url=applied.test_url, image_uri=image_uri,
         handle=applied.handle,
         message="applied")
@@ -150,11 +159,13 @@ def smoke_test(state: DeploymentState, *, settings: Settings, driver: ClusterDri
     until = max(rollout.deadline, start + SMOKE_MIN_SECONDS)
     stop = min(until, start + budget_seconds) if budget_seconds is not None else until
     delay, attempts, last = 1.0, 0, ""
+    headers = model_auth.smoke_headers(state.model_auth)
     while True:
         attempts += 1
         try:
             answer = driver.invoke(rollout.handle, "/invocations", example,
-                                   timeout=max(1.0, min(30.0, stop - clock())))
+                                   timeout=max(1.0, min(30.0, stop - clock())),
+                                   headers=headers)
         except Unreachable as exc:
             last = str(exc)
         else:
@@ -213,6 +224,7 @@ def promote_model(state: DeploymentState, *, settings: Settings, driver: Cluster
                                  inference_url=state.rollout.inference_url,
                                  target=settings.driver_name(state.target),
                                  deployment_id=state.deployment_id)
+        mode, token = model_auth.deliver(driver, state.model_name, state.model_auth)
     url = state.rollout.inference_url
     state.result = DeploymentResult(
         deployment_id=state.deployment_id, inference_url=url,
@@ -222,7 +234,8 @@ def promote_model(state: DeploymentState, *, settings: Settings, driver: Cluster
         run_id=state.model.run_id, image_uri=state.rollout.image_uri,
         alias=settings.model_alias if superseded_by is None else "",
         live=superseded_by is None, superseded_by=superseded_by,
-        deployment_time_seconds=_seconds_since(state.started_at))
+        deployment_time_seconds=_seconds_since(state.started_at), auth=mode,
+        inference_token=token)
     return state
 
 
@@ -237,6 +250,7 @@ class FailureContext(BaseModel):
     target: str = ""
     rollout: RolloutState | None = None
     result: DeploymentResult | None = None
+    model_auth: AuthState | None = None
 
     @field_validator("rollout", mode="wrap")
     @classmethod
@@ -322,7 +336,9 @@ def record_failure(state: FailureContext, *,
         doc = doc.model_copy(update={"step": state.failed_step.name})
     if state.rollout is not None and state.rollout.handle and state.result is None:
         try:
-            cluster().discard(state.rollout.handle)
+            driver = cluster()
+            driver.discard(state.rollout.handle)
+            model_auth.restore(driver, state.rollout.handle["model_name"], state.model_auth)
         except ValidationError as exc:  # a handle of another driver, or missing its keys
             LOG.warning("RecordFailure could not undo the rollout: its handle is unreadable "
                         "(%s)", exc.errors(include_url=False))

@@ -132,13 +132,16 @@ def report(record: RecordJson, output: str) -> int:
     if ok:
         result = record["result"]
         for key in ("status", "deployment_id", "inference_url", "model_name", "serving_name",
-                    "model_version", "image_uri", "deployment_time_seconds", "message"):
+                    "model_version", "image_uri", "deployment_time_seconds", "auth",
+                    "inference_token", "message"):
             if key in result:
                 print(f"{key + ':':26} {result.get(key)}")
         for item in result.get("removed", []):  # a delete's (trainship.state.RemovalResult)
             print(f"{'removed:':26} {item}")
-        if "inference_url" in result:
-            print(f"{'try:':26} curl -s -H 'Content-Type: application/json' "
+        if "inference_url" in result and result.get("action") != "rotate-token":
+            bearer = (" -H 'Authorization: Bearer $TOKEN'" if result.get("auth") == "token"
+                      else "")
+            print(f"{'try:':26} curl -s -H 'Content-Type: application/json'{bearer} "
                   f"-d '{{\"inputs\": [[...]]}}' {result['inference_url']}/invocations")
         return EXIT_OK
     print(f"status:  {record['status']}  ({record['deployment_id']})", file=sys.stderr)

@@ -44,6 +44,8 @@ class Functions:
             # DeployModel renders it into the pods' --workers (and RecordFailure's rollback)
             "TRAINSHIP_SERVING_WORKERS": str(config.serving_workers),
             "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri,
+            # DeployModel: a new model's auth when its request names none (defaultAuth)
+            "TRAINSHIP_DEFAULT_AUTH": config.default_auth,
         }
         # PrepareRollback (and the API) check that a version's image is still in ECR
         image_env = {"TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri}
@@ -62,6 +64,7 @@ class Functions:
                 image_env if state == "PrepareRollback" else None)
         self._grant_step_permissions()
         self._grant_removal()
+        self._grant_rotation()
         self._eks_access()
 
     def role(self, name: str, what: str) -> iam.Role:
@@ -187,7 +190,7 @@ class Functions:
     def _grant_removal(self) -> None:
         """RemoveModel (a delete; trainship.removal): its role alone may delete images, and it
         checks again, under the model's lock, that no execution for the model runs."""
-        stack, storage = self.stack, self.storage
+        storage = self.storage
         remove = self.steps["RemoveModel"]
         # BatchDeleteImage by digest deletes the image with all its tags (ECR API reference,
         # BatchDeleteImage); ListImages finds the model's images that never served
@@ -195,15 +198,29 @@ class Functions:
               [storage.repository.repository_arn],
               "A purge (trainship delete --purge) deletes the model's images.")
         self.mlflow.access(remove)
+        self.running_check(remove)
+
+    def _grant_rotation(self) -> None:
+        """RotateToken (a token rotation; trainship.token_rotation): reads which version
+        serves where from the registry, writes the model's auth Secret through its own EKS
+        access entry, and checks under the model's lock that no execution for it runs."""
+        rotate = self.steps["RotateToken"]
+        self.mlflow.registry_read_access(rotate)
+        self.running_check(rotate)
+
+    def running_check(self, grantee: lambda_.Function) -> None:
+        """ListExecutions/DescribeExecution on this state machine: does an execution for
+        the model run (checked again under the model's lock)?"""
+        stack = self.stack
         # The state machine's ARN from its name: the state machine's definition names this
         # function, so a reference to the state machine here would be a cycle.
         machine = f"{stack.stack_name}-{STATE_MACHINE_NAME}"
         machine_arn = (f"arn:{stack.partition}:states:{stack.region}:{stack.account}:"
                        f"stateMachine:{machine}")
-        remove.add_environment("STATE_MACHINE_ARN", machine_arn)
-        allow(remove, ["states:ListExecutions"], [machine_arn],
+        grantee.add_environment("STATE_MACHINE_ARN", machine_arn)
+        allow(grantee, ["states:ListExecutions"], [machine_arn],
               "Lists the executions of this state machine (one of the model's still runs?).")
-        allow(remove, ["states:DescribeExecution"],
+        allow(grantee, ["states:DescribeExecution"],
               [f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:"
                f"{machine}:*"],
               "Reads a running execution's input: which model it is for.")

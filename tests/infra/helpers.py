@@ -28,7 +28,7 @@ VARIANT: dict[str, Any] = dict(
     clusterArchitecture="arm64", loadBalancerScheme="internal",
     loadBalancerSourceRanges=["10.0.0.0/8", "192.168.1.0/24"], apiReservedConcurrency=5,
     trainCompute="gpu", deepLearningContainersAccount="123456789012",
-    buildkitImage=BUILDKIT_COPY, servingWorkers=4)
+    buildkitImage=BUILDKIT_COPY, servingWorkers=4, defaultAuth="none")
 
 
 def synth(tmp: Path, **context: Any) -> Synth:

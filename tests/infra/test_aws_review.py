@@ -103,6 +103,7 @@ def test_cluster_functions_get_the_serving_workers(synthesized: Synth, variant: 
     ("mlflowVersion", "2.16"),
     ("mlflowArtifactBucket", "s3://bucket/prefix"),
     ("apiReservedConcurrency", -1),
+    ("defaultAuth", "basic"),
 ])
 def test_bad_new_context_is_refused(tmp_path: Path, key: str, value: Any) -> None:
     if value == ["0.0.0.0"]:

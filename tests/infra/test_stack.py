@@ -130,7 +130,8 @@ def test_api_requires_iam_auth_and_validates_bodies(synthesized: Synth) -> None:
     _, template, _ = synthesized
     methods = resources(template, "AWS::ApiGateway::Method")
     # the routes of docs/openapi.json, /openapi.json and POST .../redrive included
-    assert len(methods) == len(openapi.routes()) == 11  # with /models and its rollback
+    # with /models, its rollback and POST /models/{model_name}/token
+    assert len(methods) == len(openapi.routes()) == 12
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
     # the operations with a request body (POST /deployments, /mlops/deploy; not POST
@@ -153,8 +154,8 @@ def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth)
     _, template, _ = synthesized
     functions = resources(template, "AWS::Lambda::Function")
     # one per Lambda state of the pipeline table (DeploymentFailed, RemoveModel,
-    # PrepareRollback included), and the API's
-    assert len(functions) == len(LAMBDA_STEPS) + 1 == 11
+    # PrepareRollback, RotateToken included), and the API's
+    assert len(functions) == len(LAMBDA_STEPS) + 1 == 12
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
@@ -197,7 +198,8 @@ def test_storage_repository_and_eks_access(synthesized: Synth) -> None:
     policies = json.dumps(resources(template, "AWS::S3::BucketPolicy"))
     assert '"aws:SecureTransport": "false"' in policies
     entries = resources(template, "AWS::EKS::AccessEntry")
-    assert sorted(entries) == ["DeployAccess", "RemoveAccess"]  # RemoveModel's own role
+    # RemoveModel's and RotateToken's own roles
+    assert sorted(entries) == ["DeployAccess", "RemoveAccess", "RotateTokenAccess"]
     for entry in entries.values():
         scope = entry["Properties"]["AccessPolicies"][0]["AccessScope"]
         assert scope == {"Type": "namespace", "Namespaces": ["trainship"]}
@@ -308,3 +310,44 @@ def test_only_remove_model_may_delete_images(synthesized: Synth) -> None:
     remove_fn = next(f for k, f in functions.items() if k.startswith("RemoveModelFunction"))
     env = remove_fn["Properties"]["Environment"]["Variables"]
     assert "STATE_MACHINE_ARN" in env and env["TRAINSHIP_CLUSTER"] == "kubernetes"
+
+
+def test_rotate_token_writes_the_auth_secret_through_its_own_access_entry(
+        synthesized: Synth) -> None:
+    """RotateToken (trainship.token_rotation): its own role with the EKS access entry it
+    needs to write the model's auth Secret, the registry read, the running-execution check;
+    nothing of the deploying or deleting roles' rights (pins, image deletes)."""
+    _, template, _ = synthesized
+    rotate = role_statements(template, "RotateTokenRole")
+    granted = actions(rotate)
+    assert {"eks:DescribeCluster", "states:ListExecutions", "states:DescribeExecution",
+            *REGISTRY_READ_ACTIONS} <= granted
+    assert not {"ecr:BatchDeleteImage", "ecr:PutImage", "states:StartExecution"} & granted
+    assert not [a for a in granted if a.startswith("s3:")]
+    role = next(k for k in resources(template, "AWS::IAM::Role") if k.startswith("RotateTokenRole"))
+    entry = resources(template, "AWS::EKS::AccessEntry")["RotateTokenAccess"]["Properties"]
+    assert entry["PrincipalArn"] == {"Fn::GetAtt": [role, "Arn"]}
+    functions = resources(template, "AWS::Lambda::Function")
+    fn = next(f for k, f in functions.items() if k.startswith("RotateTokenFunction"))
+    assert fn["Properties"]["Handler"] == "lambdas.rotate_token.handler"
+    assert fn["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert "STATE_MACHINE_ARN" in env and env["TRAINSHIP_CLUSTER"] == "kubernetes"
+    # the route: POST /models/{model_name}/token, signed like every other
+    paths = {v["Properties"]["PathPart"]: k
+             for k, v in resources(template, "AWS::ApiGateway::Resource").items()}
+    token = paths["token"]
+    methods = [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()
+               if m["Properties"]["ResourceId"] == {"Ref": token}]
+    assert [m["HttpMethod"] for m in methods] == ["POST"]
+    assert methods[0]["AuthorizationType"] == "AWS_IAM"
+
+
+def test_new_models_get_token_auth_on_aws_unless_the_context_says_none(
+        synthesized: Synth, variant: Synth) -> None:
+    """trainship:defaultAuth (default token) reaches DeployModel as TRAINSHIP_DEFAULT_AUTH."""
+    for (_, template, _), expected in ((synthesized, "token"), (variant, "none")):
+        functions = resources(template, "AWS::Lambda::Function")
+        deploy = next(f for k, f in functions.items() if k.startswith("DeployModelFunction"))
+        assert deploy["Properties"]["Environment"]["Variables"][
+            "TRAINSHIP_DEFAULT_AUTH"] == expected

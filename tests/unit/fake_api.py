@@ -33,6 +33,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.seen: list[tuple[str, str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, in order
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,8 +42,12 @@ class FakeApi:
 
             def _handle(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.loads(raw) if raw else None
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:  # CSV, or a body that is not JSON: as text
+                    body = raw.decode(errors="replace")
                 api.seen.append((self.command, self.path, body))
+                api.headers.append(dict(self.headers.items()))
                 route = api.routes.get((self.command, self.path))
                 status, ctype, data = (route(body) if route else json_reply(
                     404, {"error": "NotFound", "message": f"No route {self.path}"}))
@@ -63,9 +68,12 @@ class FakeApi:
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAINSHIP_API", "TRAINSHIP_DEBUG", "TRAINSHIP_HOME")}
-    # an empty state directory: no local stack is running there
-    return {**env, "TRAINSHIP_HOME": str(tmp_path / "home"), **extra}
+           if k not in ("TRAINSHIP_API", "TRAINSHIP_DEBUG", "TRAINSHIP_HOME",
+                        "TRAINSHIP_INFERENCE_TOKEN")}
+    # an empty state directory: no local stack is running there; the tokens the CLI stores
+    # (trainship.token_store) stay in the test's own directory
+    return {**env, "TRAINSHIP_HOME": str(tmp_path / "home"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"), **extra}
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@ under checkov's Kubernetes checks, and carrying what the issue asks for."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -126,7 +127,17 @@ def test_manifests_command_prints_what_the_driver_applies(capsys: pytest.Capture
     assert cli_main(["manifests", "iris", "--image", IMAGE, "--replicas", "3",
                      "--deployment-id", "d-9"]) == 0
     printed = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert printed == render(VARIANTS["replicated"])
+    # the auth Secret the Deployment mounts first (open unless --auth token), then the rest
+    secret, *objects = printed
+    assert objects == render(VARIANTS["replicated"])
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "iris-auth"
+    assert base64.b64decode(secret["data"]["auth"]).decode() == "none\n"
+    assert cli_main(["manifests", "iris", "--image", IMAGE, "--auth", "token"]) == 0
+    out = capsys.readouterr()
+    token = out.err.strip().rsplit(" ", 1)[1]
+    text = base64.b64decode(next(yaml.safe_load_all(out.out))["data"]["auth"]).decode()
+    assert token.startswith("tsk_") and token not in text
+    assert auth.allows(auth.parse(text), token, 0) and auth.delivered(auth.parse(text))
 
 
 def test_manifests_command_refuses_bad_autoscaling(capsys: pytest.CaptureFixture[str]) -> None:

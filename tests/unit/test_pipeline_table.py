@@ -127,12 +127,15 @@ def test_only_states_after_the_image_build_get_the_cluster_role() -> None:
     assert LAMBDA_STEPS["RecordFailure"].cluster_access
 
 
-def test_remove_model_has_cluster_access_in_a_role_of_its_own() -> None:
-    """A delete removes the model's objects (the cluster) and, with purge, its images: that
-    right stays off the role the deploying states share."""
-    step = LAMBDA_STEPS["RemoveModel"]
-    assert step.cluster_access and step.own_role
-    assert not [s.state for s in LAMBDA_STEPS.values() if s.own_role and s.state != "RemoveModel"]
+def test_remove_model_and_rotate_token_have_cluster_access_in_a_role_of_their_own() -> None:
+    """A delete removes the model's objects (the cluster) and, with purge, its images; both it
+    and a token rotation list the state machine's executions: those rights stay off the role
+    the deploying states share."""
+    for state in ("RemoveModel", "RotateToken"):
+        step = LAMBDA_STEPS[state]
+        assert step.cluster_access and step.own_role
+    assert sorted(s.state for s in LAMBDA_STEPS.values() if s.own_role) == [
+        "RemoveModel", "RotateToken"]
 
 
 def test_the_table_is_a_bottom_layer() -> None:

@@ -146,3 +146,31 @@ def test_normalize_carries_the_serving_name() -> None:
     req, _ = parse_request({"model_name": "test_model", "script": "x"})
     norm = normalize(req, "x", deployment_id="d-1", script_uri="/s")
     assert (norm.model_name, norm.serving_name) == ("test_model", "test-model")
+
+
+def test_auth_is_token_none_or_omitted_and_travels_in_the_normalised_request() -> None:
+    from trainship.request import normalize
+
+    for given in ("token", "none", None):
+        body = {"model_name": "auth_model", "script": "print(1)",
+                **({"auth": given} if given else {})}
+        request, script = parse_request(body)
+        assert request.auth == given
+        assert normalize(request, script, deployment_id="d-1", script_uri="u").auth == given
+    for bad in ("basic", "TOKEN", True, ""):
+        with pytest.raises(InvalidRequest) as refused:
+            parse_request({"model_name": "m", "script": "x", "auth": bad})
+        assert "auth" in refused.value.details
+
+
+def test_the_stacks_default_auth_comes_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainship.config import Settings
+
+    monkeypatch.delenv("TRAINSHIP_DEFAULT_AUTH", raising=False)
+    assert Settings.from_env().default_auth == "none"  # the local stack leaves it unset
+    monkeypatch.setenv("TRAINSHIP_DEFAULT_AUTH", "Token")
+    assert Settings.from_env().default_auth == "token"
+    monkeypatch.setenv("TRAINSHIP_DEFAULT_AUTH", "basic")
+    with pytest.raises(ValueError, match="TRAINSHIP_DEFAULT_AUTH"):
+        Settings.from_env()

@@ -77,6 +77,12 @@ def test_deploy_model_carries_the_state_s_debug_to_the_driver(tmp_path: Path) ->
             applied.append(spec)
             return Applied(inference_url="u", handle=handle(), test_url="t")
 
+        def read_auth(self, model_name: str) -> str | None:  # DeployModel writes it first
+            return None
+
+        def write_auth(self, model_name: str, text: str) -> None:
+            pass
+
     for debug in (False, True):
         state = make_state(tmp_path, debug=debug, model={
             "name": "m", "version": "1", "run_id": "r", "model_uri": "u", "source": "s"},

@@ -14,9 +14,10 @@ FLOW = ["Route", "PrepareRollback", "ValidateRequest", "TrainModel", "RegisterMo
         "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
         "DeploymentSucceeded", "RecordFailure", "DeploymentFailed", "ResumeFailedStep",
-        "RemoveModel", "ModelRemoved"]
+        "RemoveModel", "ModelRemoved", "RotateToken", "TokenRotated"]
 CAUGHT = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
-          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel", "PrepareRollback"]
+          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel", "PrepareRollback",
+          "RotateToken"]
 
 
 def definition() -> dict:
@@ -92,4 +93,4 @@ def test_local_substitutions_cover_every_placeholder() -> None:
     assert "${" not in json.dumps(rendered)
     arns = {s["Parameters"]["FunctionName"] for s in rendered["States"].values()
             if s.get("Resource") == "arn:aws:states:::lambda:invoke"}
-    assert len(arns) == 10
+    assert len(arns) == 11

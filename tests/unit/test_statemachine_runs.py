@@ -1,5 +1,6 @@
 """The rendered ASL file run by a real ASL interpreter (moto's, as the local stack runs it):
-the failure path and its redrive, the Route state and the rollback path. Every Task is
+the failure path and its redrive, the Route state, the rollback path and the token
+rotation's. Every Task is
 routed to a stand-in (``Pipeline``) except RecordFailure and DeploymentFailed, the real
 handlers."""
 
@@ -15,7 +16,14 @@ import pytest
 from moto import mock_aws
 
 from trainship.deployments.store import record_of
-from trainship.errors import DeploymentNotRedrivable, InvalidRequest, RolloutFailed
+from trainship.errors import (
+    AuthNotEnabled,
+    DeploymentNotRedrivable,
+    InvalidRequest,
+    RolloutFailed,
+    TrainshipError,
+    document_from_cause,
+)
 from trainship.local import sfn
 from trainship.local.daemon import PROJECTS, render_definition, substitutions
 from trainship.local.lambda_runtime import invoke_lambda, local_function_arn
@@ -33,6 +41,7 @@ class Pipeline:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.failing: dict[str, int] = {}  # state -> how many more calls fail
+        self.errors: dict[str, TrainshipError] = {}  # state -> the error it fails with
         self.calls: list[tuple[str, Any]] = []
         self.by_arn = {local_function_arn(step): step for step in LAMBDA_STEPS}
         self.by_project = {project: state for state, project in PROJECTS.items()}
@@ -59,6 +68,11 @@ class Pipeline:
                     [c for c in self.calls if c[0] == "DeployModel"])}
             elif step == "CheckRollout":
                 state["rollout"] = {**state["rollout"], "ready": True}
+            elif step == "RotateToken":  # trainship.state.TokenRotation
+                return {"Payload": {"status": "SUCCEEDED", "action": "rotate-token",
+                                    "deployment_id": state["deployment_id"],
+                                    "model_name": state["request"]["model_name"],
+                                    "inference_token": "tsk_new"}}
             elif step == "PromoteModel":
                 return {"Payload": {"result": {"status": "SUCCEEDED", "deployed": state,
                                                "version": state.get("version")}}}
@@ -77,8 +91,10 @@ class Pipeline:
             raise sfn.TaskFailure("States.TaskFailed", json.dumps({"Build": {
                 "Id": f"{step}:1", "BuildStatus": "FAILED", "Environment": {
                     "EnvironmentVariables": [{"Name": "TRAINSHIP_STEP", "Value": step}]}}}))
-        if step == "ValidateRequest":
-            exc: Exception = InvalidRequest("model_name is missing", step=step)
+        if step in self.errors:
+            exc: Exception = self.errors[step]
+        elif step == "ValidateRequest":
+            exc = InvalidRequest("model_name is missing", step=step)
         else:
             exc = RolloutFailed("not ready", step=step)
         raise sfn.TaskFailure(type(exc).__name__, lambda_error_cause(exc, []))
@@ -221,3 +237,40 @@ def test_no_action_is_a_deployment(pipeline: Pipeline) -> None:
         assert pipeline.wait(arn)["status"] == "FAILED"
         assert pipeline.entered(arn)[:2] == ["Route", "ValidateRequest"]  # it refuses the rest
         assert "PrepareRollback" not in pipeline.entered(arn)
+
+
+def test_a_token_rotation_goes_route_rotate_token_succeed(pipeline: Pipeline) -> None:
+    arn = pipeline.start({"action": "rotate-token", "model_name": "auth_model"})
+    described = pipeline.wait(arn)
+    assert described["status"] == "SUCCEEDED", described
+    assert pipeline.entered(arn) == ["Route", "RotateToken", "TokenRotated"]
+    # RotateToken gets the input and the execution's name (token_rotation.RotateEvent)
+    assert pipeline.called("RotateToken") == [
+        {"request": {"action": "rotate-token", "model_name": "auth_model"},
+         "deployment_id": "d-1"}]
+    output = json.loads(described["output"])
+    assert output["action"] == "rotate-token" and output["inference_token"] == "tsk_new"
+    assert not pipeline.called("ValidateRequest") and not pipeline.called("DeployModel")
+
+
+def test_a_refused_rotation_is_recorded_undoes_nothing_and_redrives_at_rotate_token(
+        pipeline: Pipeline) -> None:
+    pipeline.failing["RotateToken"] = 1
+    pipeline.errors["RotateToken"] = AuthNotEnabled("auth_model's URL is open",
+                                                    step="RotateToken")
+    arn = pipeline.start({"action": "rotate-token", "model_name": "auth_model"})
+    described = pipeline.wait(arn)
+    assert described["status"] == "FAILED" and described["error"] == "AuthNotEnabled"
+    assert pipeline.entered(arn) == ["Route", "RotateToken", "RotateTokenCaught",
+                                     "RecordFailure", "DeploymentFailed"]
+    document = document_from_cause(described["cause"])
+    assert document is not None and document.step == "RotateToken"
+    assert "--auth token" in document.help
+    # the real RecordFailure: a rotation's state has no rollout, nothing to undo
+    assert "rollout" not in pipeline.called("RecordFailure")[0]
+    check_redrivable(record_of(described, pipeline.history(arn)))
+    pipeline.client.redrive_execution(executionArn=arn)
+    again = pipeline.wait(arn)
+    assert again["status"] == "SUCCEEDED", again
+    assert pipeline.entered(arn)[-3:] == ["ResumeFailedStep", "RotateToken", "TokenRotated"]
+    assert len(pipeline.called("RotateToken")) == 2
