@@ -8,14 +8,17 @@ same load generator (wrk), measured in the same run:
   * the image sizes: trainship's Dockerfile against `mlflow models generate-dockerfile`'s,
     both built with podman on the same base image.
 Writes docs/benchmarks.md; the last line printed is
-  serving rps_x=<a> p99_x=<b> p50_1conn_x=<c> coldstart_x=<d>
+  serving rps_x=<a> p99_x=<b> p50_1conn_x=<c> coldstart_x=<d> token_rps_frac=<e>
 where each figure is how many times better trainship is (rps: ours / MLflow's at 16
-connections, 1 row; the others MLflow's / ours).
+connections, 1 row; the others MLflow's / ours), and token_rps_frac what the token check
+leaves of trainship's req/s (the same service with `auth: token` and a Bearer header on
+every request, over the service without).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -36,6 +39,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = io.open(os.getenv("BENCH_BODY"), "r"):read("*a")
 """
+BENCH_TOKEN = "tsk_bench-" + "x" * 32  # what a deployment with `auth: token` hands out
 
 
 @dataclass
@@ -210,6 +214,12 @@ def main(argv: list[str]) -> int:
         bodies[rows] = path
     lua = work / "post.lua"
     lua.write_text(LUA)
+    # the same requests with the model's token, to a service that checks it (`auth: token`,
+    # the default on AWS): what the check costs per request
+    token_lua = work / "post-token.lua"
+    token_lua.write_text(LUA + f'wrk.headers["Authorization"] = "Bearer {BENCH_TOKEN}"\n')
+    auth_file = work / "auth"
+    auth_file.write_text(f"token {hashlib.sha256(BENCH_TOKEN.encode()).hexdigest()}\n")
     python = sys.executable
     # what the image build does once (the Dockerfile's builder stage): keep the loaded model
     cache = work / "load-cache" / "model.pkl"
@@ -223,7 +233,12 @@ def main(argv: list[str]) -> int:
         "trainship": lambda port: [python, "-m", "trainship.serving", "--model-dir",
                                    str(model), "--host", "127.0.0.1", "--port", str(port),
                                    "--load-cache", str(cache)],
+        "trainship+token": lambda port: [python, "-m", "trainship.serving", "--model-dir",
+                                         str(model), "--host", "127.0.0.1", "--port", str(port),
+                                         "--load-cache", str(cache), "--auth-file",
+                                         str(auth_file)],
     }
+    luas = {"trainship+token": token_lua}
     results: dict[str, dict[str, Load]] = {}
     coldstart: dict[str, float] = {}
     soak: Load | None = None
@@ -233,13 +248,14 @@ def main(argv: list[str]) -> int:
         coldstart[name] = cold
         print(f"{name}: first /ping after {cold:.2f} s", flush=True)
         try:
-            wrk(port, bodies[1], 4, 2, lua)  # warm-up
+            script = luas.get(name, lua)
+            wrk(port, bodies[1], 4, 2, script)  # warm-up
             results[name] = {}
             for connections in (1, 16):
                 for rows in (1, 100):
-                    load = wrk(port, bodies[rows], connections, args.seconds, lua)
+                    load = wrk(port, bodies[rows], connections, args.seconds, script)
                     results[name][f"{connections}c/{rows}r"] = load
-                    print(f"  {name:9} {connections:2} conn {rows:3} rows: {load.rps:8.1f} req/s"
+                    print(f"  {name:15} {connections:2} conn {rows:3} rows: {load.rps:8.1f} req/s"
                           f"  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:8.2f} ms"
                           f"  errors {load.errors}", flush=True)
             if name == "trainship" and args.soak_seconds:
@@ -259,8 +275,10 @@ def main(argv: list[str]) -> int:
     p99_x = theirs["16c/1r"].p99_ms / ours["16c/1r"].p99_ms
     p50_x = theirs["1c/1r"].p50_ms / ours["1c/1r"].p50_ms
     cold_x = coldstart["mlflow"] / coldstart["trainship"]
+    token = results["trainship+token"]["16c/1r"]
+    token_x = token.rps / ours["16c/1r"].rps
     summary = (f"serving rps_x={rps_x:.2f} p99_x={p99_x:.2f} p50_1conn_x={p50_x:.2f} "
-               f"coldstart_x={cold_x:.2f}")
+               f"coldstart_x={cold_x:.2f} token_rps_frac={token_x:.2f}")
     write_report(args.out, results, coldstart, soak, args, sizes, summary)
     shutil.rmtree(work, ignore_errors=True)
     print(f"report: {args.out}")
@@ -308,6 +326,10 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
               "comes alone predicted in its own thread, and workers serving with a bare "
               "interpreter's warning filters (scikit-learn re-applies every filter for "
               "every tree at every predict)."]
+    lines += ["", "`trainship+token` is the same service with a model token (`auth: token`, the "
+                  "default on AWS): every request carries `Authorization: Bearer`, which the "
+                  "service checks against the digest in its auth file. `token_rps_frac` is its "
+                  "req/s over the plain service's at 16 connections, 1 row."]
     lines += ["", "trainship's cold start uses the load cache its image build writes (the "
                   "model loaded once and pickled in the Dockerfile's builder stage); the bench "
                   "writes it the same way before starting the server. Without it the first "
