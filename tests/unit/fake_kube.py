@@ -16,7 +16,8 @@ applies the patch, then admission), so nobody owns that field, and it is immutab
 
 The pod proxy (``POST /api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/...``) answers from
 ``proxy_answers`` for pods in the current pod list, a Status 404 for others, and a Status
-403 when ``proxy_forbidden`` (an identity without ``create`` on ``pods/proxy``).
+403 when ``proxy_forbidden`` (an identity without ``create`` on ``pods/proxy``);
+``GET .../proxy/metrics`` answers a pod's text from ``metrics``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class FakeKube:
         default_factory=dict)
     proxy_answers: list[tuple[int, Any]] = field(default_factory=list)
     proxy_forbidden: bool = False
+    # GET .../proxy/metrics of a pod in the pod list: its text here (a 503 Status without)
+    metrics: dict[str, str] = field(default_factory=dict)
     resource_version: int = 100
     # a Service DELETE keeps it terminating (deletionTimestamp set) for this many more GETs
     # of it, as a LoadBalancer Service's finalizer does until its load balancer is gone
@@ -231,6 +234,11 @@ class FakeKube:
         return (200 if current else 201), stored
 
     def proxy(self, call: Call, match: re.Match[str]) -> tuple[int, Any]:
+        if call.method == "GET" and match["rest"] == "/metrics":
+            names = {p["metadata"]["name"] for p in (self.pods[0] if self.pods else [])}
+            if match["pod"] in names and match["pod"] in self.metrics:
+                return 200, self.metrics[match["pod"]]
+            return 503, status_doc(503, f'error trying to reach service: pod {match["pod"]}')
         if call.method != "POST":
             return 405, status_doc(405, "MethodNotAllowed")
         if self.proxy_forbidden:

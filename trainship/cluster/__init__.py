@@ -23,7 +23,7 @@ from trainship.cluster.manifests import AUTH_FILE_ENV, WorkloadSpec
 from trainship.state import Handle
 
 __all__ = ["AUTH_FILE_ENV", "Answer", "Applied", "ClusterDriver", "RolloutStatus", "Unreachable",
-           "post_json", "promote_by_records"]
+           "get_text", "post_json", "promote_by_records", "scrape_records", "traffic_by_records"]
 
 
 @dataclass
@@ -86,6 +86,20 @@ class ClusterDriver(Protocol):
         already live, the new one is discarded instead: return that version. A rollback
         (``replace_higher``) makes it live all the same and retires every other version."""
 
+    def set_traffic(self, handle: Handle, percent: int) -> None:
+        """Share the model's traffic (a canary step): the new version in ``handle`` gets
+        ``percent`` of it, the live version the rest; 100 sends everything to the new one,
+        0 everything to the live one. It moves traffic only: ``promote`` still makes the new
+        version live and retires the old one, ``discard`` removes it (and its share).
+        ``percent`` outside 0..100, or 1..99 without a live version to share with, is a
+        ValueError. The caller holds ``lock(model_name)``. Locally (process, podman) the
+        front splits per request by weight; what Kubernetes does is in its driver."""
+
+    def scrape(self, model_name: str) -> dict[str, list[str]]:
+        """The model's versions now running -> the Prometheus text of each of their serving
+        processes (pods on Kubernetes) from /metrics, to judge a canary by. A process or pod
+        that does not answer is left out (an empty list when none of a version did)."""
+
     def discard(self, handle: Handle) -> None:
         """The new version failed: remove it, leaving the previous one serving."""
 
@@ -136,3 +150,49 @@ def promote_by_records(handle: R, records: list[R], *, go_live: Callable[[R], No
         if int(record["version"]) < mine or replace_higher:
             retire(record)
     return None
+
+
+def traffic_by_records(handle: R, records: list[R], percent: int, *,
+                       share: Callable[[list[tuple[int, int]]], None],
+                       current: Callable[[], tuple[tuple[int, int], ...]]) -> None:
+    """The local drivers' ``set_traffic`` over their records of one model: the new version's
+    port gets ``percent`` as its weight, the live version's (the highest other version that
+    serves) ``100 - percent``, written through ``share`` (trainship.cluster.front). With no
+    other version serving, 100 points at the new one, 0 takes the new one out of whatever
+    the front holds (``current``), and anything between is a ValueError: there is nothing to
+    share with."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"a share of traffic is a percentage from 0 to 100, not {percent}")
+    mine = handle["version"]
+    live = max((r for r in records if r["state"] == "serving" and r["version"] != mine),
+               key=lambda r: int(r["version"]) if r["version"].isdigit() else -1, default=None)
+    if live is not None:
+        share([(live["port"], 100 - percent), (handle["port"], percent)])
+    elif percent == 100:
+        share([(handle["port"], 100)])
+    elif percent == 0:
+        share([t for t in current() if t[0] != handle["port"]])
+    else:
+        raise ValueError(f"no other version of {handle['model_name']} serves: "
+                         f"v{mine} cannot take {percent}% of its traffic")
+
+
+def get_text(url: str, *, timeout: float = 5.0) -> str | None:
+    """GET ``url``'s body as text (a version's /metrics), None when it does not answer 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read().decode(errors="replace") if response.status == 200 \
+                else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def scrape_records(records: list[R]) -> dict[str, list[str]]:
+    """The local drivers' ``scrape``: each version's /metrics on its own port (one serving
+    process, or pod, per version; its forked workers share their counters through
+    prometheus_client's multiprocess mode, trainship.serving.metrics)."""
+    found: dict[str, list[str]] = {}
+    for record in records:
+        text = get_text(f"{record['test_url']}/metrics")
+        found.setdefault(record["version"], []).extend([text] if text is not None else [])
+    return found

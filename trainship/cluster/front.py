@@ -3,7 +3,8 @@ trainship.cluster.proxy, one proxy process per model.
 
 Its files live in the model's record directory: ``service.json`` (the proxy's port, pid and
 URL: the port is chosen once and kept for the model, across versions and restarts),
-``target`` (the live version's port), ``control`` (the proxy's control port) and
+``target`` (the live version's port, or the ports and weights of a split: trainship.cluster.
+weighted), ``control`` (the proxy's control port) and
 ``service.log``.
 """
 
@@ -17,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from trainship.cluster import weighted
 from trainship.cluster.handles import FrontRecord, read_json
 from trainship.procs import free_port, library_path, pid_alive, stop_pid
 
@@ -62,9 +64,28 @@ def ensure(directory: Path, what: str) -> FrontRecord:
 
 def point(directory: Path, port: int) -> None:
     """New connections to the model's URL go to ``port`` from now on (an atomic replace)."""
+    _write(directory, str(port))
+
+
+def share(directory: Path, targets: list[tuple[int, int]]) -> None:
+    """Requests to the model's URL are shared among ``targets`` (port, weight) from now on,
+    in proportion to the weights (trainship.cluster.weighted); one target of weight > 0
+    alone is written as ``point`` writes it."""
+    _write(directory, weighted.render(targets))
+
+
+def targets(directory: Path) -> weighted.Targets:
+    """What the target file holds now (nothing when there is none, or it does not read)."""
+    try:
+        return weighted.parse((directory / "target").read_text())
+    except (OSError, ValueError):
+        return ()
+
+
+def _write(directory: Path, text: str) -> None:
     target = directory / "target"
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(str(port))
+    tmp.write_text(text)
     tmp.replace(target)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable, kube_auth
+from trainship.cluster import Answer, Applied, RolloutStatus, Unreachable, kube_auth, kube_traffic
 from trainship.cluster.handles import KubernetesHandle, read
 from trainship.cluster.kube_api import KubeApi, api_from_settings, object_path
 from trainship.cluster.kube_rollout import (
@@ -286,6 +286,15 @@ class KubernetesDriver:
         if replace_higher:
             return live if live is not None and live != mine["version"] else None
         return live if is_higher(live, mine["version"]) else None
+
+    def set_traffic(self, handle: Handle, percent: int) -> None:
+        """Not yet: NotImplementedError (trainship.cluster.kube_traffic says why)."""
+        read(KubernetesHandle, handle)
+        kube_traffic.set_traffic(percent)
+
+    def scrape(self, model_name: str) -> dict[str, list[str]]:
+        """Each ready pod's /metrics through the pod proxy (trainship.cluster.kube_traffic)."""
+        return kube_traffic.scrape(self.api, self.settings.namespace, serving_name(model_name))
 
     def discard(self, handle: Handle) -> None:
         self._discard(read(KubernetesHandle, handle))

@@ -35,6 +35,8 @@ from trainship.cluster import (
     local_auth,
     post_json,
     promote_by_records,
+    scrape_records,
+    traffic_by_records,
 )
 from trainship.cluster.handles import ProcessHandle, RecordState, read
 from trainship.cluster.manifests import WorkloadSpec, serving_args
@@ -153,8 +155,28 @@ class ProcessDriver:
         front.drain(self._dir(record["model_name"]), record["port"])
         self._stop(record)
 
+    def set_traffic(self, handle: Handle, percent: int) -> None:
+        """The front shares requests between the live version and this one, by weight
+        (trainship.cluster.weighted: per request, smooth weighted round-robin)."""
+        mine = read(ProcessHandle, handle)
+        directory = self._dir(mine["model_name"])
+        traffic_by_records(mine, self.records(mine["model_name"]), percent,
+                           share=lambda targets: front.share(directory, targets),
+                           current=lambda: front.targets(directory))
+
+    def scrape(self, model_name: str) -> dict[str, list[str]]:
+        return scrape_records(self.records(model_name))
+
     def discard(self, handle: Handle) -> None:
-        self._stop(read(ProcessHandle, handle))
+        """A version the front shares traffic with (a canary) is taken out of the share and
+        drained first; one that never had traffic is stopped at once."""
+        mine = read(ProcessHandle, handle)
+        directory = self._dir(mine["model_name"])
+        if any(port == mine["port"] for port, _ in front.targets(directory)):
+            front.share(directory, [t for t in front.targets(directory)
+                                    if t[0] != mine["port"]])
+            front.drain(directory, mine["port"])
+        self._stop(mine)
 
     def _stop(self, record: ProcessHandle) -> None:
         stop_pid(record["pid"])

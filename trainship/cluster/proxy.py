@@ -1,10 +1,18 @@
 """A model's stable address on the local stack: what a Kubernetes Service gives.
 
 ``python -m trainship.cluster.proxy --port P --target-file F --control-file C`` accepts TCP
-connections on 127.0.0.1:P and relays each to the port written in F (the live version). The
+connections on 127.0.0.1:P and relays them to the port written in F (the live version). The
 local drivers replace F when a version goes live (trainship.cluster.front): every new
 connection from then on reaches the new version while the URL stays the same; a failed
 version never gets written there.
+
+Weighted targets (a canary, trainship.cluster.weighted): F may name several ports with
+weights. The proxy then picks a target per REQUEST, by smooth weighted round-robin shared by
+all connections: at each message boundary of a connection (the h11 framing below) the next
+request goes to the next pick, over a new upstream connection when the pick is another
+version than the last one. Where the framing cannot follow a connection (see below) it is
+picked once and stays pinned: per connection. A picked version that refuses the connection
+is passed over for the other targets (each tried once); none left is a 503.
 
 Drain (a version is retired): the driver asks on the control port (written to C)
 ``drain PORT SECONDS``; the answer ``drained N`` comes once no connection is relayed to PORT
@@ -29,9 +37,12 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Iterable
 from pathlib import Path
 
 import h11
+
+from trainship.cluster.weighted import Picker, Targets, parse
 
 BUFFER = 1 << 16
 
@@ -42,22 +53,23 @@ UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/j
 
 
 class Target:
-    """The live version's port, read again whenever the target file was replaced."""
+    """The live versions' ports and weights, read again whenever the target file was
+    replaced (a file that does not parse leaves the targets as they were)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.key: tuple[int, int, int] | None = None
-        self.port = 0
+        self.targets: Targets = ()
 
-    def current(self) -> int:
+    def current(self) -> Targets:
         try:
             stat = self.path.stat()
             key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if key != self.key:
-                self.port, self.key = int(self.path.read_text().strip() or 0), key
+                self.targets, self.key = parse(self.path.read_text()), key
         except (OSError, ValueError):
             pass
-        return self.port
+        return self.targets
 
 
 class Framing:
@@ -121,17 +133,21 @@ class Relay:
         self.framing = Framing()
         self.port = 0
         self.upstream: asyncio.StreamWriter | None = None
+        self.unused = False  # the upstream was picked for the request still to come
 
     async def run(self) -> None:
         try:
-            if not await self._connect():
+            if not await self._connect(self.front.pick()):
                 return
             while data := await self.reader.read(BUFFER):
-                if self.upstream is None or (self.framing.at_boundary()
-                                             and self.port != self.front.target.current()):
-                    self.release()
-                    if not await self._connect():
-                        return
+                if self.upstream is None or (self.framing.at_boundary() and not self.unused):
+                    # a new request: the next pick (the upstream stays when it is the same)
+                    port = self.front.pick()
+                    if self.upstream is None or port != self.port:
+                        self.release()
+                        if not await self._connect(port):
+                            return
+                self.unused = False
                 self.framing.client_sent(data)
                 assert self.upstream is not None
                 self.upstream.write(data)
@@ -143,19 +159,21 @@ class Relay:
             with contextlib.suppress(Exception):
                 self.writer.close()
 
-    async def _connect(self) -> bool:
-        """A new upstream connection to the live version (a second try if it changed
-        meanwhile); a 503 to the client when none answers."""
-        tried = 0
-        while (port := self.front.target.current()) and port != tried:
-            tried = port
+    async def _connect(self, port: int) -> bool:
+        """A new upstream connection to ``port`` (picked); when it refuses, to the next pick
+        among the targets not tried yet (the targets may have changed meanwhile); a 503 to
+        the client when none answers."""
+        tried: set[int] = set()
+        while port and port not in tried:
+            tried.add(port)
             self.front.attach(self, port)
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 self.front.detach(self)
+                port = self.front.pick(exclude=tried)
                 continue
-            self.port, self.upstream = port, writer
+            self.port, self.upstream, self.unused = port, writer, True
             asyncio.get_running_loop().create_task(self._answers(reader, writer))
             return True
         self.writer.write(UNAVAILABLE)
@@ -172,7 +190,7 @@ class Relay:
                 self.writer.write(data)
                 await self.writer.drain()
                 if self.upstream is upstream and self.framing.at_boundary() \
-                        and self.port != self.front.target.current():
+                        and not self.front.serves(self.port):
                     self.release()  # its version is retired: the next request goes live
         except (ConnectionError, OSError):
             pass
@@ -195,7 +213,16 @@ class Front:
 
     def __init__(self, target: Target) -> None:
         self.target = target
+        self.picker = Picker()
         self.relays: dict[int, set[Relay]] = {}
+
+    def pick(self, exclude: Iterable[int] = ()) -> int:
+        """The port the next request goes to (0: none serves)."""
+        return self.picker.pick(self.target.current(), exclude)
+
+    def serves(self, port: int) -> bool:
+        """Whether ``port`` is one of the targets (a weight above 0)."""
+        return any(p == port for p, _ in self.target.current())
 
     def attach(self, relay: Relay, port: int) -> None:
         self.relays.setdefault(port, set()).add(relay)
@@ -208,15 +235,15 @@ class Front:
         return len(self.relays.get(port, ()))
 
     async def drain(self, port: int, seconds: float) -> int:
-        """Wait until no connection is relayed to ``port`` (the target moved off it):
+        """Wait until no connection is relayed to ``port`` (the targets moved off it):
         idle keep-alive connections let go of it at once, busy ones after their response.
         The connections still open after ``seconds``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
-            current = self.target.current()
+            retired = not self.serves(port)
             for relay in list(self.relays.get(port, ())):
-                if port != current and relay.framing.at_boundary():
+                if retired and relay.framing.at_boundary():
                     relay.release()
             if not self.open_to(port) or loop.time() >= deadline:
                 return self.open_to(port)

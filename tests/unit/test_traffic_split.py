@@ -1,0 +1,275 @@
+"""A canary's traffic split on the local stack: the weighted target file and its smooth
+weighted round-robin (trainship.cluster.weighted), the real proxy process sharing requests
+between two versions (per request, keep-alive connections included), the local drivers'
+set_traffic / scrape / discard, and what the kubernetes driver does instead."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import LocalServer
+from tests.unit.fake_kube import FakeKube, pod, spec
+from trainship.cluster import front, process
+from trainship.cluster.handles import PodmanHandle, ProcessHandle, RecordState
+from trainship.cluster.kubernetes import KubernetesDriver
+from trainship.cluster.podman import PodmanDriver
+from trainship.cluster.process import ProcessDriver
+from trainship.cluster.weighted import Picker, parse, render
+from trainship.procs import free_port
+
+# --- the target file and the pick ----------------------------------------------------------
+
+
+def test_a_single_port_is_all_the_traffic_as_before() -> None:
+    assert parse("8001") == parse("8001\n") == ((8001, 100),)
+    assert parse("") == parse("\n") == ()
+    assert render([(8001, 100)]) == "8001"
+    assert render([(8001, 70), (8002, 0)]) == "8001"  # one left: the old format
+
+
+def test_weighted_lines_read_and_write() -> None:
+    text = render([(8001, 70), (8002, 30)])
+    assert text == "8001 70\n8002 30\n"
+    assert parse(text) == ((8001, 70), (8002, 30))
+    assert parse("8001 100\n8002 0\n") == ((8001, 100),)  # weight 0: out of the share
+    assert render([]) == ""
+
+
+@pytest.mark.parametrize("text", ["abc", "8001 x", "8001 10 20", "-1 10", "8001 -5"])
+def test_a_target_file_that_does_not_read_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse(text)
+
+
+def test_smooth_weighted_round_robin_is_exact_and_spread() -> None:
+    picker, targets = Picker(), ((1, 30), (2, 70))
+    picks = [picker.pick(targets) for _ in range(100)]
+    assert Counter(picks) == {1: 30, 2: 70}
+    for start in range(0, 100, 10):  # every 10 picks: 3 and 7, never in one burst
+        assert Counter(picks[start:start + 10]) == {1: 3, 2: 7}
+    assert picks[:10] == [2, 1, 2, 2, 1, 2, 2, 2, 1, 2]  # the same sequence every time
+
+
+def test_a_new_split_starts_a_new_sequence_and_exclusions_are_skipped() -> None:
+    picker = Picker()
+    assert picker.pick(((1, 100),)) == 1
+    assert [picker.pick(((1, 50), (2, 50))) for _ in range(4)] == [1, 2, 1, 2]
+    assert picker.pick(((1, 50), (2, 50)), exclude=[1]) == 2
+    assert picker.pick(((1, 50),), exclude=[1]) == 0
+    assert picker.pick(()) == 0
+
+
+# --- the real proxy ------------------------------------------------------------------------
+
+def backend(name: str) -> LocalServer:
+    """A version that answers its own name (``/slow/S`` after S seconds), keep-alive."""
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/slow/"):
+                time.sleep(float(self.path.rsplit("/", 1)[1]))
+            body = name.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return LocalServer(Handler).start()
+
+
+def port_of(server: LocalServer) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def get(port: int, path: str = "/") -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        conn.close()
+
+
+def record(version: str, port: int, state: RecordState = "serving") -> ProcessHandle:
+    return {"model_name": "iris", "serving_name": "iris", "version": version,
+            "image_uri": "bundle:sha256:0", "deployment_id": f"d-{version}", "port": port,
+            "url": "http://127.0.0.1:9000", "test_url": f"http://127.0.0.1:{port}",
+            "state": state, "pid": 100 + int(version), "log": f"v{version}.log",
+            "requirements": []}
+
+
+Split = tuple[ProcessDriver, Path, int, ProcessHandle, ProcessHandle]
+
+
+@pytest.fixture
+def split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Split]:
+    """The process driver's records of v1 (live, answers "one") and v2 (new, "two"), both
+    real HTTP servers, behind the model's real front pointing at v1."""
+    one, two = backend("one"), backend("two")
+    monkeypatch.setattr(process, "stop_pid", lambda pid: None)  # not processes of ours
+    driver = ProcessDriver(tmp_path)
+    directory = tmp_path / "iris"
+    started = front.ensure(directory, "iris")
+    old, new = record("1", port_of(one)), record("2", port_of(two), "starting")
+    for each in (old, new):
+        driver._save(each)
+    front.point(directory, old["port"])
+    try:
+        yield driver, directory, started["port"], old, new
+    finally:
+        front.stop(directory)
+        one.close()
+        two.close()
+
+
+def test_a_30_70_split_over_100_requests(split: Split) -> None:
+    driver, directory, port, old, new = split
+    driver.set_traffic(new, 30)
+    assert front.targets(directory) == ((old["port"], 70), (new["port"], 30))
+    seen = Counter(get(port) for _ in range(100))  # a new connection each
+    assert seen == {"one": 70, "two": 30}
+
+
+def test_a_keep_alive_connection_is_split_per_request(split: Split) -> None:
+    driver, _, port, _, new = split
+    driver.set_traffic(new, 30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/")
+    conn.getresponse().read()
+    sock = conn.sock
+    seen: Counter[str] = Counter()
+    for _ in range(100):
+        conn.request("GET", "/")
+        seen[conn.getresponse().read().decode()] += 1
+    assert conn.sock is sock  # one client connection all along
+    conn.close()
+    assert 29 <= seen["two"] <= 31 and seen["one"] + seen["two"] == 100
+
+
+def test_100_moves_everything_and_0_moves_it_back(split: Split) -> None:
+    driver, directory, port, old, new = split
+    driver.set_traffic(new, 100)
+    assert (directory / "target").read_text() == str(new["port"])  # the old format
+    assert {get(port) for _ in range(10)} == {"two"}
+    driver.set_traffic(new, 0)
+    assert front.targets(directory) == ((old["port"], 100),)
+    assert {get(port) for _ in range(10)} == {"one"}
+
+
+def test_a_canary_in_flight_is_drained_when_it_is_discarded(split: Split) -> None:
+    driver, directory, port, _, new = split
+    driver.set_traffic(new, 100)
+    answers: list[str] = []
+    slow = threading.Thread(target=lambda: answers.append(get(port, "/slow/1.0")))
+    slow.start()
+    time.sleep(0.3)  # the request is at the canary
+    started = time.monotonic()
+    driver.discard(new)
+    waited = time.monotonic() - started
+    slow.join(5)
+    assert answers == ["two"]  # answered, not cut
+    assert 0.4 < waited < 5  # until the answer was sent, not the grace period
+    assert front.targets(directory) == ()  # no live version left in this test
+    assert [r["version"] for r in driver.records("iris")] == ["1"]
+
+
+def test_a_canary_that_refuses_connections_leaves_its_share_to_the_live_one(
+        split: Split) -> None:
+    driver, _, port, _, _ = split
+    gone = record("3", free_port(), "starting")  # nothing listens there
+    driver._save(gone)
+    driver.set_traffic(gone, 50)
+    assert {get(port) for _ in range(10)} == {"one"}  # never a 503
+
+
+def test_set_traffic_refuses_nonsense(split: Split, tmp_path: Path) -> None:
+    driver, _, _, _, new = split
+    for percent in (-1, 101):
+        with pytest.raises(ValueError, match="percentage"):
+            driver.set_traffic(new, percent)
+    alone = ProcessDriver(tmp_path / "other")
+    (tmp_path / "other" / "iris").mkdir(parents=True)
+    first = record("1", 8001, "starting")
+    alone._save(first)
+    with pytest.raises(ValueError, match="no other version of iris serves"):
+        alone.set_traffic(first, 50)
+
+
+def test_scrape_asks_every_version_on_its_own_port(split: Split) -> None:
+    driver, _, _, _, _ = split
+    driver._save(record("3", free_port(), "starting"))  # does not answer: left out
+    assert driver.scrape("iris") == {"1": ["one"], "2": ["two"], "3": []}
+
+
+# --- podman: the same front ----------------------------------------------------------------
+
+def test_podman_shares_the_front_the_same_way(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = PodmanDriver(tmp_path / "podman")
+    ran: list[tuple[str, ...]] = []
+    monkeypatch.setattr(driver, "_podman", lambda *args, check=True: ran.append(args))
+    monkeypatch.setattr(front, "drain", lambda directory, port: 0)
+
+    def pod_record(version: str, port: int, state: RecordState) -> PodmanHandle:
+        return {"model_name": "iris", "serving_name": "iris", "version": version,
+                "image_uri": "img", "deployment_id": f"d-{version}", "port": port,
+                "url": "http://127.0.0.1:9000", "test_url": f"http://127.0.0.1:{port}",
+                "state": state, "pod": f"iris-v{version}-pod-0",
+                "manifest": "m.yaml"}
+
+    old, new = pod_record("1", 8001, "serving"), pod_record("2", 8002, "starting")
+    for each in (old, new):
+        driver._save(each)
+    directory = driver._dir("iris")
+    driver.set_traffic(new, 10)
+    assert front.targets(directory) == ((8001, 90), (8002, 10))
+    driver.discard(new)
+    assert front.targets(directory) == ((8001, 100),)
+    assert ran == [("pod", "rm", "--force", "iris-v2-pod-0")]
+
+
+# --- kubernetes ----------------------------------------------------------------------------
+
+def ready_pod(version: str, suffix: str, ready: bool = True) -> dict[str, Any]:
+    p = pod(version)
+    p["metadata"]["name"] = f"iris-{version}-{suffix}"
+    p["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return p
+
+
+def test_kubernetes_scrapes_each_ready_pod_through_the_pod_proxy(
+        kube: tuple[FakeKube, KubernetesDriver]) -> None:
+    fake, driver = kube
+    fake.pods = [[ready_pod("1", "a"), ready_pod("1", "b"), ready_pod("2", "c"),
+                  ready_pod("2", "d", ready=False), ready_pod("3", "e")]]
+    fake.metrics = {"iris-1-a": "m1a", "iris-1-b": "m1b", "iris-2-c": "m2c",
+                    "iris-2-d": "never asked"}  # iris-3-e does not answer
+    assert driver.scrape("iris") == {"1": ["m1a", "m1b"], "2": ["m2c"], "3": []}
+    asked = sorted(c.path for c in fake.calls if c.path.endswith("/proxy/metrics"))
+    assert asked == [f"/api/v1/namespaces/trainship/pods/iris-{v}:8080/proxy/metrics"
+                     for v in ("1-a", "1-b", "2-c", "3-e")]
+    assert all(c.method == "GET" for c in fake.calls)
+
+
+def test_kubernetes_does_not_split_traffic_yet(kube: tuple[FakeKube, KubernetesDriver]) -> None:
+    _, driver = kube
+    handle = driver.apply(spec("1")).handle
+    with pytest.raises(NotImplementedError, match="two Deployments behind the one Service"):
+        driver.set_traffic(handle, 10)
+    with pytest.raises(ValueError, match="percentage"):
+        driver.set_traffic(handle, 150)
