@@ -30,6 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def main(argv: list[str]) -> int:
     subprocess.run([python, "-m", "trainship.serving", "--model-dir", str(model),
                     "--load-cache", str(cache), "--prepare-load-cache"], check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO)})
-    servers = {
+    servers: dict[str, Callable[[int], list[str]]] = {
         "mlflow": lambda port: [python, "-m", "mlflow", "models", "serve", "-m", str(model),
                                 "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local",
                                 "-w", "1"],
