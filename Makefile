@@ -52,8 +52,12 @@ containers:
 	    --no-install-recommends $(CONTAINER_PACKAGES); fi
 
 ## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests (container mode included)
+# tests/unit on every core (pytest-xdist; its pip and checkov tests included), then the rest
+# serially: the infra tests share one synth, the end-to-end tests one local stack (and
+# contend for the CPU). Both parts run; make fails if either did.
 test: venv $(CHECKOV) containers lint typecheck statelint
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n auto tests/unit; unit=$$?; \
+	$(BIN)/python -m pytest -q -ra tests/infra tests/e2e && exit $$unit
 
 ## test-flavors: only the flavor matrix (one deployment per MLflow flavor; make test runs it too)
 test-flavors: venv containers

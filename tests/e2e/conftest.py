@@ -61,7 +61,8 @@ def api(local_stack: dict[str, Any]) -> Client:
 @pytest.fixture(scope="session")
 def serving(api: Client) -> dict[str, Any]:
     """A model that serves throughout the reliability tests (test_reliability*.py); every
-    bad case must leave it up."""
+    bad case must leave it up. test_cost_receipt.py reads its deployment's cost receipt,
+    test_serving_debug.py compares its errors with those of a model deployed with debug."""
     record = deploy(api, {"model_name": "steady", "script": QUICK_SCRIPT})
     assert record["status"] == "SUCCEEDED", record.get("error")
     return record["result"]

@@ -1,5 +1,6 @@
-"""The cost receipt as a user reads it: deploy the iris example with the CLI on the local
-stack (README), then `trainship status ID` (text, and --output json) shows what the same
+"""The cost receipt as a user reads it: after a deployment on the local stack (the model the
+reliability tests keep serving, the session's ``serving`` fixture: a full run, training and
+image build included), `trainship status ID` (text, and --output json) shows what the same
 run would cost on AWS (docs/deploy-to-aws.md, "The cost receipt")."""
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from trainship.pipeline import BUILD_STEPS, LAMBDA_STEPS, REPO
+from trainship.pipeline import BUILD_STEPS, LAMBDA_STEPS
 
 pytestmark = pytest.mark.e2e
 
 TRAINSHIP = Path(sys.executable).with_name("trainship")
-EXAMPLE = REPO / "docs" / "examples" / "iris_sklearn.py"
 
 
 def trainship(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -27,12 +27,10 @@ def trainship(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=900)
 
 
-def test_status_shows_the_cost_receipt(local_stack: dict[str, Any], tmp_path: Path) -> None:
+def test_status_shows_the_cost_receipt(local_stack: dict[str, Any], serving: dict[str, Any],
+                                       tmp_path: Path) -> None:
     api = local_stack["api"]
-    deployed = trainship("deploy", str(EXAMPLE), "--model-name", "iris_receipt", "--api", api,
-                         "--output", "json", cwd=tmp_path)
-    assert deployed.returncode == 0, deployed.stderr
-    deployment_id = json.loads(deployed.stdout)["deployment_id"]
+    deployment_id = serving["deployment_id"]
 
     status = trainship("status", deployment_id, "--api", api, "--output", "json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr

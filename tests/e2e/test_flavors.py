@@ -1,6 +1,9 @@
 """The flavor matrix end to end: every example in tests/e2e/flavors.py is sent with its
 requirements, deployed on the local stack (three also with target "podman"), and its HTTP
 prediction must equal what the model loaded from MLflow as pyfunc predicts on the same input.
+The sklearn (process and podman), pyfunc and xgboost cells also describe their own API
+(issue 14; tests/e2e/model_spec.py): /openapi.json against the signature, /docs, and
+`trainship predict NAME --example`.
 
 The test also measures each cell (environment or image size, cold start) and prints the
 rows; docs/training-scripts.md shows them, and test_docs_matrix_matches_the_catalog keeps
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.flavors import CATALOG, Flavor, mode, requirements_cell
+from tests.e2e.model_spec import assert_describes_its_own_api
 from tests.helpers import EXAMPLES, REPO, deploy, post_json
 from trainship.client import Client
 
@@ -35,6 +39,10 @@ DOCS = REPO / "docs" / "training-scripts.md"
 KEYS = [(f.example, "process") for f in CATALOG] + \
        [(f.example, "podman") for f in CATALOG if f.container]
 BY_EXAMPLE = {f.example: f for f in CATALOG}
+# the cells whose served API is checked: columns of a plain flavor, a custom pyfunc's, a
+# flavor installed from requirements, and the podman image (which carries openapi.json)
+SPEC_KEYS = [("sklearn_random_forest.py", "process"), ("pyfunc_custom.py", "process"),
+             ("xgboost_classifier.py", "process"), ("sklearn_random_forest.py", "podman")]
 # heavy installs first, so the pool's slots fill evenly
 HEAVY_FIRST = ("pytorch_mlp.py", "keras_mlp.py", "prophet_forecast.py", "catboost_classifier.py")
 INSTALL_LINE = "[trainship] installing requirements into"
@@ -269,6 +277,18 @@ def test_flavor_serves_what_mlflow_loads(
         serving = local_home / "serving" / serving_name(model_name) / \
             f"v{result['model_version']}.json"
         row["cold_start"] = f"{process_cold_start(python, serving):.0f} s"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(2700)  # as above: the first test to ask for the matrix waits for it
+@pytest.mark.parametrize("key", SPEC_KEYS, ids=key_id)
+def test_the_served_model_describes_its_own_api(
+        key: tuple[str, str], matrix: dict[tuple[str, str], dict[str, Any]],
+        local_stack: dict[str, Any], tmp_path: Path) -> None:
+    record = matrix[key]
+    assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
+    assert record["result"]["model_name"] == body_for(BY_EXAMPLE[key[0]], key[1])["model_name"]
+    assert_describes_its_own_api(record["result"], local_stack, tmp_path)
 
 
 @pytest.mark.e2e

@@ -1,6 +1,7 @@
 """Container mode end to end: the image is built with podman from the Dockerfile, pushed to
 the local registry, played as the Kubernetes Deployment, and served at a stable URL; a
-second version that crash-loops leaves the first one answering at that URL throughout."""
+second version that crash-loops leaves the first one answering at that URL throughout.
+(A podman model surviving `local down` / `local up` is in test_restart.py.)"""
 
 from __future__ import annotations
 
@@ -122,32 +123,3 @@ def test_crashing_second_version_leaves_the_first_serving(
     proc = containers.podman(local_home, "pod", "exists", f"{SERVING}-v2-pod-0", check=False)
     assert proc.returncode != 0
 
-
-def test_container_mode_survives_a_restart(tmp_path: Path) -> None:
-    import urllib.request
-
-    from trainship.client import Client
-    from trainship.local import stack
-
-    home = tmp_path / "home"
-    info = stack.up(home)
-    try:
-        record = deploy(Client(info["api"]), {
-            "model_name": "pod-survivor", "target": "podman",
-            "script": (EXAMPLES / "iris_sklearn.py").read_text()})
-        assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
-        url = record["result"]["inference_url"]
-        assert post_json(f"{url}/invocations", ROWS) == (200, {"predictions": [0, 2]})
-    finally:
-        assert stack.down(home)
-    # down stops the pod and the model's proxy
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"{url}/ping", timeout=2)
-    assert containers.podman(home, "pod", "inspect", "--format", "{{.State}}",
-                             "pod-survivor-v1-pod-0").stdout.strip() in ("Exited", "Stopped")
-    info = stack.up(home)
-    try:  # up serves it again, at the same URL
-        assert post_json(f"{url}/invocations", ROWS) == (200, {"predictions": [0, 2]})
-    finally:
-        stack.down(home)
-        containers.podman(home, "pod", "rm", "--force", "pod-survivor-v1-pod-0", check=False)

@@ -1,8 +1,7 @@
-"""A served model's own API on the local stack (issue 14): the sklearn, pyfunc and xgboost
-examples are deployed (sklearn also as a podman image); each URL's ``GET /openapi.json`` is
-a valid OpenAPI 3.1 document whose columns are those of the registered model's MLflow
-signature, ``GET /docs`` is an HTML page naming them, and ``trainship predict NAME
---example`` prints predictions."""
+"""What a served model says about its own API (issue 14), checked on the flavor matrix's
+deployments (tests/e2e/test_flavors.py): ``GET /openapi.json`` is a valid OpenAPI 3.1
+document whose columns are those of the registered model's MLflow signature, ``GET /docs``
+is an HTML page naming them, and ``trainship predict NAME --example`` prints predictions."""
 
 from __future__ import annotations
 
@@ -14,20 +13,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 from openapi_spec_validator import validate
 
-from tests.helpers import EXAMPLES, deploy
-from trainship.client import Client
-
-pytestmark = pytest.mark.e2e
-
 TRAINSHIP = Path(sys.executable).with_name("trainship")
-EXAMPLE_REQUIREMENTS = {"sklearn_random_forest.py": [], "pyfunc_custom.py": [],
-                        "xgboost_classifier.py": ["xgboost-cpu"]}
-# process mode serves the bundle; the podman image carries openapi.json via the Dockerfile
-CASES = [(example, "process") for example in EXAMPLE_REQUIREMENTS] + \
-        [("sklearn_random_forest.py", "podman")]
 
 
 def _get(url: str) -> tuple[str, bytes]:
@@ -46,20 +34,11 @@ def _signature_columns(tracking_uri: str, name: str, version: str) -> list[dict[
             for spec in json.loads(signature.to_dict()["inputs"])]
 
 
-@pytest.mark.timeout(1800)
-@pytest.mark.parametrize(("example", "target"), CASES,
-                         ids=[f"{e.removesuffix('.py')}-{t}" for e, t in CASES])
-def test_the_served_model_describes_its_own_api(example: str, target: str, api: Client,
-                                                local_stack: dict[str, Any],
-                                                tmp_path: Path) -> None:
-    name = f"spec-{example.removesuffix('.py').replace('_', '-')}-{target}"
-    record = deploy(api, {"model_name": name, "script": (EXAMPLES / example).read_text(),
-                          "requirements": EXAMPLE_REQUIREMENTS[example], "target": target,
-                          "timeout": 1500})
-    assert record["status"] == "SUCCEEDED", json.dumps(record.get("error"), indent=2)
-    result = record["result"]
-    url = result["inference_url"]
-
+def assert_describes_its_own_api(result: dict[str, Any], local_stack: dict[str, Any],
+                                 cwd: Path) -> None:
+    """``result``: a deployment's (of an example that logs ``X.head(3)`` as its input
+    example)."""
+    name, url = result["model_name"], result["inference_url"]
     content_type, body = _get(f"{url}/openapi.json")
     assert content_type == "application/json"
     spec = json.loads(body)
@@ -81,7 +60,7 @@ def test_the_served_model_describes_its_own_api(example: str, target: str, api: 
     env = {k: v for k, v in os.environ.items() if k != "TRAINSHIP_API"}
     proc = subprocess.run([str(TRAINSHIP), "predict", name, "--example", "--api",
                            local_stack["api"]], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
+                          cwd=cwd, timeout=120)
     assert proc.returncode == 0, proc.stderr
     predictions = json.loads(proc.stdout)["predictions"]
     assert len(predictions) == 3  # the examples log X.head(3)
