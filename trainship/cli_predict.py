@@ -107,14 +107,9 @@ def _http(method: str, url: str, body: bytes | None = None,
         raise CliError(f"cannot reach the model at {url}: {exc}", EXIT_UNAVAILABLE) from None
 
 
-def example_request(url: str, token: str | None) -> bytes:
-    """The request example of the model's own OpenAPI document (guarded like /invocations
-    when the model has token auth)."""
-    status, body = _http("GET", f"{url}/openapi.json", token=token)
-    if status == 401:
-        raise CliError(f"the model at {url} refused /openapi.json (HTTP 401): its token is "
-                       "needed (--token, $TRAINSHIP_INFERENCE_TOKEN or the stored one)",
-                       EXIT_FAILED)
+def example_request(url: str, status: int, body: bytes) -> bytes:
+    """The request example of the model's own OpenAPI document (the answer of GET
+    <url>/openapi.json, guarded like /invocations when the model has token auth)."""
     if status != 200:
         raise CliError(f"the model at {url} has no /openapi.json (HTTP {status}): it was built "
                        "before trainship served one; use --json FILE or --csv FILE",
@@ -166,24 +161,35 @@ def cmd_predict(args: argparse.Namespace, settings: CliSettings) -> int:
     if warning:
         print(f"trainship: {warning}", file=sys.stderr)
     if args.example:
-        body, content_type = example_request(url, token), "application/json"
+        status, answer = _http("GET", f"{url}/openapi.json", token=token)
+        if status in (401, 503):  # guarded like /invocations
+            return _model_failed(args.model_name, token, status, answer)
+        body, content_type = example_request(url, status, answer), "application/json"
     elif args.json:
         body, content_type = read_file(args.json, "--json"), "application/json"
     else:
         body, content_type = read_file(args.csv, "--csv"), "text/csv"
     status, answer = _http("POST", f"{url}/invocations", body, content_type, token)
+    if status != 200:
+        return _model_failed(args.model_name, token, status, answer)
     try:
         document: Any = json.loads(answer)
     except ValueError:
         document = answer.decode("utf-8", "replace")
-    if status != 200:
-        text = document if isinstance(document, str) else json.dumps(document, indent=2)
-        print(f"trainship: the model answered HTTP {status}:\n{text}", file=sys.stderr)
-        if status == 401:
-            print(f"trainship: {unauthenticated_hint(args.model_name, token)}", file=sys.stderr)
-        return EXIT_FAILED
     print_json(document)
     return EXIT_OK
+
+
+def _model_failed(model_name: str, token: str | None, status: int, answer: bytes) -> int:
+    """Print the model's error answer (and what to do about a 401)."""
+    try:
+        text = json.dumps(json.loads(answer), indent=2)
+    except ValueError:
+        text = answer.decode("utf-8", "replace")
+    print(f"trainship: the model answered HTTP {status}:\n{text}", file=sys.stderr)
+    if status == 401:
+        print(f"trainship: {unauthenticated_hint(model_name, token)}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def add_parser(sub: Any) -> None:

@@ -129,3 +129,27 @@ def test_a_token_over_plain_http_to_another_machine_is_warned_about(
     assert (warning is not None) is warned
     if warning:
         assert "plain HTTP" in warning and "TLS" in warning
+
+
+def test_example_sends_the_token_to_the_guarded_openapi_document(
+        tmp_path: Path, fake_api: FakeApi, model: FakeApi) -> None:
+    """A model with token auth guards /openapi.json like /invocations: --example sends the
+    token there too, and a 401 there is printed with what to do."""
+    _live(fake_api, model)
+
+    def spec(body: Any) -> Reply:
+        if model.headers[-1].get("Authorization") != "Bearer tsk_right":
+            return 401, "application/json", b'{"error_code": "UNAUTHENTICATED"}'
+        return json_reply(200, build_spec(SIGNATURE, EXAMPLE))
+
+    model.routes["GET", "/openapi.json"] = spec
+    model.routes["POST", "/invocations"] = lambda body: json_reply(200, {"predictions": [0, 1]})
+    proc = run(tmp_path, "predict", "m", "--example", "--token", "tsk_right",
+               "--api", fake_api.url)
+    assert proc.returncode == 0, proc.stderr
+    assert ("POST", "/invocations", EXAMPLE) in model.seen
+    proc = run(tmp_path, "predict", "m", "--example", "--api", fake_api.url)
+    assert proc.returncode == 1
+    assert "HTTP 401" in proc.stderr and "UNAUTHENTICATED" in proc.stderr
+    assert "--token" in proc.stderr
+    assert model.seen[-1][:2] == ("GET", "/openapi.json")  # nothing was scored
