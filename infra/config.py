@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainship.cluster.manifests import ARCHITECTURES, LB_SCHEMES
+from trainship.cluster.manifests import ACM_CERTIFICATE_ARN, ARCHITECTURES, LB_SCHEMES
 
 PREFIX = "trainship:"
 
@@ -52,6 +52,9 @@ class Config:
     service_type: str = "LoadBalancer"
     load_balancer_scheme: str = "internet-facing"
     load_balancer_source_ranges: list[str] = field(default_factory=list)
+    # an ACM certificate ARN: every model's load balancer serves HTTPS on 443 with it (TLS
+    # ends at the load balancer); "" = plain HTTP on 80 (docs/deploy-to-aws.md, "TLS")
+    certificate_arn: str = ""
     cluster_architecture: str = "amd64"
     serving_workers: int = 1  # inference worker processes per pod
     mlflow_artifact_bucket: str = ""
@@ -109,6 +112,7 @@ class Config:
             load_balancer_scheme=str(value("loadBalancerScheme",
                                            defaults.load_balancer_scheme)).lower(),
             load_balancer_source_ranges=as_list(value("loadBalancerSourceRanges", [])),
+            certificate_arn=str(value("certificateArn", "")).strip(),
             cluster_architecture=str(value("clusterArchitecture",
                                            defaults.cluster_architecture)).lower(),
             serving_workers=int(value("servingWorkers", defaults.serving_workers)),
@@ -147,6 +151,12 @@ class Config:
             except ValueError as exc:
                 raise ValueError(f"trainship:loadBalancerSourceRanges: {cidr!r} is not a CIDR "
                                  f"block such as 203.0.113.0/24 ({exc})") from exc
+        if self.certificate_arn and not ACM_CERTIFICATE_ARN.fullmatch(self.certificate_arn):
+            raise ValueError("trainship:certificateArn must be an ACM certificate ARN "
+                             "(arn:aws:acm:REGION:ACCOUNT:certificate/ID) in the cluster's region")
+        if self.certificate_arn and self.service_type != "LoadBalancer":
+            raise ValueError("trainship:certificateArn needs trainship:serviceType "
+                             "LoadBalancer (the certificate goes on the load balancer)")
         if self.cluster_architecture not in CLUSTER_ARCHITECTURES:
             raise ValueError("trainship:clusterArchitecture must be 'amd64' or 'arm64'")
         if self.serving_workers < 1:

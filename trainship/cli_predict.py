@@ -8,18 +8,25 @@ error prints the error body and exits non-zero.
 
 A model deployed with token auth needs its token: ``--token``, else
 ``$TRAINSHIP_INFERENCE_TOKEN``, else the one `trainship deploy` / `trainship token rotate`
-stored for the model's URL (trainship.token_store); it is sent as ``Authorization: Bearer``.
+stored for the model's URL (trainship.token_store); it is sent as ``Authorization: Bearer``
+to /invocations and /openapi.json (guarded when the model has token auth). A redirect to
+another scheme, host or port gets no token (urllib copies every header to the redirect's
+target otherwise), and a token about to travel over plain http:// to a host other than
+this machine gets a warning on stderr (RFC 6750 section 5.3: bearer tokens need TLS; see
+"TLS for the inference URL" in docs/deploy-to-aws.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
-from typing import Any
+from typing import IO, Any
 
 from trainship import token_store
 from trainship.cli_common import resolve_api
@@ -42,6 +49,48 @@ TIMEOUT = 60.0
 TOKEN_ENV = "TRAINSHIP_INFERENCE_TOKEN"  # noqa: S105 (a variable name, not a secret)
 
 
+TOKEN_HEADERS = ("Authorization", "X-trainship-token")  # as urllib.request.Request keys them
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _KeepTokenAtHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, but a redirect to another scheme, host or port
+    does not carry the token (urllib's own handler copies every header)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
+                         msg: str, headers: Any, newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            for name in TOKEN_HEADERS:
+                new.remove_header(name)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_KeepTokenAtHome)
+
+
+def plaintext_warning(url: str, token: str | None) -> str | None:
+    """The warning for a token about to go over plain HTTP to another machine, else None."""
+    parts = urllib.parse.urlsplit(url)
+    if not token or parts.scheme != "http":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost" or host.lower().endswith(".localhost")
+    if loopback:
+        return None
+    return (f"warning: sending the inference token over plain HTTP to {host}: anyone on "
+            "the way can read and replay it (serve the model over HTTPS: 'TLS for the "
+            "inference URL' in docs/deploy-to-aws.md)")
+
+
 def _http(method: str, url: str, body: bytes | None = None,
           content_type: str = "application/json",
           token: str | None = None) -> tuple[int, bytes]:
@@ -50,7 +99,7 @@ def _http(method: str, url: str, body: bytes | None = None,
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        with _OPENER.open(request, timeout=TIMEOUT) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
@@ -58,9 +107,9 @@ def _http(method: str, url: str, body: bytes | None = None,
         raise CliError(f"cannot reach the model at {url}: {exc}", EXIT_UNAVAILABLE) from None
 
 
-def example_request(url: str) -> bytes:
-    """The request example of the model's own OpenAPI document."""
-    status, body = _http("GET", f"{url}/openapi.json")
+def example_request(url: str, status: int, body: bytes) -> bytes:
+    """The request example of the model's own OpenAPI document (the answer of GET
+    <url>/openapi.json, guarded like /invocations when the model has token auth)."""
     if status != 200:
         raise CliError(f"the model at {url} has no /openapi.json (HTTP {status}): it was built "
                        "before trainship served one; use --json FILE or --csv FILE",
@@ -107,26 +156,40 @@ def cmd_predict(args: argparse.Namespace, settings: CliSettings) -> int:
         raise CliError(f"model {args.model_name} serves nothing (`trainship models "
                        f"{args.model_name}` shows its versions)", EXIT_FAILED)
     url = url.rstrip("/")
+    token = inference_token(args.token, url)
+    warning = plaintext_warning(url, token)
+    if warning:
+        print(f"trainship: {warning}", file=sys.stderr)
     if args.example:
-        body, content_type = example_request(url), "application/json"
+        status, answer = _http("GET", f"{url}/openapi.json", token=token)
+        if status in (401, 503):  # guarded like /invocations
+            return _model_failed(args.model_name, token, status, answer)
+        body, content_type = example_request(url, status, answer), "application/json"
     elif args.json:
         body, content_type = read_file(args.json, "--json"), "application/json"
     else:
         body, content_type = read_file(args.csv, "--csv"), "text/csv"
-    token = inference_token(args.token, url)
     status, answer = _http("POST", f"{url}/invocations", body, content_type, token)
+    if status != 200:
+        return _model_failed(args.model_name, token, status, answer)
     try:
         document: Any = json.loads(answer)
     except ValueError:
         document = answer.decode("utf-8", "replace")
-    if status != 200:
-        text = document if isinstance(document, str) else json.dumps(document, indent=2)
-        print(f"trainship: the model answered HTTP {status}:\n{text}", file=sys.stderr)
-        if status == 401:
-            print(f"trainship: {unauthenticated_hint(args.model_name, token)}", file=sys.stderr)
-        return EXIT_FAILED
     print_json(document)
     return EXIT_OK
+
+
+def _model_failed(model_name: str, token: str | None, status: int, answer: bytes) -> int:
+    """Print the model's error answer (and what to do about a 401)."""
+    try:
+        text = json.dumps(json.loads(answer), indent=2)
+    except ValueError:
+        text = answer.decode("utf-8", "replace")
+    print(f"trainship: the model answered HTTP {status}:\n{text}", file=sys.stderr)
+    if status == 401:
+        print(f"trainship: {unauthenticated_hint(model_name, token)}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def add_parser(sub: Any) -> None:
@@ -141,8 +204,10 @@ def add_parser(sub: Any) -> None:
     body.add_argument("--example", action="store_true",
                       help="send the model's own input example (from its /openapi.json)")
     parser.add_argument("--token", help=f"the model's inference token (default: "
-                                        f"${TOKEN_ENV}, else the one stored by deploy or "
-                                        "token rotate)")
+                                        f"${TOKEN_ENV}, which is sent to EVERY model "
+                                        "predicted against while it is set, else the one "
+                                        "stored for the model's URL by deploy or token "
+                                        "rotate)")
     parser.add_argument("--api", help="API base URL (default: $TRAINSHIP_API or the local "
                                       "stack)")
     parser.set_defaults(func=cmd_predict)

@@ -136,6 +136,9 @@ class ClusterSettings:
     service_type: str = "LoadBalancer"
     lb_scheme: str = "internet-facing"
     lb_source_ranges: tuple[str, ...] = ()
+    # TRAINSHIP_LB_CERTIFICATE_ARN (CDK context trainship:certificateArn): HTTPS on the
+    # load balancer with this ACM certificate; "" = plain HTTP
+    lb_certificate_arn: str = ""
     arch: str = "amd64"
     eks_cluster: str = ""
     kube_context: str = ""
@@ -150,6 +153,7 @@ class ClusterSettings:
             service_type=env("TRAINSHIP_SERVICE_TYPE") or cls.service_type,
             lb_scheme=env("TRAINSHIP_LB_SCHEME") or cls.lb_scheme,
             lb_source_ranges=tuple(source_ranges(env("TRAINSHIP_LB_SOURCE_RANGES", ""))),
+            lb_certificate_arn=env("TRAINSHIP_LB_CERTIFICATE_ARN", "").strip(),
             arch=env("TRAINSHIP_CLUSTER_ARCH") or cls.arch,
             eks_cluster=env("TRAINSHIP_EKS_CLUSTER", ""),
             kube_context=env("TRAINSHIP_KUBE_CONTEXT", ""),

@@ -8,10 +8,12 @@ trainship.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,22 +46,49 @@ def load(inference_url: str, environ: Mapping[str, str] | None = None) -> str | 
     return str(token) if token else None
 
 
+@contextmanager
+def _locked(file: Path) -> Iterator[None]:
+    """An exclusive flock on ``<store>.lock`` around a read-modify-write, so that two CLIs
+    saving at once (two deployments finishing) both keep their token. A separate lock file:
+    the store itself is replaced by a rename, a lock on it would lock the old inode."""
+    fd = os.open(file.with_name(file.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a crash
+    finally:
+        os.close(fd)
+
+
 def save(inference_url: str, token: str, *, model_name: str,
          environ: Mapping[str, str] | None = None) -> Path:
-    """Store (replace) the token of a model's URL; the file is written whole, 0600, by a
-    rename in its directory (0700)."""
+    """Store (replace) the token of a model's URL; the file is written whole, 0600, synced
+    to disk and renamed into place in its directory (0700), under an flock (read-modify-
+    write: concurrent saves keep every token). A crash leaves the old file or the new one:
+    a token shown once is never lost to a half-written store."""
     file = path(environ)
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tokens = _read(file)
-    tokens[_key(inference_url)] = {"model_name": model_name, "token": token}
-    fd, temp = tempfile.mkstemp(dir=file.parent, prefix=".tokens.", suffix=".json")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"tokens": tokens}, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(temp, file)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with _locked(file):
+        tokens = _read(file)
+        tokens[_key(inference_url)] = {"model_name": model_name, "token": token}
+        fd, temp = tempfile.mkstemp(dir=file.parent, prefix=".tokens.", suffix=".json")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"tokens": tokens}, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, file)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        _fsync_directory(file.parent)
     return file

@@ -46,6 +46,7 @@ class Functions:
             "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri,
             # DeployModel: a new model's auth when its request names none (defaultAuth)
             "TRAINSHIP_DEFAULT_AUTH": config.default_auth,
+            "TRAINSHIP_LB_CERTIFICATE_ARN": config.certificate_arn,  # "": plain HTTP
         }
         # PrepareRollback (and the API) check that a version's image is still in ECR
         image_env = {"TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri}

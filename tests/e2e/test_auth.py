@@ -2,10 +2,11 @@
 ("Inference tokens") tells a user: `trainship deploy --auth token` of a model whose name has
 an underscore, with a requirements line, prints the token once and stores it; the model's
 /invocations answers 401 (the error document, WWW-Authenticate) without it and 200 with
-`Authorization: Bearer`, while /ping stays open; `trainship predict NAME --example` and
-`--csv FILE` send the stored token; `trainship token rotate NAME` issues a new one (the old
-one is refused at once locally); a second version deployed without `--auth` keeps the
-model's token. Two deployments in all."""
+`Authorization: Bearer`, and so do /openapi.json, /docs and /metadata (the input
+example), while /ping, /health, /version and /metrics stay open; `trainship predict NAME
+--example` and `--csv FILE` send the stored token; `trainship token rotate NAME` issues a
+new one (the old one is refused at once locally); a second version deployed without
+`--auth` keeps the model's token. Two deployments in all."""
 
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ def test_the_token_is_printed_once_and_stored_for_the_models_url(
         == "0o600"
 
 
-def test_invocations_needs_the_token_and_the_probes_do_not(deployed: dict[str, Any]) -> None:
+def test_invocations_and_documents_need_the_token_and_the_probes_do_not(
+        deployed: dict[str, Any]) -> None:
     url, token = deployed["url"], deployed["token"]
     status, headers, body = call(url)
     assert status == 401, body
@@ -112,8 +114,12 @@ def test_invocations_needs_the_token_and_the_probes_do_not(deployed: dict[str, A
     assert status == 401 and 'error="invalid_token"' in headers["WWW-Authenticate"]
     status, _, body = call(url, token=token)
     assert status == 200 and len(body["predictions"]) == 1, body
-    for probe in ("/ping", "/health", "/openapi.json"):
+    for probe in ("/ping", "/health", "/version", "/metrics"):
         assert call(url, probe)[0] == 200, probe
+    # the model's documents carry its input example: guarded like /invocations
+    for document in ("/openapi.json", "/docs", "/metadata"):
+        assert call(url, document)[0] == 401, document
+        assert call(url, document, token=token)[0] == 200, document
 
 
 def test_predict_sends_the_stored_token(deployed: dict[str, Any], user: Path,

@@ -20,6 +20,8 @@ CLUSTER_STATES = [state for state, step in LAMBDA_STEPS.items() if step.cluster_
 ARTIFACTS = "team-mlflow-artifacts"
 ARTIFACT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 TRACKING_ARN = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team"
+CERTIFICATE = ("arn:aws:acm:eu-west-1:111122223333:certificate/"
+               "12345678-1234-1234-1234-123456789012")
 BUILDKIT_COPY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/buildkit:v0.17.3"
 VARIANT: dict[str, Any] = dict(
     mlflowTrackingUri=TRACKING_ARN, mlflowArtifactBucket=ARTIFACTS,
@@ -28,7 +30,8 @@ VARIANT: dict[str, Any] = dict(
     clusterArchitecture="arm64", loadBalancerScheme="internal",
     loadBalancerSourceRanges=["10.0.0.0/8", "192.168.1.0/24"], apiReservedConcurrency=5,
     trainCompute="gpu", deepLearningContainersAccount="123456789012",
-    buildkitImage=BUILDKIT_COPY, servingWorkers=4, defaultAuth="none")
+    buildkitImage=BUILDKIT_COPY, servingWorkers=4, defaultAuth="none",
+    certificateArn=CERTIFICATE)
 
 
 def synth(tmp: Path, **context: Any) -> Synth:

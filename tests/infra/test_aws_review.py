@@ -15,6 +15,7 @@ import pytest
 from tests.infra.helpers import (
     ARTIFACT_KEY,
     ARTIFACTS,
+    CERTIFICATE,
     CLUSTER_STATES,
     REPO,
     TRACKING_ARN,
@@ -80,6 +81,9 @@ def test_cluster_functions_get_the_load_balancer_settings(synthesized: Synth,
         assert function_env(other, step)["TRAINSHIP_LB_SCHEME"] == "internal"
         assert function_env(other, step)["TRAINSHIP_LB_SOURCE_RANGES"] == \
             "10.0.0.0/8,192.168.1.0/24"
+        # trainship:certificateArn: HTTPS on the load balancer (finding 5 of the auth review)
+        assert function_env(default, step)["TRAINSHIP_LB_CERTIFICATE_ARN"] == ""
+        assert function_env(other, step)["TRAINSHIP_LB_CERTIFICATE_ARN"] == CERTIFICATE
     assert "TRAINSHIP_LB_SCHEME" not in function_env(default, "ValidateRequest")
 
 
@@ -94,6 +98,14 @@ def test_cluster_functions_get_the_serving_workers(synthesized: Synth, variant: 
     assert "TRAINSHIP_SERVING_WORKERS" not in function_env(default, "ValidateRequest")
 
 
+def test_a_certificate_needs_a_load_balancer() -> None:
+    from infra.config import Config
+
+    Config(certificate_arn=CERTIFICATE).validate()
+    with pytest.raises(ValueError, match="certificateArn needs trainship:serviceType"):
+        Config(certificate_arn=CERTIFICATE, service_type="ClusterIP").validate()
+
+
 @pytest.mark.parametrize("key,value", [
     ("loadBalancerScheme", "public"),
     ("loadBalancerSourceRanges", ["10.0.0.1/8"]),     # host bits set
@@ -104,6 +116,8 @@ def test_cluster_functions_get_the_serving_workers(synthesized: Synth, variant: 
     ("mlflowArtifactBucket", "s3://bucket/prefix"),
     ("apiReservedConcurrency", -1),
     ("defaultAuth", "basic"),
+    ("certificateArn", "my-certificate"),
+    ("certificateArn", "arn:aws:iam::111122223333:server-certificate/web"),
 ])
 def test_bad_new_context_is_refused(tmp_path: Path, key: str, value: Any) -> None:
     if value == ["0.0.0.0"]:

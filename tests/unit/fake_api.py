@@ -19,7 +19,7 @@ from trainship.request import parse_request
 TRAINSHIP = Path(sys.executable).with_name("trainship")
 SCRIPT = "import mlflow\nprint('training')\n"
 
-Reply = tuple[int, str, bytes]
+Reply = tuple[int, str, bytes] | tuple[int, str, bytes, dict[str, str]]  # + headers
 Route = Callable[[Any], Reply]
 
 
@@ -49,9 +49,11 @@ class FakeApi:
                 api.seen.append((self.command, self.path, body))
                 api.headers.append(dict(self.headers.items()))
                 route = api.routes.get((self.command, self.path))
-                status, ctype, data = (route(body) if route else json_reply(
+                status, ctype, data, *extra = (route(body) if route else json_reply(
                     404, {"error": "NotFound", "message": f"No route {self.path}"}))
                 self.send_response(status)
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -7,7 +7,9 @@ the API's error document."""
 from __future__ import annotations
 
 import json
+import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,7 +182,58 @@ def test_the_store_is_replaced_whole_and_refuses_garbage(tmp_path: Path) -> None
     assert token_store.load("http://a:1/", environ) == "t1"
     assert token_store.load("http://b:2", environ) == "t2"
     assert token_store.load("http://c:3", environ) is None
-    assert [p.name for p in (tmp_path / "trainship").iterdir()] == ["tokens.json"]
+    # the store and its lock file, no temporary file left behind
+    assert sorted(p.name for p in (tmp_path / "trainship").iterdir()) == [
+        "tokens.json", "tokens.json.lock"]
     token_store.path(environ).write_text("not json")
     with pytest.raises(ValueError, match="not a token store"):
         token_store.load("http://a:1", environ)
+
+
+def test_concurrent_saves_keep_both_tokens(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Save A reads the store, then save B runs to its end before A writes: without the
+    flock around the read-modify-write, A's write drops B's token."""
+    environ = {"XDG_CONFIG_HOME": str(tmp_path)}
+    a_has_read, b_done = threading.Event(), threading.Event()
+    real_read = token_store._read
+
+    def read(file: Path) -> dict[str, Any]:
+        tokens = real_read(file)
+        if threading.current_thread().name == "save-a":
+            a_has_read.set()
+            b_done.wait(timeout=1.0)  # under the lock B cannot finish: A goes on after 1 s
+        return tokens
+
+    monkeypatch.setattr(token_store, "_read", read)
+
+    def save_b() -> None:
+        a_has_read.wait(timeout=5.0)
+        token_store.save("http://b:2", "t2", model_name="b", environ=environ)
+        b_done.set()
+
+    threads = [threading.Thread(target=lambda: token_store.save(
+                   "http://a:1", "t1", model_name="a", environ=environ), name="save-a"),
+               threading.Thread(target=save_b, name="save-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10.0)
+    assert token_store.load("http://a:1", environ) == "t1"
+    assert token_store.load("http://b:2", environ) == "t2"
+    assert stat.S_IMODE(token_store.path(environ).stat().st_mode) == 0o600
+
+
+def test_save_syncs_the_file_and_its_directory(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    token_store.save("http://a:1", "t1", model_name="a",
+                     environ={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert synced == ["file", "dir"]

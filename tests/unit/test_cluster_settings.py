@@ -20,7 +20,8 @@ from trainship.cluster.process import ProcessDriver
 from trainship.config import ClusterSettings, ServingOptions, Settings
 
 CLUSTER_VARIABLES = ("TRAINSHIP_NAMESPACE", "TRAINSHIP_SERVICE_TYPE", "TRAINSHIP_LB_SCHEME",
-                     "TRAINSHIP_LB_SOURCE_RANGES", "TRAINSHIP_CLUSTER_ARCH",
+                     "TRAINSHIP_LB_SOURCE_RANGES", "TRAINSHIP_LB_CERTIFICATE_ARN",
+                     "TRAINSHIP_CLUSTER_ARCH",
                      "TRAINSHIP_EKS_CLUSTER", "TRAINSHIP_KUBE_CONTEXT", "AWS_REGION",
                      "AWS_DEFAULT_REGION", "TRAINSHIP_SERVING_WORKERS",
                      "TRAINSHIP_MAX_BATCH_ROWS", "TRAINSHIP_MAX_WAIT_MS")
@@ -38,6 +39,7 @@ def test_settings_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
     for name, value in [("TRAINSHIP_NAMESPACE", "models"), ("TRAINSHIP_SERVICE_TYPE", "ClusterIP"),
                         ("TRAINSHIP_LB_SCHEME", "internal"),
                         ("TRAINSHIP_LB_SOURCE_RANGES", "10.0.0.0/8, 172.16.0.0/12"),
+                        ("TRAINSHIP_LB_CERTIFICATE_ARN", "arn:aws:acm:eu-west-1:1:certificate/c"),
                         ("TRAINSHIP_CLUSTER_ARCH", "arm64"), ("TRAINSHIP_EKS_CLUSTER", "prod"),
                         ("TRAINSHIP_KUBE_CONTEXT", "kind"), ("AWS_DEFAULT_REGION", "eu-west-1"),
                         ("TRAINSHIP_SERVING_WORKERS", "4"), ("TRAINSHIP_MAX_BATCH_ROWS", "64"),
@@ -45,8 +47,9 @@ def test_settings_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
         clean_env.setenv(name, value)
     assert ClusterSettings.from_env() == ClusterSettings(
         namespace="models", service_type="ClusterIP", lb_scheme="internal",
-        lb_source_ranges=("10.0.0.0/8", "172.16.0.0/12"), arch="arm64", eks_cluster="prod",
-        kube_context="kind", region="eu-west-1",
+        lb_source_ranges=("10.0.0.0/8", "172.16.0.0/12"),
+        lb_certificate_arn="arn:aws:acm:eu-west-1:1:certificate/c", arch="arm64",
+        eks_cluster="prod", kube_context="kind", region="eu-west-1",
         serving=ServingOptions(workers=4, max_batch_rows=64, max_wait_ms=0.5))
     clean_env.setenv("AWS_REGION", "us-east-2")  # Lambda's own variable wins
     assert ClusterSettings.from_env().region == "us-east-2"

@@ -5,9 +5,11 @@ that outlives a restart, and redaction of the process's secrets."""
 from __future__ import annotations
 
 import json
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import boto3
 import pytest
@@ -15,7 +17,9 @@ from moto import mock_aws
 from moto.core.config import DefaultConfig
 
 from trainship.deployments import INTERRUPTED, DeploymentStore, read_build_log
+from trainship.deployments.archive import Archive
 from trainship.errors import DeploymentNotFound
+from trainship.records import RecordJson
 from trainship.redaction import REDACTED
 
 DOCUMENT = {"error": "ScriptFailed", "message": "The script raised ValueError",
@@ -182,6 +186,26 @@ def test_a_finished_deployment_outlives_a_restart(aws: Aws, tmp_path: Path) -> N
     assert store.get("d-kept") == before
     assert [item["deployment_id"] for item in store.recent()] == ["d-kept"]
     assert store.recent()[0]["status"] == "SUCCEEDED"
+
+
+def test_archive_records_are_their_owners_only(tmp_path: Path) -> None:
+    """A finished record can carry result.inference_token: 0700 directory, 0600 files, also
+    for an archive directory made earlier with another mode."""
+    directory = tmp_path / "archive"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    archive = Archive(directory)
+    archive.mark_running("d-1", None)
+    record = cast(RecordJson, {"deployment_id": "d-1", "status": "SUCCEEDED",
+                               "result": {"inference_token": "tsk_secret"}})
+    archive.keep(record)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()] == [0o600]
+    assert archive.finished("d-1") == record
+    fresh = Archive(tmp_path / "new" / "archive")
+    fresh.mark_running("d-2", None)
+    assert stat.S_IMODE(fresh.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((fresh.directory / "d-2.json").stat().st_mode) == 0o600
 
 
 def test_a_deployment_running_at_a_restart_is_marked_interrupted(idle_aws: Aws,

@@ -65,6 +65,30 @@ def test_driver_from_settings_reads_the_cluster_environment(
         "internet-facing", [], "amd64")
 
 
+CERTIFICATE = ("arn:aws:acm:eu-west-1:111122223333:certificate/"
+               "12345678-1234-1234-1234-123456789012")
+SSL_CERT = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
+
+
+def test_a_certificate_turns_the_url_to_https_on_443_and_back(kube) -> None:
+    """trainship:certificateArn (TRAINSHIP_LB_CERTIFICATE_ARN): the applied Service has only
+    port 443 with the certificate, and the inference URL is https://; without it, 80 and
+    http:// again (server-side apply drops the port and annotations it owned)."""
+    fake, driver = kube
+    fake.load_balancer = {"ingress": [{"hostname": "a1.elb.example"}]}
+    assert driver.apply(spec("1")).inference_url == "http://a1.elb.example"
+    configure(driver, lb_certificate_arn=CERTIFICATE)
+    assert driver.apply(spec("2")).inference_url == "https://a1.elb.example"
+    stored = fake.objects[("Service", "trainship", "iris")]
+    assert stored["metadata"]["annotations"][SSL_CERT] == CERTIFICATE
+    assert [p["port"] for p in stored["spec"]["ports"]] == [443]
+    configure(driver, lb_certificate_arn="")
+    assert driver.apply(spec("3")).inference_url == "http://a1.elb.example"
+    stored = fake.objects[("Service", "trainship", "iris")]
+    assert SSL_CERT not in stored["metadata"]["annotations"]
+    assert [p["port"] for p in stored["spec"]["ports"]] == [80]
+
+
 @pytest.mark.parametrize("lb_class", ["service.k8s.aws/nlb", "eks.amazonaws.com/nlb"])
 def test_reapplying_leaves_the_controllers_load_balancer_class_alone(kube, lb_class) -> None:
     """The controller's webhook sets spec.loadBalancerClass on the new Service (nobody owns

@@ -13,21 +13,27 @@ import yaml
 
 from trainship import auth
 from trainship.cli import main as cli_main
+from trainship.cluster.kube_rollout import service_url
+from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.manifests import (
     AUTH_DIR,
     AUTH_FILE,
     AUTH_FILE_ENV,
     LB_INTERNAL_ANNOTATION,
     LB_SCHEME_ANNOTATION,
+    LB_SSL_CERT_ANNOTATION,
+    LB_SSL_PORTS_ANNOTATION,
     WorkloadSpec,
     auth_secret,
     render,
     to_yaml,
 )
-from trainship.config import source_ranges
+from trainship.config import ClusterSettings, source_ranges
 from trainship.serving.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[2]
+CERTIFICATE = ("arn:aws:acm:eu-west-1:111122223333:certificate/"
+               "12345678-1234-1234-1234-123456789012")
 IMAGE = "127.0.0.1:5000/trainship-models:iris-v3@sha256:" + "a" * 64
 VARIANTS = {
     "single": WorkloadSpec("iris", "3", IMAGE),
@@ -44,6 +50,8 @@ VARIANTS = {
                                   max_wait_ms=0.5),
     # the deployment asked for tracebacks: TRAINSHIP_SERVING_DEBUG in the container's env
     "debug": WorkloadSpec("iris", "3", IMAGE, debug=True),
+    # HTTPS on the load balancer (trainship:certificateArn)
+    "tls": WorkloadSpec("iris", "3", IMAGE, lb_certificate_arn=CERTIFICATE),
 }
 
 
@@ -188,6 +196,9 @@ def test_pods_are_pinned_to_the_image_architecture() -> None:
     ({"lb_source_ranges": ["10.0.0.1/8"]}, "not a CIDR block"),
     ({"lb_source_ranges": ["everywhere"]}, "not a CIDR block"),
     ({"arch": "x86_64"}, "cluster architecture"),
+    ({"lb_certificate_arn": "arn:aws:iam::111122223333:server-certificate/x"}, "ACM"),
+    ({"lb_certificate_arn": "my-cert"}, "ACM"),
+    ({"lb_certificate_arn": CERTIFICATE, "service_type": "ClusterIP"}, "LoadBalancer"),
 ])
 def test_bad_cluster_settings_are_refused(change: dict[str, object], message: str) -> None:
     from dataclasses import replace
@@ -232,3 +243,42 @@ def test_the_auth_secret_holds_the_file_and_is_labelled_like_the_model() -> None
     assert "app.kubernetes.io/version" not in labels  # auth is per model, not per version
     assert base64.b64decode(secret["data"]["auth"]).decode() == AUTH_TEXT
     assert "tsk_x" not in str(secret)  # digests only
+
+
+def _with_address(service: dict[str, object]) -> dict[str, object]:
+    return {**service, "status": {"loadBalancer": {"ingress": [{"hostname": "a1.elb.example"}]}}}
+
+
+def test_without_a_certificate_the_load_balancer_is_plain_http_on_80() -> None:
+    service = render(VARIANTS["single"])[1]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http",
+                                         "protocol": "TCP"}]
+    annotations = service["metadata"]["annotations"]
+    assert LB_SSL_CERT_ANNOTATION not in annotations
+    assert LB_SSL_PORTS_ANNOTATION not in annotations
+    assert service_url(_with_address(service)) == "http://a1.elb.example"
+
+
+def test_a_certificate_gives_https_on_443_only() -> None:
+    """TLS ends at the load balancer (the AWS Load Balancer Controller's ssl-cert and
+    ssl-ports annotations); no plain-HTTP port is left; the inference URL is https://."""
+    service = render(VARIANTS["tls"])[1]
+    annotations = service["metadata"]["annotations"]
+    assert annotations[LB_SSL_CERT_ANNOTATION] == CERTIFICATE
+    assert annotations[LB_SSL_PORTS_ANNOTATION] == "443"
+    assert annotations[LB_SCHEME_ANNOTATION] == "internet-facing"
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "http",
+                                         "protocol": "TCP"}]
+    assert service_url(_with_address(service)) == "https://a1.elb.example"
+    assert service_url(service) == ""  # no address yet
+
+
+def test_the_certificate_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRAINSHIP_LB_CERTIFICATE_ARN", raising=False)
+    assert ClusterSettings.from_env().lb_certificate_arn == ""
+    monkeypatch.setenv("TRAINSHIP_LB_CERTIFICATE_ARN", CERTIFICATE)
+    settings = ClusterSettings.from_env()
+    assert settings.lb_certificate_arn == CERTIFICATE
+    # the kubernetes driver renders every model's Service with it
+    driver = KubernetesDriver(None, settings)  # type: ignore[arg-type]  # no API call
+    assert driver.spec(VARIANTS["single"]).lb_certificate_arn == CERTIFICATE

@@ -190,9 +190,24 @@ def _eventually(url: str, headers: dict[str, str], status: int) -> None:
     raise AssertionError(f"still not {status} for {headers}")
 
 
-def test_probes_and_documents_stay_open(server: str) -> None:
-    for path in ("/ping", "/health", "/version", "/metrics", "/openapi.json", "/docs"):
+PROBES = ("/ping", "/health", "/version", "/metrics")
+DOCUMENTS = ("/openapi.json", "/docs", "/metadata")  # the input example: guarded
+
+
+def test_probes_stay_open_and_documents_need_the_token(server: str) -> None:
+    for path in PROBES:
         assert _call(server, path, method="GET")[0] == 200, path
+    for path in DOCUMENTS:
+        status, headers, body = _call(server, path, method="GET")
+        assert status == 401, path
+        assert headers["WWW-Authenticate"] == 'Bearer realm="trainship"'
+        assert b"dataframe" not in body and b"inputs" not in body  # no example leaks
+        status, headers, _ = _call(server, path, method="GET",
+                                   headers={"Authorization": "Bearer tsk_wrong"})
+        assert status == 401 and "invalid_token" in headers["WWW-Authenticate"], path
+        for token in ({"Authorization": "Bearer tsk_first"},
+                      {"X-Trainship-Token": "tsk_first"}):
+            assert _call(server, path, method="GET", headers=token)[0] == 200, path
 
 
 def test_no_token_is_a_401_error_document_with_a_bearer_challenge(server: str) -> None:
@@ -226,18 +241,49 @@ def test_a_refused_upload_leaves_the_server_answering(server: str) -> None:
         assert _call(server, headers={"X-Trainship-Token": "tsk_first"})[0] == 200
 
 
-def test_a_rotation_takes_effect_without_a_restart_and_a_lost_file_fails_closed(
+def test_a_rotation_takes_effect_without_a_restart_and_a_lost_file_is_a_503(
         server: str, home: Path) -> None:
     try:
         local_auth.write(home, MODEL, _token_file("tsk_second"))
         _eventually(server, {"Authorization": "Bearer tsk_first"}, 401)
         _eventually(server, {"Authorization": "Bearer tsk_second"}, 200)
         local_auth.remove(home, MODEL)
-        _eventually(server, {"Authorization": "Bearer tsk_second"}, 401)
-        status, _, body = _call(server, headers={"Authorization": "Bearer tsk_second"})
-        assert status == 401 and "not set up" in json.loads(body)["message"]
+        # the server's fault, not the client's: 503, and /health says so (/ping stays 200)
+        _eventually(server, {"Authorization": "Bearer tsk_second"}, 503)
+        status, headers, body = _call(server, headers={"Authorization": "Bearer tsk_second"})
+        document = json.loads(body)
+        assert status == 503 and "not set up" in document["message"]
+        assert document["error"] == "AuthUnavailable" and "WWW-Authenticate" not in headers
+        for path in ("/health", *DOCUMENTS):
+            status, _, body = _call(server, path, method="GET",
+                                    headers={"Authorization": "Bearer tsk_second"})
+            assert status == 503 and json.loads(body)["error"] == "AuthUnavailable", path
+        assert _call(server, "/ping", method="GET")[0] == 200
+        # an open URL: everything open, no token needed
         local_auth.write(home, MODEL, "none\n")
         _eventually(server, {}, 200)
+        for path in (*PROBES, *DOCUMENTS):
+            assert _call(server, path, method="GET")[0] == 200, path
     finally:
         local_auth.write(home, MODEL, _token_file("tsk_first"))
         _eventually(server, {"Authorization": "Bearer tsk_first"}, 200)
+
+
+def test_an_unreadable_file_is_a_503(tmp_path: Path) -> None:
+    """A path that exists but cannot be read as a file (a directory: unreadable even to
+    root, unlike a mode-000 file), from the start; then the file appears."""
+    model_dir = save_logistic_model(tmp_path / "model")
+    path = tmp_path / "auth"
+    path.mkdir()
+    proc, url = start_serving(model_dir, tmpdir=tmp_path, TRAINSHIP_SERVING_AUTH_FILE=str(path))
+    try:
+        assert _call(url, headers={"Authorization": "Bearer tsk_first"})[0] == 503
+        assert _call(url, "/health", method="GET")[0] == 503
+        assert _call(url, "/openapi.json", method="GET")[0] == 503
+        assert _call(url, "/ping", method="GET")[0] == 200
+        path.rmdir()
+        path.write_text(_token_file("tsk_first"))
+        _eventually(url, {"Authorization": "Bearer tsk_first"}, 200)
+        assert _call(url, "/health", method="GET")[0] == 200
+    finally:
+        _stop(proc)

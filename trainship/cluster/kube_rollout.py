@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from trainship.cluster import RolloutStatus
-from trainship.cluster.manifests import VERSION_ANNOTATION
+from trainship.cluster.manifests import LB_SSL_CERT_ANNOTATION, VERSION_ANNOTATION
 
 FATAL_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
@@ -35,10 +35,13 @@ def service_url(service: dict[str, Any] | None) -> str:
     port = next((p.get("port") for p in spec.get("ports") or []), 80)
     suffix = "" if port == 80 else f":{port}"
     if spec.get("type") == "LoadBalancer":
+        # a certificate on the load balancer (trainship:certificateArn): TLS on 443
+        tls = LB_SSL_CERT_ANNOTATION in (meta.get("annotations") or {})
+        scheme, suffix = ("https", "" if port == 443 else f":{port}") if tls else ("http", suffix)
         for ingress in (service.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
             address = ingress.get("hostname") or ingress.get("ip")
             if address:
-                return f"http://{address}{suffix}"
+                return f"{scheme}://{address}{suffix}"
         return ""
     return f"http://{meta.get('name')}.{meta.get('namespace')}.svc.cluster.local{suffix}"
 

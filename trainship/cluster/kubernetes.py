@@ -98,7 +98,8 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
             "progressDeadlineSeconds") or base.progress_deadline_seconds),
         workers=base.workers, max_batch_rows=base.max_batch_rows,
         max_wait_ms=base.max_wait_ms, lb_scheme=base.lb_scheme,
-        lb_source_ranges=list(base.lb_source_ranges), arch=base.arch,
+        lb_source_ranges=list(base.lb_source_ranges),
+        lb_certificate_arn=base.lb_certificate_arn, arch=base.arch,
         debug=any(e.get("name") == DEBUG_ENV and e.get("value") == "true"
                   for e in container.get("env") or []))
 
@@ -117,7 +118,8 @@ class KubernetesDriver:
         return replace(spec, namespace=s.namespace, service_type=s.service_type,
                        workers=s.serving.workers, max_batch_rows=s.serving.max_batch_rows,
                        max_wait_ms=s.serving.max_wait_ms, lb_scheme=s.lb_scheme,
-                       lb_source_ranges=list(s.lb_source_ranges), arch=s.arch)
+                       lb_source_ranges=list(s.lb_source_ranges),
+                       lb_certificate_arn=s.lb_certificate_arn, arch=s.arch)
 
     def ensure_namespace(self, namespace: str) -> None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,21 @@ LB_SCHEME_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-scheme"
 # load balancers by default, and makes an internal one only with this annotation (EKS Auto
 # Mode lists it as not supported: it reads the scheme annotation instead).
 LB_INTERNAL_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-internal"
+# TLS on the load balancer (a bearer token must not cross the internet in clear text: RFC
+# 6750 section 5.3). The AWS Load Balancer Controller's Service annotations, section "TLS":
+# ``aws-load-balancer-ssl-cert`` "specifies the ARN of one or more certificates managed by
+# the AWS Certificate Manager"; ``aws-load-balancer-ssl-ports`` "specifies the frontend
+# ports with TLS listeners" (without it every Service port gets one); the backend protocol
+# stays ``tcp`` (its default): the load balancer ends TLS and forwards plain HTTP to the
+# pods. EKS Auto Mode reads the same annotations for TLS termination ("Use Service
+# Annotations to configure Network Load Balancers", Amazon EKS User Guide); the in-tree
+# controller's Classic Load Balancer does too (an SSL listener on the port).
+LB_SSL_CERT_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
+LB_SSL_PORTS_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-ports"
+TLS_SERVICE_PORT = 443
+# an ACM certificate (what the annotation takes); also aws-cn / aws-us-gov partitions
+ACM_CERTIFICATE_ARN = re.compile(
+    r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+")
 
 
 @dataclass
@@ -82,6 +98,9 @@ class WorkloadSpec:
     requirements: list[str] = field(default_factory=list)
     lb_scheme: str = "internet-facing"
     lb_source_ranges: list[str] = field(default_factory=list)
+    # an ACM certificate ARN: the load balancer serves HTTPS on 443 with it ("": plain HTTP
+    # on 80); LoadBalancer Services only
+    lb_certificate_arn: str = ""
     arch: str = "amd64"
     # a rollback: an earlier version replaces a higher live one (kubernetes' apply)
     replace_higher: bool = False
@@ -239,6 +258,9 @@ def load_balancer_annotations(spec: WorkloadSpec) -> dict[str, str]:
     annotations = {LB_SCHEME_ANNOTATION: spec.lb_scheme}
     if spec.lb_scheme == "internal":
         annotations[LB_INTERNAL_ANNOTATION] = "true"
+    if spec.lb_certificate_arn:
+        annotations[LB_SSL_CERT_ANNOTATION] = spec.lb_certificate_arn
+        annotations[LB_SSL_PORTS_ANNOTATION] = str(TLS_SERVICE_PORT)
     return annotations
 
 
@@ -249,10 +271,12 @@ def service(spec: WorkloadSpec) -> dict[str, Any]:
     own alone, so re-applying never tries to change or clear it."""
     metadata = _metadata(spec)
     metadata["annotations"] = {**metadata["annotations"], **load_balancer_annotations(spec)}
+    # with a certificate only 443 (TLS, ended at the load balancer): no plain-HTTP port
+    port = ({"name": "https", "port": TLS_SERVICE_PORT} if spec.lb_certificate_arn
+            else {"name": "http", "port": SERVICE_PORT})
     body: dict[str, Any] = {
         "type": spec.service_type, "selector": labels(spec, with_version=False),
-        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http",
-                   "protocol": "TCP"}]}
+        "ports": [{**port, "targetPort": "http", "protocol": "TCP"}]}
     if spec.service_type == "LoadBalancer" and spec.lb_source_ranges:
         # honoured by the in-tree controller, the AWS Load Balancer Controller and EKS Auto
         # Mode alike (Auto Mode does not support the annotation form)
@@ -315,6 +339,12 @@ def render(spec: WorkloadSpec) -> list[dict[str, Any]]:
                              f"({exc})") from None
     if spec.arch not in ARCHITECTURES:
         raise ValueError(f"cluster architecture {spec.arch!r}: use amd64 or arm64")
+    if spec.lb_certificate_arn and not ACM_CERTIFICATE_ARN.fullmatch(spec.lb_certificate_arn):
+        raise ValueError(f"load balancer certificate {spec.lb_certificate_arn!r} is not an ACM "
+                         "certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)")
+    if spec.lb_certificate_arn and spec.service_type != "LoadBalancer":
+        raise ValueError(f"a load balancer certificate needs a LoadBalancer Service, not "
+                         f"{spec.service_type}")
     if spec.max_replicas and spec.max_replicas < spec.replicas:
         raise ValueError(f"max replicas {spec.max_replicas} is below replicas {spec.replicas}")
     objects = [deployment(spec), service(spec), network_policy(spec)]

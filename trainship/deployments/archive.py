@@ -4,11 +4,15 @@ deployments outlive a restart of the local stack (moto keeps executions in memor
 A file holds a running marker from the moment the deployment starts, then its finished
 record. A deployment still marked running when the stack starts again was cut short by
 the restart: ``interrupted`` is its record.
+
+A finished record can carry a model's inference token (``result.inference_token``): the
+directory is 0700 and every file 0600, its owner's only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict, cast
@@ -36,10 +40,14 @@ class Archive:
         return self.directory / f"{deployment_id}.json"
 
     def _write(self, deployment_id: str, data: RecordJson | RunningMarker) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.chmod(0o700)  # also an archive made before records held tokens
         path = self._path(deployment_id)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.unlink(missing_ok=True)  # O_EXCL below: created 0600, never another mode first
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(data, indent=2, default=str))
         tmp.replace(path)  # readers see the old file or the new one, never half of one
 
     def _entries(self) -> list[RecordJson | RunningMarker]:

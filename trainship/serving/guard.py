@@ -1,12 +1,14 @@
-"""Who may call ``POST /invocations``: the model's auth file (``--auth-file``,
-TRAINSHIP_SERVING_AUTH_FILE), read again only when it changed.
+"""Who may call ``POST /invocations`` (and, with token auth, ``GET /openapi.json``,
+``/docs``, ``/metadata``: trainship.serving.http): the model's auth file
+(``--auth-file``, TRAINSHIP_SERVING_AUTH_FILE), read again only when it changed.
 
 A request's cost is a clock read, a sha256 of the token sent and a comparison per entry:
 the file is looked at (one ``stat``) at most every ``CHECK_SECONDS``, and read and parsed
 only when its inode, size or mtime changed. It changes under the running server: the local
 drivers replace it by a rename, the kubelet swaps a Secret volume's ``..data`` symlink
 (``stat`` follows the link, so a new inode shows either way). A file that is missing,
-unreadable or not an auth file lets nobody in (fail closed) until it is fixed.
+unreadable or not an auth file lets nobody in (fail closed: 503, the server's fault) until
+it is fixed.
 
 Tokens come as ``Authorization: Bearer <token>`` (RFC 6750) or ``X-Trainship-Token``: the
 Kubernetes API server's pod proxy, which the smoke test goes through, drops

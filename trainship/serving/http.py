@@ -1,5 +1,12 @@
 """The HTTP transport: a threading HTTP/1.1 server, its routes and its request handler.
 
+Who may call what (``guard``, the model's auth file; None: no auth file configured, all
+open): ``POST /invocations`` needs a token unless the file says ``none``, and so do
+``GET /openapi.json``, ``/docs`` and ``/metadata`` (they carry the model's input example,
+possibly real rows); ``/ping``, ``/health``, ``/version`` and ``/metrics`` stay open for
+probes and scrapers. An auth file that cannot be read is the server's fault: guarded
+routes answer 503, and so does ``/health`` (``/ping`` stays 200: the model is loaded).
+
 Every answer is counted once, with the status it is sent with and the route it matched
 (``metrics.OTHER`` when none did), just before it is sent: a client that has its answer
 finds it in the next scrape.
@@ -20,6 +27,8 @@ from trainship.serving.metrics import CONTENT_TYPE, INVOCATIONS, OTHER
 from trainship.serving.service import Service
 
 Route = Callable[[], protocol.Reply]
+# GET routes that need the token when the model has token auth
+GUARDED_GETS = frozenset({"/openapi.json", "/docs", "/metadata"})
 
 
 def get_routes(service: Service) -> dict[str, Route]:
@@ -70,11 +79,23 @@ def make_handler(service: Service, guard: Guard | None = None
             self.wfile.write(reply.body)
             self.wfile.flush()
 
+        def _refusal(self) -> protocol.Reply | None:
+            """The answer to a request the guard refuses; None: it may go on."""
+            refused = None if guard is None else guard.check(
+                self.headers.get("Authorization"), self.headers.get(TOKEN_HEADER))
+            return None if refused is None else protocol.REFUSED[refused]
+
         def do_GET(self) -> None:
             started = time.perf_counter()
             path = self.path.split("?", 1)[0]
             route = routes.get(path)
-            reply = route() if route is not None else protocol.NOT_FOUND
+            refused = self._refusal() if route is not None and path in GUARDED_GETS else None
+            if refused is not None:
+                reply = refused
+            elif path == "/health" and guard is not None and guard.current() is None:
+                reply = protocol.AUTH_UNHEALTHY
+            else:
+                reply = route() if route is not None else protocol.NOT_FOUND
             metrics.observe(path if route is not None else OTHER, reply.status,
                             time.perf_counter() - started)
             self._send(reply)
@@ -84,10 +105,9 @@ def make_handler(service: Service, guard: Guard | None = None
             path = self.path.split("?", 1)[0]
             length = int(self.headers.get("Content-Length") or 0)
             route = INVOCATIONS if path == INVOCATIONS else OTHER
-            refused = None if guard is None or route == OTHER else guard.check(
-                self.headers.get("Authorization"), self.headers.get(TOKEN_HEADER))
+            refused = None if route == OTHER else self._refusal()
             if refused is not None:  # before the body: a stranger's upload is never read
-                reply = protocol.UNAUTHENTICATED[refused]
+                reply = refused
                 self.close_connection = length > 0  # the body is not read
             elif route == OTHER or length > protocol.MAX_BODY_BYTES:
                 reply = protocol.NOT_FOUND if route == OTHER else protocol.BODY_TOO_LARGE

@@ -41,23 +41,34 @@ NOT_FOUND = Reply(404, JSON, b'{"error_code": "NOT_FOUND"}')
 BODY_TOO_LARGE = Reply(413, JSON, b'{"error_code": "BAD_REQUEST", "message": "body too large"}')
 
 
-# 401 of POST /invocations (trainship.serving.guard): the same answer whether or not the
-# model has a token, so it tells nothing about one
+# 401 of a guarded route (POST /invocations; GET /openapi.json, /docs, /metadata when the
+# model has token auth; trainship.serving.guard): the same answer whether or not the model
+# has a token, so it tells nothing about one
 _AUTH_HELP = ("Send the model's inference token as 'Authorization: Bearer <token>' or "
               "'X-Trainship-Token: <token>'. The deployment that turned token auth on "
               "printed it once (trainship deploy --auth token; the CLI keeps it for "
               "trainship predict); `trainship token rotate MODEL` issues a new one.")
 _AUTH_MESSAGES = {
-    Refusal.MISSING: "This model's /invocations needs its inference token; none was sent.",
+    Refusal.MISSING: "This request needs the model's inference token; none was sent.",
     Refusal.INVALID: "The token sent is not valid for this model.",
-    Refusal.UNAVAILABLE: ("Token auth is not set up on this server (its auth file cannot "
-                          "be read), so no request can be authenticated."),
 }
 # RFC 6750 section 3: a challenge always; error="invalid_token" when a token was sent
 _CHALLENGE = 'Bearer realm="trainship"'
+# the auth file cannot be read: the server's fault, not the client's (RFC 9110 15.6.4:
+# 503, "currently unable to handle the request"); the cause is in the server's log only
+_UNAVAILABLE_DOCUMENT = {
+    "error_code": "TEMPORARILY_UNAVAILABLE", "error": "AuthUnavailable",
+    "message": ("Token auth is not set up on this server (its auth file cannot be read), "
+                "so no request can be authenticated."),
+    "help": ("The model's auth file (on Kubernetes the Secret <serving name>-auth) is "
+             "missing or unreadable; the server's log says why. Deploy the model again "
+             "(or `trainship token rotate MODEL`) to write it."),
+}
 
 
-def _unauthenticated(refusal: Refusal) -> Reply:
+def _refused(refusal: Refusal) -> Reply:
+    if refusal is Refusal.UNAVAILABLE:
+        return Reply(503, JSON, json.dumps(_UNAVAILABLE_DOCUMENT).encode())
     challenge = _CHALLENGE + (', error="invalid_token"' if refusal is Refusal.INVALID else "")
     document = {"error_code": "UNAUTHENTICATED", "error": "Unauthenticated",
                 "message": _AUTH_MESSAGES[refusal], "help": _AUTH_HELP}
@@ -65,7 +76,10 @@ def _unauthenticated(refusal: Refusal) -> Reply:
                  headers=(("WWW-Authenticate", challenge),))
 
 
-UNAUTHENTICATED = {refusal: _unauthenticated(refusal) for refusal in Refusal}
+# what a guarded route answers a refused request: 401 (no/wrong token), 503 (no auth file)
+REFUSED = {refusal: _refused(refusal) for refusal in Refusal}
+# GET /health while the auth file cannot be read (/ping stays 200: the model is loaded)
+AUTH_UNHEALTHY = REFUSED[Refusal.UNAVAILABLE]
 
 
 def metadata(document: dict[str, Any]) -> Reply:
