@@ -58,6 +58,19 @@ def test_a_failed_deployment_does_not_undo_a_concurrent_ones_token(driver: Any) 
         assert not auth.allows(final, gone, NOW)
 
 
+def test_the_reviewed_race_a_delivers_then_b_fails(driver: Any) -> None:
+    """The review's sequence: A and B prepare, A is promoted, B fails. Before, B's prepare
+    replaced A's pending token (A delivered none) and B's restore wrote back A's pending
+    one: the live model accepted only a token nobody had."""
+    a, b = prepare(driver), prepare(driver)
+    assert model_auth.deliver(driver, "m", a) == ("token", a.inference_token)
+    model_auth.restore(driver, "m", b)
+    final = text(driver)
+    assert [e.kind for e in final.entries] == ["token"]
+    assert auth.allows(final, a.inference_token, NOW)
+    assert not auth.allows(final, b.inference_token, NOW)
+
+
 def test_the_first_delivered_token_stands(driver: Any) -> None:
     """A and B both issue a token; A delivers first: B delivers nothing (its result has no
     token) and A's clients keep working."""
