@@ -57,7 +57,9 @@ def step_handler(name: str, model: type[M]) -> Callable[
                 return fn(parse(event=event, model=model), context)
 
         wrapped: Callable[[dict[str, Any], LambdaContext], T] = logger.inject_lambda_context(
-            tracer.capture_lambda_handler(metrics.log_metrics(handler)))
+            # no response in X-Ray: a result carries the model's inference token
+            tracer.capture_lambda_handler(metrics.log_metrics(handler),
+                                          capture_response=False))
         return wrapped
 
     return decorate

@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, cast
 
 from trainship.client import Client
 from trainship.cluster import Answer, Applied, RolloutStatus
+from trainship.serving import auth_file
 from trainship.state import DeploymentState, Handle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,10 +114,26 @@ class FakeDriver:
     def write_auth(self, model_name: str, text: str) -> None:
         self.auth[model_name] = text
 
+    def update_auth(self, model_name: str,
+                    change: Callable[[str | None], str | None]) -> str | None:
+        new = change(self.auth.get(model_name))
+        if new is not None:
+            self.auth[model_name] = new
+        return self.auth.get(model_name)
+
     def invoke(self, handle: Handle, path: str, payload: Any, *, timeout: float,
                headers: dict[str, str] | None = None) -> Answer | None:
+        """``answers`` in turn; then what a current inference service answers: 401 without
+        a token the model's auth file accepts, else 200."""
         self.invoked.append((path, payload, dict(headers or {})))
-        return self.answers.pop(0) if self.answers else Answer(200, '{"predictions": [0]}')
+        if self.answers:
+            return self.answers.pop(0)
+        text = self.auth.get(handle["model_name"])
+        token = (headers or {}).get("X-Trainship-Token")
+        if text is not None and not auth_file.allows(auth_file.parse(text), token,
+                                                     time.time()):
+            return Answer(401, '{"error_code": "UNAUTHENTICATED"}')
+        return Answer(200, '{"predictions": [0]}')
 
     def apply(self, spec: Any) -> Applied:
         return Applied("http://h", handle(n=1))

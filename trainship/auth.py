@@ -8,8 +8,8 @@ image ships that package alone); they are re-exported here. A model's auth is pe
 - a deployment that turns token auth on adds the new token as ``pending`` (it works, but
   the user has not been told it yet) plus a ``smoke`` entry for its smoke test;
 - its promotion marks it ``token`` (delivered) and drops the smoke entry;
-- a token still ``pending`` when the next deployment comes was never delivered (that
-  deployment failed): the next one replaces it.
+- several deployments may each have a ``pending`` token at once (the file holds one line
+  each); each delivers or removes only its own, and the first delivered stands.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import secrets
 from trainship.serving.auth_file import AuthFile, Entry, Kind, allows, digest, parse, render
 
 __all__ = ["AuthFile", "Entry", "allows", "delivered", "digest", "has_token", "new_token",
-           "open_file", "parse", "render", "with_smoke", "with_token", "without"]
+           "open_file", "parse", "render", "with_pending", "with_smoke", "with_token",
+           "without"]
 
 PREFIX = "tsk_"
 
@@ -41,6 +42,14 @@ def with_token(auth: AuthFile, digest: str, *, pending: bool) -> AuthFile:
     kind: Kind = "pending" if pending else "token"
     kept = tuple(e for e in auth.entries if e.kind == "smoke")
     return AuthFile(open=False, entries=(Entry(kind, digest), *kept))
+
+
+def with_pending(auth: AuthFile, digest: str) -> AuthFile:
+    """``auth`` plus ``digest`` as one more ``pending`` token (several deployments may each
+    have issued one; each delivers or removes only its own), turning an open URL into a
+    guarded one; the other entries stay."""
+    kept = tuple(e for e in auth.entries if e.digest != digest)
+    return AuthFile(open=False, entries=(*kept, Entry("pending", digest)))
 
 
 def with_smoke(auth: AuthFile, digest: str, expires: float, now: float) -> AuthFile:

@@ -28,7 +28,7 @@ def add_parser(sub: Any) -> None:
     rotate = actions.add_parser(
         "rotate", help="issue a new token for a model deployed with --auth token (printed "
                        "once and stored for `trainship predict`); the old one stops working "
-                       "(on EKS within about a minute)")
+                       "(on EKS within about 1-2 minutes)")
     rotate.add_argument("model_name", help="the registered model's name (e.g. test_model)")
     add_api_options(rotate, no_wait=True)
     rotate.set_defaults(func=cmd_rotate)

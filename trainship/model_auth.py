@@ -1,5 +1,5 @@
 """The model's auth through a deployment: what DeployModel writes, what the smoke test
-sends, what PromoteModel delivers, what RecordFailure puts back and what a rotation issues.
+sends, what PromoteModel delivers, what RecordFailure takes back and what a rotation issues.
 
 Auth is per model (its one URL), not per version: one auth file (trainship.auth's format)
 that the cluster driver keeps beside the model (a file locally, a Secret on Kubernetes) and
@@ -9,16 +9,27 @@ every serving process or pod of the model reads. The policy (docs/api.md, "auth"
   before trainship had auth) gets the stack's default (``Settings.default_auth``).
 - ``token``: a model without a delivered token gets a new one, ``pending`` until
   PromoteModel marks it delivered and the result carries it, once; a model that has one
-  keeps it (its clients keep working). A pending token (a deployment that failed) is
-  replaced, since nobody ever saw it.
+  keeps it (its clients keep working).
 - ``none``: the URL answers anyone.
 - a rollback keeps the model's current auth; a model without an auth file (deployed before
   trainship had auth) is open, so its rollback writes ``none``.
 
-DeployModel also adds a smoke-test token that expires after the rollout deadline: the
-smoke test sends it (``X-Trainship-Token``: the API server's pod proxy drops the
-Authorization header), PromoteModel removes it. RecordFailure writes back the file as it
-was before DeployModel (``AuthState.previous``), so a failed deployment changes nothing.
+Every change is a read-modify-write through ``ClusterDriver.update_auth`` (under a file lock
+locally, a compare-and-swap on the Secret's resourceVersion on Kubernetes), and each
+deployment adds and removes only its own entries, so concurrent deployments of one model
+do not undo each other:
+
+- DeployModel adds this deployment's pending token (if it issues one) and a smoke-test token
+  that expires after the rollout deadline: the smoke test sends it (``X-Trainship-Token``:
+  the API server's pod proxy drops the Authorization header). Turning token auth on for an
+  open URL (``none`` -> ``token``) leaves the file ``none`` until PromoteModel, so the live
+  version's clients are not cut off before the new version serves.
+- PromoteModel removes its smoke token and delivers its pending token, unless the model
+  has a delivered token by then (another deployment or a rotation came first): that token
+  stands and this deployment's pending one goes.
+- RecordFailure removes this deployment's entries; a model whose URL was open (or which
+  had no file) is open again if no token is left. A failed deployment that opened the URL
+  (``none``) puts the file back if it is still open.
 """
 
 from __future__ import annotations
@@ -41,6 +52,10 @@ def current(driver: ClusterDriver, model_name: str) -> auth.AuthFile | None:
     return auth.parse(text) if text is not None else None
 
 
+def _parsed(text: str | None) -> auth.AuthFile | None:
+    return auth.parse(text) if text is not None else None
+
+
 def decide(requested: str | None, existing: auth.AuthFile | None, default: str, *,
            rollback: bool = False) -> Mode:
     """The mode a deployment serves with: asked for, else the model's own, else (a new
@@ -57,22 +72,31 @@ def prepare(driver: ClusterDriver, model_name: str, *, requested: str | None, de
     """DeployModel, before every apply (a rollback's too): decide, then write the auth file
     (always: on Kubernetes the pods mount the Secret, which must exist)."""
     now = time.time() if now is None else now
-    text = driver.read_auth(model_name)
-    existing = auth.parse(text) if text is not None else None
-    mode = decide(requested, existing, default, rollback=rollback)
-    if mode == "none":
-        driver.write_auth(model_name, auth.render(auth.open_file()))
-        return AuthState(mode="none", previous=text)
-    base = existing if existing is not None and not existing.open else auth.AuthFile(
-        open=False, entries=())
-    issued = ""
-    if not auth.delivered(base):
-        issued = auth.new_token()
-        base = auth.with_token(base, auth.digest(issued), pending=True)
-    smoke = auth.new_token()
-    base = auth.with_smoke(base, auth.digest(smoke), deadline + SMOKE_GRACE_SECONDS, now)
-    driver.write_auth(model_name, auth.render(base))
-    return AuthState(mode="token", smoke_token=smoke, inference_token=issued, previous=text)
+    # the tokens first: the change below may run again (a compare-and-swap retry)
+    issued, smoke = auth.new_token(), auth.new_token()
+    result: dict[str, AuthState] = {}
+
+    def change(text: str | None) -> str:
+        existing = _parsed(text)
+        mode = decide(requested, existing, default, rollback=rollback)
+        if mode == "none":
+            result["state"] = AuthState(mode="none", previous=text)
+            return auth.render(auth.open_file())
+        if existing is not None and existing.open:  # none -> token: at PromoteModel
+            result["state"] = AuthState(mode="token", inference_token=issued,
+                                        previous=text, activate=True)
+            return text or auth.render(auth.open_file())
+        base = existing or auth.AuthFile(open=False, entries=())
+        mine = "" if auth.delivered(base) else issued
+        if mine:
+            base = auth.with_pending(base, auth.digest(mine))
+        base = auth.with_smoke(base, auth.digest(smoke), deadline + SMOKE_GRACE_SECONDS, now)
+        result["state"] = AuthState(mode="token", smoke_token=smoke, inference_token=mine,
+                                    previous=text)
+        return auth.render(base)
+
+    driver.update_auth(model_name, change)
+    return result["state"]
 
 
 def smoke_headers(state: AuthState | None) -> dict[str, str] | None:
@@ -82,46 +106,91 @@ def smoke_headers(state: AuthState | None) -> dict[str, str] | None:
     return {SMOKE_HEADER: state.smoke_token}
 
 
+def guarded(driver: ClusterDriver, model_name: str, state: AuthState | None) -> bool:
+    """Whether the smoke test must see /invocations refuse a request without a token: this
+    deployment is in token mode with a smoke token and the file still guards the URL (an
+    open URL, ``none`` -> ``token`` until PromoteModel, answers anyone)."""
+    if smoke_headers(state) is None:
+        return False
+    found = current(driver, model_name)
+    return found is not None and not found.open
+
+
 def deliver(driver: ClusterDriver, model_name: str, state: AuthState | None
             ) -> tuple[Mode | None, str | None]:
-    """PromoteModel, under the model's lock: the pending token becomes the model's token,
-    the smoke token goes. Returns the result's ``auth`` and ``inference_token`` (None
-    unless this deployment issued it and the file still holds it)."""
+    """PromoteModel: this deployment's smoke token goes; its pending token becomes the
+    model's token unless the model has a delivered one by then (which stands: this one
+    goes). Returns the result's ``auth`` and ``inference_token`` (None unless this
+    deployment's token became the model's)."""
     if state is None:
         return None, None
     if state.mode == "none":
         return "none", None
-    found = current(driver, model_name)
-    if found is None or found.open:  # changed under us (a later deployment): report it
-        return ("none" if found is not None else None), None
-    updated = found
-    if state.smoke_token:
-        updated = auth.without(updated, auth.digest(state.smoke_token))
-    token = None
-    if state.inference_token:
-        issued = auth.digest(state.inference_token)
-        if any(entry.digest == issued for entry in found.entries):
-            updated = auth.with_token(updated, issued, pending=False)
-            token = state.inference_token
-    if updated != found:
-        driver.write_auth(model_name, auth.render(updated))
-    return "token", token
+    delivered: dict[str, str | None] = {"token": None}
+
+    def change(text: str | None) -> str | None:
+        delivered["token"] = None
+        found = _parsed(text)
+        if found is None:  # removed meanwhile (a delete): nothing to deliver
+            return None
+        if found.open and not state.activate:  # opened by a later deployment: it stands
+            return None
+        updated = found
+        if state.smoke_token:
+            updated = auth.without(updated, auth.digest(state.smoke_token))
+        if state.inference_token:
+            issued = auth.digest(state.inference_token)
+            if auth.delivered(updated):
+                updated = auth.without(updated, issued)
+            elif state.activate or any(e.digest == issued for e in updated.entries):
+                updated = auth.with_token(updated, issued, pending=False)
+                # other deployments' pending tokens go with_token's way: theirs is not
+                # delivered, and their own deliver finds this one standing
+                delivered["token"] = state.inference_token
+        return auth.render(updated) if updated != found else None
+
+    final = _parsed(driver.update_auth(model_name, change))
+    if final is None:
+        return None, None
+    return ("none" if final.open else "token"), delivered["token"]
 
 
 def restore(driver: ClusterDriver, model_name: str, state: AuthState | None) -> None:
-    """RecordFailure: the auth file as it was before DeployModel. A model that had none
-    keeps the new one (its pending token is replaced by the next deployment)."""
-    if state is not None and state.previous is not None:
-        driver.write_auth(model_name, state.previous)
+    """RecordFailure (and a failed apply): take this deployment's own entries back out."""
+    if state is None:
+        return
+    before = _parsed(state.previous)
+    was_open = before is None or before.open
+    mine = {auth.digest(t) for t in (state.smoke_token, state.inference_token) if t}
+
+    def change(text: str | None) -> str | None:
+        found = _parsed(text)
+        if found is None:
+            return None
+        if state.mode == "none":  # it opened the URL: closed again if nobody changed it
+            return state.previous if found.open and not was_open else None
+        updated = found
+        for digest in mine:
+            updated = auth.without(updated, digest)
+        if was_open and not updated.open and not auth.has_token(updated):
+            updated = auth.open_file()  # nothing it turned on stays half-done
+        return auth.render(updated) if updated != found else None
+
+    driver.update_auth(model_name, change)
 
 
 def rotate(driver: ClusterDriver, model_name: str) -> str | None:
-    """A new delivered token replacing the model's token (smoke entries stay); None when
-    the model's URL is open or it has no auth file (nothing to rotate)."""
-    found = current(driver, model_name)
-    if found is None or found.open:
-        return None
+    """A new delivered token replacing the model's token and pending tokens (smoke entries
+    stay); None when the model's URL is open or it has no auth file (nothing to rotate)."""
     token = auth.new_token()
-    driver.write_auth(model_name, auth.render(auth.with_token(found, auth.digest(token),
-                                                                pending=False)))
-    return token
+    rotated: dict[str, bool] = {}
+
+    def change(text: str | None) -> str | None:
+        found = _parsed(text)
+        rotated["done"] = found is not None and not found.open
+        if found is None or found.open:
+            return None
+        return auth.render(auth.with_token(found, auth.digest(token), pending=False))
+
+    driver.update_auth(model_name, change)
+    return token if rotated.get("done") else None

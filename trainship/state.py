@@ -98,9 +98,13 @@ class AuthState(BaseModel):
     mode: Literal["token", "none"]
     smoke_token: str = ""
     inference_token: str = ""
-    # the auth file before DeployModel wrote it (None: there was none): RecordFailure
-    # writes it back, so a failed deployment leaves the model's auth as it was
+    # the auth file before DeployModel wrote it (None: there was none): whether the URL
+    # was open before (RecordFailure then opens it again if no token remains) and, for a
+    # deployment that opened it, what RecordFailure puts back
     previous: str | None = None
+    # token auth turned on for an open URL: the file stays ``none`` (the live version's
+    # clients keep working) until PromoteModel writes the token
+    activate: bool = False
 
 
 class DeploymentResult(BaseModel):

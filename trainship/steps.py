@@ -174,6 +174,8 @@ def smoke_test(state: DeploymentState, *, settings: Settings, driver: ClusterDri
                                                                 "higher version replaced it")
                 return state
             if 200 <= answer.status < 300:
+                if model_auth.guarded(driver, state.model_name, state.model_auth):
+                    _refuses_without_token(driver, rollout.handle, example, what)
                 state.smoke_test = SmokeTest(
                     ran=True, message=f"input example answered: {answer.body[:200]}")
                 return state
@@ -192,6 +194,34 @@ def smoke_test(state: DeploymentState, *, settings: Settings, driver: ClusterDri
                              details=last, step="SmokeTestModel")
     raise RolloutFailed(f"The smoke test could not reach {what} before the rollout deadline "
                         f"({attempts} attempts)", details=last, step="SmokeTestModel")
+
+
+UNGUARDED_HELP = (
+    "The model's URL has token auth, but the new version answered /invocations without a "
+    "token: its image runs a trainship.serving from before token auth, which ignores the "
+    "auth file (TRAINSHIP_SERVING_AUTH_FILE). It was not made live; the previous version "
+    "keeps serving. Deploy a newly built version instead (a rollback to a version built "
+    "before token auth cannot serve with a token), or serve the model openly with "
+    "`--auth none` if you accept an open URL.")
+
+
+def _refuses_without_token(driver: ClusterDriver, handle: Any, example: Any,
+                           what: str) -> None:
+    """In token mode (while the file guards the URL) the smoke test also POSTs the input
+    example WITHOUT a token: a version that does not answer 401 does not enforce the
+    model's auth (an image built before it) and must not go live reporting ``auth:
+    token``. Unreachable: TransientError (the state machine runs the smoke test again)."""
+    try:
+        answer = driver.invoke(handle, "/invocations", example, timeout=30.0)
+    except Unreachable as exc:
+        raise TransientError(f"The smoke test's request without a token could not reach "
+                             f"{what}; the state machine tries again", details=str(exc),
+                             step="SmokeTestModel") from exc
+    if answer is not None and answer.status != 401:
+        raise RolloutFailed(f"{what} answered a request without a token with HTTP "
+                            f"{answer.status}, not 401: it does not enforce the model's "
+                            "token auth", details=answer.body[-4000:], step="SmokeTestModel",
+                            help=UNGUARDED_HELP)
 
 
 def _seconds_since(started_at: str, now: datetime | None = None) -> float:

@@ -4,15 +4,19 @@ rotate NAME`.
 The API checks synchronously (``check``: the registry knows the model, no execution for it
 runs; a refusal changes nothing) and starts an execution of the state machine with the
 input ``{"action": "rotate-token", "model_name": NAME}``; its ``Route`` state sends it to
-RotateToken (``rotate_token``), which runs where the cluster can be reached: under the
-model's lock it checks again (anyone may start such an execution with ``aws stepfunctions
-start-execution``), replaces the model's token with a new one and returns it, once, as the
-execution's output (``TokenRotation``). The old token stops working at once locally; on
-Kubernetes when the kubelet refreshes the Secret's volume in the pods (docs/deploy-to-aws.md,
-"Inference tokens").
+RotateToken (``rotate_token``), which runs where the cluster can be reached: it checks again
+(anyone may start such an execution with ``aws stepfunctions start-execution``; locally
+under the model's lock, while on Kubernetes ``lock`` is a no-op and the Secret's write is a
+compare-and-swap on its resourceVersion, ClusterDriver.update_auth), replaces the model's
+token with a new one and returns it, once, as the execution's output (``TokenRotation``).
+The old token stops working at once locally; on Kubernetes when the kubelet refreshes the
+Secret's volume in the pods, up to about 1-2 minutes (docs/deploy-to-aws.md, "Inference
+tokens"). A rotation that fails after the write leaves a token nobody was given; running it
+again (a redrive) issues another.
 
 Refusals: ModelNotFound (no such registered model, or it serves nothing), AuthNotEnabled
-(the model's URL is open: nothing to rotate), DeploymentInProgress.
+(the model's URL is open: nothing to rotate; only ever the execution's error, never an API
+answer), DeploymentInProgress.
 """
 
 from __future__ import annotations
@@ -111,4 +115,4 @@ def rotate_token(event: RotateEvent, *, settings: Settings,
         deployment_id=event.deployment_id, model_name=name, serving_name=serving_name(name),
         inference_url=version.inference_url, inference_token=token,
         message=f"{name} has a new token; the old one stops working (on Kubernetes within "
-                "about a minute, when the pods see the updated Secret)")
+                "up to about 1-2 minutes, when the pods see the updated Secret)")

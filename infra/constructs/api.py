@@ -108,4 +108,11 @@ class Api:
         if not iam_auth:
             acknowledge(api, ("AwsSolutions-APIG4", "apiAuth=none was chosen in the context "
                                                     "for a private, network-restricted API."))
+        if not iam_auth and self.config.default_auth == "token":
+            cdk.Annotations.of(api).add_warning_v2("trainship:apiAuthNoneWithTokens", (
+                "trainship:apiAuth is 'none' while models get inference tokens "
+                "(trainship:defaultAuth 'token'): anyone who reaches the API reads every "
+                "deployment's inference token (GET /deployments/{id}) and can rotate any "
+                "model's token. Keep such an API private and network-restricted, or use "
+                "apiAuth 'iam' (docs/deploy-to-aws.md, 'Inference tokens')."))
         return api

@@ -97,6 +97,9 @@ class Functions:
         env = {
             "POWERTOOLS_SERVICE_NAME": "trainship",
             "POWERTOOLS_METRICS_NAMESPACE": "trainship",
+            # X-Ray gets no handler responses: they carry inference tokens (a deployment's
+            # result, a rotation, GET /deployments/{id}); lambdas/ sets it too
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
             "TRAINSHIP_STAGING_URI": storage.staging.s3_url_for_object("scripts"),
             "MLFLOW_TRACKING_URI": self.mlflow.tracking_uri,
             "TRAINSHIP_CLUSTER": "kubernetes",

@@ -43,8 +43,14 @@ def state_machine(stack: cdk.Stack, storage: Storage, functions: Functions,
         role=role, tracing_enabled=True,
         # No `timeout=` here: with a definition body from a string CDK drops it. The
         # execution timeout is the ASL's top-level TimeoutSeconds (infra/limits.py).
+        # Without execution data: the log group gets each event (state entered/exited,
+        # task failed, ...) but not the states' input and output ("includeExecutionData:
+        # determines whether execution data is included in your log", Step Functions API
+        # LoggingConfiguration), which carry inference and smoke-test tokens
+        # (model_auth, result.inference_token, TokenRotation). The execution history
+        # (`trainship status`, DescribeExecution) still has them, behind IAM.
         logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL,
-                            include_execution_data=True))
+                            include_execution_data=False))
     fn_ids = [stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
               for fn in functions.steps.values()]
     acknowledge(role, *[(f"AwsSolutions-IAM5[Resource::<{fid}.Arn>:*]",

@@ -110,7 +110,18 @@ def test_state_machine_definition_is_the_asl_file(synthesized: Synth) -> None:
     props = machine["Properties"]
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
-    assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
+    # the states' input and output carry inference tokens: never in CloudWatch Logs
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
+
+
+def test_no_function_sends_its_response_to_x_ray(synthesized: Synth) -> None:
+    """Handler responses carry inference tokens; every function is traced (ACTIVE)."""
+    _, template, _ = synthesized
+    fns = resources(template, "AWS::Lambda::Function").values()
+    traced = [f for f in fns if f["Properties"].get("TracingConfig") == {"Mode": "Active"}]
+    assert traced and all(
+        f["Properties"]["Environment"]["Variables"]["POWERTOOLS_TRACER_CAPTURE_RESPONSE"]
+        == "false" for f in traced)
 
 
 def test_state_machine_role_is_explicit(synthesized: Synth) -> None:
@@ -212,7 +223,7 @@ def test_storage_repository_and_eks_access(synthesized: Synth) -> None:
 def test_managed_mlflow_vs_existing_tracking_uri(synthesized: Synth, tmp_path: Path) -> None:
     _, template, _ = synthesized
     assert resources(template, "AWS::SageMaker::MlflowTrackingServer")
-    _, other, _ = synth(tmp_path, mlflowTrackingUri="https://mlflow.example.internal",
+    stack, other, _ = synth(tmp_path, mlflowTrackingUri="https://mlflow.example.internal",
                         trainCompute="gpu", apiAuth="none",
                         vpcId="vpc-0123456789abcdef0",
                         vpcSubnetIds=["subnet-0123456789abcdef0"],
@@ -229,6 +240,11 @@ def test_managed_mlflow_vs_existing_tracking_uri(synthesized: Synth, tmp_path: P
     # a server given by URL: its own auth, no IAM for the API's registry reads
     assert not any(a.startswith("sagemaker-mlflow:")
                    for a in actions(role_statements(other, "ApiRole")))
+    # apiAuth none with token auth (the default): a synth warning says who reads tokens
+    from aws_cdk.assertions import Annotations, Match
+    warned = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp("reads every deployment's inference token"))
+    assert warned
     gpu_train = actions(role_statements(other, "TrainRole"))
     assert "ecr:PutImage" not in gpu_train
     assert not any(a.startswith("eks:") for a in gpu_train)

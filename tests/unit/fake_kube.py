@@ -168,6 +168,15 @@ class FakeKube:
                 (404, status_doc(404, "NotFound"))
         if call.method == "PATCH":
             return self.server_side_apply(call, key, api_version, kind)
+        if call.method == "POST" and not name:  # create: 409 AlreadyExists if it exists
+            meta = (call.body or {}).get("metadata") or {}
+            key = (kind, ns, meta.get("name", ""))
+            if key in self.objects:
+                return 409, status_doc(409, "AlreadyExists")
+            created = copy.deepcopy(call.body)
+            created["metadata"].update(resourceVersion=self.next_version(), generation=1)
+            self.objects[key] = created
+            return 201, copy.deepcopy(created)
         return 405, status_doc(405, "MethodNotAllowed")
 
     def _finalize(self, kind: str) -> None:

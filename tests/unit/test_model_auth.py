@@ -12,7 +12,9 @@ import pytest
 
 from tests.helpers import FakeDriver, handle, state
 from trainship import auth, model_auth, registry, steps
+from trainship.cluster import Answer
 from trainship.config import Settings
+from trainship.errors import RolloutFailed
 from trainship.image_pins import NoImagePins
 from trainship.state import DeploymentState
 
@@ -59,8 +61,10 @@ def test_token_is_delivered_once_and_kept_by_later_versions(tmp_path: Path) -> N
     token = first.result.inference_token
     assert token is not None and token.startswith("tsk_")
     # the smoke test sent its own token, which PromoteModel removed
-    [(_, _, headers)] = driver.invoked
+    # ... and once without a token, which a current inference service refuses (401)
+    [(_, _, headers), (_, _, probe)] = driver.invoked
     smoke = headers[model_auth.SMOKE_HEADER]
+    assert probe == {}
     assert smoke != token and "Authorization" not in headers
     written = current(driver)
     assert auth.delivered(written) and auth.allows(written, token, NOW)
@@ -114,7 +118,10 @@ def test_a_pending_token_is_replaced_by_the_next_deployment(tmp_path: Path) -> N
     assert not auth.allows(current(driver), never_told, NOW)
 
 
-def test_a_failed_deployment_puts_the_models_auth_back(tmp_path: Path) -> None:
+def test_turning_token_on_keeps_the_url_open_until_promote_and_a_failure_changes_nothing(
+        tmp_path: Path) -> None:
+    """none -> token: the live version reads the same file, so it stays ``none`` until
+    PromoteModel (finding 8); the smoke test then sends no token and makes no 401 probe."""
     driver = FakeDriver([])
     driver.auth["m"] = auth.render(auth.open_file())
     s = state(tmp_path, auth="token", model={
@@ -122,7 +129,7 @@ def test_a_failed_deployment_puts_the_models_auth_back(tmp_path: Path) -> None:
         image={"build_id": "b", "exported_variables": [{"Name": "IMAGE_URI",
                                                         "Value": "img:m-v2"}]})
     s = steps.deploy_model(s, settings=settings(), driver=driver)  # type: ignore[arg-type]
-    assert not current(driver).open  # the new mode applies from DeployModel on
+    assert current(driver).open  # current clients keep working
     failed = steps.FailureContext.model_validate({
         **s.out(), "failure": {"Error": "RolloutFailed", "Cause": "not ready"}})
     steps.record_failure(failed, cluster=lambda: driver)  # type: ignore[arg-type, return-value]
@@ -139,6 +146,48 @@ def test_a_failed_deployment_puts_the_models_auth_back(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         steps.deploy_model(again, settings=settings(), driver=refusing)  # type: ignore[arg-type]
     assert auth.parse(refusing.auth["m"]).open
+
+    done = deployed(tmp_path, driver, auth="token")
+    assert [h for (_, _, h) in driver.invoked] == [{}]  # open until PromoteModel
+    assert done.result is not None and done.result.auth == "token"
+    token = done.result.inference_token
+    assert token and [e.kind for e in current(driver).entries] == ["token"]
+    assert auth.allows(current(driver), token, NOW)
+
+
+def test_a_failed_token_deployment_of_a_new_model_leaves_it_open(tmp_path: Path) -> None:
+    """Finding 7: no auth file before, --auth token, the rollout fails: the pending token
+    and the smoke token go and the file says ``none`` (a later rollback then keeps the URL
+    open, as it was), not a never-delivered token."""
+    driver = FakeDriver([])
+    s = state(tmp_path, auth="token", model={
+        "name": "m", "version": "1", "run_id": "r", "model_uri": "models:/m-1", "source": "s"},
+        image={"build_id": "b", "exported_variables": [{"Name": "IMAGE_URI",
+                                                        "Value": "img:m-v1"}]})
+    s = steps.deploy_model(s, settings=settings(), driver=driver)  # type: ignore[arg-type]
+    assert s.model_auth is not None and not current(driver).open  # a new model: at once
+    failed = steps.FailureContext.model_validate({
+        **s.out(), "failure": {"Error": "RolloutFailed", "Cause": "not ready"}})
+    steps.record_failure(failed, cluster=lambda: driver)  # type: ignore[arg-type, return-value]
+    assert current(driver) == auth.open_file()
+    rolled = deployed(tmp_path, driver, default="token", rollback={"replaced_version": "2"})
+    assert rolled.result is not None and rolled.result.auth == "none"
+
+
+def test_the_smoke_test_fails_a_version_that_answers_without_a_token(tmp_path: Path) -> None:
+    """Finding 4: an image from before token auth ignores the auth file and answers
+    anyone; its smoke test (with a valid smoke token) passed and the result said
+    ``auth: token``. The stand-in answers 200 to both requests: RolloutFailed."""
+    driver = FakeDriver([])
+    first = deployed(tmp_path, driver, auth="token")
+    assert first.result is not None and first.result.inference_token
+    driver.invoked.clear()
+    driver.answers = [Answer(200, '{"predictions": [0]}'), Answer(200, '{"predictions": [0]}')]
+    with pytest.raises(RolloutFailed) as caught:
+        deployed(tmp_path, driver, rollback={"replaced_version": "2"})
+    assert "not 401" in caught.value.message and caught.value.step == "SmokeTestModel"
+    assert "before token auth" in (caught.value.help or "")
+    assert [model_auth.SMOKE_HEADER in h for (_, _, h) in driver.invoked] == [True, False]
 
 
 def test_rotation_replaces_the_token_and_keeps_smoke_entries() -> None:

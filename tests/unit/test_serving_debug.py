@@ -83,6 +83,9 @@ def test_deploy_model_carries_the_state_s_debug_to_the_driver(tmp_path: Path) ->
         def write_auth(self, model_name: str, text: str) -> None:
             pass
 
+        def update_auth(self, model_name: str, change: Any) -> str | None:
+            return change(None)
+
     for debug in (False, True):
         state = make_state(tmp_path, debug=debug, model={
             "name": "m", "version": "1", "run_id": "r", "model_uri": "u", "source": "s"},

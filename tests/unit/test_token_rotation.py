@@ -101,6 +101,12 @@ class AuthDriver:
         self.log.append(f"write {model_name}")
         self.files[model_name] = text
 
+    def update_auth(self, model_name: str, change: Any) -> str | None:
+        new = change(self.files.get(model_name))
+        if new is not None:
+            self.write_auth(model_name, new)
+        return self.files.get(model_name)
+
 
 @pytest.fixture
 def settings(tmp_path: Path, registry_uri: str) -> Settings:

@@ -78,6 +78,16 @@ class ClusterDriver(Protocol):
         (env ``TRAINSHIP_SERVING_AUTH_FILE``): a file the local drivers replace by a rename,
         the Secret ``<serving name>-auth`` on Kubernetes. Called before ``apply``."""
 
+    def update_auth(self, model_name: str,
+                    change: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write of the model's auth file: ``change`` gets its text (None: it
+        has none) and returns the new text (None: leave it). Concurrent updates do not lose
+        each other's changes: the local drivers hold a lock on the file for the whole
+        update; Kubernetes writes the Secret with its resourceVersion (or creates it) and
+        calls ``change`` again on a 409 Conflict, a few times, then raises TransientError
+        (the state machine retries the step). ``change`` may run more than once: it must
+        not have side effects. Returns the text the file holds afterwards."""
+
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         """Serialise promotions of one model (concurrent deployments of the same model)."""
 

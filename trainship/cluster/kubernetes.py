@@ -271,9 +271,17 @@ class KubernetesDriver:
         self.ensure_namespace(self.settings.namespace)
         kube_auth.write_auth(self.api, self.settings.namespace, model_name, text)
 
+    def update_auth(self, model_name: str,
+                    change: Callable[[str | None], str | None]) -> str | None:
+        """A compare-and-swap on the Secret (kube_auth.update_auth), in a namespace created
+        if need be (DeployModel's comes before apply)."""
+        self.ensure_namespace(self.settings.namespace)
+        return kube_auth.update_auth(self.api, self.settings.namespace, model_name, change)
+
     @contextmanager
     def lock(self, model_name: str) -> Iterator[None]:
-        # The Deployment's resourceVersion (see apply) serialises concurrent deployments.
+        # No lock: the Deployment's resourceVersion (see apply) serialises concurrent
+        # deployments, the auth Secret's (update_auth) concurrent auth changes.
         yield
 
     def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:

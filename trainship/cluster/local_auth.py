@@ -7,6 +7,11 @@ Each model's file sits alone in its own directory and is replaced by a rename wi
 so a reader sees the old text or the new, never half of one. Podman bind-mounts the
 DIRECTORY read-only into the pod: a bind mount of the file itself pins the inode it was
 mounted with, and a rename leaves the container reading the old file for ever.
+
+``update`` (every change the pipeline makes: DeployModel, PromoteModel, RecordFailure,
+RotateToken) reads, changes and writes under ``<root>/.auth/<serving name>.lock`` (beside
+the directory, not in it: the directory is what podman mounts), so two deployments of one
+model on the same machine do not lose each other's entries.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from trainship.names import serving_name
+from trainship.procs import file_lock
 
 FILE_NAME = "auth"
 
@@ -55,6 +62,18 @@ def write(root: Path, model_name: str, text: str) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return directory / FILE_NAME
+
+
+def update(root: Path, model_name: str,
+           change: Callable[[str | None], str | None]) -> str | None:
+    """ClusterDriver.update_auth: read, ``change``, write, under the model's auth lock."""
+    with file_lock(root / ".auth" / f"{serving_name(model_name)}.lock"):
+        text = read(root, model_name)
+        new = change(text)
+        if new is None or new == text:
+            return text
+        write(root, model_name, new)
+        return new
 
 
 def remove(root: Path, model_name: str) -> bool:

@@ -33,7 +33,7 @@ DEBUG_ENV = "TRAINSHIP_SERVING_DEBUG"  # trainship.serving.settings reads it
 # The model's auth file (trainship.auth): the Secret <serving name>-auth, key ``auth``,
 # mounted as a DIRECTORY. The kubelet refreshes a Secret volume in running pods ("Mounted
 # Secrets are updated automatically": within "the kubelet sync period + cache propagation
-# delay", about a minute by default), but "a container using a Secret as a subPath volume
+# delay", up to about 1-2 minutes by default), but "a container using a Secret as a subPath volume
 # mount does not receive automated Secret updates" (Kubernetes docs, Concepts > Secrets).
 AUTH_FILE_ENV = "TRAINSHIP_SERVING_AUTH_FILE"  # trainship.serving.settings reads it
 AUTH_KEY = "auth"

@@ -23,6 +23,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -197,6 +198,10 @@ class PodmanDriver:
 
     def write_auth(self, model_name: str, text: str) -> None:
         local_auth.write(self.root, model_name, text)
+
+    def update_auth(self, model_name: str,
+                    change: Callable[[str | None], str | None]) -> str | None:
+        return local_auth.update(self.root, model_name, change)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
