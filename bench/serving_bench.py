@@ -145,6 +145,7 @@ def image_sizes(model: Path, work: Path) -> dict[str, str]:
     from trainship.config import ImageSettings
     from trainship.image.context import METADATA
     from trainship.image.podman import PodmanBuilder
+    from trainship.serving.model_spec import SPEC_FILE, write_spec
 
     if containers.missing_tools():
         return {"note": f"not measured: container tools missing ({containers.missing_tools()})"}
@@ -160,6 +161,8 @@ def image_sizes(model: Path, work: Path) -> dict[str, str]:
     context.mkdir()
     shutil.copytree(model, context / "model")
     (context / METADATA).write_text("{}")
+    # what the image build writes beside it: the model's own API (GET /openapi.json)
+    write_spec(model, context / SPEC_FILE, title="bench", version="1")
     ours = "localhost/bench/trainship-model:latest"
     settings = replace(ImageSettings.from_env(), base_image=base, wheels="host", home=home)
     PodmanBuilder(settings).build(context, ours)
@@ -231,14 +234,16 @@ def main(argv: list[str]) -> int:
         "mlflow": lambda port: [python, "-m", "mlflow", "models", "serve", "-m", str(model),
                                 "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local",
                                 "-w", "1"],
-        "trainship": lambda port: [python, "-m", "trainship.serving", "--model-dir",
-                                   str(model), "--host", "127.0.0.1", "--port", str(port),
-                                   "--load-cache", str(cache)],
         "trainship+token": lambda port: [python, "-m", "trainship.serving", "--model-dir",
                                          str(model), "--host", "127.0.0.1", "--port", str(port),
                                          "--load-cache", str(cache), "--auth-file",
                                          str(auth_file)],
+        "trainship": lambda port: [python, "-m", "trainship.serving", "--model-dir",
+                                   str(model), "--host", "127.0.0.1", "--port", str(port),
+                                   "--load-cache", str(cache)],
     }
+    # the token server runs just before the plain one, and the soak after both: the two are
+    # measured in the same conditions (a soak just before one of them slows it)
     luas = {"trainship+token": token_lua}
     results: dict[str, dict[str, Load]] = {}
     coldstart: dict[str, float] = {}
