@@ -27,9 +27,14 @@ do not undo each other:
 - PromoteModel removes its smoke token and delivers its pending token, unless the model
   has a delivered token by then (another deployment or a rotation came first): that token
   stands and this deployment's pending one goes.
-- RecordFailure removes this deployment's entries; a model whose URL was open (or which
-  had no file) is open again if no token is left. A failed deployment that opened the URL
-  (``none``) puts the file back if it is still open.
+- RecordFailure removes this deployment's pending and smoke entries (never a delivered
+  token: it may be this deployment's own, delivered before a later step failed); a model
+  whose URL was open is open again if no token is left. A model that had no file keeps a
+  closed one without tokens, which the next deployment decides on like a new model (the
+  stack's default), never as open. A failed deployment that opened the URL (``none``) puts
+  the file back if it is still open.
+- PromoteModel may run again after its write (a retry, a redrive): finding its own token
+  delivered, it changes nothing and reports it again.
 """
 
 from __future__ import annotations
@@ -62,9 +67,13 @@ def decide(requested: str | None, existing: auth.AuthFile | None, default: str, 
     model) the stack's default; a rollback keeps what serves (no file: open)."""
     if requested in ("token", "none") and not rollback:
         return "token" if requested == "token" else "none"
-    if existing is not None:
+    if existing is not None and (existing.open or auth.has_token(existing)):
         return "none" if existing.open else "token"
-    return "token" if default == "token" and not rollback else "none"
+    # no file, or a closed one without a token (a new model's failed first deployment
+    # left only that): the model has no auth of its own yet
+    if rollback:
+        return "none"  # the versions it has served did so openly (before trainship had auth)
+    return "token" if default == "token" else "none"
 
 
 def prepare(driver: ClusterDriver, model_name: str, *, requested: str | None, default: str,
@@ -140,7 +149,11 @@ def deliver(driver: ClusterDriver, model_name: str, state: AuthState | None
             updated = auth.without(updated, auth.digest(state.smoke_token))
         if state.inference_token:
             issued = auth.digest(state.inference_token)
-            if auth.delivered(updated):
+            if any(e.kind == "token" and e.digest == issued for e in updated.entries):
+                # delivered already: PromoteModel runs again (a retry, a redrive, a lost
+                # answer to the write): the same token, nothing taken away
+                delivered["token"] = state.inference_token
+            elif auth.delivered(updated):
                 updated = auth.without(updated, issued)
             elif state.activate or any(e.digest == issued for e in updated.entries):
                 updated = auth.with_token(updated, issued, pending=False)
@@ -160,7 +173,7 @@ def restore(driver: ClusterDriver, model_name: str, state: AuthState | None) -> 
     if state is None:
         return
     before = _parsed(state.previous)
-    was_open = before is None or before.open
+    was_open = before is not None and before.open
     mine = {auth.digest(t) for t in (state.smoke_token, state.inference_token) if t}
 
     def change(text: str | None) -> str | None:
@@ -168,12 +181,17 @@ def restore(driver: ClusterDriver, model_name: str, state: AuthState | None) -> 
         if found is None:
             return None
         if state.mode == "none":  # it opened the URL: closed again if nobody changed it
-            return state.previous if found.open and not was_open else None
-        updated = found
-        for digest in mine:
-            updated = auth.without(updated, digest)
+            if not found.open or was_open:
+                return None
+            # a model without a file before gets a closed one without tokens: the next
+            # deployment decides as for a new model (the stack's default), never "open"
+            return state.previous or auth.render(auth.AuthFile(open=False, entries=()))
+        # its own pending and smoke entries go; a delivered token never does (it may be
+        # this deployment's, delivered before a later step failed: its user has it)
+        updated = auth.AuthFile(open=found.open, entries=tuple(
+            e for e in found.entries if not (e.digest in mine and e.kind != "token")))
         if was_open and not updated.open and not auth.has_token(updated):
-            updated = auth.open_file()  # nothing it turned on stays half-done
+            updated = auth.open_file()  # an open URL it was turning on stays open
         return auth.render(updated) if updated != found else None
 
     driver.update_auth(model_name, change)

@@ -150,11 +150,13 @@ def smoke_test(state: DeploymentState, *, settings: Settings, driver: ClusterDri
     assert state.model is not None and state.rollout is not None
     example = registry.serving_input_example(state.model.name, state.model.version,
                                              settings.tracking_uri)
-    if example is None:
-        state.smoke_test = SmokeTest(ran=False, message="the model has no input example")
-        return state
     rollout = state.rollout
     what = f"{state.model_name} v{state.model.version}"
+    if example is None:  # the token check needs no example: the guard answers before the body
+        if model_auth.guarded(driver, state.model_name, state.model_auth):
+            _refuses_without_token(driver, rollout.handle, {}, what)
+        state.smoke_test = SmokeTest(ran=False, message="the model has no input example")
+        return state
     start = clock()
     until = max(rollout.deadline, start + SMOKE_MIN_SECONDS)
     stop = min(until, start + budget_seconds) if budget_seconds is not None else until

@@ -155,10 +155,12 @@ def test_turning_token_on_keeps_the_url_open_until_promote_and_a_failure_changes
     assert auth.allows(current(driver), token, NOW)
 
 
-def test_a_failed_token_deployment_of_a_new_model_leaves_it_open(tmp_path: Path) -> None:
-    """Finding 7: no auth file before, --auth token, the rollout fails: the pending token
-    and the smoke token go and the file says ``none`` (a later rollback then keeps the URL
-    open, as it was), not a never-delivered token."""
+def test_a_failed_token_deployment_of_a_new_model_leaves_no_token_and_no_open_url(
+        tmp_path: Path) -> None:
+    """No auth file before, --auth token, the rollout fails: the pending and smoke tokens
+    go and the file is closed without tokens, which the next deployment decides on as for a
+    new model (the stack's default: token on AWS), never as an open URL; a rollback (the
+    versions served before trainship had auth) keeps it open."""
     driver = FakeDriver([])
     s = state(tmp_path, auth="token", model={
         "name": "m", "version": "1", "run_id": "r", "model_uri": "models:/m-1", "source": "s"},
@@ -169,9 +171,41 @@ def test_a_failed_token_deployment_of_a_new_model_leaves_it_open(tmp_path: Path)
     failed = steps.FailureContext.model_validate({
         **s.out(), "failure": {"Error": "RolloutFailed", "Cause": "not ready"}})
     steps.record_failure(failed, cluster=lambda: driver)  # type: ignore[arg-type, return-value]
-    assert current(driver) == auth.open_file()
-    rolled = deployed(tmp_path, driver, default="token", rollback={"replaced_version": "2"})
-    assert rolled.result is not None and rolled.result.auth == "none"
+    assert current(driver) == auth.AuthFile(open=False, entries=())
+    again = deployed(tmp_path, driver, default="token")
+    assert again.result is not None and again.result.auth == "token"
+    assert again.result.inference_token
+    assert model_auth.decide(None, auth.AuthFile(open=False, entries=()), "none") == "none"
+    assert model_auth.decide(None, auth.AuthFile(open=False, entries=()), "token",
+                             rollback=True) == "none"
+
+
+def test_a_failed_none_deployment_of_a_new_model_does_not_leave_it_open() -> None:
+    """--auth none on a model without a file, failed: not ``none`` for the next deployment
+    (which then gets the stack's default), but a closed file without tokens."""
+    driver = FakeDriver([])
+    made = model_auth.prepare(driver, "m", requested="none", default="token",  # type: ignore[arg-type]
+                              deadline=NOW + 60, now=NOW)
+    assert current(driver).open
+    model_auth.restore(driver, "m", made)  # type: ignore[arg-type]
+    assert current(driver) == auth.AuthFile(open=False, entries=())
+
+
+def test_promote_running_again_keeps_the_token_it_delivered() -> None:
+    """PromoteModel may run again after its write (a retry on Lambda.ServiceException, a
+    redrive, a lost answer): the second run finds its own token delivered and keeps it, and
+    a failure recorded after delivery does not take a delivered token away either."""
+    driver = FakeDriver([])
+    made = model_auth.prepare(driver, "m", requested="token", default="none",  # type: ignore[arg-type]
+                              deadline=NOW + 60, now=NOW)
+    token = made.inference_token
+    first = model_auth.deliver(driver, "m", made)  # type: ignore[arg-type]
+    second = model_auth.deliver(driver, "m", made)  # type: ignore[arg-type]
+    assert first == second == ("token", token)
+    assert auth.allows(current(driver), token, NOW)
+    model_auth.restore(driver, "m", made)  # type: ignore[arg-type]
+    assert [e.kind for e in current(driver).entries] == ["token"]
+    assert auth.allows(current(driver), token, NOW)
 
 
 def test_the_smoke_test_fails_a_version_that_answers_without_a_token(tmp_path: Path) -> None:
@@ -188,6 +222,24 @@ def test_the_smoke_test_fails_a_version_that_answers_without_a_token(tmp_path: P
     assert "not 401" in caught.value.message and caught.value.step == "SmokeTestModel"
     assert "before token auth" in (caught.value.help or "")
     assert [model_auth.SMOKE_HEADER in h for (_, _, h) in driver.invoked] == [True, False]
+
+
+def test_a_model_without_an_input_example_is_still_checked_for_its_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No input example, so no smoke request: the request without a token (an empty body:
+    the guard answers before reading it) still runs, and a version that answers it with
+    anything but 401 does not go live."""
+    driver = FakeDriver([])
+    first = deployed(tmp_path, driver, auth="token")
+    assert first.result is not None and first.result.inference_token
+    monkeypatch.setattr(registry, "serving_input_example", lambda *a: None)
+    driver.invoked.clear()
+    driver.answers = [Answer(400, '{"error_code": "BAD_REQUEST"}')]
+    with pytest.raises(RolloutFailed) as caught:
+        deployed(tmp_path, driver)
+    assert "not 401" in caught.value.message
+    assert [(path, payload, h) for (path, payload, h) in driver.invoked] == [
+        ("/invocations", {}, {})]
 
 
 def test_rotation_replaces_the_token_and_keeps_smoke_entries() -> None:

@@ -248,17 +248,19 @@ def test_a_rotation_takes_effect_without_a_restart_and_a_lost_file_is_a_503(
         _eventually(server, {"Authorization": "Bearer tsk_first"}, 401)
         _eventually(server, {"Authorization": "Bearer tsk_second"}, 200)
         local_auth.remove(home, MODEL)
-        # the server's fault, not the client's: 503, and /health says so (/ping stays 200)
+        # the server's fault, not the client's: 503; /health and /ping stay 200 (the
+        # kubelet's liveness probe must not restart the pods over it)
         _eventually(server, {"Authorization": "Bearer tsk_second"}, 503)
         status, headers, body = _call(server, headers={"Authorization": "Bearer tsk_second"})
         document = json.loads(body)
         assert status == 503 and "not set up" in document["message"]
         assert document["error"] == "AuthUnavailable" and "WWW-Authenticate" not in headers
-        for path in ("/health", *DOCUMENTS):
+        for path in DOCUMENTS:
             status, _, body = _call(server, path, method="GET",
                                     headers={"Authorization": "Bearer tsk_second"})
             assert status == 503 and json.loads(body)["error"] == "AuthUnavailable", path
         assert _call(server, "/ping", method="GET")[0] == 200
+        assert _call(server, "/health", method="GET")[0] == 200
         # an open URL: everything open, no token needed
         local_auth.write(home, MODEL, "none\n")
         _eventually(server, {}, 200)
@@ -278,7 +280,7 @@ def test_an_unreadable_file_is_a_503(tmp_path: Path) -> None:
     proc, url = start_serving(model_dir, tmpdir=tmp_path, TRAINSHIP_SERVING_AUTH_FILE=str(path))
     try:
         assert _call(url, headers={"Authorization": "Bearer tsk_first"})[0] == 503
-        assert _call(url, "/health", method="GET")[0] == 503
+        assert _call(url, "/health", method="GET")[0] == 200  # liveness: no restart loop
         assert _call(url, "/openapi.json", method="GET")[0] == 503
         assert _call(url, "/ping", method="GET")[0] == 200
         path.rmdir()

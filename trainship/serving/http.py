@@ -5,7 +5,9 @@ open): ``POST /invocations`` needs a token unless the file says ``none``, and so
 ``GET /openapi.json``, ``/docs`` and ``/metadata`` (they carry the model's input example,
 possibly real rows); ``/ping``, ``/health``, ``/version`` and ``/metrics`` stay open for
 probes and scrapers. An auth file that cannot be read is the server's fault: guarded
-routes answer 503, and so does ``/health`` (``/ping`` stays 200: the model is loaded).
+routes answer 503; ``/health`` and ``/ping`` stay 200 (the model is loaded): the kubelet's
+liveness probe asks /health, and restarting every pod of the model would turn the 503 that
+says what is wrong into refused connections.
 
 Every answer is counted once, with the status it is sent with and the route it matched
 (``metrics.OTHER`` when none did), just before it is sent: a client that has its answer
@@ -92,8 +94,6 @@ def make_handler(service: Service, guard: Guard | None = None
             refused = self._refusal() if route is not None and path in GUARDED_GETS else None
             if refused is not None:
                 reply = refused
-            elif path == "/health" and guard is not None and guard.current() is None:
-                reply = protocol.AUTH_UNHEALTHY
             else:
                 reply = route() if route is not None else protocol.NOT_FOUND
             metrics.observe(path if route is not None else OTHER, reply.status,

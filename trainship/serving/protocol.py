@@ -78,8 +78,6 @@ def _refused(refusal: Refusal) -> Reply:
 
 # what a guarded route answers a refused request: 401 (no/wrong token), 503 (no auth file)
 REFUSED = {refusal: _refused(refusal) for refusal in Refusal}
-# GET /health while the auth file cannot be read (/ping stays 200: the model is loaded)
-AUTH_UNHEALTHY = REFUSED[Refusal.UNAVAILABLE]
 
 
 def metadata(document: dict[str, Any]) -> Reply:
