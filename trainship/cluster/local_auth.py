@@ -82,3 +82,20 @@ def remove(root: Path, model_name: str) -> bool:
     existed = (directory / FILE_NAME).exists()
     shutil.rmtree(directory, ignore_errors=True)
     return existed
+
+
+class LocalAuthFiles:
+    """The auth methods of a local driver (ClusterDriver's read_auth, write_auth,
+    update_auth) on the files under its ``root``."""
+
+    root: Path
+
+    def read_auth(self, model_name: str) -> str | None:
+        return read(self.root, model_name)
+
+    def write_auth(self, model_name: str, text: str) -> None:
+        write(self.root, model_name, text)
+
+    def update_auth(self, model_name: str,
+                    change: Callable[[str | None], str | None]) -> str | None:
+        return update(self.root, model_name, change)

@@ -23,7 +23,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -79,7 +78,7 @@ def podman_manifest(spec: WorkloadSpec, host_port: int, auth_dir: Path) -> dict[
     return manifest
 
 
-class PodmanDriver:
+class PodmanDriver(local_auth.LocalAuthFiles):
     def __init__(self, root: Path, serving: ServingOptions | None = None) -> None:
         self.root = root
         self.home = root.parent
@@ -192,16 +191,6 @@ class PodmanDriver:
         """The version's own published port, before the model's proxy points at it."""
         return post_json(f"{read(PodmanHandle, handle)['test_url']}{path}", payload,
                          timeout=timeout, headers=headers)
-
-    def read_auth(self, model_name: str) -> str | None:
-        return local_auth.read(self.root, model_name)
-
-    def write_auth(self, model_name: str, text: str) -> None:
-        local_auth.write(self.root, model_name, text)
-
-    def update_auth(self, model_name: str,
-                    change: Callable[[str | None], str | None]) -> str | None:
-        return local_auth.update(self.root, model_name, change)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")

@@ -20,7 +20,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -49,7 +48,7 @@ from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_
 from trainship.state import Handle
 
 
-class ProcessDriver:
+class ProcessDriver(local_auth.LocalAuthFiles):
     def __init__(self, root: Path, serving: ServingOptions | None = None) -> None:
         self.root = root
         self.serving = serving or ServingOptions()
@@ -129,16 +128,6 @@ class ProcessDriver:
         """The version's own port, before the model's front points at it."""
         return post_json(f"{read(ProcessHandle, handle)['test_url']}{path}", payload,
                          timeout=timeout, headers=headers)
-
-    def read_auth(self, model_name: str) -> str | None:
-        return local_auth.read(self.root, model_name)
-
-    def write_auth(self, model_name: str, text: str) -> None:
-        local_auth.write(self.root, model_name, text)
-
-    def update_auth(self, model_name: str,
-                    change: Callable[[str | None], str | None]) -> str | None:
-        return local_auth.update(self.root, model_name, change)
 
     def lock(self, model_name: str) -> AbstractContextManager[None]:
         return file_lock(self._dir(model_name) / ".lock")
