@@ -325,6 +325,17 @@ class DeploymentInProgress(TrainshipError):
                  "`trainship status ID` (the id is in details; `trainship list` shows what "
                  "runs), then try again. Nothing was changed.")
 
+    @classmethod
+    def for_model(cls, model_name: str, running: list[str], *, refused: str,
+                  verb: str) -> DeploymentInProgress:
+        """``model_name`` has executions ``running``: what is refused while one runs
+        (``refused``: "it is not deleted"), and what to ``verb`` again afterwards."""
+        return cls(f"{model_name} has an execution running ({', '.join(running)}): "
+                   f"{refused} while it is being deployed",
+                   details="running: " + ", ".join(running),
+                   help=f"Wait for it (`trainship status {running[0]}`), then {verb} again. "
+                        "Nothing was changed.")
+
 
 class AuthNotEnabled(TrainshipError):
     """A token rotation (`trainship token rotate NAME`) of a model whose URL is open (its

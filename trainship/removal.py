@@ -57,11 +57,8 @@ class RemoveEvent(BaseModel):
 
 
 def in_progress_error(model_name: str, running: list[str]) -> DeploymentInProgress:
-    return DeploymentInProgress(
-        f"{model_name} has an execution running ({', '.join(running)}): it is not deleted "
-        "while it is being deployed", details="running: " + ", ".join(running),
-        help=f"Wait for it (`trainship status {running[0]}`), then delete again. Nothing "
-             "was changed.")
+    return DeploymentInProgress.for_model(model_name, running, refused="it is not deleted",
+                                          verb="delete")
 
 
 def registered(client: Any, model_name: str) -> Any:

@@ -59,11 +59,8 @@ class RotateEvent(BaseModel):
 
 
 def in_progress_error(model_name: str, running: list[str]) -> DeploymentInProgress:
-    return DeploymentInProgress(
-        f"{model_name} has an execution running ({', '.join(running)}): its token is not "
-        "rotated while it is being deployed", details="running: " + ", ".join(running),
-        help=f"Wait for it (`trainship status {running[0]}`), then rotate again. Nothing "
-             "was changed.")
+    return DeploymentInProgress.for_model(model_name, running, refused="its token is not rotated",
+                                          verb="rotate")
 
 
 def check(model_name: str, *, store: DeploymentStore, tracking_uri: str) -> None:
