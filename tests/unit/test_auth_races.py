@@ -176,3 +176,25 @@ def test_kubernetes_gives_up_with_transient_error_when_it_keeps_changing(kube: A
 
     with pytest.raises(TransientError):
         driver.update_auth("m", always_racing)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_kubernetes_busy_is_transient_and_a_refusal_is_not(status: int) -> None:
+    """An API server that throttles (429) or is briefly unavailable (5xx) is retried by the
+    state machine (TransientError); a 403 is a refusal the user must fix (RolloutFailed)."""
+    from kubernetes.client.rest import ApiException
+
+    from trainship.cluster import kube_auth
+    from trainship.errors import RolloutFailed
+
+    class Busy:
+        def __init__(self, code: int) -> None:
+            self.code = code
+
+        def get(self, path: str, **params: Any) -> Any:
+            raise ApiException(status=self.code, reason="busy or refused")
+
+    with pytest.raises(TransientError):
+        kube_auth.read_auth(Busy(status), "ns", "m")  # type: ignore[arg-type]
+    with pytest.raises(RolloutFailed):
+        kube_auth.update_auth(Busy(403), "ns", "m", lambda text: "none\n")  # type: ignore[arg-type]

@@ -39,7 +39,17 @@ AUTH_HELP = ("The model's inference token lives in the Secret <serving name>-aut
              "with the cluster role's access entry, scoped to trainship:eksNamespace).")
 
 
-def _refused(what: str, model_name: str, namespace: str, exc: ApiException) -> RolloutFailed:
+# what the API server answers when it is busy or briefly down, not when it refuses
+BUSY_STATUSES = (429, 500, 502, 503, 504)
+
+
+def _refused(what: str, model_name: str, namespace: str,
+             exc: ApiException) -> RolloutFailed | TransientError:
+    if exc.status in BUSY_STATUSES:  # throttled or unavailable: the state machine retries
+        return TransientError(
+            f"Kubernetes could not {what} the auth Secret of {model_name} in namespace "
+            f"{namespace!r} now: {exc.status} {exc.reason}",
+            details=str(exc.body or "")[-4000:], help=AUTH_HELP)
     return RolloutFailed(
         f"Kubernetes refused to {what} the auth Secret of {model_name} in namespace "
         f"{namespace!r}: {exc.status} {exc.reason}", details=str(exc.body or "")[-4000:],
