@@ -23,7 +23,9 @@ do not undo each other:
   that expires after the rollout deadline: the smoke test sends it (``X-Trainship-Token``:
   the API server's pod proxy drops the Authorization header). Turning token auth on for an
   open URL (``none`` -> ``token``) leaves the file ``none`` until PromoteModel, so the live
-  version's clients are not cut off before the new version serves.
+  version's clients are not cut off before the new version serves; turning it off for a
+  guarded one (``token`` -> ``none``) keeps the tokens (and adds a smoke token) until
+  PromoteModel opens it, so a failed deployment never leaves the URL open.
 - PromoteModel removes its smoke token and delivers its pending token, unless the model
   has a delivered token by then (another deployment or a rotation came first): that token
   stands and this deployment's pending one goes.
@@ -88,6 +90,12 @@ def prepare(driver: ClusterDriver, model_name: str, *, requested: str | None, de
     def change(text: str | None) -> str:
         existing = _parsed(text)
         mode = decide(requested, existing, default, rollback=rollback)
+        if mode == "none" and existing is not None and not existing.open and \
+                auth.has_token(existing):  # token -> none: at PromoteModel, like none -> token
+            result["state"] = AuthState(mode="none", smoke_token=smoke, previous=text,
+                                        deactivate=True)
+            return auth.render(auth.with_smoke(existing, auth.digest(smoke),
+                                               deadline + SMOKE_GRACE_SECONDS, now))
         if mode == "none":
             result["state"] = AuthState(mode="none", previous=text)
             return auth.render(auth.open_file())
@@ -110,7 +118,8 @@ def prepare(driver: ClusterDriver, model_name: str, *, requested: str | None, de
 
 def smoke_headers(state: AuthState | None) -> dict[str, str] | None:
     """What the smoke test sends with the input example."""
-    if state is None or state.mode != "token" or not state.smoke_token:
+    if state is None or not state.smoke_token or (state.mode != "token" and
+                                                  not state.deactivate):
         return None
     return {SMOKE_HEADER: state.smoke_token}
 
@@ -119,8 +128,8 @@ def guarded(driver: ClusterDriver, model_name: str, state: AuthState | None) -> 
     """Whether the smoke test must see /invocations refuse a request without a token: this
     deployment is in token mode with a smoke token and the file still guards the URL (an
     open URL, ``none`` -> ``token`` until PromoteModel, answers anyone)."""
-    if smoke_headers(state) is None:
-        return False
+    if smoke_headers(state) is None or (state is not None and state.deactivate):
+        return False  # a version that will serve openly need not refuse anyone
     found = current(driver, model_name)
     return found is not None and not found.open
 
@@ -133,6 +142,10 @@ def deliver(driver: ClusterDriver, model_name: str, state: AuthState | None
     deployment's token became the model's)."""
     if state is None:
         return None, None
+    if state.mode == "none" and state.deactivate:
+        # token -> none: the URL opens now that this version is the one that serves
+        driver.update_auth(model_name, lambda text: auth.render(auth.open_file()))
+        return "none", None
     if state.mode == "none":
         return "none", None
     delivered: dict[str, str | None] = {"token": None}
@@ -180,6 +193,10 @@ def restore(driver: ClusterDriver, model_name: str, state: AuthState | None) -> 
         found = _parsed(text)
         if found is None:
             return None
+        if state.deactivate:  # the file kept its tokens: only its smoke entry goes
+            kept = auth.AuthFile(open=found.open, entries=tuple(
+                e for e in found.entries if not (e.digest in mine and e.kind == "smoke")))
+            return auth.render(kept) if kept != found else None
         if state.mode == "none":  # it opened the URL: closed again if nobody changed it
             if not found.open or was_open:
                 return None

@@ -105,6 +105,9 @@ class AuthState(BaseModel):
     # token auth turned on for an open URL: the file stays ``none`` (the live version's
     # clients keep working) until PromoteModel writes the token
     activate: bool = False
+    # ``none`` asked of a model with token auth: the file keeps its tokens (the URL stays
+    # guarded if this deployment fails) until PromoteModel opens it
+    deactivate: bool = False
 
 
 class DeploymentResult(BaseModel):

@@ -242,6 +242,32 @@ def test_a_model_without_an_input_example_is_still_checked_for_its_token(
         ("/invocations", {}, {})]
 
 
+def test_turning_token_off_keeps_the_url_guarded_until_promote_and_a_failure_too(
+        tmp_path: Path) -> None:
+    """``--auth none`` on a model with a token: the file keeps its token (plus a smoke
+    entry the smoke test sends) until PromoteModel opens the URL; a failed deployment takes
+    only its smoke entry out, the token still answers and the URL stays guarded."""
+    driver = FakeDriver([])
+    first = deployed(tmp_path, driver, auth="token")
+    assert first.result is not None and first.result.inference_token
+    token = first.result.inference_token
+    s = state(tmp_path, auth="none", model={
+        "name": "m", "version": "2", "run_id": "r", "model_uri": "models:/m-2", "source": "s"},
+        image={"build_id": "b", "exported_variables": [{"Name": "IMAGE_URI",
+                                                        "Value": "img:m-v2"}]})
+    s = steps.deploy_model(s, settings=settings(), driver=driver)  # type: ignore[arg-type]
+    assert s.model_auth is not None and s.model_auth.deactivate
+    assert not current(driver).open and auth.allows(current(driver), token, NOW)
+    failed = steps.FailureContext.model_validate({
+        **s.out(), "failure": {"Error": "RolloutFailed", "Cause": "not ready"}})
+    steps.record_failure(failed, cluster=lambda: driver)  # type: ignore[arg-type, return-value]
+    assert [e.kind for e in current(driver).entries] == ["token"]
+    opened = deployed(tmp_path, driver, auth="none")
+    assert opened.result is not None and opened.result.auth == "none"
+    assert current(driver).open
+    assert all(model_auth.SMOKE_HEADER in h for (_, _, h) in driver.invoked[-1:])
+
+
 def test_rotation_replaces_the_token_and_keeps_smoke_entries() -> None:
     driver = FakeDriver([])
     assert model_auth.rotate(driver, "m") is None  # no auth file: nothing to rotate
