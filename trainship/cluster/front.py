@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainship.cluster import weighted
+from trainship.cluster import R, traffic_by_records, weighted
 from trainship.cluster.handles import FrontRecord, read_json
 from trainship.procs import free_port, library_path, pid_alive, stop_pid
 
@@ -117,3 +117,20 @@ def listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def split(directory: Path, handle: R, records: list[R], percent: int) -> None:
+    """A local driver's ``set_traffic``: ``handle``'s version gets ``percent`` of the
+    model's requests through its front, the live one among ``records`` the rest."""
+    traffic_by_records(handle, records, percent,
+                       share=lambda found: share(directory, found),
+                       current=lambda: targets(directory))
+
+
+def withdraw(directory: Path, port: int) -> None:
+    """A version the front shares requests with (a canary) leaves the share and is
+    drained; one the front never sent requests to is left alone."""
+    found = targets(directory)
+    if any(target == port for target, _ in found):
+        share(directory, [t for t in found if t[0] != port])
+        drain(directory, port)

@@ -40,7 +40,6 @@ from trainship.cluster import (
     post_json,
     promote_by_records,
     scrape_records,
-    traffic_by_records,
 )
 from trainship.cluster.handles import FrontRecord, PodmanHandle, read, read_json
 from trainship.cluster.manifests import AUTH_VOLUME, CONTAINER_NAME, WorkloadSpec, deployment
@@ -222,10 +221,8 @@ class PodmanDriver(local_auth.LocalAuthFiles):
         """The front shares requests between the live version and this one, by weight
         (trainship.cluster.weighted: per request, smooth weighted round-robin)."""
         mine = read(PodmanHandle, handle)
-        directory = self._dir(mine["model_name"])
-        traffic_by_records(mine, self.records(mine["model_name"]), percent,
-                           share=lambda targets: front.share(directory, targets),
-                           current=lambda: front.targets(directory))
+        front.split(self._dir(mine["model_name"]), mine, self.records(mine["model_name"]),
+                    percent)
 
     def scrape(self, model_name: str) -> dict[str, list[str]]:
         return scrape_records(self.records(model_name))
@@ -234,11 +231,7 @@ class PodmanDriver(local_auth.LocalAuthFiles):
         """A version the front shares traffic with (a canary) is taken out of the share and
         drained first; one that never had traffic is stopped at once."""
         mine = read(PodmanHandle, handle)
-        directory = self._dir(mine["model_name"])
-        if any(port == mine["port"] for port, _ in front.targets(directory)):
-            front.share(directory, [t for t in front.targets(directory)
-                                    if t[0] != mine["port"]])
-            front.drain(directory, mine["port"])
+        front.withdraw(self._dir(mine["model_name"]), mine["port"])
         self._remove(mine)
 
     def remove(self, model_name: str) -> list[str]:
