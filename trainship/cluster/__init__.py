@@ -76,7 +76,9 @@ class ClusterDriver(Protocol):
     def write_auth(self, model_name: str, text: str) -> None:
         """Create or replace the model's auth file, which every version of the model reads
         (env ``TRAINSHIP_SERVING_AUTH_FILE``): a file the local drivers replace by a rename,
-        the Secret ``<serving name>-auth`` on Kubernetes. Called before ``apply``."""
+        the Secret ``<serving name>-auth`` on Kubernetes. A blind write: the pipeline's steps
+        change the file only through ``update_auth``; this one sets it up by hand (tests,
+        an operator restoring a file)."""
 
     def update_auth(self, model_name: str,
                     change: Callable[[str | None], str | None]) -> str | None:
