@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from trainship.canary import NoTraffic, Policy
 from trainship.errors import InvalidRequest, TargetNotEnabled
 from trainship.names import (
     MAX_MODEL_NAME_CHARS,
@@ -52,6 +53,57 @@ class Resources(BaseModel):
         if not _QUANTITY.match(value):
             raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m or 1Gi")
         return value
+
+
+Strategy = Literal["canary", "all-at-once"]
+STRATEGIES: tuple[Strategy, ...] = ("canary", "all-at-once")
+_DEFAULT_POLICY = Policy()
+
+
+class RolloutRequest(BaseModel):
+    """How a new version of a model that already serves replaces the live one
+    (docs/rollouts.md). ``canary``: it takes a growing share of the model's traffic, step by
+    step, judged on both versions' live metrics after each step, and is rolled back
+    (CanaryFailed) when it breaks a limit; ``all-at-once``: it takes all traffic after its
+    smoke test. A model's first deployment and a rollback always go all at once. The limits
+    are checked by trainship.canary.Policy (a request that breaks them is InvalidRequest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Strategy = Field(default="canary", description="canary or all-at-once")
+    steps: list[int] = Field(
+        default_factory=lambda: list(_DEFAULT_POLICY.steps),
+        description="the new version's share of the traffic at each step, in percent, "
+                    "increasing, the last 100")
+    interval_seconds: int = Field(
+        default=_DEFAULT_POLICY.interval_seconds, ge=1,
+        description="how long each step runs before it is judged")
+    max_error_rate: float = Field(
+        default=_DEFAULT_POLICY.max_error_rate, ge=0, le=1,
+        description="the highest share of the new version's /invocations answered with 5xx "
+                    "in a step (0.01 = 1%)")
+    max_p99_ms: float | None = Field(
+        default=None, gt=0,
+        description="the highest p99 latency of the new version's /invocations in a step, "
+                    "in ms (omitted: latency is not judged)")
+    min_requests: int = Field(
+        default=_DEFAULT_POLICY.min_requests, ge=1,
+        description="the requests a step needs on the new version for a verdict")
+    no_traffic: NoTraffic = Field(
+        default=_DEFAULT_POLICY.no_traffic,
+        description="what a step with fewer than min_requests does: promote (go on to the "
+                    "next step without a verdict) or rollback")
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def policy(self) -> Policy:
+        """The canary's policy; ValueError (with what to give instead) when it is not one."""
+        return Policy(steps=tuple(self.steps), interval_seconds=self.interval_seconds,
+                      max_error_rate=self.max_error_rate, max_p99_ms=self.max_p99_ms,
+                      min_requests=self.min_requests, no_traffic=self.no_traffic)
 
 
 ExperimentName = Annotated[str, Field(
@@ -100,6 +152,18 @@ class DeploymentRequest(BaseModel):
                     "returned once as the result's inference_token), \"none\" (anyone who "
                     "reaches the URL); omitted: the model keeps its current auth, a new "
                     "model gets the stack's default (token on AWS, none locally)")
+    rollout: RolloutRequest | None = Field(
+        default=None,
+        description="how a new version of a model that already serves takes over: "
+                    "\"canary\" or \"all-at-once\", or an object with strategy and the "
+                    "canary's steps and limits (docs/rollouts.md); omitted: the stack's "
+                    "default (canary with its default steps)")
+
+    @field_validator("rollout", mode="before")
+    @classmethod
+    def _rollout_word(cls, value: Any) -> Any:
+        """``"rollout": "canary"`` is short for ``{"strategy": "canary"}``."""
+        return {"strategy": value} if isinstance(value, str) else value
 
     @field_validator("model_name")
     @classmethod
@@ -169,6 +233,9 @@ class NormalizedRequest(BaseModel):
     target: str = ""
     debug: bool = False
     auth: Literal["token", "none"] | None = None
+    # the request's ``rollout`` (the state's own ``rollout`` is the cluster rollout's
+    # progress, trainship.state.RolloutState); None: the stack's default
+    release: RolloutRequest | None = None
 
 
 DEFAULT_TIMEOUT_SECONDS = 1800
@@ -232,6 +299,12 @@ def parse_request(body: Any, targets: tuple[str, ...] = ()) -> tuple[DeploymentR
     if request.timeout is not None and request.timeout_seconds is not None:
         raise InvalidRequest("Give timeout_seconds or timeout, not both",
                              details="timeout is the original /mlops/deploy name")
+    if request.rollout is not None and request.rollout.strategy == "canary":
+        try:
+            request.rollout.policy()
+        except ValueError as exc:
+            raise InvalidRequest("The request's rollout is not a canary policy",
+                                 details=f"rollout: {exc}") from exc
     if targets and request.target is not None and request.target not in targets:
         raise TargetNotEnabled(f"Target {request.target!r} is not enabled here",
                                details=f"enabled targets: {', '.join(targets)}")
@@ -259,6 +332,7 @@ def normalize(request: DeploymentRequest, script: str, *, deployment_id: str,
         target=request.target or "",
         debug=request.debug,
         auth=request.auth,
+        release=request.rollout,
     )
 
 

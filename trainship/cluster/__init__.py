@@ -42,6 +42,9 @@ class Applied:
     handle: Handle
     # where the smoke test reaches the new version before it is live (default: the URL)
     test_url: str = ""
+    # the version that served the model when this one was applied ("": none, a first
+    # deployment or every earlier version gone): what a canary shares the traffic with
+    live_version: str = ""
 
 
 @dataclass

@@ -102,6 +102,11 @@ class WorkloadSpec:
     # on 80); LoadBalancer Services only
     lb_certificate_arn: str = ""
     arch: str = "amd64"
+    # a canary (issue 15, docs/rollouts.md): when another version of the model serves, run
+    # this one beside it, taking no share of the traffic the driver controls until
+    # ``set_traffic`` gives it one, instead of replacing it (the Kubernetes driver's second
+    # Deployment); without a live version it is an ordinary apply
+    canary: bool = False
     # a rollback: an earlier version replaces a higher live one (kubernetes' apply)
     replace_higher: bool = False
 
