@@ -28,6 +28,11 @@ def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
                      "0/false/no/off (or leave it unset)")
 
 
+# the rollout strategies (trainship.request.STRATEGIES, which this bottom layer cannot import;
+# tests/unit/test_canary_steps.py checks they are the same)
+ROLLOUTS = ("canary", "all-at-once")
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
@@ -48,10 +53,17 @@ class Settings:
     # a new model's auth when its request has none (TRAINSHIP_DEFAULT_AUTH): "token" on AWS
     # (CDK context trainship:defaultAuth), "none" on the local stack
     default_auth: str = "none"
+    # how a new version of a model that already serves goes live when its request names no
+    # rollout (TRAINSHIP_DEFAULT_ROLLOUT, CDK context trainship:defaultRollout): "canary"
+    # (trainship.canary's default policy) or "all-at-once"
+    default_rollout: str = "canary"
 
     def __post_init__(self) -> None:
         if self.default_auth not in ("token", "none"):
             raise ValueError(f"TRAINSHIP_DEFAULT_AUTH={self.default_auth!r}: use token or none")
+        if self.default_rollout not in ROLLOUTS:
+            raise ValueError(f"TRAINSHIP_DEFAULT_ROLLOUT={self.default_rollout!r}: use canary "
+                             "or all-at-once")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,6 +81,8 @@ class Settings:
             targets=tuple(t for t in os.environ.get("TRAINSHIP_TARGETS", "").split(",") if t)
             or (os.environ.get("TRAINSHIP_CLUSTER", "process"),),
             default_auth=os.environ.get("TRAINSHIP_DEFAULT_AUTH", "").strip().lower() or "none",
+            default_rollout=os.environ.get("TRAINSHIP_DEFAULT_ROLLOUT", "").strip().lower()
+            or "canary",
         )
 
     def driver_name(self, target: str) -> str:

@@ -242,6 +242,23 @@ class RolloutFailed(TrainshipError):
     )
 
 
+class CanaryFailed(TrainshipError):
+    """A canary rollout (issue 15) rolled back: the new version broke a limit of its policy
+    at a step (or stopped answering /metrics); JudgeCanary raises it."""
+
+    help_text = (
+        "The new version was rolled back during its canary: the previous version keeps the "
+        "URL and all of the traffic, and the new version's pods or processes are gone. "
+        "details has the numbers that decided it (the new and the old version's requests, "
+        "5xx errors, error rate and p99 latency in the step, the limits) and every step "
+        "judged so far. Look at the new version's errors and latency (`trainship logs ID`, "
+        "its /metrics, the model's answers in the MLflow run) and fix the model; if the "
+        "limits were too strict, relax them (--max-error-rate, --max-p99-ms, "
+        "--canary-steps, --canary-interval, or the request's \"rollout\" object), or "
+        "deploy with `--rollout all-at-once` to skip the canary."
+    )
+
+
 class TransientError(TrainshipError):
     """A dependency was briefly unavailable; the state machine retries it."""
 

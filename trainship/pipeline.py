@@ -75,6 +75,9 @@ LAMBDA_STEPS: Mapping[str, LambdaStep] = {step.state: step for step in (
     LambdaStep("CheckRollout", "lambdas.check_rollout", 60, 512, cluster_access=True),
     # the smoke test goes through the API server's service proxy: the cluster role
     LambdaStep("SmokeTestModel", "lambdas.smoke_test_model", 120, 512, cluster_access=True),
+    # a canary (issue 15): the traffic split and the scrape of /metrics, the cluster role
+    LambdaStep("ShiftTraffic", "lambdas.shift_traffic", 120, 512, cluster_access=True),
+    LambdaStep("JudgeCanary", "lambdas.judge_canary", 120, 512, cluster_access=True),
     LambdaStep("PromoteModel", "lambdas.promote_model", 120, 512, cluster_access=True),
     LambdaStep("RecordFailure", "lambdas.record_failure", 120, 512, cluster_access=True),
     # a delete (Route: action "delete"): the model's objects, processes, alias and, with
@@ -109,6 +112,10 @@ RESUME_AT: Mapping[str, str] = {
     "DeployModel": "DeployModel",
     "CheckRollout": "DeployModel",
     "SmokeTestModel": "DeployModel",
+    # a canary starts over: RecordFailure discarded the new version, the live one has all
+    # of the traffic again
+    "ShiftTraffic": "DeployModel",
+    "JudgeCanary": "DeployModel",
     "PromoteModel": "DeployModel",
     "RemoveModel": "RemoveModel",  # idempotent: a redriven delete removes what is left
     "PrepareRollback": "PrepareRollback",  # it checks the rollback again

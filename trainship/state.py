@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, with_config
 # pydantic validates typing.TypedDict only from Python 3.12 (trainship supports 3.11)
 from typing_extensions import TypedDict
 
+from trainship.canary import NoTraffic, Policy, Sample
 from trainship.request import NormalizedRequest
 
 
@@ -73,6 +74,68 @@ class RolloutState(BaseModel):
     handle: Handle
     message: str = ""
     checks: int = 0
+    # the version that served the model when this one was applied ("": none), which a
+    # canary shares the traffic with (trainship.cluster.Applied.live_version)
+    live_version: str = ""
+
+
+class SampleState(BaseModel):
+    """A :class:`trainship.canary.Sample` as JSON: the histogram's bounds are Prometheus'
+    ``le`` strings ("0.005", "+Inf"), since JSON has no infinity."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: list[tuple[str, float]] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, sample: Sample) -> SampleState:
+        return cls(requests=sample.requests, errors=sample.errors,
+                   buckets=[("+Inf" if le == float("inf") else repr(le), count)
+                            for le, count in sample.buckets])
+
+    def sample(self) -> Sample:
+        return Sample(requests=self.requests, errors=self.errors,
+                      buckets=tuple((float(le), count) for le, count in self.buckets))
+
+
+class CanaryState(BaseModel):
+    """``$.canary``: a canary rollout's progress (issue 15, trainship.canary_steps). Set by
+    DeployModel only when a canary applies (strategy canary, a live version to share the
+    traffic with, not a rollback); ShiftTraffic gives the new version ``steps[step]``
+    percent and takes the baseline, WaitForCanary waits ``interval_seconds``, JudgeCanary
+    judges the step, appends its verdict to ``history`` and sets ``action`` (CanaryVerdict:
+    "next" goes back to ShiftTraffic with ``step`` one on, "promote" to PromoteModel; a
+    rollback is CanaryFailed)."""
+
+    # the policy (trainship.canary.Policy), resolved: the request's or the stack's default
+    steps: list[int]
+    interval_seconds: int
+    max_error_rate: float
+    max_p99_ms: float | None = None
+    min_requests: int
+    no_traffic: NoTraffic
+    new_version: str
+    live_version: str
+    step: int = 0  # 0-based index into ``steps`` of the step under way
+    share: int = 0  # the share ShiftTraffic asked for (``steps[step]``), percent
+    effective_share: int = 0  # what the driver says the new version got, percent
+    # version -> instance (pod, port, process) -> its counters when the step began
+    baseline: dict[str, dict[str, SampleState]] = Field(default_factory=dict)
+    # each judged step: trainship.canary.Verdict.to_dict() with the shares and instances
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    action: Literal["", "next", "promote", "rollback"] = ""
+
+    @classmethod
+    def start(cls, policy: Policy, *, new_version: str, live_version: str) -> CanaryState:
+        return cls(steps=list(policy.steps), interval_seconds=policy.interval_seconds,
+                   max_error_rate=policy.max_error_rate, max_p99_ms=policy.max_p99_ms,
+                   min_requests=policy.min_requests, no_traffic=policy.no_traffic,
+                   new_version=new_version, live_version=live_version)
+
+    def policy(self) -> Policy:
+        return Policy(steps=tuple(self.steps), interval_seconds=self.interval_seconds,
+                      max_error_rate=self.max_error_rate, max_p99_ms=self.max_p99_ms,
+                      min_requests=self.min_requests, no_traffic=self.no_traffic)
 
 
 class FailedStep(BaseModel):
@@ -135,6 +198,10 @@ class DeploymentResult(BaseModel):
     inference_token: str | None = Field(
         default=None, description="the model's new token, in the result of the deployment "
                                   "(or rotation) that issued it only: store it now")
+    canary: list[dict[str, Any]] | None = Field(
+        default=None, description="a canary rollout's steps, each with its verdict (action, "
+                                  "reason, numbers) and the new version's share asked and "
+                                  "effective; None: it went all at once")
 
 
 class RemovalResult(BaseModel):
@@ -203,6 +270,7 @@ class DeploymentState(NormalizedRequest):
     result: DeploymentResult | None = None
     rollback: Rollback | None = None
     model_auth: AuthState | None = None
+    canary: CanaryState | None = None
 
     def out(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from trainship import model_auth, registry, served, staging
+from trainship.canary import Policy
 from trainship.cluster import ClusterDriver, Unreachable
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.config import Settings
@@ -30,6 +31,7 @@ from trainship.errors import (
     ErrorDocument,
     ImageBuildFailed,
     InternalError,
+    InvalidRequest,
     RolloutFailed,
     TrainingBuildFailed,
     TrainshipError,
@@ -42,6 +44,7 @@ from trainship.names import serving_name
 from trainship.request import normalize, parse_request
 from trainship.state import (
     AuthState,
+    CanaryState,
     DeploymentResult,
     DeploymentState,
     FailedStep,
@@ -80,12 +83,34 @@ def register_model(state: DeploymentState, *, settings: Settings) -> DeploymentS
     return stage_job(state, settings)  # BuildImage reads the registered model from it
 
 
+def canary_policy(state: DeploymentState, settings: Settings) -> Policy | None:
+    """The canary's policy when the deployment asks for one (its request's ``rollout``,
+    else the stack's ``default_rollout``); None: all at once. A rollback always goes all at
+    once (the version it replaces may be what is broken)."""
+    release = state.release
+    strategy = release.strategy if release is not None else settings.default_rollout
+    if strategy != "canary" or state.rollback is not None:
+        return None
+    if release is None:
+        return Policy()
+    try:
+        return release.policy()
+    except ValueError as exc:  # ValidateRequest checked it: a state edited since
+        raise InvalidRequest("The request's rollout is not a canary policy",
+                             details=f"rollout: {exc}", step="DeployModel") from exc
+
+
 def deploy_model(state: DeploymentState, *, settings: Settings,
                  driver: ClusterDriver) -> DeploymentState:
+    """Apply the new version. A canary (:func:`canary_policy`) runs it beside the live
+    version without a share of the traffic, and sets ``$.canary`` for the canary loop
+    (trainship.canary_steps) when there is a live version to share with; without one (a
+    first deployment) it goes all at once. A redrive resuming here starts the canary over."""
     assert state.model is not None and state.image is not None
     image_uri = state.image.variable("IMAGE_URI") or ""
     if not image_uri:
         raise ImageBuildFailed("BuildImage exported no IMAGE_URI", step="DeployModel")
+    policy = canary_policy(state, settings)
     deadline = time.time() + settings.rollout_timeout_seconds
     # the auth file first: the pods mount it (trainship.model_auth)
     state.model_auth = model_auth.prepare(driver, state.model_name, requested=state.auth,
@@ -98,15 +123,18 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
             cpu=state.resources.cpu, memory=state.resources.memory,
             progress_deadline_seconds=settings.rollout_timeout_seconds,
             requirements=state.requirements, debug=state.debug,
-            replace_higher=state.rollback is not None))
+            replace_higher=state.rollback is not None, canary=policy is not None))
     except Exception:  # nothing applied: the model's auth as it was
         model_auth.restore(driver, state.model_name, state.model_auth)
         raise
     state.rollout = RolloutState(
         ready=False, poll_seconds=settings.rollout_poll_seconds, deadline=deadline,
         inference_url=applied.inference_url, test_url=applied.test_url, image_uri=image_uri,
-        handle=applied.handle,
+        handle=applied.handle, live_version=applied.live_version,
         message="applied")
+    live = applied.live_version
+    state.canary = (CanaryState.start(policy, new_version=state.model.version, live_version=live)
+                    if policy is not None and live and live != state.model.version else None)
     return state
 
 
@@ -267,7 +295,7 @@ def promote_model(state: DeploymentState, *, settings: Settings, driver: Cluster
         alias=settings.model_alias if superseded_by is None else "",
         live=superseded_by is None, superseded_by=superseded_by,
         deployment_time_seconds=_seconds_since(state.started_at), auth=mode,
-        inference_token=token)
+        inference_token=token, canary=state.canary.history if state.canary else None)
     return state
 
 
