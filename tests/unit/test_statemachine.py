@@ -12,12 +12,13 @@ from trainship.pipeline import ASL_PATH, RESUME_AT
 
 FLOW = ["Route", "PrepareRollback", "ValidateRequest", "TrainModel", "RegisterModel",
         "BuildImage", "DeployModel",
-        "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "PromoteModel",
+        "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "ChooseRollout",
+        "ShiftTraffic", "WaitForCanary", "JudgeCanary", "CanaryVerdict", "PromoteModel",
         "DeploymentSucceeded", "RecordFailure", "DeploymentFailed", "ResumeFailedStep",
         "RemoveModel", "ModelRemoved", "RotateToken", "TokenRotated"]
 CAUGHT = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
-          "CheckRollout", "SmokeTestModel", "PromoteModel", "RemoveModel", "PrepareRollback",
-          "RotateToken"]
+          "CheckRollout", "SmokeTestModel", "ShiftTraffic", "JudgeCanary", "PromoteModel",
+          "RemoveModel", "PrepareRollback", "RotateToken"]
 
 
 def definition() -> dict:
@@ -60,6 +61,32 @@ def test_every_task_retries_transients_and_catches_to_its_caught_state() -> None
                           "ResultPath": "$.failed_step", "Next": "RecordFailure"}
 
 
+def test_the_canary_loop_after_the_smoke_test() -> None:
+    """SmokeTestModel -> ChooseRollout: $.canary (DeployModel set it) -> ShiftTraffic ->
+    WaitForCanary ($.canary.interval_seconds) -> JudgeCanary -> CanaryVerdict: "next" ->
+    ShiftTraffic, else PromoteModel; no canary: PromoteModel as before."""
+    states = definition()["States"]
+    assert states["SmokeTestModel"]["Next"] == "ChooseRollout"
+    choose = states["ChooseRollout"]
+    assert choose["Type"] == "Choice" and choose["Default"] == "PromoteModel"
+    assert choose["Choices"] == [{"Variable": "$.canary", "IsPresent": True,
+                                  "Next": "ShiftTraffic"}]
+    wait = states["WaitForCanary"]
+    assert wait["Type"] == "Wait" and wait["SecondsPath"] == "$.canary.interval_seconds"
+    assert (states["ShiftTraffic"]["Next"], wait["Next"], states["JudgeCanary"]["Next"]) == (
+        "WaitForCanary", "JudgeCanary", "CanaryVerdict")
+    verdict = states["CanaryVerdict"]
+    assert verdict["Type"] == "Choice" and verdict["Default"] == "PromoteModel"
+    assert verdict["Choices"] == [{"Variable": "$.canary.action", "StringEquals": "next",
+                                   "Next": "ShiftTraffic"}]
+    for name in ("ShiftTraffic", "JudgeCanary"):
+        # the whole state in and out, like every step's Lambda; retried like SmokeTestModel
+        assert states[name]["Parameters"]["Payload.$"] == "$"
+        assert states[name]["OutputPath"] == "$.Payload"
+        assert states[name]["Retry"] == states["SmokeTestModel"]["Retry"]
+        assert RESUME_AT[name] == "DeployModel"
+
+
 def test_build_results_are_trimmed_before_they_join_the_state() -> None:
     for name in ("TrainModel", "BuildImage"):
         state = definition()["States"][name]
@@ -93,4 +120,4 @@ def test_local_substitutions_cover_every_placeholder() -> None:
     assert "${" not in json.dumps(rendered)
     arns = {s["Parameters"]["FunctionName"] for s in rendered["States"].values()
             if s.get("Resource") == "arn:aws:states:::lambda:invoke"}
-    assert len(arns) == 11
+    assert len(arns) == 13
