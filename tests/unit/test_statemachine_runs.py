@@ -1,6 +1,6 @@
 """The rendered ASL file run by a real ASL interpreter (moto's, as the local stack runs it):
-the failure path and its redrive, the Route state, the rollback path and the token
-rotation's. Every Task is
+the failure path and its redrive, the Route state, the rollback path, the token
+rotation's and the canary loop. Every Task is
 routed to a stand-in (``Pipeline``) except RecordFailure and DeploymentFailed, the real
 handlers."""
 
@@ -18,6 +18,7 @@ from moto import mock_aws
 from trainship.deployments.store import record_of
 from trainship.errors import (
     AuthNotEnabled,
+    CanaryFailed,
     DeploymentNotRedrivable,
     InvalidRequest,
     RolloutFailed,
@@ -45,6 +46,8 @@ class Pipeline:
         self.calls: list[tuple[str, Any]] = []
         self.by_arn = {local_function_arn(step): step for step in LAMBDA_STEPS}
         self.by_project = {project: state for state, project in PROJECTS.items()}
+        # a canary: DeployModel sets $.canary, JudgeCanary answers these actions in turn
+        self.canary_verdicts: list[str] | None = None
 
     def __call__(self, resource: str, params: dict[str, Any]) -> Any:
         if resource.endswith(":lambda:invoke"):
@@ -66,6 +69,15 @@ class Pipeline:
             elif step == "DeployModel":
                 state["rollout"] = {"ready": False, "poll_seconds": 0, "attempt": len(
                     [c for c in self.calls if c[0] == "DeployModel"])}
+                if self.canary_verdicts is not None:  # a fresh canary, as steps.deploy_model
+                    state["canary"] = {"interval_seconds": 1, "step": 0, "action": ""}
+            elif step == "ShiftTraffic":
+                state["canary"] = {**state["canary"], "action": ""}
+            elif step == "JudgeCanary":
+                assert self.canary_verdicts, "JudgeCanary called once too often"
+                action = self.canary_verdicts.pop(0)
+                state["canary"] = {**state["canary"], "action": action,
+                                   "step": state["canary"]["step"] + (action == "next")}
             elif step == "CheckRollout":
                 state["rollout"] = {**state["rollout"], "ready": True}
             elif step == "RotateToken":  # trainship.state.TokenRotation
@@ -164,7 +176,7 @@ def test_a_failed_build_image_is_recorded_then_redriven_without_retraining(
     assert states[states.index("ExecutionRedriven"):] == [
         "ExecutionRedriven", "DeploymentFailed", "ResumeFailedStep", "BuildImage",
         "DeployModel", "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel",
-        "PromoteModel", "DeploymentSucceeded"]
+        "ChooseRollout", "PromoteModel", "DeploymentSucceeded"]
     assert len(pipeline.called("TrainModel")) == 1  # no retraining
     first, again = pipeline.called("BuildImage")
     assert first == again  # the same input as the attempt that failed
@@ -215,7 +227,8 @@ def test_a_rollback_skips_training_and_the_build(pipeline: Pipeline) -> None:
     assert described["status"] == "SUCCEEDED", described
     assert pipeline.entered(arn) == [
         "Route", "PrepareRollback", "DeployModel", "WaitForRollout", "CheckRollout",
-        "IsRolloutDone", "SmokeTestModel", "PromoteModel", "DeploymentSucceeded"]
+        "IsRolloutDone", "SmokeTestModel", "ChooseRollout", "PromoteModel",
+        "DeploymentSucceeded"]
     assert json.loads(described["output"])["version"] == "1"
 
 
@@ -274,3 +287,65 @@ def test_a_refused_rotation_is_recorded_undoes_nothing_and_redrives_at_rotate_to
     assert again["status"] == "SUCCEEDED", again
     assert pipeline.entered(arn)[-3:] == ["ResumeFailedStep", "RotateToken", "TokenRotated"]
     assert len(pipeline.called("RotateToken")) == 2
+
+
+# --- the canary loop ---------------------------------------------------------------------
+
+CANARY_STEP = ["ShiftTraffic", "WaitForCanary", "JudgeCanary", "CanaryVerdict"]
+
+
+def test_a_canary_loops_step_by_step_then_promotes(pipeline: Pipeline) -> None:
+    pipeline.canary_verdicts = ["next", "next", "promote"]
+    arn = pipeline.start({"model_name": "m", "script": "x"})
+    described = pipeline.wait(arn)
+    assert described["status"] == "SUCCEEDED", described
+    entered = pipeline.entered(arn)
+    start = entered.index("ChooseRollout")
+    assert entered[start - 1] == "SmokeTestModel"
+    assert entered[start:] == ["ChooseRollout", *CANARY_STEP * 3, "PromoteModel",
+                               "DeploymentSucceeded"]
+    # each step's state reaches the next: the Wait read $.canary.interval_seconds
+    assert [p["canary"]["step"] for p in pipeline.called("ShiftTraffic")] == [0, 1, 2]
+    assert pipeline.called("PromoteModel")[0]["canary"]["action"] == "promote"
+    waits = [e for e in pipeline.history(arn) if e["type"] == "WaitStateEntered"]
+    assert len([w for w in waits if w["stateEnteredEventDetails"]["name"]
+                == "WaitForCanary"]) == 3
+
+
+def test_without_a_canary_the_smoke_test_leads_to_promote(pipeline: Pipeline) -> None:
+    arn = pipeline.start({"model_name": "m", "script": "x"})
+    assert pipeline.wait(arn)["status"] == "SUCCEEDED"
+    entered = pipeline.entered(arn)
+    assert entered[entered.index("SmokeTestModel"):] == [
+        "SmokeTestModel", "ChooseRollout", "PromoteModel", "DeploymentSucceeded"]
+    assert not pipeline.called("ShiftTraffic") and not pipeline.called("JudgeCanary")
+
+
+def test_a_rolled_back_canary_is_recorded_and_redriven_from_deploy_model(
+        pipeline: Pipeline) -> None:
+    pipeline.canary_verdicts = ["next", "promote"]
+    pipeline.failing["JudgeCanary"] = 1
+    pipeline.errors["JudgeCanary"] = CanaryFailed(
+        "m v2 was rolled back at canary step 1 of 2", details='{"verdict": {}}',
+        step="JudgeCanary")
+    arn = pipeline.start({"model_name": "m", "script": "x"})
+    described = pipeline.wait(arn)
+    assert described["status"] == "FAILED" and described["error"] == "CanaryFailed"
+    assert pipeline.entered(arn)[-6:] == ["ShiftTraffic", "WaitForCanary", "JudgeCanary",
+                                          "JudgeCanaryCaught", "RecordFailure",
+                                          "DeploymentFailed"]
+    document = document_from_cause(described["cause"])
+    assert document is not None and document.step == "JudgeCanary"
+    assert document.details == '{"verdict": {}}' and "all-at-once" in document.help
+    assert pipeline.called("RecordFailure")[0]["failed_step"]["name"] == "JudgeCanary"
+    check_redrivable(record_of(described, pipeline.history(arn)))
+    pipeline.client.redrive_execution(executionArn=arn)
+    again = pipeline.wait(arn)
+    assert again["status"] == "SUCCEEDED", again
+    entered = pipeline.entered(arn)
+    resumed = entered[entered.index("ExecutionRedriven"):]
+    assert resumed[:4] == ["ExecutionRedriven", "DeploymentFailed", "ResumeFailedStep",
+                           "DeployModel"]
+    assert resumed[-4:] == ["JudgeCanary", "CanaryVerdict", "PromoteModel",
+                            "DeploymentSucceeded"]
+    assert len(pipeline.called("TrainModel")) == 1  # the canary starts over, not training
