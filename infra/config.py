@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainship.cluster.manifests import ACM_CERTIFICATE_ARN, ARCHITECTURES, LB_SCHEMES
+from trainship.config import ROLLOUTS
 
 PREFIX = "trainship:"
 
@@ -65,6 +66,9 @@ class Config:
     # a new model's auth when its request names none: its URL is internet-facing by
     # default (a LoadBalancer Service), and a URL that answers anyone is not a safe default
     default_auth: str = "token"
+    # how a new version of a model that already serves goes live when its request names no
+    # rollout: "canary" (judged on live metrics, rolled back on a breach) or "all-at-once"
+    default_rollout: str = "canary"
 
     @property
     def managed_mlflow(self) -> bool:
@@ -122,6 +126,7 @@ class Config:
             vpc_id=str(value("vpcId", "")),
             dlc_account=str(value("deepLearningContainersAccount", "")),
             default_auth=str(value("defaultAuth", defaults.default_auth)).lower(),
+            default_rollout=str(value("defaultRollout", defaults.default_rollout)).lower(),
         )
         config.validate()
         return config
@@ -129,6 +134,8 @@ class Config:
     def validate(self) -> None:
         if self.default_auth not in ("token", "none"):
             raise ValueError("trainship:defaultAuth must be 'token' or 'none'")
+        if self.default_rollout not in ROLLOUTS:
+            raise ValueError("trainship:defaultRollout must be 'canary' or 'all-at-once'")
         if self.train_compute not in COMPUTE_TYPES:
             raise ValueError(f"trainship:trainCompute must be one of {sorted(COMPUTE_TYPES)}")
         if self.api_auth not in ("iam", "none"):

@@ -33,7 +33,10 @@ BUILD_QUEUED_MINUTES = 60
 # WaitForRollout interval (TRAINSHIP_ROLLOUT_POLL_SECONDS).
 ROLLOUT_TIMEOUT_SECONDS = 600
 ROLLOUT_POLL_SECONDS = 10
-# The execution timeout is the ASL's top-level TimeoutSeconds (26 h): the worst path
-# with every retry taken at full length is about 24 h (four 3.6 h TrainModel attempts
-# dominate); a deployment normally takes minutes. CDK's StateMachine(timeout=...) is
-# not used: with DefinitionBody.from_string it never reaches the template.
+# The execution timeout is the ASL's top-level TimeoutSeconds (96 h): the worst path
+# with every retry taken at full length is about 83 h: 24.8 h without a canary (four
+# 3.6 h TrainModel attempts dominate), plus a canary's waits (at most
+# trainship.canary.MAX_CANARY_SECONDS, 24 h) and up to 100 steps of ShiftTraffic and
+# JudgeCanary with every retry (34 h); a deployment normally takes minutes. CDK's
+# StateMachine(timeout=...) is not used: with DefinitionBody.from_string it never reaches
+# the template.

@@ -60,7 +60,11 @@ MEASURED_UP_TO_MS = 5000.0  # the highest finite latency bucket: 5 s
 Action = Literal["next", "promote", "rollback"]
 NoTraffic = Literal["promote", "rollback"]
 NO_TRAFFIC: tuple[NoTraffic, ...] = ("promote", "rollback")
-MAX_EXECUTION_SECONDS = 365 * 24 * 3600  # a Standard Step Functions execution: one year
+# The waits of all of a canary's steps together: the state machine's execution timeout
+# (infra/statemachine/deploy.asl.json) has room for this much of canary on top of the
+# worst path of everything else (tests/infra/test_limits.py), so a canary never outlasts
+# the execution (which would end it without RecordFailure taking the new version out)
+MAX_CANARY_SECONDS = 24 * 3600
 
 Buckets = tuple[tuple[float, float], ...]
 
@@ -238,10 +242,10 @@ class Policy:
             raise ValueError(f"canary interval must be a whole number of seconds, at least "
                              f"1 (not {self.interval_seconds!r}): Step Functions waits "
                              "whole seconds")
-        if self.interval_seconds * len(self.steps) > MAX_EXECUTION_SECONDS:
+        if self.interval_seconds * len(self.steps) > MAX_CANARY_SECONDS:
             raise ValueError(f"{len(self.steps)} canary steps of {self.interval_seconds} s "
-                             "take longer than a deployment may run (one year): use fewer "
-                             "steps or a shorter interval")
+                             "take longer than a deployment may run its canary (24 h in "
+                             "all): use fewer steps or a shorter interval")
         if not _is_number(self.max_error_rate) or not 0 <= self.max_error_rate <= 1:
             raise ValueError(f"max error rate is a fraction between 0 and 1 (0.05 for 5%), "
                              f"not {self.max_error_rate!r}")

@@ -46,6 +46,8 @@ class Functions:
             "TRAINSHIP_IMAGE_REPOSITORY": storage.repository.repository_uri,
             # DeployModel: a new model's auth when its request names none (defaultAuth)
             "TRAINSHIP_DEFAULT_AUTH": config.default_auth,
+            # DeployModel: canary or all at once when the request names no rollout
+            "TRAINSHIP_DEFAULT_ROLLOUT": config.default_rollout,
             "TRAINSHIP_LB_CERTIFICATE_ARN": config.certificate_arn,  # "": plain HTTP
         }
         # PrepareRollback (and the API) check that a version's image is still in ECR

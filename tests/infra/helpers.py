@@ -31,7 +31,7 @@ VARIANT: dict[str, Any] = dict(
     loadBalancerSourceRanges=["10.0.0.0/8", "192.168.1.0/24"], apiReservedConcurrency=5,
     trainCompute="gpu", deepLearningContainersAccount="123456789012",
     buildkitImage=BUILDKIT_COPY, servingWorkers=4, defaultAuth="none",
-    certificateArn=CERTIFICATE)
+    certificateArn=CERTIFICATE, defaultRollout="all-at-once")
 
 
 def synth(tmp: Path, **context: Any) -> Synth:

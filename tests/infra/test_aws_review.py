@@ -116,6 +116,7 @@ def test_a_certificate_needs_a_load_balancer() -> None:
     ("mlflowArtifactBucket", "s3://bucket/prefix"),
     ("apiReservedConcurrency", -1),
     ("defaultAuth", "basic"),
+    ("defaultRollout", "blue-green"),
     ("certificateArn", "my-certificate"),
     ("certificateArn", "arn:aws:iam::111122223333:server-certificate/web"),
 ])

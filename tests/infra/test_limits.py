@@ -8,7 +8,10 @@ AWS's semantics:
   TIMED_OUT at the latter, which startBuild.sync reports as a failed task;
 - each Retry attempt may take the state's whole TimeoutSeconds (conservative), with
   waits of IntervalSeconds * BackoffRate^n between attempts;
-- the rollout loop ends at the first CheckRollout past the rollout deadline.
+- the rollout loop ends at the first CheckRollout past the rollout deadline;
+- the canary loop (its Wait reads ``$.canary.interval_seconds``) runs at most one round per
+  step, at most 100 steps (they increase from 1 to 100 percent), and its waits add up to
+  at most trainship.canary.MAX_CANARY_SECONDS (Policy refuses more).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from tests.infra.helpers import Synth, definition_with_substitutions
+from trainship.canary import MAX_CANARY_SECONDS
 from trainship.request import MAX_TIMEOUT_SECONDS
+
+CANARY_WAIT_PATH = "$.canary.interval_seconds"
+MAX_CANARY_STEPS = 100
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -72,9 +79,18 @@ def worst_path_seconds(definition: dict[str, Any], rollout_deadline: float,
     """The longest a failing execution can take up to the end of RecordFailure."""
     states = definition["States"]
     in_loop = {name for name in states if name in _reach(states, name)}
-    main = [name for name in states if name not in in_loop and name != "RecordFailure"]
+    canary_waits = [name for name in in_loop
+                    if states[name].get("SecondsPath") == CANARY_WAIT_PATH]
+    canary = {name for wait in canary_waits for name in in_loop
+              if name in _reach(states, wait) and wait in _reach(states, name)}
+    in_loop -= canary
+    main = [name for name in states if name not in in_loop | canary
+            and name != "RecordFailure"]
     total = sum(attempt_worst(states[n]) for n in main if states[n]["Type"] == "Task")
     total += sum(states[n].get("Seconds", 0) for n in main if states[n]["Type"] == "Wait")
+    if canary:
+        total += MAX_CANARY_SECONDS + MAX_CANARY_STEPS * sum(
+            attempt_worst(states[n]) for n in canary if states[n]["Type"] == "Task")
     if in_loop:
         # ends at the first check past the deadline: at most one check that started just
         # before it, one wait and one more check
@@ -124,6 +140,29 @@ def test_worst_path_with_record_failure_fits_the_execution_timeout(synthesized: 
     worst = worst_path_seconds(definition, deadline, poll)
     # `definition` is the template's own DefinitionString: the limit reaches AWS
     assert worst < definition["TimeoutSeconds"], (worst, definition["TimeoutSeconds"])
+
+
+def test_the_canary_loop_counts_apart_from_the_rollout_loop(synthesized: Synth) -> None:
+    """Both loops are found, each with its own states; the canary's worst is what the
+    execution timeout grew by."""
+    _, template, _ = synthesized
+    definition, _ = definition_with_substitutions(template)
+    states = definition["States"]
+    assert states["WaitForCanary"]["SecondsPath"] == CANARY_WAIT_PATH
+    loop = _reach(states, "WaitForCanary")
+    assert {"ShiftTraffic", "JudgeCanary", "CanaryVerdict"} <= loop
+    assert "WaitForRollout" not in loop
+    without = {**definition, "States": {
+        **states, "SmokeTestModel": {**states["SmokeTestModel"], "Next": "PromoteModel"}}}
+    for name in ("ChooseRollout", "ShiftTraffic", "WaitForCanary", "JudgeCanary",
+                 "CanaryVerdict"):
+        del without["States"][name]
+    env = _function(template, "CheckRollout")["Environment"]["Variables"]
+    args = (float(env["TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS"]),
+            float(env["TRAINSHIP_ROLLOUT_POLL_SECONDS"]))
+    grown = worst_path_seconds(definition, *args) - worst_path_seconds(without, *args)
+    per_step = attempt_worst(states["ShiftTraffic"]) + attempt_worst(states["JudgeCanary"])
+    assert grown == MAX_CANARY_SECONDS + MAX_CANARY_STEPS * per_step
 
 
 def test_the_old_limits_would_not_nest() -> None:

@@ -367,3 +367,23 @@ def test_new_models_get_token_auth_on_aws_unless_the_context_says_none(
         deploy = next(f for k, f in functions.items() if k.startswith("DeployModelFunction"))
         assert deploy["Properties"]["Environment"]["Variables"][
             "TRAINSHIP_DEFAULT_AUTH"] == expected
+
+
+def test_new_versions_go_canary_on_aws_unless_the_context_says_all_at_once(
+        synthesized: Synth, variant: Synth) -> None:
+    """trainship:defaultRollout (default canary) reaches DeployModel as
+    TRAINSHIP_DEFAULT_ROLLOUT; the canary's steps run as the cluster role, like the smoke
+    test (the traffic split and the pods' /metrics through the API server)."""
+    for (_, template, _), expected in ((synthesized, "canary"), (variant, "all-at-once")):
+        functions = resources(template, "AWS::Lambda::Function")
+        deploy = next(f for k, f in functions.items() if k.startswith("DeployModelFunction"))
+        assert deploy["Properties"]["Environment"]["Variables"][
+            "TRAINSHIP_DEFAULT_ROLLOUT"] == expected
+        smoke = next(f for k, f in functions.items() if k.startswith("SmokeTestModelFunction"))
+        for state, module in (("ShiftTraffic", "shift_traffic"),
+                              ("JudgeCanary", "judge_canary")):
+            fn = next(f for k, f in functions.items() if k.startswith(f"{state}Function"))
+            assert fn["Properties"]["Handler"] == f"lambdas.{module}.handler"
+            assert fn["Properties"]["Role"] == smoke["Properties"]["Role"]
+            assert fn["Properties"]["Environment"]["Variables"]["TRAINSHIP_CLUSTER"] == \
+                "kubernetes"
