@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from tests.helpers import FakeDriver, handle, state
-from trainship import canary_steps, registry, request, steps
+from trainship import auth, canary_steps, registry, request, steps
 from trainship.canary import Policy
 from trainship.cluster import Applied
 from trainship.config import ROLLOUTS, Settings
@@ -415,3 +415,78 @@ def test_the_stacks_default_rollout_comes_from_the_environment(
     monkeypatch.setenv("TRAINSHIP_DEFAULT_ROLLOUT", "blue-green")
     with pytest.raises(ValueError, match="TRAINSHIP_DEFAULT_ROLLOUT"):
         Settings.from_env()
+
+
+# --- the model's auth through a canary (trainship.model_auth) ---------------------------
+
+def canary_deployment(tmp_path: Path, driver: CanaryDriver, verdicts: int, *,
+                      auth_mode: str | None, errors: bool = False) -> DeploymentState:
+    """DeployModel, SmokeTestModel, then ShiftTraffic/JudgeCanary ``verdicts`` times (the
+    new version answering 25 requests a step, 5xx when ``errors``), as the state machine
+    chains them: CanaryFailed propagates."""
+    extra = {"auth": auth_mode} if auth_mode else {}
+    s = deploy(tmp_path, driver, release={"strategy": "canary", "steps": [50, 100]}, **extra)
+    s = through_json(steps.smoke_test(s, settings=settings(tmp_path),
+                                      driver=driver))  # type: ignore[arg-type]
+    for _ in range(verdicts):
+        s = shift(s, driver)
+        driver.instances[NEW]["new-a"].answer(25, status=500 if errors else 200)
+        s = judge(s, driver)
+    return s
+
+
+@pytest.fixture
+def no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "serving_input_example", lambda *a: {"inputs": [[1.0]]})
+    monkeypatch.setattr(registry, "promote", lambda **kw: False)
+
+
+@pytest.mark.usefixtures("no_registry")
+def test_a_token_turned_on_is_delivered_after_the_canary_and_kept_open_during_it(
+        tmp_path: Path) -> None:
+    """none -> token: both versions read the one auth file, which stays open through the
+    canary (the live version's clients send no token yet) until PromoteModel delivers the
+    token, as without a canary."""
+    driver = CanaryDriver()
+    driver.auth["m"] = auth.render(auth.open_file())
+    s = canary_deployment(tmp_path, driver, 2, auth_mode="token")
+    assert s.canary is not None and s.canary.action == "promote"
+    assert auth.parse(driver.auth["m"]).open  # through the whole canary
+    s = steps.promote_model(s, settings=settings(tmp_path), driver=driver,  # type: ignore[arg-type]
+                            pins=NoImagePins())
+    assert s.result is not None and s.result.auth == "token" and s.result.inference_token
+    assert s.result.canary is not None and len(s.result.canary) == 2
+    written = auth.parse(driver.auth["m"])
+    assert not written.open and [e.kind for e in written.entries] == ["token"]
+
+
+@pytest.mark.usefixtures("no_registry")
+def test_a_rolled_back_canary_is_recorded_and_leaves_the_models_auth_as_it_was(
+        tmp_path: Path) -> None:
+    """A model with a token: a canary that fails goes to RecordFailure like any failure
+    (the Catch hands it JudgeCanary's input and the error): the new version discarded (the
+    live one keeps all of the traffic), its smoke entry gone, the token kept, and the error
+    document is CanaryFailed's with its numbers."""
+    driver = CanaryDriver()
+    token = "tsk_delivered"
+    driver.auth["m"] = auth.render(auth.with_token(auth.AuthFile(), auth.digest(token),
+                                                   pending=False))
+    before = driver.auth["m"]
+    s = canary_deployment(tmp_path, driver, 0, auth_mode=None)
+    assert s.model_auth is not None and s.model_auth.mode == "token"
+    assert driver.auth["m"] != before  # the smoke test's entry, while the canary runs
+    s = shift(s, driver)
+    driver.instances[NEW]["new-a"].answer(25, status=500)
+    with pytest.raises(CanaryFailed) as caught:
+        canary_steps.judge_canary(s, driver=driver)  # type: ignore[arg-type]
+    context = steps.FailureContext.model_validate({**s.out(), "failure": {
+        "Error": "CanaryFailed", "Cause": json.dumps({"errorMessage": str(caught.value),
+                                                      "errorType": "CanaryFailed"})}})
+    recorded = steps.record_failure(context, cluster=lambda: driver)  # type: ignore[arg-type, return-value]
+    assert recorded["error"] == "CanaryFailed"
+    doc = document_from_json(recorded["cause"])
+    assert doc is not None and doc.step == "JudgeCanary"
+    assert json.loads(doc.details)["verdict"]["numbers"]["new"]["errors"] == 25
+    assert s.rollout is not None and driver.discarded == [s.rollout.handle]
+    assert driver.auth["m"] == before
+    assert auth.allows(auth.parse(driver.auth["m"]), token, 1_900_000_000.0)
