@@ -55,7 +55,7 @@ class ModelInfo(BaseModel):
 class Handle(TypedDict):
     """A cluster driver's handle on the version it applied: a JSON object that travels in
     the state (``rollout.handle``) from DeployModel to CheckRollout, SmokeTestModel,
-    PromoteModel and RecordFailure. These keys every driver sets; the others are the
+    ShiftTraffic (a canary), PromoteModel and RecordFailure. These keys every driver sets; the others are the
     driver's own (trainship.cluster.handles), kept as they are."""
 
     model_name: str
