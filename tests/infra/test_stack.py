@@ -165,8 +165,8 @@ def test_functions_are_arm64_current_python_traced_json_logs(synthesized: Synth)
     _, template, _ = synthesized
     functions = resources(template, "AWS::Lambda::Function")
     # one per Lambda state of the pipeline table (DeploymentFailed, RemoveModel,
-    # PrepareRollback, RotateToken included), and the API's
-    assert len(functions) == len(LAMBDA_STEPS) + 1 == 12
+    # PrepareRollback, RotateToken, ShiftTraffic and JudgeCanary included), and the API's
+    assert len(functions) == len(LAMBDA_STEPS) + 1 == 14
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
