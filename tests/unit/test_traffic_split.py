@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import LocalServer
 from tests.unit.fake_kube import FakeKube, pod, spec
-from trainship.cluster import front, process
+from trainship.cluster import front, live_by_records, process
 from trainship.cluster.handles import PodmanHandle, ProcessHandle, RecordState
 from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.podman import PodmanDriver
@@ -139,7 +139,7 @@ def split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Split]:
 
 def test_a_30_70_split_over_100_requests(split: Split) -> None:
     driver, directory, port, old, new = split
-    driver.set_traffic(new, 30)
+    assert driver.set_traffic(new, 30) == 30  # the effective share: exactly the weight
     assert front.targets(directory) == ((old["port"], 70), (new["port"], 30))
     seen = Counter(get(port) for _ in range(100))  # a new connection each
     assert seen == {"one": 70, "two": 30}
@@ -163,12 +163,38 @@ def test_a_keep_alive_connection_is_split_per_request(split: Split) -> None:
 
 def test_100_moves_everything_and_0_moves_it_back(split: Split) -> None:
     driver, directory, port, old, new = split
-    driver.set_traffic(new, 100)
+    assert driver.set_traffic(new, 100) == 100
     assert (directory / "target").read_text() == str(new["port"])  # the old format
     assert {get(port) for _ in range(10)} == {"two"}
     driver.set_traffic(new, 0)
     assert front.targets(directory) == ((old["port"], 100),)
     assert {get(port) for _ in range(10)} == {"one"}
+
+
+def test_a_canary_takes_no_traffic_until_set_traffic(split: Split) -> None:
+    driver, directory, port, old, new = split  # v2 applied beside v1 (the fixture)
+    assert front.targets(directory) == ((old["port"], 100),)
+    assert {get(port) for _ in range(20)} == {"one"}
+    assert get(new["port"]) == "two"  # it answers on its own port (the smoke test)
+
+
+def test_promote_after_a_canary_gives_the_new_version_everything(split: Split) -> None:
+    driver, directory, port, old, new = split
+    driver.set_traffic(new, 50)
+    assert Counter(get(port) for _ in range(10)) == {"one": 5, "two": 5}
+    assert driver.promote(new) is None
+    assert front.targets(directory) == ((new["port"], 100),)
+    assert {get(port) for _ in range(10)} == {"two"}
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("2", "serving")]
+
+
+def test_discarding_a_canary_gives_the_live_version_everything(split: Split) -> None:
+    driver, directory, port, old, new = split
+    driver.set_traffic(new, 50)
+    driver.discard(new)
+    assert front.targets(directory) == ((old["port"], 100),)
+    assert {get(port) for _ in range(10)} == {"one"}
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("1", "serving")]
 
 
 def test_a_canary_in_flight_is_drained_when_it_is_discarded(split: Split) -> None:
@@ -213,7 +239,7 @@ def test_set_traffic_refuses_nonsense(split: Split, tmp_path: Path) -> None:
 def test_scrape_asks_every_version_on_its_own_port(split: Split) -> None:
     driver, _, _, _, _ = split
     driver._save(record("3", free_port(), "starting"))  # does not answer: left out
-    assert driver.scrape("iris") == {"1": ["one"], "2": ["two"], "3": []}
+    assert driver.scrape("iris") == {"1": {"101": "one"}, "2": {"102": "two"}, "3": {}}
 
 
 # --- podman: the same front ----------------------------------------------------------------
@@ -273,3 +299,12 @@ def test_kubernetes_does_not_split_traffic_yet(kube: tuple[FakeKube, KubernetesD
         driver.set_traffic(handle, 10)
     with pytest.raises(ValueError, match="percentage"):
         driver.set_traffic(handle, 150)
+
+
+def test_the_live_version_of_an_apply_is_the_highest_other_that_serves() -> None:
+    records = [record("1", 8001), record("3", 8003), record("4", 8004, "starting")]
+    assert live_by_records("4", records) == "3"  # 4 itself, and starting ones, do not count
+    assert live_by_records("3", records) == "1"
+    assert live_by_records("1", [record("1", 8001)]) == ""
+    assert live_by_records("10", [record("9", 8009), record("10", 8010, "starting"),
+                                  record("2", 8002)]) == "9"  # by number, not by text
