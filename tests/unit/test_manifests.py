@@ -25,6 +25,7 @@ from trainship.cluster.manifests import (
     LB_SSL_PORTS_ANNOTATION,
     WorkloadSpec,
     auth_secret,
+    canary_deployment,
     render,
     to_yaml,
 )
@@ -75,6 +76,29 @@ def test_strict_schema_validation(manifest_file: Path) -> None:
     name = VARIANTS[manifest_file.stem].serving_name  # iris; test-model-v2 (trainship.names)
     assert f"passed for resource deployment/{name}" in proc.stdout + proc.stderr
     assert f"passed for resource secret/{name}-auth" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("variant", ["replicated", "registered-name", "autoscaled"])
+def test_the_canary_deployment_passes_strict_validation(variant: str, tmp_path: Path) -> None:
+    spec = VARIANTS[variant]
+    path = tmp_path / "canary.yaml"
+    path.write_text(to_yaml([canary_deployment(spec, replicas=2)]))
+    proc = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"passed for resource deployment/{spec.serving_name}-canary" in \
+        proc.stdout + proc.stderr
+
+
+def test_service_policy_and_budget_select_the_model_by_its_instance_alone() -> None:
+    objects = {obj["kind"]: obj for obj in render(VARIANTS["replicated"])}
+    instance = {"app.kubernetes.io/instance": "iris"}
+    assert objects["Service"]["spec"]["selector"] == instance
+    assert objects["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"] == instance
+    assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == instance
+    # the Deployment's own selector is as it always was (immutable in apps/v1)
+    assert objects["Deployment"]["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "iris", "app.kubernetes.io/instance": "iris"}
 
 
 def test_strict_validation_catches_a_bad_field(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """A canary's traffic split on the local stack: the weighted target file and its smooth
 weighted round-robin (trainship.cluster.weighted), the real proxy process sharing requests
 between two versions (per request, keep-alive connections included), the local drivers'
-set_traffic / scrape / discard, and what the kubernetes driver does instead."""
+set_traffic / scrape / promote / discard. The kubernetes driver's split is in
+test_kubernetes_canary.py."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.helpers import LocalServer
-from tests.unit.fake_kube import FakeKube, pod, spec
 from trainship.cluster import front, live_by_records, process
 from trainship.cluster.handles import PodmanHandle, ProcessHandle, RecordState
-from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.podman import PodmanDriver
 from trainship.cluster.process import ProcessDriver
 from trainship.cluster.weighted import Picker, parse, render
@@ -172,14 +170,14 @@ def test_100_moves_everything_and_0_moves_it_back(split: Split) -> None:
 
 
 def test_a_canary_takes_no_traffic_until_set_traffic(split: Split) -> None:
-    driver, directory, port, old, new = split  # v2 applied beside v1 (the fixture)
+    _, directory, port, old, new = split  # v2 applied beside v1 (the fixture)
     assert front.targets(directory) == ((old["port"], 100),)
     assert {get(port) for _ in range(20)} == {"one"}
     assert get(new["port"]) == "two"  # it answers on its own port (the smoke test)
 
 
 def test_promote_after_a_canary_gives_the_new_version_everything(split: Split) -> None:
-    driver, directory, port, old, new = split
+    driver, directory, port, _, new = split
     driver.set_traffic(new, 50)
     assert Counter(get(port) for _ in range(10)) == {"one": 5, "two": 5}
     assert driver.promote(new) is None
@@ -269,37 +267,7 @@ def test_podman_shares_the_front_the_same_way(tmp_path: Path,
     assert ran == [("pod", "rm", "--force", "iris-v2-pod-0")]
 
 
-# --- kubernetes ----------------------------------------------------------------------------
-
-def ready_pod(version: str, suffix: str, ready: bool = True) -> dict[str, Any]:
-    p = pod(version)
-    p["metadata"]["name"] = f"iris-{version}-{suffix}"
-    p["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
-    return p
-
-
-def test_kubernetes_scrapes_each_ready_pod_through_the_pod_proxy(
-        kube: tuple[FakeKube, KubernetesDriver]) -> None:
-    fake, driver = kube
-    fake.pods = [[ready_pod("1", "a"), ready_pod("1", "b"), ready_pod("2", "c"),
-                  ready_pod("2", "d", ready=False), ready_pod("3", "e")]]
-    fake.metrics = {"iris-1-a": "m1a", "iris-1-b": "m1b", "iris-2-c": "m2c",
-                    "iris-2-d": "never asked"}  # iris-3-e does not answer
-    assert driver.scrape("iris") == {"1": ["m1a", "m1b"], "2": ["m2c"], "3": []}
-    asked = sorted(c.path for c in fake.calls if c.path.endswith("/proxy/metrics"))
-    assert asked == [f"/api/v1/namespaces/trainship/pods/iris-{v}:8080/proxy/metrics"
-                     for v in ("1-a", "1-b", "2-c", "3-e")]
-    assert all(c.method == "GET" for c in fake.calls)
-
-
-def test_kubernetes_does_not_split_traffic_yet(kube: tuple[FakeKube, KubernetesDriver]) -> None:
-    _, driver = kube
-    handle = driver.apply(spec("1")).handle
-    with pytest.raises(NotImplementedError, match="two Deployments behind the one Service"):
-        driver.set_traffic(handle, 10)
-    with pytest.raises(ValueError, match="percentage"):
-        driver.set_traffic(handle, 150)
-
+# --- the live version an apply reports --------------------------------------------------
 
 def test_the_live_version_of_an_apply_is_the_highest_other_that_serves() -> None:
     records = [record("1", 8001), record("3", 8003), record("4", 8004, "starting")]
