@@ -7,6 +7,7 @@ test_kubernetes_canary.py."""
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ import pytest
 from tests.helpers import LocalServer
 from trainship.cluster import front, live_by_records, process
 from trainship.cluster.handles import PodmanHandle, ProcessHandle, RecordState
+from trainship.cluster.manifests import WorkloadSpec
 from trainship.cluster.podman import PodmanDriver
 from trainship.cluster.process import ProcessDriver
 from trainship.cluster.weighted import Picker, parse, render
@@ -238,6 +240,75 @@ def test_scrape_asks_every_version_on_its_own_port(split: Split) -> None:
     driver, _, _, _, _ = split
     driver._save(record("3", free_port(), "starting"))  # does not answer: left out
     assert driver.scrape("iris") == {"1": {"101": "one"}, "2": {"102": "two"}, "3": {}}
+
+
+# --- the process driver end to end: real servers, a real front ----------------------------
+
+SERVER = """#!/bin/sh
+# stands in for the model's python: serves the files "version" (TRAINSHIP_MODEL_VERSION) and
+# "ping" (readiness) on the --port it is given, as trainship.serving would serve the model
+while [ $# -gt 0 ]; do [ "$1" = "--port" ] && PORT=$2; shift; done
+DIR="$ROOT/v$TRAINSHIP_MODEL_VERSION"
+mkdir -p "$DIR" && printf %s "$TRAINSHIP_MODEL_VERSION" > "$DIR/version" && : > "$DIR/ping"
+exec "$PYTHON" -m http.server "$PORT" --bind 127.0.0.1 --directory "$DIR"
+"""
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessDriver]:
+    """The process driver starting real servers (one per version) behind its real front."""
+    script = tmp_path / "python"
+    script.write_text(SERVER)
+    script.chmod(0o755)
+    monkeypatch.setenv("ROOT", str(tmp_path / "www"))
+    monkeypatch.setenv("PYTHON", sys.executable)
+    monkeypatch.setattr(process, "resolve_bundle", lambda uri: tmp_path / "bundle")
+    monkeypatch.setattr(process, "prepare_environment", lambda reqs, cache: str(script))
+    driver = ProcessDriver(tmp_path / "serving")
+    try:
+        yield driver
+    finally:
+        driver.stop_all()
+
+
+def deploy(driver: ProcessDriver, version: str) -> tuple[ProcessHandle, str]:
+    """Apply ``version`` as a canary; (its handle, the live version the driver named)."""
+    applied = driver.apply(WorkloadSpec("iris", version, "bundle@sha256:0", canary=True))
+    deadline = time.monotonic() + 15
+    while not driver.status(applied.handle).ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.status(applied.handle).ready
+    return ProcessHandle(**applied.handle), applied.live_version  # type: ignore[typeddict-item]
+
+
+def versions(driver: ProcessDriver, count: int = 10) -> Counter[str]:
+    url = driver.records("iris")[0]["url"]
+    return Counter(get(int(url.rsplit(":", 1)[1]), "/version") for _ in range(count))
+
+
+def test_process_canaries_with_real_servers(served: ProcessDriver) -> None:
+    driver = served
+    one, live = deploy(driver, "1")
+    assert live == ""  # a first deployment: nothing to share with
+    assert driver.promote(one) is None and versions(driver) == {"1": 10}
+
+    two, live = deploy(driver, "2")
+    assert live == "1"
+    assert versions(driver) == {"1": 10}  # applied, smoke-testable, but no traffic
+    assert get(two["port"], "/version") == "2"
+    assert driver.set_traffic(two, 50) == 50 and versions(driver) == {"1": 5, "2": 5}
+    driver.discard(two)  # rolled back: the live version has everything again
+    assert versions(driver) == {"1": 10}
+    assert [r["version"] for r in driver.records("iris")] == ["1"]
+
+    three, live = deploy(driver, "3")
+    assert live == "1"
+    assert driver.set_traffic(three, 30) == 30 and versions(driver) == {"1": 7, "3": 3}
+    assert driver.set_traffic(three, 100) == 100 and versions(driver) == {"3": 10}
+    assert driver.promote(three) is None
+    assert versions(driver) == {"3": 10}
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("3", "serving")]
+    assert not process.pid_alive(one["pid"]) and not process.pid_alive(two["pid"])
 
 
 # --- podman: the same front ----------------------------------------------------------------

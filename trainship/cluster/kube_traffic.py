@@ -34,8 +34,11 @@ How the kubernetes driver does it:
   canary is scaled to ``round(n * p / 100)`` and the live Deployment to the rest, at least
   1 each while 0 < p < 100 (so with n = 1 every step in between is 50%, 1 pod each); 100
   scales the live one to 0, 0 the canary. Scaling goes through each Deployment's ``scale``
-  subresource (what ``kubectl scale`` does; the ``edit`` role, and so
-  AmazonEKSEditPolicy, may patch ``deployments/scale``), the one that grows first. The
+  subresource (what ``kubectl scale`` does), the one that grows first. That is the
+  ``patch`` verb on ``deployments/scale``: Kubernetes' user-facing ``edit`` role has it,
+  and EKS's access policies are "similar to the permissions in the Kubernetes
+  user-facing cluster roles" (AmazonEKSAdminPolicy lists ``deployments/scale`` with
+  ``patch``: "Review access policy permissions", Amazon EKS User Guide). The
   share returned is the one of the replicas set; the ready pods follow as the new ones
   pass their readiness probe (a shrinking Deployment's pods leave the endpoints at once,
   as they start terminating), so right after a step the new version's share lags.

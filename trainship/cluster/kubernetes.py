@@ -398,7 +398,7 @@ class KubernetesDriver:
                 self.api.apply(obj)
             self._prune(spec)
         if canary is not None:
-            self._wait(lambda d: rolled_out(d), ns, name, kube_traffic.PROMOTE_WAIT_SECONDS,
+            self._wait(rolled_out, ns, name, kube_traffic.PROMOTE_WAIT_SECONDS,
                        f"{name} rolling out v{version} (its canary serves it meanwhile)")
             self.api.delete("Deployment", ns, canary_name(name))
         return None
