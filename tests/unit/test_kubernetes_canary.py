@@ -268,6 +268,21 @@ def test_a_higher_version_live_meanwhile_supersedes_the_canary(kube: Kube,
     assert CANARY not in fake.objects and version_of(fake, MAIN) == "3"
 
 
+def test_a_version_applied_in_place_meanwhile_is_left_as_it_is(kube: Kube,
+                                                                 clock: Clock) -> None:
+    fake, driver = kube
+    driver.apply(spec("1", replicas=4))
+    handle = driver.apply(canary("2", replicas=4)).handle
+    driver.set_traffic(handle, 50)
+    driver.apply(spec("3", replicas=3))  # all at once, in place of v1
+    with pytest.raises(RolloutFailed, match="no longer shares the traffic with v1"):
+        driver.set_traffic(handle, 75)
+    assert fake.objects[MAIN]["spec"]["replicas"] == 3
+    driver.discard(handle)  # v2's canary goes; v3 keeps its own replicas
+    assert CANARY not in fake.objects
+    assert version_of(fake, MAIN) == "3" and fake.objects[MAIN]["spec"]["replicas"] == 3
+
+
 def test_a_model_named_like_a_canary_is_refused_not_overwritten(kube: Kube) -> None:
     fake, driver = kube
     driver.apply(spec("1"))

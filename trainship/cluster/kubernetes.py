@@ -112,6 +112,11 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
                   for e in container.get("env") or []))
 
 
+def _previous_version(handle: KubernetesHandle) -> str:
+    """The version that was live when ``handle`` was applied ("" on a first deployment)."""
+    return str((handle.get("previous") or {}).get("version") or "")
+
+
 class KubernetesDriver:
     def __init__(self, api: KubeApi, settings: ClusterSettings | None = None, *,
                  sleep: Callable[[float], None] = time.sleep,
@@ -413,6 +418,11 @@ class KubernetesDriver:
             return None
         return canary
 
+    def _shares_with(self, mine: KubernetesHandle) -> bool:
+        """Whether the live Deployment still runs the version this canary shares with."""
+        main = self.api.get(object_path("Deployment", mine["namespace"], _name(mine)))
+        return deployed_version(main) == _previous_version(mine)
+
     def _wait(self, done: Callable[[dict[str, Any]], bool], ns: str, name: str,
               seconds: float, what: str, *, required: bool = True) -> bool:
         """Poll Deployment ``name`` until ``done`` says so, at most ``seconds``. Not done in
@@ -447,6 +457,10 @@ class KubernetesDriver:
             raise RolloutFailed(f"The canary Deployment of {mine['model_name']} no longer runs "
                                 f"v{version} (a later deployment replaced or removed it)",
                                 step="ShiftTraffic")
+        if not self._shares_with(mine):
+            raise RolloutFailed(f"{mine['model_name']} v{version} no longer shares the traffic "
+                                f"with v{_previous_version(mine)}: a later deployment replaced "
+                                "the live version", step="ShiftTraffic")
         new, old = kube_traffic.replicas_for(int(mine["spec"].get("replicas") or 1), percent)
         now = int((canary.get("spec") or {}).get("replicas") or 0)
         order = [(canary_name(name), new), (name, old)]
@@ -484,14 +498,14 @@ class KubernetesDriver:
 
     def _withdraw(self, handle: KubernetesHandle) -> None:
         """A canary's share goes back to the live version: the live Deployment scaled back to
-        the replicas it had, then the canary Deployment deleted -- after a pod of the live
-        version is ready again when it had none (a last step), waiting up to
-        kube_traffic.DISCARD_WAIT_SECONDS for it (kube_traffic)."""
+        the replicas it had (unless a later deployment changed it since), then the canary
+        Deployment deleted -- after a pod of the live version is ready again when it had
+        none (a last step), waiting up to kube_traffic.DISCARD_WAIT_SECONDS for it."""
         if self._canary(handle) is None:
             return  # gone already, or another version's now
         ns, name = handle["namespace"], _name(handle)
         main = self.api.get(object_path("Deployment", ns, name))
-        if main is not None and deployed_version(main) != handle["version"]:
+        if main is not None and deployed_version(main) == _previous_version(handle):
             replicas = int(handle.get("live_replicas") or 1)
             if int((main.get("spec") or {}).get("replicas") or 0) != replicas:
                 kube_traffic.scale(self.api, ns, name, replicas)
