@@ -86,6 +86,16 @@ def test_a_canary_runs_beside_the_live_deployment_behind_the_one_service(kube: K
     assert not any(k[0] == "HorizontalPodAutoscaler" for k in fake.objects)
 
 
+def test_a_canary_takes_out_an_autoscaler_that_would_fight_the_split(kube: Kube) -> None:
+    fake, driver = kube
+    driver.apply(spec("1", replicas=2))
+    hpa = next(o for o in render(spec("1", replicas=2, max_replicas=4))
+               if o["kind"] == "HorizontalPodAutoscaler")
+    driver.api.apply(hpa)  # as `trainship manifests --max-replicas` users apply it
+    driver.apply(canary("2", replicas=2))
+    assert ("HorizontalPodAutoscaler", "trainship", "iris") not in fake.objects
+
+
 def test_without_a_live_version_a_canary_is_an_ordinary_apply(kube: Kube) -> None:
     fake, driver = kube
     applied = driver.apply(canary("1"))

@@ -55,9 +55,10 @@ How the kubernetes driver does it:
   deletes it anyway (the model may answer 503 until the old pods are ready).
 - remove: the canary Deployment carries the model's labels, so the label-based delete
   removes it with the rest.
-- The autoscaler: the pipeline never renders one (DeployModel sets no ``max_replicas``; an
-  apply prunes one that ``trainship manifests --max-replicas`` made), so nothing scales the
-  Deployments against a split. A canary Deployment never has one.
+- The autoscaler: the pipeline never renders one (DeployModel sets no ``max_replicas``), and
+  an apply prunes one that ``trainship manifests --max-replicas`` made (a canary's apply
+  too: an HPA would scale the live Deployment back to its minReplicas against the split),
+  so nothing scales the Deployments but the driver. A canary Deployment never has one.
 
 scrape: every ready pod of the model (label ``app.kubernetes.io/instance`` = its serving
 name: the live Deployment's and the canary's), grouped by ``app.kubernetes.io/version``, is

@@ -258,6 +258,9 @@ class KubernetesDriver:
             # instance label alone (an older Service also required the live pods' name)
             for obj in render(previous)[1:]:
                 self.api.apply(obj)
+            # an autoscaler would scale the live Deployment back against the split; the
+            # pipeline renders none, and any apply prunes one (kube_traffic)
+            self.api.delete("HorizontalPodAutoscaler", spec.namespace, spec.serving_name)
         except ApiException:
             with contextlib.suppress(ApiException):
                 self._withdraw(handle)
