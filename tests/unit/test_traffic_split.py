@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import LocalServer
 from trainship.cluster import front, live_by_records, process
+from trainship.cluster import podman as podman_module
 from trainship.cluster.handles import PodmanHandle, ProcessHandle, RecordState
 from trainship.cluster.manifests import WorkloadSpec
 from trainship.cluster.podman import PodmanDriver
@@ -336,6 +338,31 @@ def test_podman_shares_the_front_the_same_way(tmp_path: Path,
     driver.discard(new)
     assert front.targets(directory) == ((8001, 100),)
     assert ran == [("pod", "rm", "--force", "iris-v2-pod-0")]
+
+
+def test_podman_applies_a_canary_beside_the_live_pod_without_traffic(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = PodmanDriver(tmp_path / "podman")
+    played: list[tuple[str, ...]] = []
+
+    def podman(*args: str, check: bool = True) -> Any:
+        played.append(args)
+        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+    monkeypatch.setattr(driver, "_podman", podman)
+    monkeypatch.setattr(podman_module.containers, "require_tools", lambda: None)
+    monkeypatch.setattr(driver, "service", lambda model: {
+        "port": 9000, "pid": 1, "url": "http://127.0.0.1:9000"})
+    directory = driver._dir("iris")
+    first = driver.apply(WorkloadSpec("iris", "1", "img:1", canary=True))
+    assert first.live_version == ""
+    driver.promote(first.handle)
+    live_port = first.handle["port"]
+    assert front.targets(directory) == ((live_port, 100),)
+    second = driver.apply(WorkloadSpec("iris", "2", "img:2", canary=True))
+    assert second.live_version == "1"
+    assert front.targets(directory) == ((live_port, 100),)  # no traffic yet
+    assert played[-1][:3] == ("kube", "play", "--replace")
 
 
 # --- the live version an apply reports --------------------------------------------------
