@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.fake_kube import IMAGE, FakeKube, pod, ready_status, spec
+from tests.unit.fake_kube import IMAGE, FakeKube, pod, ready_status, spec, status_doc
 from trainship.cluster import kube_traffic
 from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.manifests import WorkloadSpec, canary_deployment, render
@@ -158,6 +158,19 @@ def test_set_traffic_refuses_what_it_cannot_do(kube: Kube) -> None:
     driver.apply(canary("3"))  # a later canary takes the canary Deployment
     with pytest.raises(RolloutFailed, match="no longer runs v2"):
         driver.set_traffic(handle, 50)
+
+
+@pytest.mark.parametrize("code, error", [(403, RolloutFailed), (503, TransientError)])
+def test_a_refused_scale_is_named_for_the_state_machine(kube: Kube, code: int,
+                                                         error: type[Exception]) -> None:
+    fake, driver = kube
+    driver.apply(spec("1", replicas=2))
+    handle = driver.apply(canary("2", replicas=2)).handle
+    fake.scale = lambda call, key: (code, status_doc(code, "no"))  # type: ignore[method-assign]
+    with pytest.raises(error, match=f"scaling iris's Deployments to 50% for v2: .*{code}") \
+            as raised:
+        driver.set_traffic(handle, 50)
+    assert raised.value.step == "ShiftTraffic"  # type: ignore[attr-defined]
 
 
 def test_promote_after_a_canary_updates_the_live_deployment_then_deletes_the_canary(

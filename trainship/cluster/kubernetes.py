@@ -112,6 +112,24 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
                   for e in container.get("env") or []))
 
 
+@contextmanager
+def _refusals(what: str, step: str) -> Iterator[None]:
+    """The cluster's refusals of a canary's calls, as the state machine knows them: a
+    conflict, throttling, a 5xx or no answer are a TransientError (its Retry tries the step
+    again), anything else a RolloutFailed naming ``what`` and why."""
+    try:
+        yield
+    except urllib3.exceptions.HTTPError as exc:
+        raise TransientError(f"{what}: the Kubernetes API did not answer: {exc}",
+                             step=step) from exc
+    except ApiException as exc:
+        if exc.status in (409, 429, 500, 502, 503, 504):
+            raise TransientError(f"{what}: {exc.status} {exc.reason}", step=step) from exc
+        raise RolloutFailed(f"Kubernetes refused {what}: {exc.status} {exc.reason}",
+                            details=str(exc.body or "")[-4000:], step=step,
+                            help=APPLY_HELP) from exc
+
+
 def _previous_version(handle: KubernetesHandle) -> str:
     """The version that was live when ``handle`` was applied ("" on a first deployment)."""
     return str((handle.get("previous") or {}).get("version") or "")
@@ -376,7 +394,9 @@ class KubernetesDriver:
         if "superseded_by" in mine:
             return mine["superseded_by"]
         if mine.get("canary"):
-            return self._promote_canary(mine)
+            with _refusals(f"promoting the canary of {mine['model_name']} v{mine['version']}",
+                           "PromoteModel"):
+                return self._promote_canary(mine)
         live = deployed_version(self.api.get(object_path("Deployment", mine["namespace"],
                                                  _name(mine))))
         if replace_higher:
@@ -449,12 +469,18 @@ class KubernetesDriver:
         live one (no canary) has all of it already: 100 is all it can take."""
         kube_traffic.check_percent(percent)
         mine = read(KubernetesHandle, handle)
-        ns, name, version = mine["namespace"], _name(mine), mine["version"]
+        version = mine["version"]
         if mine.get("superseded_by") or not mine.get("canary"):
             if percent == 100 and not mine.get("superseded_by"):
                 return 100
             raise ValueError(f"{mine['model_name']} v{version} was not applied beside a live "
                              f"version: it cannot take {percent}% of the traffic")
+        with _refusals(f"scaling {mine['model_name']}'s Deployments to {percent}% for "
+                       f"v{version}", "ShiftTraffic"):
+            return self._set_traffic(mine, percent)
+
+    def _set_traffic(self, mine: KubernetesHandle, percent: int) -> int:
+        ns, name, version = mine["namespace"], _name(mine), mine["version"]
         canary = self._canary(mine)
         if canary is None:
             raise RolloutFailed(f"The canary Deployment of {mine['model_name']} no longer runs "
