@@ -53,6 +53,8 @@ VARIANTS = {
     "debug": WorkloadSpec("iris", "3", IMAGE, debug=True),
     # HTTPS on the load balancer (trainship:certificateArn)
     "tls": WorkloadSpec("iris", "3", IMAGE, lb_certificate_arn=CERTIFICATE),
+    # a canary: the canary Deployment too (trainship.cluster.kube_traffic)
+    "canary": WorkloadSpec("iris", "3", IMAGE, replicas=2, canary=True),
 }
 
 
@@ -65,6 +67,7 @@ def manifest_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     path = tmp_path / f"{request.param}.yaml"
     spec = VARIANTS[request.param]
     path.write_text(to_yaml([*render(spec),
+                             *([canary_deployment(spec, replicas=2)] if spec.canary else []),
                              auth_secret(spec.model_name, spec.namespace, AUTH_TEXT)]))
     return path
 
