@@ -54,7 +54,7 @@ PROXY_PATH = re.compile(
     r"/proxy(?P<rest>/.*)$")
 OBJECT_PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+/v[0-9a-z]+))/namespaces/(?P<ns>[a-z0-9-]+)/"
-    r"(?P<collection>[a-z]+)(?:/(?P<name>[a-z0-9-]+))?(?P<sub>/log)?$")
+    r"(?P<collection>[a-z]+)(?:/(?P<name>[a-z0-9-]+))?(?P<sub>/log|/scale)?$")
 
 
 @dataclass
@@ -77,6 +77,8 @@ class FakeKube:
     namespaces: set[str] = field(default_factory=set)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     deployment_statuses: list[dict[str, Any]] = field(default_factory=list)
+    # the same, for the Deployments named here (a canary beside the live one)
+    named_statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     pods: list[list[dict[str, Any]]] = field(default_factory=list)
     logs: str = ""
     load_balancer: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +130,8 @@ class FakeKube:
         if not match:
             return 404, status_doc(404, f"no route {call.path}")
         ns, collection, name = match["ns"], match["collection"], match["name"]
+        if match["sub"] == "/scale":
+            return self.scale(call, (COLLECTIONS.get(collection, ("", ""))[1], ns, name or ""))
         if collection == "pods" and match["sub"] and call.method == "GET":
             return 200, self.logs
         if collection == "pods" and call.method == "GET":
@@ -153,7 +157,9 @@ class FakeKube:
                 return 404, status_doc(404, "NotFound")
             obj = copy.deepcopy(obj)
             if kind == "Deployment":
-                obj["status"] = self._sequence(self.deployment_statuses, {})
+                obj["status"] = self._sequence(self.named_statuses[name], {}) \
+                    if name in self.named_statuses else \
+                    self._sequence(self.deployment_statuses, {})
             if kind == "Service" and self.load_balancer:
                 obj["status"] = {"loadBalancer": self.load_balancer}
             return 200, obj
@@ -178,6 +184,29 @@ class FakeKube:
             self.objects[key] = created
             return 201, copy.deepcopy(created)
         return 405, status_doc(405, "MethodNotAllowed")
+
+    def scale(self, call: Call, key: tuple[str, str, str]) -> tuple[int, Any]:
+        """PATCH of a Deployment's scale subresource: a merge patch of spec.replicas alone
+        (what ``kubectl scale`` sends); the replicas change owner to this update's manager."""
+        if key[0] != "Deployment" or call.method != "PATCH":
+            return 405, status_doc(405, "MethodNotAllowed")
+        if call.content_type != "application/merge-patch+json":
+            return 415, status_doc(415, f"unsupported patch type {call.content_type}")
+        obj = self.objects.get(key)
+        if obj is None:
+            return 404, status_doc(404, "NotFound")
+        replicas = ((call.body or {}).get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0 or set(call.body) != {"spec"} \
+                or set(call.body["spec"]) != {"replicas"}:
+            return 422, status_doc(422, f"Scale is invalid: {call.body}")
+        obj["spec"]["replicas"] = replicas
+        for fields in self.managed.get(key, {}).values():
+            fields.discard(("spec", "replicas"))
+        obj["metadata"].update(resourceVersion=self.next_version(),
+                               generation=obj["metadata"].get("generation", 0) + 1)
+        return 200, {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                     "metadata": {"name": key[2], "namespace": key[1]},
+                     "spec": {"replicas": replicas}}
 
     def _finalize(self, kind: str) -> None:
         """A GET of a kind: terminating objects of it come one GET closer to being gone."""

@@ -25,6 +25,7 @@ from trainship.cluster.manifests import (
     LB_SSL_PORTS_ANNOTATION,
     WorkloadSpec,
     auth_secret,
+    canary_deployment,
     render,
     to_yaml,
 )
@@ -52,6 +53,8 @@ VARIANTS = {
     "debug": WorkloadSpec("iris", "3", IMAGE, debug=True),
     # HTTPS on the load balancer (trainship:certificateArn)
     "tls": WorkloadSpec("iris", "3", IMAGE, lb_certificate_arn=CERTIFICATE),
+    # a canary: the canary Deployment too (trainship.cluster.kube_traffic)
+    "canary": WorkloadSpec("iris", "3", IMAGE, replicas=2, canary=True),
 }
 
 
@@ -64,6 +67,7 @@ def manifest_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     path = tmp_path / f"{request.param}.yaml"
     spec = VARIANTS[request.param]
     path.write_text(to_yaml([*render(spec),
+                             *([canary_deployment(spec, replicas=2)] if spec.canary else []),
                              auth_secret(spec.model_name, spec.namespace, AUTH_TEXT)]))
     return path
 
@@ -75,6 +79,29 @@ def test_strict_schema_validation(manifest_file: Path) -> None:
     name = VARIANTS[manifest_file.stem].serving_name  # iris; test-model-v2 (trainship.names)
     assert f"passed for resource deployment/{name}" in proc.stdout + proc.stderr
     assert f"passed for resource secret/{name}-auth" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("variant", ["replicated", "registered-name", "autoscaled"])
+def test_the_canary_deployment_passes_strict_validation(variant: str, tmp_path: Path) -> None:
+    spec = VARIANTS[variant]
+    path = tmp_path / "canary.yaml"
+    path.write_text(to_yaml([canary_deployment(spec, replicas=2)]))
+    proc = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"passed for resource deployment/{spec.serving_name}-canary" in \
+        proc.stdout + proc.stderr
+
+
+def test_service_policy_and_budget_select_the_model_by_its_instance_alone() -> None:
+    objects = {obj["kind"]: obj for obj in render(VARIANTS["replicated"])}
+    instance = {"app.kubernetes.io/instance": "iris"}
+    assert objects["Service"]["spec"]["selector"] == instance
+    assert objects["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"] == instance
+    assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == instance
+    # the Deployment's own selector is as it always was (immutable in apps/v1)
+    assert objects["Deployment"]["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "iris", "app.kubernetes.io/instance": "iris"}
 
 
 def test_strict_validation_catches_a_bad_field(tmp_path: Path) -> None:

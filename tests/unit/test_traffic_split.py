@@ -1,11 +1,13 @@
 """A canary's traffic split on the local stack: the weighted target file and its smooth
 weighted round-robin (trainship.cluster.weighted), the real proxy process sharing requests
 between two versions (per request, keep-alive connections included), the local drivers'
-set_traffic / scrape / discard, and what the kubernetes driver does instead."""
+set_traffic / scrape / promote / discard. The kubernetes driver's split is in
+test_kubernetes_canary.py."""
 
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,10 +19,10 @@ from typing import Any
 import pytest
 
 from tests.helpers import LocalServer
-from tests.unit.fake_kube import FakeKube, pod, spec
-from trainship.cluster import front, process
+from trainship.cluster import front, live_by_records, process
+from trainship.cluster import podman as podman_module
 from trainship.cluster.handles import PodmanHandle, ProcessHandle, RecordState
-from trainship.cluster.kubernetes import KubernetesDriver
+from trainship.cluster.manifests import WorkloadSpec
 from trainship.cluster.podman import PodmanDriver
 from trainship.cluster.process import ProcessDriver
 from trainship.cluster.weighted import Picker, parse, render
@@ -139,7 +141,7 @@ def split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Split]:
 
 def test_a_30_70_split_over_100_requests(split: Split) -> None:
     driver, directory, port, old, new = split
-    driver.set_traffic(new, 30)
+    assert driver.set_traffic(new, 30) == 30  # the effective share: exactly the weight
     assert front.targets(directory) == ((old["port"], 70), (new["port"], 30))
     seen = Counter(get(port) for _ in range(100))  # a new connection each
     assert seen == {"one": 70, "two": 30}
@@ -163,12 +165,38 @@ def test_a_keep_alive_connection_is_split_per_request(split: Split) -> None:
 
 def test_100_moves_everything_and_0_moves_it_back(split: Split) -> None:
     driver, directory, port, old, new = split
-    driver.set_traffic(new, 100)
+    assert driver.set_traffic(new, 100) == 100
     assert (directory / "target").read_text() == str(new["port"])  # the old format
     assert {get(port) for _ in range(10)} == {"two"}
     driver.set_traffic(new, 0)
     assert front.targets(directory) == ((old["port"], 100),)
     assert {get(port) for _ in range(10)} == {"one"}
+
+
+def test_a_canary_takes_no_traffic_until_set_traffic(split: Split) -> None:
+    _, directory, port, old, new = split  # v2 applied beside v1 (the fixture)
+    assert front.targets(directory) == ((old["port"], 100),)
+    assert {get(port) for _ in range(20)} == {"one"}
+    assert get(new["port"]) == "two"  # it answers on its own port (the smoke test)
+
+
+def test_promote_after_a_canary_gives_the_new_version_everything(split: Split) -> None:
+    driver, directory, port, _, new = split
+    driver.set_traffic(new, 50)
+    assert Counter(get(port) for _ in range(10)) == {"one": 5, "two": 5}
+    assert driver.promote(new) is None
+    assert front.targets(directory) == ((new["port"], 100),)
+    assert {get(port) for _ in range(10)} == {"two"}
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("2", "serving")]
+
+
+def test_discarding_a_canary_gives_the_live_version_everything(split: Split) -> None:
+    driver, directory, port, old, new = split
+    driver.set_traffic(new, 50)
+    driver.discard(new)
+    assert front.targets(directory) == ((old["port"], 100),)
+    assert {get(port) for _ in range(10)} == {"one"}
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("1", "serving")]
 
 
 def test_a_canary_in_flight_is_drained_when_it_is_discarded(split: Split) -> None:
@@ -213,7 +241,76 @@ def test_set_traffic_refuses_nonsense(split: Split, tmp_path: Path) -> None:
 def test_scrape_asks_every_version_on_its_own_port(split: Split) -> None:
     driver, _, _, _, _ = split
     driver._save(record("3", free_port(), "starting"))  # does not answer: left out
-    assert driver.scrape("iris") == {"1": ["one"], "2": ["two"], "3": []}
+    assert driver.scrape("iris") == {"1": {"101": "one"}, "2": {"102": "two"}, "3": {}}
+
+
+# --- the process driver end to end: real servers, a real front ----------------------------
+
+SERVER = """#!/bin/sh
+# stands in for the model's python: serves the files "version" (TRAINSHIP_MODEL_VERSION) and
+# "ping" (readiness) on the --port it is given, as trainship.serving would serve the model
+while [ $# -gt 0 ]; do [ "$1" = "--port" ] && PORT=$2; shift; done
+DIR="$ROOT/v$TRAINSHIP_MODEL_VERSION"
+mkdir -p "$DIR" && printf %s "$TRAINSHIP_MODEL_VERSION" > "$DIR/version" && : > "$DIR/ping"
+exec "$PYTHON" -m http.server "$PORT" --bind 127.0.0.1 --directory "$DIR"
+"""
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessDriver]:
+    """The process driver starting real servers (one per version) behind its real front."""
+    script = tmp_path / "python"
+    script.write_text(SERVER)
+    script.chmod(0o755)
+    monkeypatch.setenv("ROOT", str(tmp_path / "www"))
+    monkeypatch.setenv("PYTHON", sys.executable)
+    monkeypatch.setattr(process, "resolve_bundle", lambda uri: tmp_path / "bundle")
+    monkeypatch.setattr(process, "prepare_environment", lambda reqs, cache: str(script))
+    driver = ProcessDriver(tmp_path / "serving")
+    try:
+        yield driver
+    finally:
+        driver.stop_all()
+
+
+def deploy(driver: ProcessDriver, version: str) -> tuple[ProcessHandle, str]:
+    """Apply ``version`` as a canary; (its handle, the live version the driver named)."""
+    applied = driver.apply(WorkloadSpec("iris", version, "bundle@sha256:0", canary=True))
+    deadline = time.monotonic() + 15
+    while not driver.status(applied.handle).ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.status(applied.handle).ready
+    return ProcessHandle(**applied.handle), applied.live_version  # type: ignore[typeddict-item]
+
+
+def versions(driver: ProcessDriver, count: int = 10) -> Counter[str]:
+    url = driver.records("iris")[0]["url"]
+    return Counter(get(int(url.rsplit(":", 1)[1]), "/version") for _ in range(count))
+
+
+def test_process_canaries_with_real_servers(served: ProcessDriver) -> None:
+    driver = served
+    one, live = deploy(driver, "1")
+    assert live == ""  # a first deployment: nothing to share with
+    assert driver.promote(one) is None and versions(driver) == {"1": 10}
+
+    two, live = deploy(driver, "2")
+    assert live == "1"
+    assert versions(driver) == {"1": 10}  # applied, smoke-testable, but no traffic
+    assert get(two["port"], "/version") == "2"
+    assert driver.set_traffic(two, 50) == 50 and versions(driver) == {"1": 5, "2": 5}
+    driver.discard(two)  # rolled back: the live version has everything again
+    assert versions(driver) == {"1": 10}
+    assert [r["version"] for r in driver.records("iris")] == ["1"]
+
+    three, live = deploy(driver, "3")
+    assert live == "1"
+    assert driver.set_traffic(three, 30) == 30 and versions(driver) == {"1": 7, "3": 3}
+    assert driver.set_traffic(three, 100) == 100 and versions(driver) == {"3": 10}
+    assert driver.promote(three) is None
+    assert versions(driver) == {"3": 10}
+    assert [(r["version"], r["state"]) for r in driver.records("iris")] == [("3", "serving")]
+    assert not process.pid_alive(one["pid"]) and not process.pid_alive(two["pid"])
 
 
 # --- podman: the same front ----------------------------------------------------------------
@@ -243,33 +340,37 @@ def test_podman_shares_the_front_the_same_way(tmp_path: Path,
     assert ran == [("pod", "rm", "--force", "iris-v2-pod-0")]
 
 
-# --- kubernetes ----------------------------------------------------------------------------
+def test_podman_applies_a_canary_beside_the_live_pod_without_traffic(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = PodmanDriver(tmp_path / "podman")
+    played: list[tuple[str, ...]] = []
 
-def ready_pod(version: str, suffix: str, ready: bool = True) -> dict[str, Any]:
-    p = pod(version)
-    p["metadata"]["name"] = f"iris-{version}-{suffix}"
-    p["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
-    return p
+    def podman(*args: str, check: bool = True) -> Any:
+        played.append(args)
+        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+    monkeypatch.setattr(driver, "_podman", podman)
+    monkeypatch.setattr(podman_module.containers, "require_tools", lambda: None)
+    monkeypatch.setattr(driver, "service", lambda model: {
+        "port": 9000, "pid": 1, "url": "http://127.0.0.1:9000"})
+    directory = driver._dir("iris")
+    first = driver.apply(WorkloadSpec("iris", "1", "img:1", canary=True))
+    assert first.live_version == ""
+    driver.promote(first.handle)
+    live_port = first.handle["port"]
+    assert front.targets(directory) == ((live_port, 100),)
+    second = driver.apply(WorkloadSpec("iris", "2", "img:2", canary=True))
+    assert second.live_version == "1"
+    assert front.targets(directory) == ((live_port, 100),)  # no traffic yet
+    assert played[-1][:3] == ("kube", "play", "--replace")
 
 
-def test_kubernetes_scrapes_each_ready_pod_through_the_pod_proxy(
-        kube: tuple[FakeKube, KubernetesDriver]) -> None:
-    fake, driver = kube
-    fake.pods = [[ready_pod("1", "a"), ready_pod("1", "b"), ready_pod("2", "c"),
-                  ready_pod("2", "d", ready=False), ready_pod("3", "e")]]
-    fake.metrics = {"iris-1-a": "m1a", "iris-1-b": "m1b", "iris-2-c": "m2c",
-                    "iris-2-d": "never asked"}  # iris-3-e does not answer
-    assert driver.scrape("iris") == {"1": ["m1a", "m1b"], "2": ["m2c"], "3": []}
-    asked = sorted(c.path for c in fake.calls if c.path.endswith("/proxy/metrics"))
-    assert asked == [f"/api/v1/namespaces/trainship/pods/iris-{v}:8080/proxy/metrics"
-                     for v in ("1-a", "1-b", "2-c", "3-e")]
-    assert all(c.method == "GET" for c in fake.calls)
+# --- the live version an apply reports --------------------------------------------------
 
-
-def test_kubernetes_does_not_split_traffic_yet(kube: tuple[FakeKube, KubernetesDriver]) -> None:
-    _, driver = kube
-    handle = driver.apply(spec("1")).handle
-    with pytest.raises(NotImplementedError, match="two Deployments behind the one Service"):
-        driver.set_traffic(handle, 10)
-    with pytest.raises(ValueError, match="percentage"):
-        driver.set_traffic(handle, 150)
+def test_the_live_version_of_an_apply_is_the_highest_other_that_serves() -> None:
+    records = [record("1", 8001), record("3", 8003), record("4", 8004, "starting")]
+    assert live_by_records("4", records) == "3"  # 4 itself, and starting ones, do not count
+    assert live_by_records("3", records) == "1"
+    assert live_by_records("1", [record("1", 8001)]) == ""
+    assert live_by_records("10", [record("9", 8009), record("10", 8010, "starting"),
+                                  record("2", 8002)]) == "9"  # by number, not by text

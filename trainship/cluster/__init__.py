@@ -23,7 +23,8 @@ from trainship.cluster.manifests import AUTH_FILE_ENV, WorkloadSpec
 from trainship.state import Handle
 
 __all__ = ["AUTH_FILE_ENV", "Answer", "Applied", "ClusterDriver", "RolloutStatus", "Unreachable",
-           "get_text", "post_json", "promote_by_records", "scrape_records", "traffic_by_records"]
+           "get_text", "live_by_records", "post_json", "promote_by_records", "scrape_records",
+           "traffic_by_records"]
 
 
 @dataclass
@@ -61,7 +62,11 @@ class Unreachable(Exception):
 
 
 class ClusterDriver(Protocol):
-    def apply(self, spec: WorkloadSpec) -> Applied: ...
+    def apply(self, spec: WorkloadSpec) -> Applied:
+        """Start serving ``spec``'s version beside what serves (``Applied.live_version``
+        names that). With ``spec.canary`` and a live version of another number, the new one
+        takes no share of the model's URL until ``set_traffic`` gives it one (Kubernetes:
+        see trainship.cluster.kube_traffic for the one pod that does)."""
 
     def status(self, handle: Handle) -> RolloutStatus: ...
 
@@ -101,22 +106,30 @@ class ClusterDriver(Protocol):
         already live, the new one is discarded instead: return that version. A rollback
         (``replace_higher``) makes it live all the same and retires every other version."""
 
-    def set_traffic(self, handle: Handle, percent: int) -> None:
+    def set_traffic(self, handle: Handle, percent: int) -> int:
         """Share the model's traffic (a canary step): the new version in ``handle`` gets
         ``percent`` of it, the live version the rest; 100 sends everything to the new one,
-        0 everything to the live one. It moves traffic only: ``promote`` still makes the new
-        version live and retires the old one, ``discard`` removes it (and its share).
-        ``percent`` outside 0..100, or 1..99 without a live version to share with, is a
-        ValueError. The caller holds ``lock(model_name)``. Locally (process, podman) the
-        front splits per request by weight; what Kubernetes does is in its driver."""
+        0 everything to the live one. Returns the share the new version effectively gets,
+        in percent: locally (process, podman) exactly ``percent``, the front splitting per
+        request by weight; on Kubernetes the share of the ready pods it scaled the two
+        Deployments to (trainship.cluster.kube_traffic), which can only be coarse. It moves
+        traffic only: ``promote`` still makes the new version live and retires the old one,
+        ``discard`` removes it (and its share). ``percent`` outside 0..100, or 1..99 without
+        a live version to share with, is a ValueError. The caller holds
+        ``lock(model_name)``."""
 
-    def scrape(self, model_name: str) -> dict[str, list[str]]:
-        """The model's versions now running -> the Prometheus text of each of their serving
-        processes (pods on Kubernetes) from /metrics, to judge a canary by. A process or pod
-        that does not answer is left out (an empty list when none of a version did)."""
+    def scrape(self, model_name: str) -> dict[str, dict[str, str]]:
+        """The model's versions now running (the version without its ``v``) -> each of
+        their serving processes (pods on Kubernetes) by a key of its own (the pod's name,
+        the local process's id, the local pod's name) -> its Prometheus text from /metrics,
+        to judge a canary by. A key names one process for as long as it runs, so that its
+        counters can be compared between two scrapes. A process or pod that does not answer
+        is left out (an empty dict when none of a version did)."""
 
     def discard(self, handle: Handle) -> None:
-        """The new version failed: remove it, leaving the previous one serving."""
+        """The new version failed: remove it, leaving the previous one serving. During a
+        canary (``WorkloadSpec.canary``) its share of the traffic goes back to the live
+        version, which then takes all of it."""
 
     def remove(self, model_name: str) -> list[str]:
         """Take every version of the model out of service (a delete; the caller holds
@@ -169,13 +182,14 @@ def promote_by_records(handle: R, records: list[R], *, go_live: Callable[[R], No
 
 def traffic_by_records(handle: R, records: list[R], percent: int, *,
                        share: Callable[[list[tuple[int, int]]], None],
-                       current: Callable[[], tuple[tuple[int, int], ...]]) -> None:
+                       current: Callable[[], tuple[tuple[int, int], ...]]) -> int:
     """The local drivers' ``set_traffic`` over their records of one model: the new version's
     port gets ``percent`` as its weight, the live version's (the highest other version that
     serves) ``100 - percent``, written through ``share`` (trainship.cluster.front). With no
     other version serving, 100 points at the new one, 0 takes the new one out of whatever
     the front holds (``current``), and anything between is a ValueError: there is nothing to
-    share with."""
+    share with. Returns ``percent``: the front splits by weight, request by request, so the
+    share is the one asked for."""
     if not 0 <= percent <= 100:
         raise ValueError(f"a share of traffic is a percentage from 0 to 100, not {percent}")
     mine = handle["version"]
@@ -190,6 +204,7 @@ def traffic_by_records(handle: R, records: list[R], percent: int, *,
     else:
         raise ValueError(f"no other version of {handle['model_name']} serves: "
                          f"v{mine} cannot take {percent}% of its traffic")
+    return percent
 
 
 def get_text(url: str, *, timeout: float = 5.0) -> str | None:
@@ -202,12 +217,22 @@ def get_text(url: str, *, timeout: float = 5.0) -> str | None:
         return None
 
 
-def scrape_records(records: list[R]) -> dict[str, list[str]]:
+def scrape_records(records: list[R], key: Callable[[R], str]) -> dict[str, dict[str, str]]:
     """The local drivers' ``scrape``: each version's /metrics on its own port (one serving
-    process, or pod, per version; its forked workers share their counters through
-    prometheus_client's multiprocess mode, trainship.serving.metrics)."""
-    found: dict[str, list[str]] = {}
+    process, or pod, per version, named by ``key``; its forked workers share their counters
+    through prometheus_client's multiprocess mode, trainship.serving.metrics)."""
+    found: dict[str, dict[str, str]] = {}
     for record in records:
         text = get_text(f"{record['test_url']}/metrics")
-        found.setdefault(record["version"], []).extend([text] if text is not None else [])
+        texts = found.setdefault(record["version"], {})
+        if text is not None:
+            texts[key(record)] = text
     return found
+
+
+def live_by_records(version: str, records: list[R]) -> str:
+    """The local drivers' ``Applied.live_version``: the highest version among ``records``
+    that serves, other than ``version`` ("" when none does)."""
+    serving = [r["version"] for r in records if r["state"] == "serving" and r["version"] != version]
+    return max(serving, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v),
+               default="")

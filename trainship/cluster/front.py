@@ -119,10 +119,11 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def split(directory: Path, handle: R, records: list[R], percent: int) -> None:
+def split(directory: Path, handle: R, records: list[R], percent: int) -> int:
     """A local driver's ``set_traffic``: ``handle``'s version gets ``percent`` of the
-    model's requests through its front, the live one among ``records`` the rest."""
-    traffic_by_records(handle, records, percent,
+    model's requests through its front, the live one among ``records`` the rest (the share
+    set: ``percent``)."""
+    return traffic_by_records(handle, records, percent,
                        share=lambda found: share(directory, found),
                        current=lambda: targets(directory))
 

@@ -61,6 +61,10 @@ class KubernetesHandle(Handle):
     # the live version's WorkloadSpec before this apply (the rollback), None on a first one
     previous: NotRequired[dict[str, Any] | None]
     superseded_by: NotRequired[str]  # a higher version was live: nothing was applied
+    # applied as a canary: the Deployment <serving name>-canary beside the live one
+    # (trainship.cluster.kube_traffic), which had ``live_replicas`` replicas
+    canary: NotRequired[bool]
+    live_replicas: NotRequired[int]
 
 
 H = TypeVar("H")

@@ -101,6 +101,17 @@ def pod_problems(pods: list[dict[str, Any]]) -> tuple[list[str], list[str], bool
     return problems, log_pods, fatal
 
 
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """``kubectl rollout status``'s test: the controller saw the latest spec, every replica
+    runs it and is available, and no old one is left."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    return bool(status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get(
+        "generation", 1) and status.get("updatedReplicas", 0) >= desired
+        and status.get("replicas", 0) <= status.get("updatedReplicas", 0)
+        and status.get("availableReplicas", 0) >= desired)
+
+
 def classify(deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
              service: dict[str, Any] | None, version: str) -> RolloutStatus:
     """Where the rollout of ``version`` stands (logs are added by the driver)."""
@@ -128,11 +139,7 @@ def classify(deployment: dict[str, Any] | None, pods: list[dict[str, Any]],
     counts = (f"{status.get('updatedReplicas', 0)}/{desired} updated, "
               f"{status.get('readyReplicas', 0)} ready, "
               f"{status.get('availableReplicas', 0)} available")
-    rolled_out = (status.get("observedGeneration", 0) >= deployment["metadata"].get(
-        "generation", 1) and status.get("updatedReplicas", 0) >= desired
-        and status.get("replicas", 0) <= status.get("updatedReplicas", 0)
-        and status.get("availableReplicas", 0) >= desired)
-    if not rolled_out:
+    if not rolled_out(deployment):
         return RolloutStatus(ready=False, inference_url=url,
                              message="; ".join([counts, *problems]))
     if not url:

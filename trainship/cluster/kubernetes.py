@@ -15,6 +15,10 @@
   ``pods/proxy`` ("Review access policy permissions", Amazon EKS User Guide).
 - discard (after a RolloutFailed): the previous version's objects are applied again, so
   it keeps serving behind the same Service; a first deployment is deleted entirely.
+- a canary (``WorkloadSpec.canary``): a second Deployment beside the live one, the share
+  following the ready replicas of the two (trainship.cluster.kube_traffic says how and
+  why): set_traffic scales them, promote updates the live Deployment to the new version
+  and deletes the canary, discard deletes the canary and scales the live one back.
 
 Authentication: trainship.cluster.kube_api (EKS, else the kubeconfig, else in-cluster).
 """
@@ -41,14 +45,18 @@ from trainship.cluster.kube_rollout import (
     is_higher,
     pod_problems,
     pod_ready,
+    rolled_out,
     service_url,
 )
 from trainship.cluster.manifests import (
     CONTAINER_NAME,
     CONTAINER_PORT,
     DEBUG_ENV,
+    SERVING_NAME_ANNOTATION,
     VERSION_ANNOTATION,
     WorkloadSpec,
+    canary_deployment,
+    canary_name,
     render,
 )
 from trainship.config import ClusterSettings
@@ -104,6 +112,29 @@ def spec_of(deployment: dict[str, Any], base: WorkloadSpec) -> WorkloadSpec:
                   for e in container.get("env") or []))
 
 
+@contextmanager
+def _refusals(what: str, step: str) -> Iterator[None]:
+    """The cluster's refusals of a canary's calls, as the state machine knows them: a
+    conflict, throttling, a 5xx or no answer are a TransientError (its Retry tries the step
+    again), anything else a RolloutFailed naming ``what`` and why."""
+    try:
+        yield
+    except urllib3.exceptions.HTTPError as exc:
+        raise TransientError(f"{what}: the Kubernetes API did not answer: {exc}",
+                             step=step) from exc
+    except ApiException as exc:
+        if exc.status in (409, 429, 500, 502, 503, 504):
+            raise TransientError(f"{what}: {exc.status} {exc.reason}", step=step) from exc
+        raise RolloutFailed(f"Kubernetes refused {what}: {exc.status} {exc.reason}",
+                            details=str(exc.body or "")[-4000:], step=step,
+                            help=APPLY_HELP) from exc
+
+
+def _previous_version(handle: KubernetesHandle) -> str:
+    """The version that was live when ``handle`` was applied ("" on a first deployment)."""
+    return str((handle.get("previous") or {}).get("version") or "")
+
+
 class KubernetesDriver:
     def __init__(self, api: KubeApi, settings: ClusterSettings | None = None, *,
                  sleep: Callable[[float], None] = time.sleep,
@@ -157,13 +188,19 @@ class KubernetesDriver:
             "model_name": spec.model_name, "serving_name": spec.serving_name,
             "version": spec.version, "namespace": spec.namespace,
             "image_uri": spec.image_uri, "spec": asdict(spec)}
+        live_version = ""
         for attempt in range(APPLY_ATTEMPTS):
-            current = self.api.get(object_path("Deployment", spec.namespace,
-                                               spec.serving_name))
+            current = self._own(self.api.get(object_path("Deployment", spec.namespace,
+                                                         spec.serving_name)), spec)
             live = deployed_version(current)
             if live is not None and is_higher(live, spec.version) and not spec.replace_higher:
                 handle["superseded_by"] = live
                 break
+            live_version = live if live is not None and live != spec.version else ""
+            if current and live_version and spec.canary and not spec.replace_higher:
+                if self._apply_canary(spec, handle, current, last=attempt + 1 == APPLY_ATTEMPTS):
+                    break
+                continue
             handle["previous"] = asdict(spec_of(current, spec)) \
                 if current and live != spec.version else None
             objects = render(spec)
@@ -187,7 +224,66 @@ class KubernetesDriver:
                 raise
             break
         service = self.api.get(object_path("Service", spec.namespace, spec.serving_name))
-        return Applied(inference_url=service_url(service), handle=handle)
+        return Applied(inference_url=service_url(service), handle=handle,
+                       live_version="" if handle.get("superseded_by") else live_version)
+
+    def _own(self, deployment: dict[str, Any] | None,
+             spec: WorkloadSpec) -> dict[str, Any] | None:
+        """``deployment`` when it is one of this model's (or None), else RolloutFailed: a
+        model may be called like another's canary (``iris-canary``, manifests.canary_name),
+        and one must never overwrite the other."""
+        if deployment is None:
+            return None
+        owner = ((deployment.get("metadata") or {}).get("annotations") or {}).get(
+            SERVING_NAME_ANNOTATION)
+        if owner is not None and owner != spec.serving_name:
+            raise RolloutFailed(
+                f"The Deployment {deployment['metadata'].get('name')} in namespace "
+                f"{spec.namespace!r} belongs to the model served as {owner!r}, not to "
+                f"{spec.model_name}", step="DeployModel",
+                help="A model named like another model's canary Deployment "
+                     "(<serving name>-canary) cannot be served beside it in one namespace; "
+                     "use another namespace or model name.")
+        return deployment
+
+    def _apply_canary(self, spec: WorkloadSpec, handle: KubernetesHandle,
+                      current: dict[str, Any], *, last: bool) -> bool:
+        """The new version in the canary Deployment with 1 replica, the live Deployment as it
+        is (kube_traffic). False: another apply wrote the canary meanwhile (409), try again.
+        A higher version's canary there supersedes this one."""
+        name = canary_name(spec.serving_name)
+        existing = self._own(self.api.get(object_path("Deployment", spec.namespace, name)),
+                             spec)
+        other = deployed_version(existing)
+        if other is not None and is_higher(other, spec.version):
+            handle["superseded_by"] = other
+            return True
+        previous = spec_of(current, spec)
+        handle["canary"] = True
+        handle["previous"] = asdict(previous)
+        handle["live_replicas"] = int(current["spec"].get("replicas") or 1)
+        canary = canary_deployment(spec)
+        if existing:  # an older canary (in flight, or left by a failed discard): replaced
+            canary["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        try:
+            self.api.apply(canary)
+        except ApiException as exc:
+            if exc.status == 409 and not last:
+                return False
+            raise
+        try:
+            # the live version's Service, NetworkPolicy and PDB again: selectors by the
+            # instance label alone (an older Service also required the live pods' name)
+            for obj in render(previous)[1:]:
+                self.api.apply(obj)
+            # an autoscaler would scale the live Deployment back against the split; the
+            # pipeline renders none, and any apply prunes one (kube_traffic)
+            self.api.delete("HorizontalPodAutoscaler", spec.namespace, spec.serving_name)
+        except ApiException:
+            with contextlib.suppress(ApiException):
+                self._withdraw(handle)
+            raise
+        return True
 
     def _prune(self, spec: WorkloadSpec) -> None:
         """Drop the optional objects this spec no longer renders (PDB, HPA)."""
@@ -199,7 +295,12 @@ class KubernetesDriver:
     def status(self, handle: Handle) -> RolloutStatus:
         mine = read(KubernetesHandle, handle)
         ns, name, version = mine["namespace"], _name(mine), mine["version"]
-        deployment = self.api.get(object_path("Deployment", ns, name))
+        if mine.get("superseded_by"):  # nothing applied: the higher version serves
+            service = self.api.get(object_path("Service", ns, name))
+            return RolloutStatus(ready=True, inference_url=service_url(service),
+                                 message=f"version {mine['superseded_by']} replaced this one")
+        deployment = self.api.get(object_path(
+            "Deployment", ns, canary_name(name) if mine.get("canary") else name))
         pods = (self.api.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=(
             f"app.kubernetes.io/instance={name},app.kubernetes.io/version=v{version}"))
             or {}).get("items") or []
@@ -287,23 +388,118 @@ class KubernetesDriver:
     def promote(self, handle: Handle, *, replace_higher: bool = False) -> str | None:
         """The Service selects the Deployment's pods: the version applied is live once it
         rolled out. Superseded when a higher version was applied meanwhile (for a rollback:
-        when any other version was)."""
+        when any other version was). After a canary: the live Deployment is updated to this
+        version and the canary deleted once it rolled out (kube_traffic)."""
         mine = read(KubernetesHandle, handle)
         if "superseded_by" in mine:
             return mine["superseded_by"]
+        if mine.get("canary"):
+            with _refusals(f"promoting the canary of {mine['model_name']} v{mine['version']}",
+                           "PromoteModel"):
+                return self._promote_canary(mine)
         live = deployed_version(self.api.get(object_path("Deployment", mine["namespace"],
                                                  _name(mine))))
         if replace_higher:
             return live if live is not None and live != mine["version"] else None
         return live if is_higher(live, mine["version"]) else None
 
-    def set_traffic(self, handle: Handle, percent: int) -> None:
-        """Not yet: NotImplementedError (trainship.cluster.kube_traffic says why)."""
-        read(KubernetesHandle, handle)
-        kube_traffic.set_traffic(percent)
+    def _promote_canary(self, mine: KubernetesHandle) -> str | None:
+        ns, name, version = mine["namespace"], _name(mine), mine["version"]
+        spec = WorkloadSpec(**mine["spec"])
+        main = self.api.get(object_path("Deployment", ns, name))
+        live = deployed_version(main)
+        canary = self._canary(mine)
+        if is_higher(live, version):  # a higher version went live meanwhile
+            if canary is not None:
+                self.api.delete("Deployment", ns, canary_name(name))
+            return live
+        if canary is None:
+            other = deployed_version(self.api.get(object_path("Deployment", ns,
+                                                              canary_name(name))))
+            if is_higher(other, version):  # a higher version's canary replaced this one
+                return other
+        if live != version:
+            objects = render(spec)
+            if main:  # the same optimistic lock as apply's
+                objects[0]["metadata"]["resourceVersion"] = main["metadata"]["resourceVersion"]
+            for obj in objects:
+                self.api.apply(obj)
+            self._prune(spec)
+        if canary is not None:
+            self._wait(rolled_out, ns, name, kube_traffic.PROMOTE_WAIT_SECONDS,
+                       f"{name} rolling out v{version} (its canary serves it meanwhile)")
+            self.api.delete("Deployment", ns, canary_name(name))
+        return None
 
-    def scrape(self, model_name: str) -> dict[str, list[str]]:
-        """Each ready pod's /metrics through the pod proxy (trainship.cluster.kube_traffic)."""
+    def _canary(self, mine: KubernetesHandle) -> dict[str, Any] | None:
+        """The canary Deployment when it runs this handle's version, else None."""
+        canary: dict[str, Any] | None = self.api.get(object_path(
+            "Deployment", mine["namespace"], canary_name(_name(mine))))
+        if canary is None or deployed_version(canary) != mine["version"] or \
+                ((canary["metadata"].get("annotations") or {}).get(SERVING_NAME_ANNOTATION)
+                 not in (None, _name(mine))):
+            return None
+        return canary
+
+    def _shares_with(self, mine: KubernetesHandle) -> bool:
+        """Whether the live Deployment still runs the version this canary shares with."""
+        main = self.api.get(object_path("Deployment", mine["namespace"], _name(mine)))
+        return deployed_version(main) == _previous_version(mine)
+
+    def _wait(self, done: Callable[[dict[str, Any]], bool], ns: str, name: str,
+              seconds: float, what: str, *, required: bool = True) -> bool:
+        """Poll Deployment ``name`` until ``done`` says so, at most ``seconds``. Not done in
+        time: TransientError naming ``what`` (the state machine tries the step again), or
+        False when not ``required``."""
+        deadline = self.clock() + seconds
+        delay = 2.0
+        while True:
+            deployment = self.api.get(object_path("Deployment", ns, name))
+            if deployment is not None and done(deployment):
+                return True
+            if self.clock() + delay > deadline:
+                if required:
+                    raise TransientError(f"still waiting after {seconds:.0f} s: {what}")
+                return False
+            self.sleep(delay)
+
+    def set_traffic(self, handle: Handle, percent: int) -> int:
+        """Scale the canary and the live Deployments to the share (kube_traffic): the share
+        of the replicas set, which the ready pods follow. A version applied in place of the
+        live one (no canary) has all of it already: 100 is all it can take."""
+        kube_traffic.check_percent(percent)
+        mine = read(KubernetesHandle, handle)
+        version = mine["version"]
+        if mine.get("superseded_by") or not mine.get("canary"):
+            if percent == 100 and not mine.get("superseded_by"):
+                return 100
+            raise ValueError(f"{mine['model_name']} v{version} was not applied beside a live "
+                             f"version: it cannot take {percent}% of the traffic")
+        with _refusals(f"scaling {mine['model_name']}'s Deployments to {percent}% for "
+                       f"v{version}", "ShiftTraffic"):
+            return self._set_traffic(mine, percent)
+
+    def _set_traffic(self, mine: KubernetesHandle, percent: int) -> int:
+        ns, name, version = mine["namespace"], _name(mine), mine["version"]
+        canary = self._canary(mine)
+        if canary is None:
+            raise RolloutFailed(f"The canary Deployment of {mine['model_name']} no longer runs "
+                                f"v{version} (a later deployment replaced or removed it)",
+                                step="ShiftTraffic")
+        if not self._shares_with(mine):
+            raise RolloutFailed(f"{mine['model_name']} v{version} no longer shares the traffic "
+                                f"with v{_previous_version(mine)}: a later deployment replaced "
+                                "the live version", step="ShiftTraffic")
+        new, old = kube_traffic.replicas_for(int(mine["spec"].get("replicas") or 1), percent)
+        now = int((canary.get("spec") or {}).get("replicas") or 0)
+        order = [(canary_name(name), new), (name, old)]
+        for deployment, replicas in order if new >= now else reversed(order):
+            kube_traffic.scale(self.api, ns, deployment, replicas)
+        return kube_traffic.effective_share(new, old)
+
+    def scrape(self, model_name: str) -> dict[str, dict[str, str]]:
+        """Each ready pod's /metrics through the pod proxy, by pod name, the canary's and the
+        live Deployment's alike (trainship.cluster.kube_traffic)."""
         return kube_traffic.scrape(self.api, self.settings.namespace, serving_name(model_name))
 
     def discard(self, handle: Handle) -> None:
@@ -312,12 +508,14 @@ class KubernetesDriver:
     def _discard(self, handle: KubernetesHandle) -> None:
         if handle.get("superseded_by"):
             return
+        if handle.get("canary"):
+            self._withdraw(handle)
         ns, name = handle["namespace"], _name(handle)
         live = deployed_version(self.api.get(object_path("Deployment", ns, name)))
         if live != handle["version"]:
             return  # another version has been applied since: it is not ours to undo
         previous = handle.get("previous")
-        if previous:
+        if previous:  # (after a canary: its promotion had begun)
             spec = WorkloadSpec(**previous)
             for obj in render(spec):
                 self.api.apply(obj)
@@ -326,6 +524,24 @@ class KubernetesDriver:
         for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                      "Service", "Deployment"):
             self.api.delete(kind, ns, name)
+
+    def _withdraw(self, handle: KubernetesHandle) -> None:
+        """A canary's share goes back to the live version: the live Deployment scaled back to
+        the replicas it had (unless a later deployment changed it since), then the canary
+        Deployment deleted -- after a pod of the live version is ready again when it had
+        none (a last step), waiting up to kube_traffic.DISCARD_WAIT_SECONDS for it."""
+        if self._canary(handle) is None:
+            return  # gone already, or another version's now
+        ns, name = handle["namespace"], _name(handle)
+        main = self.api.get(object_path("Deployment", ns, name))
+        if main is not None and deployed_version(main) == _previous_version(handle):
+            replicas = int(handle.get("live_replicas") or 1)
+            if int((main.get("spec") or {}).get("replicas") or 0) != replicas:
+                kube_traffic.scale(self.api, ns, name, replicas)
+            self._wait(lambda d: int((d.get("status") or {}).get("availableReplicas") or 0) > 0,
+                       ns, name, kube_traffic.DISCARD_WAIT_SECONDS,
+                       f"a ready pod of {name}", required=False)
+        self.api.delete("Deployment", ns, canary_name(name))
 
     def remove(self, model_name: str) -> list[str]:
         """Take the model out of service (a delete): every object trainship made for it in

@@ -7,7 +7,12 @@ kubernetes driver applies.
 
 One Deployment and one Service per model: a new version is a rolling update of the same
 Deployment (maxUnavailable 0: the old pods serve until new ones are ready), so the
-Service's address, the inference URL, never changes.
+Service's address, the inference URL, never changes. A canary (trainship.cluster.
+kube_traffic) runs the new version in a second Deployment, ``<serving name>-canary``
+(``canary_deployment``), until it is promoted or discarded: the Service, the
+NetworkPolicy and the PodDisruptionBudget select the model's pods by
+``app.kubernetes.io/instance`` alone (``model_selector``), so they cover both Deployments,
+whose own selectors do not overlap (the canary's pods differ in ``app.kubernetes.io/name``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ RUN_AS_USER = 10001
 FIELD_MANAGER = "trainship"
 ANNOTATION_PREFIX = "trainship.io"
 VERSION_ANNOTATION = f"{ANNOTATION_PREFIX}/model-version"
+SERVING_NAME_ANNOTATION = f"{ANNOTATION_PREFIX}/serving-name"
 CONTAINER_NAME = "model"
+CANARY_SUFFIX = "-canary"
+NAME_LABEL = "app.kubernetes.io/name"
 DEBUG_ENV = "TRAINSHIP_SERVING_DEBUG"  # trainship.serving.settings reads it
 # The model's auth file (trainship.auth): the Secret <serving name>-auth, key ``auth``,
 # mounted as a DIRECTORY. The kubelet refreshes a Secret volume in running pods ("Mounted
@@ -130,9 +138,24 @@ def labels(spec: WorkloadSpec, *, with_version: bool = True) -> dict[str, str]:
             "app.kubernetes.io/managed-by": "trainship"}
 
 
+def model_selector(spec: WorkloadSpec) -> dict[str, str]:
+    """Every pod of the model, whichever Deployment runs it (the live one, a canary): what
+    the Service, the NetworkPolicy and the PodDisruptionBudget select."""
+    return {"app.kubernetes.io/instance": spec.serving_name}
+
+
+def canary_name(serving: str) -> str:
+    """The canary Deployment of a model (its serving name) and its pods' name label:
+    ``<serving name>-canary``, made a serving name itself (at most 63 characters, a label
+    value's limit: a long one keeps a stable hash of the whole as its suffix). A model
+    may be called ``iris-canary`` too: the kubernetes driver checks whose a Deployment is
+    by its ``trainship.io/serving-name`` annotation before it writes one."""
+    return serving_name(f"{serving}{CANARY_SUFFIX}")
+
+
 def model_annotations(spec: WorkloadSpec) -> dict[str, str]:
     return {f"{ANNOTATION_PREFIX}/model-name": spec.model_name,
-            f"{ANNOTATION_PREFIX}/serving-name": spec.serving_name,
+            SERVING_NAME_ANNOTATION: spec.serving_name,
             VERSION_ANNOTATION: spec.version,
             f"{ANNOTATION_PREFIX}/deployment-id": spec.deployment_id}
 
@@ -228,6 +251,25 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
     }
 
 
+def canary_deployment(spec: WorkloadSpec, replicas: int = 1) -> dict[str, Any]:
+    """``spec``'s version as a canary beside the live Deployment: the same pod but for its
+    ``app.kubernetes.io/name`` (``<serving name>-canary``, in its own selector too), so that
+    neither Deployment's selector matches the other's pods -- the live Deployment's selector
+    cannot change (it is immutable in apps/v1) and "if multiple controllers have
+    overlapping selectors those controllers might conflict and behave unexpectedly"
+    (Kubernetes docs, Deployments > Writing a Deployment Spec > Selector) -- while the
+    Service, selecting the instance label alone, sends it its share. Its replica count is
+    the driver's to set (kube_traffic.set_traffic); it never has an autoscaler."""
+    manifest = deployment(spec)
+    name = canary_name(spec.serving_name)
+    manifest["metadata"]["name"] = name
+    manifest["metadata"]["labels"][NAME_LABEL] = name
+    manifest["spec"]["replicas"] = replicas
+    manifest["spec"]["selector"]["matchLabels"][NAME_LABEL] = name
+    manifest["spec"]["template"]["metadata"]["labels"][NAME_LABEL] = name
+    return manifest
+
+
 def auth_volume(model_name: str) -> dict[str, Any]:
     """The model's auth Secret as a volume: files readable by the pod's group (fsGroup)
     only. Not optional: DeployModel writes the Secret before it applies the Deployment."""
@@ -280,7 +322,8 @@ def service(spec: WorkloadSpec) -> dict[str, Any]:
     port = ({"name": "https", "port": TLS_SERVICE_PORT} if spec.lb_certificate_arn
             else {"name": "http", "port": SERVICE_PORT})
     body: dict[str, Any] = {
-        "type": spec.service_type, "selector": labels(spec, with_version=False),
+        # the instance alone: the live Deployment's pods and a canary's (model_selector)
+        "type": spec.service_type, "selector": model_selector(spec),
         "ports": [{**port, "targetPort": "http", "protocol": "TCP"}]}
     if spec.service_type == "LoadBalancer" and spec.lb_source_ranges:
         # honoured by the in-tree controller, the AWS Load Balancer Controller and EKS Auto
@@ -295,7 +338,7 @@ def pod_disruption_budget(spec: WorkloadSpec) -> dict[str, Any]:
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(spec),
         "spec": {"maxUnavailable": 1,
-                 "selector": {"matchLabels": labels(spec, with_version=False)}},
+                 "selector": {"matchLabels": model_selector(spec)}},
     }
 
 
@@ -305,7 +348,7 @@ def network_policy(spec: WorkloadSpec) -> dict[str, Any]:
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(spec),
-        "spec": {"podSelector": {"matchLabels": labels(spec, with_version=False)},
+        "spec": {"podSelector": {"matchLabels": model_selector(spec)},
                  "policyTypes": ["Ingress"],
                  "ingress": [{"ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}]}]},
     }

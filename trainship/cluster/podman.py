@@ -36,6 +36,7 @@ from trainship.cluster import (
     Applied,
     RolloutStatus,
     front,
+    live_by_records,
     local_auth,
     post_json,
     promote_by_records,
@@ -114,6 +115,7 @@ class PodmanDriver(local_auth.LocalAuthFiles):
                        max_batch_rows=self.serving.max_batch_rows,
                        max_wait_ms=self.serving.max_wait_ms)
         containers.require_tools()
+        live = live_by_records(spec.version, self.records(spec.model_name))
         service = self.service(spec.model_name)
         host_port = free_port()
         manifest_path = self._dir(spec.model_name) / f"v{spec.version}.yaml"
@@ -135,8 +137,10 @@ class PodmanDriver(local_auth.LocalAuthFiles):
         if played.returncode != 0:
             handle["play_error"] = (played.stdout + played.stderr).strip()[-4000:]
         self._save(handle)
+        # the proxy keeps pointing at the live version (canary or not) until set_traffic or
+        # promote changes its target
         return Applied(inference_url=service["url"], handle=handle,
-                       test_url=handle["test_url"])
+                       test_url=handle["test_url"], live_version=live)
 
     def _inspect(self, handle: PodmanHandle) -> dict[str, Any] | None:
         proc = self._podman("inspect", container_name(handle["model_name"], handle["version"]),
@@ -217,15 +221,17 @@ class PodmanDriver(local_auth.LocalAuthFiles):
         self._podman("pod", "rm", "--force", record["pod"], check=False)
         self._record_path(record["model_name"], record["version"]).unlink(missing_ok=True)
 
-    def set_traffic(self, handle: Handle, percent: int) -> None:
+    def set_traffic(self, handle: Handle, percent: int) -> int:
         """The front shares requests between the live version and this one, by weight
-        (trainship.cluster.weighted: per request, smooth weighted round-robin)."""
+        (trainship.cluster.weighted: per request, smooth weighted round-robin): exactly
+        ``percent``."""
         mine = read(PodmanHandle, handle)
-        front.split(self._dir(mine["model_name"]), mine, self.records(mine["model_name"]),
-                    percent)
+        return front.split(self._dir(mine["model_name"]), mine,
+                           self.records(mine["model_name"]), percent)
 
-    def scrape(self, model_name: str) -> dict[str, list[str]]:
-        return scrape_records(self.records(model_name))
+    def scrape(self, model_name: str) -> dict[str, dict[str, str]]:
+        """Each version's /metrics on its own port, keyed by its pod name."""
+        return scrape_records(self.records(model_name), key=lambda r: r["pod"])
 
     def discard(self, handle: Handle) -> None:
         """A version the front shares traffic with (a canary) is taken out of the share and

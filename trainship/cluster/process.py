@@ -32,6 +32,7 @@ from trainship.cluster import (
     Applied,
     RolloutStatus,
     front,
+    live_by_records,
     local_auth,
     post_json,
     promote_by_records,
@@ -67,7 +68,12 @@ class ProcessDriver(local_auth.LocalAuthFiles):
             json.dumps(record, indent=2))
 
     def apply(self, spec: WorkloadSpec) -> Applied:
-        return self._start(spec, port=free_port(), state="starting")
+        """The new version on a port of its own, beside the live one: the front keeps
+        sending every request to the live version until ``set_traffic`` (a canary) or
+        ``promote`` changes its target, with or without ``spec.canary``."""
+        live = live_by_records(spec.version, self.records(spec.model_name))
+        return replace(self._start(spec, port=free_port(), state="starting"),
+                       live_version=live)
 
     def _start(self, spec: WorkloadSpec, *, port: int, state: RecordState,
                auth: bool = True) -> Applied:
@@ -148,15 +154,17 @@ class ProcessDriver(local_auth.LocalAuthFiles):
         front.drain(self._dir(record["model_name"]), record["port"])
         self._stop(record)
 
-    def set_traffic(self, handle: Handle, percent: int) -> None:
+    def set_traffic(self, handle: Handle, percent: int) -> int:
         """The front shares requests between the live version and this one, by weight
-        (trainship.cluster.weighted: per request, smooth weighted round-robin)."""
+        (trainship.cluster.weighted: per request, smooth weighted round-robin): exactly
+        ``percent``."""
         mine = read(ProcessHandle, handle)
-        front.split(self._dir(mine["model_name"]), mine, self.records(mine["model_name"]),
-                    percent)
+        return front.split(self._dir(mine["model_name"]), mine,
+                           self.records(mine["model_name"]), percent)
 
-    def scrape(self, model_name: str) -> dict[str, list[str]]:
-        return scrape_records(self.records(model_name))
+    def scrape(self, model_name: str) -> dict[str, dict[str, str]]:
+        """Each version's /metrics on its own port, keyed by its process id."""
+        return scrape_records(self.records(model_name), key=lambda r: str(r["pid"]))
 
     def discard(self, handle: Handle) -> None:
         """A version the front shares traffic with (a canary) is taken out of the share and
