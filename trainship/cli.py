@@ -20,6 +20,7 @@ from trainship import (
 )
 from trainship.cli_common import add_api_options, follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
+from trainship.cli_rollout import add_rollout_options
 from trainship.client import (
     ApiError,
     ApiUnavailable,
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "stored for `trainship predict`); none: anyone who reaches the "
                             "URL; default: the model's current auth, for a new model the "
                             "stack's (token on AWS, none locally)")
+        add_rollout_options(p)
     deploy.add_argument("--idempotency-key")
     deploy.set_defaults(func=cmd_deploy)
     request.set_defaults(func=cmd_request)
