@@ -18,6 +18,7 @@ from trainship import (
     doctor,
     doctor_eks,
 )
+from trainship.cli_canary import progress_lines, result_lines
 from trainship.cli_common import add_api_options, follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
 from trainship.cli_rollout import add_rollout_options
@@ -92,8 +93,13 @@ def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
     for step in record.get("steps", []):
         seconds = step.get("seconds")
         print(f"  {step['name']:18} {step['status']:10} {'' if seconds is None else f'{seconds}s'}")
+    if record.get("canary"):  # a canary under way (or cut short): where it is
+        for line in progress_lines(record["canary"]):
+            print(line)
     if (record.get("result") or {}).get("inference_url"):  # a delete's result has none
         print(f"inference_url: {record['result']['inference_url']}")
+    for line in result_lines(record.get("result") or {}):
+        print(line)
     if record.get("error"):
         print_error(record["error"])
     if record.get("cost"):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from trainship.cli_canary import failure_lines, result_lines
 from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.pipeline import TERMINAL_STATUSES
 from trainship.records import CostJson, RecordJson
@@ -65,7 +66,11 @@ def print_error(doc: Mapping[str, Any], http_status: int | None = None) -> None:
     if doc.get("step"):
         print(f"step:    {doc.get('step')}", file=sys.stderr)
     print(f"message: {doc.get('message')}", file=sys.stderr)
-    if doc.get("details"):
+    table = (failure_lines(str(doc["details"]))
+             if doc.get("error") == "CanaryFailed" and doc.get("details") else None)
+    if table is not None:  # the numbers that decided the rollback, readable
+        print("details:\n" + "\n".join(table), file=sys.stderr)
+    elif doc.get("details"):
         print("details:\n  " + str(doc["details"]).replace("\n", "\n  "), file=sys.stderr)
     if doc.get("help"):
         print(f"help:    {doc.get('help')}", file=sys.stderr)
@@ -75,7 +80,8 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
              timeout: float = 7800) -> RecordJson:
     """Poll until the deployment ends; show each state as it is entered, with elapsed time.
 
-    States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) repeat; each
+    States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) and of the
+    canary loop (ShiftTraffic, WaitForCanary, JudgeCanary, CanaryVerdict) repeat; each
     name is shown once.
     """
     started = time.monotonic()
@@ -138,6 +144,8 @@ def report(record: RecordJson, output: str) -> int:
                 print(f"{key + ':':26} {result.get(key)}")
         for item in result.get("removed", []):  # a delete's (trainship.state.RemovalResult)
             print(f"{'removed:':26} {item}")
+        for line in result_lines(result):
+            print(line)
         if "inference_url" in result and result.get("action") != "rotate-token":
             bearer = (" -H 'Authorization: Bearer $TOKEN'" if result.get("auth") == "token"
                       else "")
