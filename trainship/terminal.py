@@ -88,6 +88,7 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
     entered: set[str] = set()
     finished: set[str] = set()
     done = 0
+    shown: tuple[int | None, int] = (None, 0)  # a canary's share and verdicts printed
     failing_since: float | None = None
     while True:
         try:
@@ -119,6 +120,7 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
                     entered.add(name)
                     finished.add(name)
                 done += 1
+            shown = show_canary(record.get("canary"), shown, started)
         if record["status"] in TERMINAL_STATUSES:
             return record
         if time.monotonic() - started > timeout:
@@ -126,6 +128,29 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
                            "is still running; follow it with `trainship status "
                            f"{deployment_id}`", EXIT_STILL_RUNNING)
         time.sleep(poll)
+
+
+def show_canary(progress: Mapping[str, Any] | None, shown: tuple[int | None, int],
+                started: float) -> tuple[int | None, int]:
+    """While following a deployment: each new verdict of a canary and each new share of the
+    traffic the new version has, once (stderr, like the states). ``shown``: the share and
+    the number of verdicts printed so far; returns them after this record."""
+    if not progress:
+        return shown
+    share, judged = shown
+    elapsed = f"[{time.monotonic() - started:6.1f}s]"
+    verdicts = progress.get("verdicts") or []
+    for verdict in verdicts[judged:]:
+        numbers = verdict.get("numbers") or {}
+        print(f"  {elapsed} canary step {numbers.get('step')}/{numbers.get('steps')}: "
+              f"{verdict.get('action')}: {verdict.get('reason')}", file=sys.stderr, flush=True)
+    effective = progress.get("effective_share")
+    if effective is not None and effective != share:
+        # the share ShiftTraffic set; "step" may already be the next one (CanaryVerdict)
+        print(f"  {elapsed} canary: the new version has {effective}% of the traffic",
+              file=sys.stderr, flush=True)
+        share = effective
+    return share, max(judged, len(verdicts))
 
 
 def report(record: RecordJson, output: str) -> int:

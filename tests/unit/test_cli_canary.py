@@ -19,7 +19,7 @@ from trainship.config import CliSettings
 from trainship.deployments.history import canary_progress
 from trainship.deployments.store import record_of
 from trainship.records import DeploymentRecord
-from trainship.terminal import EXIT_FAILED, EXIT_OK, print_error, report
+from trainship.terminal import EXIT_FAILED, EXIT_OK, print_error, report, wait_for
 
 SETTINGS = CliSettings(api="", debug=False, home=Path(".trainship"))
 
@@ -249,3 +249,39 @@ def test_progress_lines_without_an_effective_share() -> None:
     lines = progress_lines({"step": 1, "steps": 2, "share": 10, "effective_share": None,
                             "verdicts": []})
     assert lines == ["canary: step 1 of 2 (10%)"]
+
+
+def test_deploy_follows_the_canary(capsys: pytest.CaptureFixture[str]) -> None:
+    """While `trainship deploy` waits: each share the new version gets and each verdict,
+    once, however often the status is read."""
+    running = {"deployment_id": "d-1", "status": "RUNNING", "builds": [],
+               "steps": [{"name": "WaitForCanary", "status": "RUNNING", "entered": None}]}
+    at = [
+        {**running, "canary": {"step": 1, "steps": 3, "share": 10, "effective_share": 10,
+                               "verdicts": []}},
+        {**running, "canary": {"step": 1, "steps": 3, "share": 10, "effective_share": 10,
+                               "verdicts": []}},
+        {**running, "canary": {"step": 2, "steps": 3, "share": 50, "effective_share": 10,
+                               "verdicts": [STEP1]}},   # judged, not shifted yet
+        {**running, "canary": {"step": 2, "steps": 3, "share": 50, "effective_share": 50,
+                               "verdicts": [STEP1]}},
+        {**running, "status": "FAILED", "error": {"error": "CanaryFailed", "message": "m"},
+         "canary": {"step": 2, "steps": 3, "share": 50, "effective_share": 50,
+                    "verdicts": [STEP1, FAILING]}},
+    ]
+    answers = iter(at)
+
+    class Client:
+        def get(self, deployment_id: str) -> dict[str, Any]:
+            return next(answers)
+
+    record = wait_for(Client(), "d-1", progress=True, poll=0)  # type: ignore[arg-type]
+    assert record["status"] == "FAILED"
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().err.splitlines()
+             if "canary" in line]
+    assert lines == [
+        "canary: the new version has 10% of the traffic",
+        f"canary step 1/3: next: {STEP1['reason']}",
+        "canary: the new version has 50% of the traffic",
+        f"canary step 2/3: rollback: {FAILING['reason']}",
+    ]
