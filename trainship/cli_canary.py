@@ -88,8 +88,10 @@ def progress_lines(progress: Mapping[str, Any]) -> list[str]:
 
 
 def failure_lines(details: str) -> list[str] | None:
-    """A CanaryFailed document's ``details`` (JSON: the deciding verdict's numbers and the
-    steps judged before) as the table; None when it is not that JSON (printed as it is)."""
+    """A CanaryFailed document's ``details`` as the table: JSON of the deciding ``verdict``,
+    the ``new_version`` and ``live_version`` and the ``history`` of the steps judged (the
+    deciding one last; ``history_omitted``: how many early steps were left out for size).
+    None when it is not that JSON (it is printed as it is)."""
     try:
         data = json.loads(details)
     except (TypeError, ValueError):
@@ -97,15 +99,16 @@ def failure_lines(details: str) -> list[str] | None:
     if not isinstance(data, Mapping):
         return None
     verdicts = list(_verdicts(data.get("history")))
-    deciding: Mapping[str, Any] | None = None
-    if isinstance(data.get("numbers"), Mapping):  # a verdict
-        deciding = {"action": "rollback", **data}
-    elif isinstance(data.get("new"), Mapping):  # the verdict's numbers themselves
-        deciding = {"action": "rollback", "numbers": data,
-                    "effective_share": data.get("effective_share")}
-    if deciding is not None and not any(
+    deciding = data.get("verdict")
+    if isinstance(deciding, Mapping) and not any(
             v.get("numbers") == deciding.get("numbers") for v in verdicts):
-        verdicts.append(deciding)
+        verdicts.append(deciding)  # the history was cut to its last steps, or lacks it
     if not verdicts:
         return None
-    return verdict_rows(verdicts)
+    lines = []
+    if data.get("new_version") or data.get("live_version"):
+        lines.append(f"  new version v{data.get('new_version')}, live version "
+                     f"v{data.get('live_version')}")
+    if data.get("history_omitted"):
+        lines.append(f"  ({data['history_omitted']} earlier steps left out)")
+    return lines + verdict_rows(verdicts)

@@ -88,7 +88,8 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
     entered: set[str] = set()
     finished: set[str] = set()
     done = 0
-    shown: tuple[int | None, int] = (None, 0)  # a canary's share and verdicts printed
+    # a canary's share and verdicts printed (0: its new version starts with none)
+    shown: tuple[int | None, int] = (0, 0)
     failing_since: float | None = None
     while True:
         try:

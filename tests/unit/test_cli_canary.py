@@ -33,7 +33,9 @@ def sample(requests: float, errors: float, fast: float) -> Sample:
 def verdict(step: int, new: Sample, old: Sample, effective: int,
             policy: Policy | None = None) -> dict[str, Any]:
     """A step's verdict as the result and the document carry it (canary.judge's own)."""
-    return {**judge(policy or Policy(), step, new, old).to_dict(), "effective_share": effective}
+    verdict = judge(policy or Policy(), step, new, old)
+    return {**verdict.to_dict(), "share": verdict.numbers["share"], "effective_share": effective,
+            "instances": {"new": 1, "old": 1}}
 
 
 STEP1 = verdict(0, sample(52, 0, 50), sample(480, 1, 470), 10)
@@ -83,25 +85,46 @@ def test_the_effective_share_is_shown_beside_the_asked_one() -> None:
 
 # --- a CanaryFailed document ----------------------------------------------------------
 
-def canary_failed(details: Any) -> dict[str, Any]:
-    return {"error": "CanaryFailed", "message": FAILING["reason"], "step": "JudgeCanary",
-            "details": json.dumps(details), "help": "Fix the version and deploy again."}
+def details_of(history: list[dict[str, Any]], omitted: int = 0) -> str:
+    """CanaryFailed's details as JudgeCanary writes them (trainship.canary_steps): the
+    deciding verdict, the versions and the steps judged, the deciding one last."""
+    return json.dumps({"verdict": {k: FAILING[k] for k in ("action", "reason", "numbers")},
+                       "new_version": "2", "live_version": "1", "history": history,
+                       "history_omitted": omitted}, sort_keys=True)
 
 
-@pytest.mark.parametrize("details", [
-    {**FAILING, "history": [STEP1, FAILING]},                   # the verdict, its history
-    {**FAILING, "history": [STEP1]},                            # history before it
-    {**FAILING["numbers"], "effective_share": 50, "history": [STEP1]},  # numbers alone
-])
-def test_canary_failed_details_are_a_table(details: dict[str, Any]) -> None:
-    lines = failure_lines(json.dumps(details))
+def canary_failed(details: str) -> dict[str, Any]:
+    return {"error": "CanaryFailed", "step": "JudgeCanary",
+            "message": f"churn v2 was rolled back at canary step 2 of 3: {FAILING['reason']} "
+                       "v1 keeps the URL and all of the traffic.",
+            "details": details, "help": "Fix the version and deploy again."}
+
+
+def test_canary_failed_details_are_a_table() -> None:
+    lines = failure_lines(details_of([STEP1, FAILING]))
     assert lines is not None
-    rows = [line.split() for line in lines[1:3]]
+    assert lines[0] == "  new version v2, live version v1"
+    rows = [line.split() for line in lines[2:4]]
     assert rows[0][:4] == ["1/3", "10%", "10%", "next"]
     assert rows[1][:4] == ["2/3", "50%", "50%", "rollback"]
     assert rows[1][5:8] == ["200", "30", "15%"]  # the new version's numbers that decided it
     assert rows[1][10:13] == ["210", "0", "0%"]  # the old one's, beside them
-    assert not any(line.split()[:1] == ["2/3"] for line in lines[3:] if "|" in line)
+    assert len([line for line in lines if "|" in line]) == 3  # header and two steps, once
+
+
+def test_canary_failed_details_cut_for_size() -> None:
+    """Only the deciding verdict left (every earlier step omitted): it is still a row."""
+    lines = failure_lines(details_of([], omitted=1))
+    assert lines is not None
+    assert lines[1] == "  (1 earlier steps left out)"
+    assert lines[3].split()[:4] == ["2/3", "50%", "-", "rollback"]  # no effective share known
+
+
+def test_a_new_version_that_stopped_serving_has_no_numbers() -> None:
+    """JudgeCanary's verdict when no instance of the new version answered /metrics."""
+    gone = {**FAILING, "numbers": {**FAILING["numbers"], "new": None}}
+    row = verdict_rows([gone])[1].split()
+    assert row[5:9] == ["-", "-", "-", "-"] and row[10:12] == ["210", "0"]
 
 
 @pytest.mark.parametrize("details", ["", "not json", "[1, 2]", '{"other": 1}'])
@@ -110,7 +133,7 @@ def test_other_details_stay_as_they_are(details: str) -> None:
 
 
 def test_print_error_shows_canary_failed_readably(capsys: pytest.CaptureFixture[str]) -> None:
-    print_error(canary_failed({**FAILING, "history": [STEP1, FAILING]}))
+    print_error(canary_failed(details_of([STEP1, FAILING])))
     err = capsys.readouterr().err
     assert "error:   CanaryFailed" in err and "step:    JudgeCanary" in err
     assert '"numbers"' not in err  # not the raw JSON
@@ -137,7 +160,7 @@ def test_deploy_reports_the_steps_of_a_promoted_canary(
 
 
 def test_deploy_reports_canary_failed(capsys: pytest.CaptureFixture[str]) -> None:
-    doc = canary_failed({**FAILING, "history": [STEP1, FAILING]})
+    doc = canary_failed(details_of([STEP1, FAILING]))
     record = {"deployment_id": "d-1", "status": "FAILED", "error": doc}
     assert report(record, "text") == EXIT_FAILED  # type: ignore[arg-type]
     assert "rollback" in capsys.readouterr().err
@@ -174,7 +197,9 @@ def history(*states: tuple[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
 
 
 CANARY_AT_STEP2 = {"step": 1, "steps": [10, 50, 100], "interval_seconds": 120,
-                   "effective_share": 50, "baseline": {"2": {"p-1": "..."}},
+                   "max_error_rate": 0.01, "max_p99_ms": None, "min_requests": 20,
+                   "no_traffic": "promote", "new_version": "2", "live_version": "1",
+                   "share": 50, "effective_share": 50, "baseline": {"2": {"p-1": "..."}},
                    "history": [STEP1], "action": "next"}
 
 
@@ -184,12 +209,6 @@ def test_progress_from_the_latest_state() -> None:
                      ("WaitForCanary", state_with(CANARY_AT_STEP2)))
     assert canary_progress(events) == {"step": 2, "steps": 3, "share": 50,
                                        "effective_share": 50, "verdicts": [STEP1]}
-
-
-def test_the_steps_may_come_from_the_request() -> None:
-    canary = {k: v for k, v in CANARY_AT_STEP2.items() if k != "steps"}
-    progress = canary_progress(history(("WaitForCanary", state_with(canary))))
-    assert progress is not None and (progress["steps"], progress["share"]) == (3, 50)
 
 
 def test_no_canary_no_progress() -> None:

@@ -85,17 +85,15 @@ def _whole(value: Any) -> int | None:
 
 def canary_progress(events: list[dict[str, Any]]) -> CanaryProgressJson | None:
     """Where a canary rollout is (docs/rollouts.md), from the latest state's ``canary``
-    (trainship.state's CanaryState: ``step``, 0-based, into the policy's ``steps``; the
-    ``effective_share`` ShiftTraffic set; the ``history`` of verdicts); None when the
-    execution has no canary in its latest state."""
+    (trainship.state.CanaryState: ``step``, 0-based, into the policy's ``steps``; the
+    ``effective_share`` ShiftTraffic set; the ``history`` of verdicts), read leniently: a
+    status must not fail on a state written by another version of trainship. None when
+    the execution has no canary in its latest state."""
     state = _latest_state(events)
     canary = state.get("canary") if isinstance(state, dict) else None
     if not isinstance(canary, dict):
         return None
     shares = canary.get("steps")
-    if not isinstance(shares, list):  # the policy may sit in the canary state or the request
-        policy = canary.get("policy") or state.get("release") or {}
-        shares = policy.get("steps") if isinstance(policy, dict) else None
     shares = [s for s in shares if _whole(s) is not None] if isinstance(shares, list) else []
     index = _whole(canary.get("step")) or 0
     history = canary.get("history")
