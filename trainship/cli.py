@@ -93,7 +93,9 @@ def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
     for step in record.get("steps", []):
         seconds = step.get("seconds")
         print(f"  {step['name']:18} {step['status']:10} {'' if seconds is None else f'{seconds}s'}")
-    if record.get("canary"):  # a canary under way (or cut short): where it is
+    # a canary under way (or cut short by another failure: CanaryFailed's details have it)
+    error = record.get("error")
+    if record.get("canary") and (error is None or error["error"] != "CanaryFailed"):
         for line in progress_lines(record["canary"]):
             print(line)
     if (record.get("result") or {}).get("inference_url"):  # a delete's result has none

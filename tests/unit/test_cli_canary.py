@@ -304,3 +304,24 @@ def test_deploy_follows_the_canary(capsys: pytest.CaptureFixture[str]) -> None:
         "canary: the new version has 50% of the traffic",
         f"canary step 2/3: rollback: {FAILING['reason']}",
     ]
+
+
+def test_status_of_a_canary_failed_shows_the_table_once(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A failed deployment keeps the record's canary; CanaryFailed's details hold the same
+    steps, so the status prints them once (another failure shows where the canary was)."""
+    progress = {"step": 2, "steps": 3, "share": 50, "effective_share": 50,
+                "verdicts": [STEP1, FAILING]}
+    record: dict[str, Any] = {"deployment_id": "d-1", "status": "FAILED", "steps": [],
+                              "builds": [], "canary": progress,
+                              "error": canary_failed(details_of([STEP1, FAILING]))}
+    monkeypatch.setattr("trainship.client.Client.get", lambda self, _id: record)
+    args = cli.build_parser().parse_args(["status", "d-1", "--api", "http://127.0.0.1:9"])
+    assert cli.cmd_status(args, SETTINGS) == EXIT_OK
+    out = capsys.readouterr()
+    assert "canary: step" not in out.out
+    assert (out.out + out.err).count("2/3     50%   50%  rollback") == 1
+    record["error"] = {"error": "TransientError", "message": "the cluster did not answer",
+                       "step": "ShiftTraffic"}
+    assert cli.cmd_status(args, SETTINGS) == EXIT_OK
+    assert "canary: step 2 of 3 (50%)" in capsys.readouterr().out
