@@ -91,6 +91,8 @@ def draft4(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = draft4(value, defs)
         elif key == "title":
             continue  # pydantic titles every property; the model's name says enough
+        elif key == "default" and value is None:
+            continue  # says nothing, and a null in a template property is dropped anyway
         elif key in _DRAFT4_KEYWORDS:
             out[key] = copy.deepcopy(value)
     return out

@@ -18,8 +18,10 @@ from trainship import (
     doctor,
     doctor_eks,
 )
+from trainship.cli_canary import progress_lines, result_lines
 from trainship.cli_common import add_api_options, follow, resolve_api, start_and_follow
 from trainship.cli_request import request_body
+from trainship.cli_rollout import add_rollout_options
 from trainship.client import (
     ApiError,
     ApiUnavailable,
@@ -91,8 +93,15 @@ def cmd_status(args: argparse.Namespace, settings: CliSettings) -> int:
     for step in record.get("steps", []):
         seconds = step.get("seconds")
         print(f"  {step['name']:18} {step['status']:10} {'' if seconds is None else f'{seconds}s'}")
+    # a canary under way (or cut short by another failure: CanaryFailed's details have it)
+    error = record.get("error")
+    if record.get("canary") and (error is None or error["error"] != "CanaryFailed"):
+        for line in progress_lines(record["canary"]):
+            print(line)
     if (record.get("result") or {}).get("inference_url"):  # a delete's result has none
         print(f"inference_url: {record['result']['inference_url']}")
+    for line in result_lines(record.get("result") or {}):
+        print(line)
     if record.get("error"):
         print_error(record["error"])
     if record.get("cost"):
@@ -254,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "stored for `trainship predict`); none: anyone who reaches the "
                             "URL; default: the model's current auth, for a new model the "
                             "stack's (token on AWS, none locally)")
+        add_rollout_options(p)
     deploy.add_argument("--idempotency-key")
     deploy.set_defaults(func=cmd_deploy)
     request.set_defaults(func=cmd_request)

@@ -8,6 +8,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from trainship.cli_rollout import rollout_field
 from trainship.terminal import EXIT_USAGE, CliError
 
 
@@ -49,6 +50,7 @@ def read_requirements(values: list[str] | None, files: list[str] | None) -> list
 def request_body(args: argparse.Namespace, script_field: str) -> dict[str, Any]:
     """The POST /deployments body from ``deploy``/``request`` arguments. ``script_field``:
     ``script`` (the text) or ``script_content`` (base64, the original /mlops/deploy field)."""
+    rollout = rollout_field(args)  # before the files: a usage error needs none of them
     data = read_script(args.script)
     script: str = (utf8_text(data, args.script, "training script") if script_field == "script"
                    else base64.b64encode(data).decode("ascii"))
@@ -63,4 +65,6 @@ def request_body(args: argparse.Namespace, script_field: str) -> dict[str, Any]:
             body[field] = value
     if getattr(args, "debug", False):
         body["debug"] = True
+    if rollout is not None:
+        body["rollout"] = rollout
     return body

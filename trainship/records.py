@@ -67,6 +67,22 @@ class BuildRecord(BaseModel):
                                              "StreamName, DeepLink)")
 
 
+class CanaryProgress(BaseModel):
+    """A canary rollout under way, or cut short by a failure (docs/rollouts.md), read from
+    the execution's latest state; a finished deployment's steps are its result's
+    ``canary``."""
+
+    step: int = Field(description="the step it is at, from 1")
+    steps: int = Field(description="how many steps the rollout has")
+    share: int | None = Field(description="the new version's share this step asks for, "
+                                          "in percent")
+    effective_share: int | None = Field(
+        description="the share the new version has now, in percent (on Kubernetes the "
+                    "ratio of ready replicas, which the steps only approach)")
+    verdicts: list[dict[str, Any]] = Field(
+        description="the steps judged so far: action, reason, numbers, effective_share")
+
+
 class DeploymentRecord(BaseModel):
     """GET /deployments/{deployment_id}: ``result`` once SUCCEEDED, ``error`` once FAILED,
     TIMED_OUT or ABORTED. A delete's (DELETE /models/{model_name}) result is a
@@ -86,6 +102,10 @@ class DeploymentRecord(BaseModel):
     cost: CostReceipt | None = Field(
         default=None, description="what the execution costs at AWS list prices (locally: what "
                                   "the same run would cost on AWS); so far while RUNNING")
+    canary: CanaryProgress | None = Field(
+        default=None, description="a canary rollout under way (or cut short): absent when "
+                                  "the deployment has none, and once it SUCCEEDED (the "
+                                  "result's canary has every step then)")
 
 
 class ServedPeriod(BaseModel):
@@ -223,6 +243,14 @@ class CostJson(TypedDict):
     excludes: list[str]
 
 
+class CanaryProgressJson(TypedDict):
+    step: int
+    steps: int
+    share: int | None
+    effective_share: int | None
+    verdicts: list[dict[str, Any]]
+
+
 class BriefJson(TypedDict):
     deployment_id: str
     status: str
@@ -242,6 +270,7 @@ class RecordJson(TypedDict):
     result: NotRequired[dict[str, Any]]
     error: NotRequired[ErrorJson]
     cost: NotRequired[CostJson]
+    canary: NotRequired[CanaryProgressJson]
 
 
 # the "from" key: functional form

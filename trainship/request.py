@@ -113,6 +113,17 @@ ExperimentName = Annotated[str, Field(
                        "maxLength": MAX_EXPERIMENT_NAME_CHARS})]
 
 
+def _rollout_word_schema(schema: dict[str, Any]) -> None:
+    """``rollout`` in the JSON schema: the word is accepted too (the ``_rollout_word``
+    validator turns it into the object), so docs/openapi.json and API Gateway's request
+    model (infra/api_model.py, built from this schema) must say so, or the gateway would
+    refuse ``"rollout": "canary"`` before the API sees it."""
+    options = schema.get("anyOf")
+    if isinstance(options, list):
+        options.insert(0, {"type": "string", "enum": list(STRATEGIES),
+                           "description": "short for {\"strategy\": ...}"})
+
+
 class DeploymentRequest(BaseModel):
     """The POST /deployments body (also the state machine input)."""
 
@@ -157,7 +168,8 @@ class DeploymentRequest(BaseModel):
         description="how a new version of a model that already serves takes over: "
                     "\"canary\" or \"all-at-once\", or an object with strategy and the "
                     "canary's steps and limits (docs/rollouts.md); omitted: the stack's "
-                    "default (canary with its default steps)")
+                    "default (canary with its default steps)",
+        json_schema_extra=_rollout_word_schema)
 
     @field_validator("rollout", mode="before")
     @classmethod
@@ -299,16 +311,39 @@ def parse_request(body: Any, targets: tuple[str, ...] = ()) -> tuple[DeploymentR
     if request.timeout is not None and request.timeout_seconds is not None:
         raise InvalidRequest("Give timeout_seconds or timeout, not both",
                              details="timeout is the original /mlops/deploy name")
-    if request.rollout is not None and request.rollout.strategy == "canary":
-        try:
-            request.rollout.policy()
-        except ValueError as exc:
-            raise InvalidRequest("The request's rollout is not a canary policy",
-                                 details=f"rollout: {exc}") from exc
+    check_rollout(request.rollout)
     if targets and request.target is not None and request.target not in targets:
         raise TargetNotEnabled(f"Target {request.target!r} is not enabled here",
                                details=f"enabled targets: {', '.join(targets)}")
     return request, decode_script(request)
+
+
+def check_rollout(rollout: RolloutRequest | None) -> None:
+    """InvalidRequest when a canary ``rollout`` is not a canary policy (trainship.canary.Policy
+    says why)."""
+    if rollout is not None and rollout.strategy == "canary":
+        try:
+            rollout.policy()
+        except ValueError as exc:
+            raise InvalidRequest("The request's rollout is not a canary policy",
+                                 details=f"rollout: {exc}") from exc
+
+
+def parse_rollout(value: Any) -> RolloutRequest:
+    """A request's ``rollout`` alone (a strategy word or an object), checked as
+    :func:`parse_request` checks it, with the same InvalidRequest (the CLI checks its
+    --rollout/--canary-* flags with it before sending anything)."""
+    try:
+        rollout = DeploymentRequest.model_validate(
+            {"model_name": "m", "rollout": value}).rollout
+    except ValidationError as exc:
+        raise InvalidRequest("The request has invalid fields",
+                             details=_format_validation_error(exc)) from exc
+    if rollout is None:
+        raise InvalidRequest("The request has invalid fields",
+                             details="rollout: give \"canary\", \"all-at-once\" or an object")
+    check_rollout(rollout)
+    return rollout
 
 
 def effective_timeout(request: DeploymentRequest) -> int:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from trainship.cli_canary import failure_lines, result_lines
 from trainship.client import ApiError, ApiUnavailable, Client
 from trainship.pipeline import TERMINAL_STATUSES
 from trainship.records import CostJson, RecordJson
@@ -65,7 +66,11 @@ def print_error(doc: Mapping[str, Any], http_status: int | None = None) -> None:
     if doc.get("step"):
         print(f"step:    {doc.get('step')}", file=sys.stderr)
     print(f"message: {doc.get('message')}", file=sys.stderr)
-    if doc.get("details"):
+    table = (failure_lines(str(doc["details"]))
+             if doc.get("error") == "CanaryFailed" and doc.get("details") else None)
+    if table is not None:  # the numbers that decided the rollback, readable
+        print("details:\n" + "\n".join(table), file=sys.stderr)
+    elif doc.get("details"):
         print("details:\n  " + str(doc["details"]).replace("\n", "\n  "), file=sys.stderr)
     if doc.get("help"):
         print(f"help:    {doc.get('help')}", file=sys.stderr)
@@ -75,13 +80,16 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
              timeout: float = 7800) -> RecordJson:
     """Poll until the deployment ends; show each state as it is entered, with elapsed time.
 
-    States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) repeat; each
+    States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) and of the
+    canary loop (ShiftTraffic, WaitForCanary, JudgeCanary, CanaryVerdict) repeat; each
     name is shown once.
     """
     started = time.monotonic()
     entered: set[str] = set()
     finished: set[str] = set()
     done = 0
+    # a canary's share and verdicts printed (0: its new version starts with none)
+    shown: tuple[int | None, int] = (0, 0)
     failing_since: float | None = None
     while True:
         try:
@@ -113,6 +121,7 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
                     entered.add(name)
                     finished.add(name)
                 done += 1
+            shown = show_canary(record.get("canary"), shown, started)
         if record["status"] in TERMINAL_STATUSES:
             return record
         if time.monotonic() - started > timeout:
@@ -120,6 +129,29 @@ def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float 
                            "is still running; follow it with `trainship status "
                            f"{deployment_id}`", EXIT_STILL_RUNNING)
         time.sleep(poll)
+
+
+def show_canary(progress: Mapping[str, Any] | None, shown: tuple[int | None, int],
+                started: float) -> tuple[int | None, int]:
+    """While following a deployment: each new verdict of a canary and each new share of the
+    traffic the new version has, once (stderr, like the states). ``shown``: the share and
+    the number of verdicts printed so far; returns them after this record."""
+    if not progress:
+        return shown
+    share, judged = shown
+    elapsed = f"[{time.monotonic() - started:6.1f}s]"
+    verdicts = progress.get("verdicts") or []
+    for verdict in verdicts[judged:]:
+        numbers = verdict.get("numbers") or {}
+        print(f"  {elapsed} canary step {numbers.get('step')}/{numbers.get('steps')}: "
+              f"{verdict.get('action')}: {verdict.get('reason')}", file=sys.stderr, flush=True)
+    effective = progress.get("effective_share")
+    if effective is not None and effective != share:
+        # the share ShiftTraffic set; "step" may already be the next one (CanaryVerdict)
+        print(f"  {elapsed} canary: the new version has {effective}% of the traffic",
+              file=sys.stderr, flush=True)
+        share = effective
+    return share, max(judged, len(verdicts))
 
 
 def report(record: RecordJson, output: str) -> int:
@@ -138,6 +170,8 @@ def report(record: RecordJson, output: str) -> int:
                 print(f"{key + ':':26} {result.get(key)}")
         for item in result.get("removed", []):  # a delete's (trainship.state.RemovalResult)
             print(f"{'removed:':26} {item}")
+        for line in result_lines(result):
+            print(line)
         if "inference_url" in result and result.get("action") != "rotate-token":
             bearer = (" -H 'Authorization: Bearer $TOKEN'" if result.get("auth") == "token"
                       else "")

@@ -136,3 +136,36 @@ def test_a_changed_request_model_redeploys_the_stage(monkeypatch: pytest.MonkeyP
     changed = {**base, "properties": {**base["properties"], "extra": {"type": "string"}}}
     assert deployment_id(base) == deployment_id(dict(base))
     assert deployment_id(base) != deployment_id(changed)
+
+
+def test_the_model_takes_rollout_as_a_word_or_an_object() -> None:
+    """Issue 15: ``"rollout": "canary"`` is short for ``{"strategy": "canary"}``. The word is
+    turned into the object by a validator, which JSON schema does not see: the field's
+    schema says both (anyOf: the word, the object, null), or the gateway's draft-4 model
+    would refuse the short form before the API sees it. The canary's rules that need
+    code (steps increasing, the last 100) stay in the API Lambda (InvalidRequest)."""
+    schema = request_schema()
+    Draft4Validator.check_schema(schema)
+    validator = Draft4Validator(schema)
+    base = {"model_name": "churn", "script": "import mlflow"}
+    accepted: list[object] = [
+        "canary", "all-at-once", None, {}, {"strategy": "all-at-once"},
+        {"strategy": "canary", "steps": [10, 50, 100], "interval_seconds": 60,
+         "max_error_rate": 0.05, "max_p99_ms": 250, "min_requests": 5,
+         "no_traffic": "rollback"},
+        {"max_p99_ms": None},
+    ]
+    for rollout in accepted:
+        body = {**base, "rollout": rollout}
+        DeploymentRequest.model_validate(body)
+        assert not list(validator.iter_errors(body)), rollout
+    refused: list[object] = [
+        "blue-green", 5, ["canary"], {"strategy": "linear"}, {"steps": "10,50,100"},
+        {"interval_seconds": 0}, {"max_error_rate": 1.5}, {"max_p99_ms": 0},
+        {"min_requests": 0}, {"no_traffic": "wait"}, {"bogus": 1},
+    ]
+    for rollout in refused:
+        body = {**base, "rollout": rollout}
+        with pytest.raises(ValueError):
+            DeploymentRequest.model_validate(body)
+        assert list(validator.iter_errors(body)), rollout

@@ -28,6 +28,7 @@ PAIRS: list[tuple[Any, type[BaseModel]]] = [
     (records.ModelDetailJson, records.ModelDetail),
     (records.VersionJson, records.VersionRecord),
     (records.ServedPeriodJson, records.ServedPeriod),
+    (records.CanaryProgressJson, records.CanaryProgress),
 ]
 
 

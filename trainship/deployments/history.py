@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from trainship.records import BuildJson, StepJson
+from trainship.records import BuildJson, CanaryProgressJson, StepJson
 
 FAILED_EVENTS = ("TaskFailed", "LambdaFunctionFailed", "TaskTimedOut", "ExecutionFailed")
 
@@ -61,3 +61,48 @@ def summarize_history(events: list[dict[str, Any]]) -> tuple[list[StepJson], lis
                 if build is not None:
                     builds.append(build)
     return steps, builds
+
+
+def _latest_state(events: list[dict[str, Any]]) -> Any:
+    """The state data of the latest state event (a state's input as it was entered, or its
+    output as it exited); None when there is none or it is not JSON."""
+    for event in reversed(events):
+        details = (event.get("stateExitedEventDetails")
+                   or event.get("stateEnteredEventDetails") or {})
+        payload = details.get("output", details.get("input"))
+        if payload is None:
+            continue
+        try:
+            return json.loads(payload)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def canary_progress(events: list[dict[str, Any]]) -> CanaryProgressJson | None:
+    """Where a canary rollout is (docs/rollouts.md), from the latest state's ``canary``
+    (trainship.state.CanaryState: ``step``, 0-based, into the policy's ``steps``; the
+    ``effective_share`` ShiftTraffic set; the ``history`` of verdicts), read leniently: a
+    status must not fail on a state written by another version of trainship. None when
+    the execution has no canary in its latest state."""
+    state = _latest_state(events)
+    canary = state.get("canary") if isinstance(state, dict) else None
+    if not isinstance(canary, dict):
+        return None
+    shares = canary.get("steps")
+    shares = [s for s in shares if _whole(s) is not None] if isinstance(shares, list) else []
+    index = _whole(canary.get("step")) or 0
+    history = canary.get("history")
+    return {
+        # past the last step (the canary is done, PromoteModel next): the last step
+        "step": min(index, max(len(shares) - 1, 0)) + 1,
+        "steps": len(shares),
+        "share": shares[index] if 0 <= index < len(shares) else None,
+        "effective_share": _whole(canary.get("effective_share")),
+        "verdicts": [v for v in history if isinstance(v, dict)]
+        if isinstance(history, list) else [],
+    }

@@ -11,7 +11,7 @@ from typing import Any, cast
 from trainship.cost import receipt
 from trainship.deployments.archive import Archive, interrupted
 from trainship.deployments.build_logs import logs_text
-from trainship.deployments.history import iso, summarize_history
+from trainship.deployments.history import canary_progress, iso, summarize_history
 from trainship.errors import (
     DeploymentNotFound,
     ErrorDocument,
@@ -45,6 +45,9 @@ def record_of(execution: dict[str, Any], history: list[dict[str, Any]]) -> Recor
         # running: the cost so far; finished: what the execution cost
         "cost": cost_json(receipt(history, final=status in TERMINAL_STATUSES)),
     }
+    progress = canary_progress(history) if status != "SUCCEEDED" else None
+    if progress is not None:  # under way, or cut short (SUCCEEDED: the result has it all)
+        record["canary"] = progress
     if status == "SUCCEEDED" and execution.get("output"):
         record["result"] = json.loads(execution["output"])
     elif status in TERMINAL_STATUSES - {"SUCCEEDED"}:
