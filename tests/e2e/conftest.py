@@ -38,6 +38,23 @@ def stack_credentials() -> Iterator[dict[str, str]]:
                 os.environ[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def all_at_once_by_default() -> Iterator[None]:
+    """Every local stack the tests start (it inherits this environment) ships a new version
+    of a model all at once unless its request asks for a canary: the stacks' own default,
+    a canary with minutes-long steps, would slow every test that deploys a second version.
+    tests/e2e/test_canary.py asks for its canary explicitly."""
+    saved = os.environ.get("TRAINSHIP_DEFAULT_ROLLOUT")
+    os.environ["TRAINSHIP_DEFAULT_ROLLOUT"] = "all-at-once"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TRAINSHIP_DEFAULT_ROLLOUT", None)
+        else:
+            os.environ["TRAINSHIP_DEFAULT_ROLLOUT"] = saved
+
+
 @pytest.fixture(scope="session")
 def local_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("trainship-home")

@@ -134,6 +134,14 @@ def test_v2_is_served_at_v1s_url_and_models_shows_each_versions_history(
     assert "ModelNotFound (HTTP 404)" in unknown.stderr and f"{model}_nope" in unknown.stderr
 
 
+def test_v2_went_all_at_once_the_e2e_stacks_default(story: dict[str, Any],
+                                                    api: Client) -> None:
+    """Its request names no rollout: TRAINSHIP_DEFAULT_ROLLOUT (tests/e2e/conftest.py) reached
+    the stack's handlers, so no canary step ran."""
+    names = [step["name"] for step in api.get(story["running"])["steps"]]
+    assert "PromoteModel" in names and "ShiftTraffic" not in names, names
+
+
 def test_a_delete_while_v2_deploys_is_refused_and_changes_nothing(
         story: dict[str, Any]) -> None:
     refusal = story["refusal"]
