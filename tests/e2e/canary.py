@@ -4,7 +4,8 @@ execution's steps as time windows.
 
 Every version predicts its own constant class for every row, so which version answered a
 request is plain to see from the answer. The bad version raises in ``predict`` for a row whose
-first feature is negative (the inference service answers a 500 with the exception's type);
+first feature is negative (the inference service answers a 500 naming the exception's type,
+REFUSAL);
 its logged input example is a row that works, so it passes its smoke test. The traffic sends
 such rows half of the time (random, seeded: the front's weighted round-robin is
 deterministic, so a strict alternation could send the canary only the good rows).
@@ -32,6 +33,10 @@ import mlflow.pyfunc
 import numpy as np
 
 
+class {refusal}(ValueError):  # the 500's document names it
+    pass
+
+
 class Constant(mlflow.pyfunc.PythonModel):
     def __init__(self, label, fail):
         self.label, self.fail = label, fail
@@ -39,7 +44,7 @@ class Constant(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         rows = np.asarray(model_input, dtype=float)
         if self.fail and (rows[:, 0] < 0).any():
-            raise ValueError("{marker}")
+            raise {refusal}("the first feature is negative")
         return np.full(len(rows), self.label)
 
 
@@ -47,13 +52,15 @@ with mlflow.start_run():
     mlflow.pyfunc.log_model(name="model", python_model=Constant({label}, {fail}),
                             input_example=np.array([[5.1, 3.5, 1.4, 0.2]]))
 """
-MARKER = "canary test: this version refuses a negative first feature"
+# the type of what the bad version raises: the inference service's 500 names it
+# (exception_type), so an error the clients see is plainly the bad version's
+REFUSAL = "CanaryBadRow"
 GOOD_ROW = [5.1, 3.5, 1.4, 0.2]
 BAD_ROW = [-5.1, 3.5, 1.4, 0.2]  # the bad version raises on it; the others answer it
 
 
 def script(label: int, fail: bool = False) -> str:
-    return SCRIPT.format(label=label, fail=fail, marker=MARKER)
+    return SCRIPT.format(label=label, fail=fail, refusal=REFUSAL)
 
 
 @dataclass

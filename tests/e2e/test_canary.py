@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.canary import (
-    MARKER,
+    REFUSAL,
     Answer,
     between,
     script,
@@ -142,8 +142,7 @@ def _is_v2_error(item: Answer) -> bool:
     """A 500 with the bad version's own error document (what its predict raised)."""
     body = item.body if isinstance(item.body, dict) else {}
     return (item.status == 500 and body.get("error_code") == "INTERNAL_ERROR"
-            and body.get("exception_type") == "ValueError"
-            and MARKER in str(body.get("message", "")))
+            and body.get("exception_type") == REFUSAL)
 
 
 def _verdict_numbers(details: Any) -> dict[str, Any]:
