@@ -145,13 +145,11 @@ def _is_v2_error(item: Answer) -> bool:
             and body.get("exception_type") == REFUSAL)
 
 
-def _verdict_numbers(details: Any) -> dict[str, Any]:
-    """The numbers of the verdict that rolled back, from CanaryFailed's details."""
-    document = json.loads(details) if isinstance(details, str) else details
-    assert isinstance(document, dict), details
-    numbers = document.get("numbers") or (document.get("verdict") or {}).get("numbers")
-    assert isinstance(numbers, dict), document
-    return numbers
+def _details(doc: dict[str, Any]) -> dict[str, Any]:
+    """CanaryFailed's details: JSON of the deciding verdict, the versions and the history."""
+    details = json.loads(doc["details"])
+    assert isinstance(details, dict), doc
+    return details
 
 
 def test_the_first_deployment_goes_all_at_once(story: dict[str, Any]) -> None:
@@ -171,8 +169,14 @@ def test_a_version_failing_half_of_its_predictions_is_rolled_back_as_canary_fail
     assert code == EXIT_FAILED, doc
     assert doc["status"] == "FAILED" and doc["error"] == "CanaryFailed", doc
     assert doc["help"] and doc["message"], doc
-    numbers = _verdict_numbers(doc["details"])
+    details = _details(doc)
+    assert (details["new_version"], details["live_version"]) == ("2", "1"), details
+    verdict = details["verdict"]
+    assert verdict["action"] == "rollback" and verdict["reason"], verdict
+    numbers = verdict["numbers"]
     assert numbers["share"] == STEPS[0] and numbers["step"] == 1, numbers
+    [judged] = details["history"]  # the first step decided
+    assert judged["numbers"] == numbers and judged["effective_share"] == STEPS[0], judged
     new = numbers["new"]
     # about half of v2's requests failed: its errors decided, over the limit
     assert new["errors"] >= 1 and new["requests"] >= new["errors"], new
@@ -225,7 +229,7 @@ def test_v1_answered_throughout_and_clients_saw_errors_only_from_v2s_share(
     share = sum(1 for a in step if a.prediction == 2 or a.status != 200) / len(step)
     assert 0.05 <= share <= 0.17, (share, len(step))
     # the clients saw at least what the judgement counted (it measured part of their traffic)
-    numbers = _verdict_numbers(story["bad"]["details"])
+    numbers = _details(story["bad"])["verdict"]["numbers"]
     assert len(from_v2) >= numbers["new"]["requests"], (len(from_v2), numbers)
     assert len(errors) >= numbers["new"]["errors"], (len(errors), numbers)
     # v1 answered throughout: never a pause of its answers
@@ -249,6 +253,7 @@ def test_a_healthy_v2_is_promoted_through_every_step_at_the_same_url(
     assert result["inference_url"] == url
     steps = result["canary"]
     assert [s["numbers"]["share"] for s in steps] == list(STEPS), steps
+    assert [s["effective_share"] for s in steps] == list(STEPS), steps
     assert [s["action"] for s in steps] == ["next", "next", "promote"], steps
     for s in steps:  # each step judged on its own requests, none failed
         new = s["numbers"]["new"]
@@ -286,5 +291,9 @@ def test_a_healthy_v2_is_promoted_through_every_step_at_the_same_url(
     # what `trainship status` shows: each step with its numbers
     shown = run("status", result["deployment_id"], "--api", local_stack["api"])
     assert shown.returncode == EXIT_OK, shown.stderr
-    for share in STEPS:
-        assert f"{share}%" in shown.stdout, shown.stdout
+    assert "canary: promoted after 3 of 3 steps" in shown.stdout, shown.stdout
+    for i, (share, s) in enumerate(zip(STEPS, steps, strict=True), start=1):
+        [row] = [line for line in shown.stdout.splitlines()
+                 if line.strip().startswith(f"{i}/3 ")]
+        assert f"{share}%" in row and s["action"] in row, row
+        assert f" {s['numbers']['new']['requests']} " in row, row
