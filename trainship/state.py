@@ -55,8 +55,8 @@ class ModelInfo(BaseModel):
 class Handle(TypedDict):
     """A cluster driver's handle on the version it applied: a JSON object that travels in
     the state (``rollout.handle``) from DeployModel to CheckRollout, SmokeTestModel,
-    ShiftTraffic (a canary), PromoteModel and RecordFailure. These keys every driver sets; the others are the
-    driver's own (trainship.cluster.handles), kept as they are."""
+    ShiftTraffic (a canary), PromoteModel and RecordFailure. These keys every driver sets;
+    the others are the driver's own (trainship.cluster.handles), kept as they are."""
 
     model_name: str
     serving_name: str
