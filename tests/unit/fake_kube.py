@@ -26,6 +26,7 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -90,6 +91,8 @@ class FakeKube:
         default_factory=dict)
     proxy_answers: list[tuple[int, Any]] = field(default_factory=list)
     proxy_forbidden: bool = False
+    # GET .../proxy/metrics of these pods answers only after this many seconds (a hung pod)
+    metrics_hang: dict[str, float] = field(default_factory=dict)
     # GET .../proxy/metrics of a pod in the pod list: its text here (a 503 Status without)
     metrics: dict[str, str] = field(default_factory=dict)
     resource_version: int = 100
@@ -350,6 +353,9 @@ class FakeKubeServer:
                 with fake.lock:
                     fake.calls.append(call)
                     code, payload = fake.handle(call)
+                hang = next((seconds for pod, seconds in fake.metrics_hang.items()
+                             if parsed.path.endswith(f"/pods/{pod}:8080/proxy/metrics")), 0)
+                time.sleep(hang)  # outside the lock: the other requests go on
                 data = payload.encode() if isinstance(payload, str) else \
                     json.dumps(payload).encode()
                 self.send_response(code)

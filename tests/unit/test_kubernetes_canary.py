@@ -5,6 +5,7 @@ discard, remove, status and scrape against the HTTP-level fake API (tests/unit/f
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -116,6 +117,8 @@ def test_an_ordinary_apply_names_the_live_version_too(kube: Kube) -> None:
          (0, (0, 4), 0)]),
     (10, [(10, (1, 9), 10), (33, (3, 7), 30), (99, (9, 1), 90), (100, (10, 0), 100)]),
     (1, [(10, (1, 1), 50), (90, (1, 1), 50), (100, (1, 0), 100)]),
+    # halves round up (2.5 pods of 5 at 50% are 3); the canary keeps 1 live pod before 100
+    (5, [(10, (1, 4), 20), (50, (3, 2), 60), (90, (4, 1), 80)]),
 ])
 def test_set_traffic_scales_the_two_deployments_to_the_share(
         kube: Kube, total: int, steps: list[tuple[int, tuple[int, int], int]]) -> None:
@@ -255,6 +258,41 @@ def test_discarding_after_the_last_step_waits_for_a_live_pod_first(
     assert CANARY not in fake.objects and fake.objects[MAIN]["spec"]["replicas"] == 2
 
 
+def test_discarding_after_a_promotion_began_brings_the_previous_version_back_first(
+        kube: Kube, clock: Clock) -> None:
+    """PromoteModel updated the live Deployment, its new pods never got ready and the state
+    machine gave up (RecordFailure): the live Deployment goes back to v1 and the canary,
+    the only version with ready pods, is deleted only once a live pod is ready."""
+    fake, driver = kube
+    driver.apply(spec("1", replicas=2))
+    handle = driver.apply(canary("2", replicas=2)).handle
+    driver.set_traffic(handle, 100)
+    fake.named_statuses["iris"] = [{"observedGeneration": 99, "replicas": 1,
+                                    "updatedReplicas": 1, "availableReplicas": 0}]
+    with pytest.raises(TransientError):
+        driver.promote(handle)
+    assert version_of(fake, MAIN) == "2" and CANARY in fake.objects
+    waited = len(clock.slept)
+    fake.named_statuses["iris"] = [{"availableReplicas": 0}, {"availableReplicas": 0},
+                                   {"availableReplicas": 1}]
+    deleted_at: list[int] = []
+    original = fake.handle
+
+    def watch(call: Any) -> tuple[int, Any]:
+        if call.method == "DELETE" and call.path.endswith("/deployments/iris-canary"):
+            deleted_at.append(len(clock.slept) - waited)
+            assert version_of(fake, MAIN) == "1"  # the previous version was applied first
+        return original(call)
+
+    fake.handle = watch  # type: ignore[method-assign]
+    driver.discard(handle)
+    assert len(deleted_at) == 1 and deleted_at[0] >= 1  # it waited for a ready live pod
+    assert fake.named_statuses["iris"] == [{"availableReplicas": 1}]  # and read it
+    assert CANARY not in fake.objects
+    assert version_of(fake, MAIN) == "1" and fake.objects[MAIN]["spec"]["replicas"] == 2
+    assert ("Service", "trainship", "iris") in fake.objects
+
+
 def test_discarding_does_not_wait_forever_for_the_live_version(kube: Kube,
                                                                clock: Clock) -> None:
     fake, driver = kube
@@ -370,6 +408,21 @@ def test_scrape_keys_each_ready_pod_by_its_name(kube: Kube) -> None:
     assert asked == [f"/api/v1/namespaces/trainship/pods/iris-{v}:8080/proxy/metrics"
                      for v in ("1-a", "1-b", "2-c", "3-e")]
     assert all(c.method == "GET" for c in fake.calls)
+
+
+def test_hung_pods_are_left_out_of_a_scrape_without_holding_it_up(
+        kube: Kube, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pod gets SCRAPE_TIMEOUT_SECONDS and all are asked at once: six pods that never
+    answer cost about one timeout, not six, so a step's function (120 s) is not used up."""
+    fake, driver = kube
+    monkeypatch.setattr(kube_traffic, "SCRAPE_TIMEOUT_SECONDS", 0.5)
+    hung = [ready_pod("2", str(i)) for i in range(6)]
+    fake.pods = [[ready_pod("1", "a"), *hung]]
+    fake.metrics = {p["metadata"]["name"]: "m" for p in [*fake.pods[0]]}
+    fake.metrics_hang = {p["metadata"]["name"]: 5.0 for p in hung}
+    started = time.monotonic()
+    assert driver.scrape("iris") == {"1": {"iris-1-a": "m"}, "2": {}}
+    assert time.monotonic() - started < 6 * 0.5  # one after another would take 3 s or more
 
 
 def test_the_canary_deployment_renders_like_the_live_one_but_for_its_name() -> None:

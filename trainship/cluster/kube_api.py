@@ -40,12 +40,12 @@ class KubeApi:
 
     def request(self, method: str, path: str, *, body: Any = None,
                 query: list[tuple[str, str]] | None = None,
-                content_type: str = "application/json") -> Any:
+                content_type: str = "application/json", timeout: float = 30) -> Any:
         response = self.api_client.call_api(
             path, method, query_params=query or [], body=body,
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             auth_settings=["BearerToken"], _preload_content=False,
-            _return_http_data_only=True, _request_timeout=30)
+            _return_http_data_only=True, _request_timeout=timeout)
         data = response.data.decode()
         try:
             return json.loads(data) if data else None

@@ -30,18 +30,21 @@ How the kubernetes driver does it:
   takes traffic, and every step would restart them), or readiness gates patched on each
   pod by a controller trainship does not run. An all-at-once rollout gives the new pods
   traffic before its smoke test too (a rolling update), and all of it in the end.
-- ``set_traffic(p)``: with n the model's replicas (the new version's ``replicas``), the
-  canary is scaled to ``round(n * p / 100)`` and the live Deployment to the rest, at least
-  1 each while 0 < p < 100 (so with n = 1 every step in between is 50%, 1 pod each); 100
-  scales the live one to 0, 0 the canary. Scaling goes through each Deployment's ``scale``
-  subresource (what ``kubectl scale`` does), the one that grows first. That is the
-  ``patch`` verb on ``deployments/scale``: Kubernetes' user-facing ``edit`` role has it,
-  and EKS's access policies are "similar to the permissions in the Kubernetes
-  user-facing cluster roles" (AmazonEKSAdminPolicy lists ``deployments/scale`` with
-  ``patch``: "Review access policy permissions", Amazon EKS User Guide). The
-  share returned is the one of the replicas set; the ready pods follow as the new ones
-  pass their readiness probe (a shrinking Deployment's pods leave the endpoints at once,
-  as they start terminating), so right after a step the new version's share lags.
+- ``set_traffic(p)``: with n the new version's ``replicas`` (the request's, not the live
+  Deployment's: the live one may have had more), the canary is scaled to ``n * p / 100``
+  rounded half up, at least 1 and at most n - 1, and the live Deployment to the rest, at
+  least 1, while 0 < p < 100 (so with n = 1 every step in between is 50%, 1 pod each);
+  100 scales the live one to 0, 0 the canary. Scaling goes through each Deployment's
+  ``scale`` subresource (what ``kubectl scale`` does), the one that grows first, the other
+  right after (not once the grown one's pods are ready: a step lowers the ready pods for
+  as long as its new pods load, as a rolling update with maxUnavailable does). That is
+  the ``patch`` verb on ``deployments/scale``, which the stack's access policy grants:
+  AmazonEKSEditPolicy lists ``deployments`` and ``deployments/scale`` with ``patch`` and
+  ``delete``, ``horizontalpodautoscalers`` with ``delete`` and ``pods/proxy`` with
+  ``get`` ("Review access policy permissions", Amazon EKS User Guide). The share returned
+  is the one of the replicas set; the ready pods follow as the new ones pass their
+  readiness probe (a shrinking Deployment's pods leave the endpoints at once, as they
+  start terminating), so right after a step the new version's share lags.
 - promote after a canary: the live Deployment is updated to the new version (its rolling
   update, to the model's replicas) and, once it rolled out, the canary Deployment is
   deleted: the Service and its URL never change, and the live Deployment stays the one
@@ -69,6 +72,8 @@ a pod: no cluster DNS, no load balancer needed. Each pod's text is keyed by the 
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import urllib3
@@ -84,6 +89,10 @@ PROMOTE_WAIT_SECONDS = 75
 # RecordFailure (a 120 s function) waits this long for a pod of the live version to be
 # ready again before it deletes the canary (after a last step, which left it no pod)
 DISCARD_WAIT_SECONDS = 60
+# scrape: a pod's /metrics through the pod proxy gets this long (the inference service
+# answers it from memory in milliseconds); the model's pods are asked SCRAPE_THREADS at once
+SCRAPE_TIMEOUT_SECONDS = 5
+SCRAPE_THREADS = 16
 
 
 def check_percent(percent: int) -> None:
@@ -93,15 +102,17 @@ def check_percent(percent: int) -> None:
 
 def replicas_for(total: int, percent: int) -> tuple[int, int]:
     """(canary, live) replicas for ``percent`` of the model's ``total`` replicas: all to
-    one side at 0 and 100; in between ``round(total * percent / 100)`` for the canary, at
-    least 1 each (so the pair may be more than ``total`` when it is 1)."""
+    one side at 0 and 100; in between ``total * percent / 100`` rounded half up for the
+    canary, at least 1 and at most ``total - 1``, the live one the rest and at least 1 (so
+    the pair is 2 when ``total`` is 1)."""
     check_percent(percent)
     total = max(total, 1)
     if percent == 100:
         return total, 0
     if percent == 0:
         return 0, total
-    canary = min(max(round(total * percent / 100), 1), max(total - 1, 1))
+    # half up (Python's round() takes halves to even: 5 pods at 50% would be 2)
+    canary = min(max(math.floor(total * percent / 100 + 0.5), 1), max(total - 1, 1))
     return canary, max(total - canary, 1)
 
 
@@ -135,16 +146,16 @@ def scrape(api: KubeApi, namespace: str, name: str) -> dict[str, dict[str, str]]
             raise TransientError(f"listing the pods of {name}: {exc.status} {exc.reason}") \
                 from exc
         raise
-    found: dict[str, dict[str, str]] = {}
-    for pod in pods:
-        version = _version(pod)
-        if not version or not pod_ready(pod):
-            continue
-        texts = found.setdefault(version, {})
-        pod_name = pod["metadata"]["name"]
-        text = _metrics(api, namespace, pod_name)
-        if text is not None:
-            texts[pod_name] = text
+    ready = [(_version(pod), pod["metadata"]["name"]) for pod in pods
+             if _version(pod) and pod_ready(pod)]
+    found: dict[str, dict[str, str]] = {version: {} for version, _ in ready}
+    # all pods at once, each given SCRAPE_TIMEOUT_SECONDS: a few hung pods must not use up
+    # the step's function (ShiftTraffic, JudgeCanary: 120 s) and fail it as a timeout
+    with ThreadPoolExecutor(max_workers=max(1, min(SCRAPE_THREADS, len(ready)))) as pool:
+        texts = pool.map(lambda item: _metrics(api, namespace, item[1]), ready)
+        for (version, pod_name), text in zip(ready, texts, strict=True):
+            if text is not None:
+                found[version][pod_name] = text
     return found
 
 
@@ -157,7 +168,8 @@ def _version(pod: dict[str, Any]) -> str:
 def _metrics(api: KubeApi, namespace: str, pod: str) -> str | None:
     try:
         text = api.request(
-            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}:{CONTAINER_PORT}/proxy/metrics")
+            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}:{CONTAINER_PORT}/proxy/metrics",
+            timeout=SCRAPE_TIMEOUT_SECONDS)
     except (ApiException, urllib3.exceptions.HTTPError):
         return None
     return text if isinstance(text, str) else None

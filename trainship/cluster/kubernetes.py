@@ -527,17 +527,29 @@ class KubernetesDriver:
 
     def _withdraw(self, handle: KubernetesHandle) -> None:
         """A canary's share goes back to the live version: the live Deployment scaled back to
-        the replicas it had (unless a later deployment changed it since), then the canary
-        Deployment deleted -- after a pod of the live version is ready again when it had
-        none (a last step), waiting up to kube_traffic.DISCARD_WAIT_SECONDS for it."""
+        the replicas it had, or, when PromoteModel had begun (it already runs the new
+        version), applied as the previous version again; then the canary Deployment deleted
+        -- after a pod of the live Deployment is ready, waiting up to
+        kube_traffic.DISCARD_WAIT_SECONDS for it (after a last step it had none, and a slow
+        promotion's new pods may not be ready: deleting the canary first would leave the
+        Service without a ready pod). A later deployment's live Deployment is left as it
+        is."""
         if self._canary(handle) is None:
             return  # gone already, or another version's now
         ns, name = handle["namespace"], _name(handle)
         main = self.api.get(object_path("Deployment", ns, name))
-        if main is not None and deployed_version(main) == _previous_version(handle):
+        live = deployed_version(main) if main is not None else None
+        previous = handle.get("previous")
+        if live is not None and live == _previous_version(handle):
             replicas = int(handle.get("live_replicas") or 1)
             if int((main.get("spec") or {}).get("replicas") or 0) != replicas:
                 kube_traffic.scale(self.api, ns, name, replicas)
+        elif live == handle["version"] and previous:
+            spec = WorkloadSpec(**previous)
+            for obj in render(spec):
+                self.api.apply(obj)
+            self._prune(spec)
+        if live is not None:
             self._wait(lambda d: int((d.get("status") or {}).get("availableReplicas") or 0) > 0,
                        ns, name, kube_traffic.DISCARD_WAIT_SECONDS,
                        f"a ready pod of {name}", required=False)
