@@ -93,6 +93,9 @@ class FakeKube:
     proxy_forbidden: bool = False
     # GET .../proxy/metrics of these pods answers only after this many seconds (a hung pod)
     metrics_hang: dict[str, float] = field(default_factory=dict)
+    # a Deployment without statuses given reports all its replicas ready (the canary's
+    # scaling waits for them); otherwise such a Deployment reports an empty status
+    ready_as_scaled: bool = False
     # GET .../proxy/metrics of a pod in the pod list: its text here (a 503 Status without)
     metrics: dict[str, str] = field(default_factory=dict)
     resource_version: int = 100
@@ -160,9 +163,13 @@ class FakeKube:
                 return 404, status_doc(404, "NotFound")
             obj = copy.deepcopy(obj)
             if kind == "Deployment":
-                obj["status"] = self._sequence(self.named_statuses[name], {}) \
-                    if name in self.named_statuses else \
-                    self._sequence(self.deployment_statuses, {})
+                if name in self.named_statuses:
+                    obj["status"] = self._sequence(self.named_statuses[name], {})
+                elif self.ready_as_scaled and not self.deployment_statuses:
+                    obj["status"] = ready_status(obj["spec"].get("replicas", 1),
+                                                 obj["metadata"].get("generation", 1))
+                else:
+                    obj["status"] = self._sequence(self.deployment_statuses, {})
             if kind == "Service" and self.load_balancer:
                 obj["status"] = {"loadBalancer": self.load_balancer}
             return 200, obj

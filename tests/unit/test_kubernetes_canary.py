@@ -16,6 +16,7 @@ from trainship.cluster import kube_traffic
 from trainship.cluster.kubernetes import KubernetesDriver
 from trainship.cluster.manifests import WorkloadSpec, canary_deployment, render
 from trainship.errors import RolloutFailed, TransientError
+from trainship.pipeline import LAMBDA_STEPS
 
 Kube = tuple[FakeKube, KubernetesDriver]
 MAIN = ("Deployment", "trainship", "iris")
@@ -49,6 +50,12 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def scaled_pods_get_ready(kube: Kube) -> None:
+    """Unless a test gives statuses, a scaled Deployment's pods are all ready at once."""
+    kube[0].ready_as_scaled = True
 
 
 @pytest.fixture
@@ -147,6 +154,41 @@ def test_the_growing_deployment_is_scaled_first(kube: Kube) -> None:
     driver.set_traffic(handle, 0)
     assert [c.path.rsplit("/", 2)[-2] for c in fake.calls if c.path.endswith("/scale")] == [
         "iris", "iris-canary"]
+
+
+def test_the_shrinking_deployment_waits_for_the_growing_ones_pods(
+        kube: Kube, clock: Clock) -> None:
+    """The model never has fewer ready pods than before a step (maxUnavailable: 0, as its
+    rolling updates): the live Deployment goes down only once the canary's pods are
+    available; not in time, a TransientError (the state machine's retry waits on) and the
+    live Deployment still whole."""
+    fake, driver = kube
+    driver.apply(spec("1", replicas=4))
+    handle = driver.apply(canary("2", replicas=4)).handle
+    driver.set_traffic(handle, 10)
+    fake.named_statuses["iris-canary"] = [ready_status(1), ready_status(1), ready_status(2)]
+    scaled_at: list[tuple[str, int]] = []
+    original = fake.handle
+
+    def watch(call: Any) -> tuple[int, Any]:
+        if call.path.endswith("/scale"):
+            scaled_at.append((call.path.rsplit("/", 2)[-2], len(clock.slept)))
+        return original(call)
+
+    fake.handle = watch  # type: ignore[method-assign]
+    assert driver.set_traffic(handle, 50) == 50
+    # the canary first; the live one after waiting, once the canary reported 2 available
+    assert scaled_at[0] == ("iris-canary", 0) and scaled_at[1][0] == "iris" and \
+        scaled_at[1][1] >= 1 and len(scaled_at) == 2
+    assert fake.named_statuses["iris-canary"] == [ready_status(2)]
+    assert replicas(fake) == (2, 2)
+
+    fake.named_statuses["iris-canary"] = [ready_status(2)]  # the 3rd pod never gets ready
+    clock.slept.clear()
+    with pytest.raises(TransientError, match="3 ready pods of iris-canary before iris"):
+        driver.set_traffic(handle, 75)
+    assert replicas(fake) == (3, 2)  # the live Deployment was not scaled down
+    assert sum(clock.slept) <= kube_traffic.STEP_WAIT_SECONDS
 
 
 def test_set_traffic_refuses_what_it_cannot_do(kube: Kube) -> None:
@@ -433,3 +475,17 @@ def test_the_canary_deployment_renders_like_the_live_one_but_for_its_name() -> N
     differ = {k for k, v in new["spec"]["template"]["metadata"]["labels"].items()
               if live["spec"]["template"]["metadata"]["labels"][k] != v}
     assert differ == {"app.kubernetes.io/name"}
+
+
+@pytest.mark.parametrize("state, waits", [
+    # set_traffic's wait, then the baseline scrape (its pods at once, one timeout)
+    ("ShiftTraffic", kube_traffic.STEP_WAIT_SECONDS + kube_traffic.SCRAPE_TIMEOUT_SECONDS),
+    ("JudgeCanary", kube_traffic.SCRAPE_TIMEOUT_SECONDS),
+    ("PromoteModel", kube_traffic.PROMOTE_WAIT_SECONDS),
+    ("RecordFailure", kube_traffic.DISCARD_WAIT_SECONDS),
+])
+def test_the_waits_leave_the_function_time_to_answer(state: str, waits: float) -> None:
+    """A wait that outlived its Lambda function would end as the function's timeout, which
+    the state machine does not retry (a rollback), instead of the TransientError it
+    retries: 30 s to spare for the API calls around it."""
+    assert waits + 30 <= LAMBDA_STEPS[state].timeout_seconds

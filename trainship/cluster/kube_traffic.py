@@ -36,8 +36,9 @@ How the kubernetes driver does it:
   least 1, while 0 < p < 100 (so with n = 1 every step in between is 50%, 1 pod each);
   100 scales the live one to 0, 0 the canary. Scaling goes through each Deployment's
   ``scale`` subresource (what ``kubectl scale`` does), the one that grows first, the other
-  right after (not once the grown one's pods are ready: a step lowers the ready pods for
-  as long as its new pods load, as a rolling update with maxUnavailable does). That is
+  once the grown one's pods are available (waiting up to STEP_WAIT_SECONDS, then a
+  TransientError the state machine retries): the model never has fewer ready pods than
+  before the step, as with the maxUnavailable: 0 of its rolling updates. That is
   the ``patch`` verb on ``deployments/scale``, which the stack's access policy grants:
   AmazonEKSEditPolicy lists ``deployments`` and ``deployments/scale`` with ``patch`` and
   ``delete``, ``horizontalpodautoscalers`` with ``delete`` and ``pods/proxy`` with
@@ -89,6 +90,9 @@ PROMOTE_WAIT_SECONDS = 75
 # RecordFailure (a 120 s function) waits this long for a pod of the live version to be
 # ready again before it deletes the canary (after a last step, which left it no pod)
 DISCARD_WAIT_SECONDS = 60
+# ShiftTraffic (a 120 s function) waits this long for the growing Deployment's new pods
+# before it scales the other one down (its baseline scrape comes after)
+STEP_WAIT_SECONDS = 75
 # scrape: a pod's /metrics through the pod proxy gets this long (the inference service
 # answers it from memory in milliseconds); the model's pods are asked SCRAPE_THREADS at once
 SCRAPE_TIMEOUT_SECONDS = 5

@@ -130,6 +130,11 @@ def _refusals(what: str, step: str) -> Iterator[None]:
                             help=APPLY_HELP) from exc
 
 
+def _available(deployment: dict[str, Any]) -> int:
+    """A Deployment's available replicas (its status')."""
+    return int((deployment.get("status") or {}).get("availableReplicas") or 0)
+
+
 def _previous_version(handle: KubernetesHandle) -> str:
     """The version that was live when ``handle`` was applied ("" on a first deployment)."""
     return str((handle.get("previous") or {}).get("version") or "")
@@ -492,9 +497,16 @@ class KubernetesDriver:
                                 "the live version", step="ShiftTraffic")
         new, old = kube_traffic.replicas_for(int(mine["spec"].get("replicas") or 1), percent)
         now = int((canary.get("spec") or {}).get("replicas") or 0)
-        order = [(canary_name(name), new), (name, old)]
-        for deployment, replicas in order if new >= now else reversed(order):
-            kube_traffic.scale(self.api, ns, deployment, replicas)
+        (grow, more), (shrink, fewer) = ((canary_name(name), new), (name, old)) \
+            if new >= now else ((name, old), (canary_name(name), new))
+        kube_traffic.scale(self.api, ns, grow, more)
+        # the model keeps its capacity (maxUnavailable: 0, as in its rolling updates): the
+        # other side goes down once the growing side's pods are ready; not in time, a
+        # TransientError, and the state machine's retry goes on waiting
+        self._wait(lambda d: _available(d) >= more, ns, grow,
+                   kube_traffic.STEP_WAIT_SECONDS,
+                   f"{more} ready pods of {grow} before {shrink} goes down to {fewer}")
+        kube_traffic.scale(self.api, ns, shrink, fewer)
         return kube_traffic.effective_share(new, old)
 
     def scrape(self, model_name: str) -> dict[str, dict[str, str]]:
@@ -550,8 +562,7 @@ class KubernetesDriver:
                 self.api.apply(obj)
             self._prune(spec)
         if live is not None:
-            self._wait(lambda d: int((d.get("status") or {}).get("availableReplicas") or 0) > 0,
-                       ns, name, kube_traffic.DISCARD_WAIT_SECONDS,
+            self._wait(lambda d: _available(d) > 0, ns, name, kube_traffic.DISCARD_WAIT_SECONDS,
                        f"a ready pod of {name}", required=False)
         self.api.delete("Deployment", ns, canary_name(name))
 
