@@ -13,7 +13,8 @@ from trainship.pipeline import ASL_PATH, RESUME_AT
 FLOW = ["Route", "PrepareRollback", "ValidateRequest", "TrainModel", "RegisterModel",
         "BuildImage", "DeployModel",
         "WaitForRollout", "CheckRollout", "IsRolloutDone", "SmokeTestModel", "ChooseRollout",
-        "ShiftTraffic", "WaitForCanary", "JudgeCanary", "CanaryVerdict", "PromoteModel",
+        "ShiftTraffic", "WaitForCanary", "JudgeCanary", "CanaryVerdict", "CanaryVerdictUnknown",
+        "PromoteModel",
         "DeploymentSucceeded", "RecordFailure", "DeploymentFailed", "ResumeFailedStep",
         "RemoveModel", "ModelRemoved", "RotateToken", "TokenRotated"]
 CAUGHT = ["ValidateRequest", "TrainModel", "RegisterModel", "BuildImage", "DeployModel",
@@ -64,7 +65,7 @@ def test_every_task_retries_transients_and_catches_to_its_caught_state() -> None
 def test_the_canary_loop_after_the_smoke_test() -> None:
     """SmokeTestModel -> ChooseRollout: $.canary (DeployModel set it) -> ShiftTraffic ->
     WaitForCanary ($.canary.interval_seconds) -> JudgeCanary -> CanaryVerdict: "next" ->
-    ShiftTraffic, else PromoteModel; no canary: PromoteModel as before."""
+    ShiftTraffic, "promote" -> PromoteModel; no canary: PromoteModel as before."""
     states = definition()["States"]
     assert states["SmokeTestModel"]["Next"] == "ChooseRollout"
     choose = states["ChooseRollout"]
@@ -76,9 +77,15 @@ def test_the_canary_loop_after_the_smoke_test() -> None:
     assert (states["ShiftTraffic"]["Next"], wait["Next"], states["JudgeCanary"]["Next"]) == (
         "WaitForCanary", "JudgeCanary", "CanaryVerdict")
     verdict = states["CanaryVerdict"]
-    assert verdict["Type"] == "Choice" and verdict["Default"] == "PromoteModel"
-    assert verdict["Choices"] == [{"Variable": "$.canary.action", "StringEquals": "next",
-                                   "Next": "ShiftTraffic"}]
+    # an action that is neither is a fault recorded as JudgeCanary's, never a promotion
+    assert verdict["Type"] == "Choice" and verdict["Default"] == "CanaryVerdictUnknown"
+    assert verdict["Choices"] == [
+        {"Variable": "$.canary.action", "StringEquals": "next", "Next": "ShiftTraffic"},
+        {"Variable": "$.canary.action", "StringEquals": "promote", "Next": "PromoteModel"}]
+    unknown = states["CanaryVerdictUnknown"]
+    assert (unknown["Type"], unknown["ResultPath"], unknown["Next"]) == (
+        "Pass", "$.failure", "JudgeCanaryCaught")
+    assert set(unknown["Result"]) == {"Error", "Cause"}
     for name in ("ShiftTraffic", "JudgeCanary"):
         # the whole state in and out, like every step's Lambda; retried like SmokeTestModel
         assert states[name]["Parameters"]["Payload.$"] == "$"

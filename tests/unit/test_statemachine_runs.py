@@ -349,3 +349,21 @@ def test_a_rolled_back_canary_is_recorded_and_redriven_from_deploy_model(
     assert resumed[-4:] == ["JudgeCanary", "CanaryVerdict", "PromoteModel",
                             "DeploymentSucceeded"]
     assert len(pipeline.called("TrainModel")) == 1  # the canary starts over, not training
+
+
+def test_a_canary_action_neither_next_nor_promote_is_recorded_never_promoted(
+        pipeline: Pipeline) -> None:
+    pipeline.canary_verdicts = ["next", "hold"]
+    arn = pipeline.start({"model_name": "m", "script": "x"})
+    described = pipeline.wait(arn)
+    assert described["status"] == "FAILED", described
+    assert pipeline.entered(arn)[-5:] == ["CanaryVerdict", "CanaryVerdictUnknown",
+                                          "JudgeCanaryCaught", "RecordFailure",
+                                          "DeploymentFailed"]
+    assert not pipeline.called("PromoteModel")
+    assert described["error"] == "InternalError"  # trainship's fault: "please report it"
+    document = document_from_cause(described["cause"])
+    assert document is not None and document.step == "JudgeCanary"
+    assert "neither next nor promote" in document.message and "report" in document.help
+    # RecordFailure had the canary to discard (the pipeline's real step)
+    assert pipeline.called("RecordFailure")[0]["canary"]["action"] == "hold"
