@@ -57,20 +57,25 @@ def attempt_worst(state: dict[str, Any]) -> float:
     return total
 
 
-def _edges(state: dict[str, Any]) -> list[str]:
+def _edges(states: dict[str, Any], name: str) -> list[str]:
+    """The transitions out of a state but into the failure path: a Catch is not one, and
+    neither is a Choice's way into it (a Pass that sets ``$.failure``, as
+    CanaryVerdictUnknown does); the failure path is counted once, as RecordFailure."""
+    state = states[name]
     out = [state["Next"]] if "Next" in state else []
     out += [c["Next"] for c in state.get("Choices", [])]
-    return out + ([state["Default"]] if "Default" in state else [])
+    out += [state["Default"]] if "Default" in state else []
+    return [n for n in out if states[n].get("ResultPath") != "$.failure"]
 
 
 def _reach(states: dict[str, Any], start: str) -> set[str]:
     seen: set[str] = set()
-    todo = list(_edges(states[start]))
+    todo = list(_edges(states, start))
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo += _edges(states[name])
+            todo += _edges(states, name)
     return seen
 
 
