@@ -215,14 +215,17 @@ def test_resume_targets_are_states_that_run_before_the_failed_one_or_it() -> Non
     exists for a later state; every caught state's name has its Caught state."""
     states = definition()["States"]
     # each state's distance along a deployment's path (from ValidateRequest) along Next,
-    # Choices and Default (not Catch); the Route's other branches resume at their own state
+    # Choices and Default (not Catch, nor a Choice's way into the failure path: a Pass that
+    # sets $.failure, as CanaryVerdictUnknown does); the Route's other branches resume at
+    # their own state
     distance, frontier = {"ValidateRequest": 0}, ["ValidateRequest"]
     while frontier:
         name = frontier.pop(0)
         state = states[name]
         for target in [state.get("Next"), state.get("Default"),
                        *[rule["Next"] for rule in state.get("Choices", [])]]:
-            if target and target not in distance:
+            if target and target not in distance and \
+                    states[target].get("ResultPath") != "$.failure":
                 distance[target] = distance[name] + 1
                 frontier.append(target)
     for failed, resume_at in pipeline.RESUME_AT.items():
