@@ -103,7 +103,10 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh page (its own context: no cookies or storage shared between tests) at
-    1400x1000, whose waits give up after 30 s."""
+    1400x1000, whose waits and expectations give up after 30 s."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
     context = browser.new_context(viewport=chromium.VIEWPORT)
     context.set_default_timeout(30_000)
     try:
