@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +55,16 @@ def console(local_stack: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def deployed(local_stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
              ) -> dict[str, Any]:
-    """Both deployments, side by side, with the CLI as a user runs it: what it printed."""
-    work = tmp_path_factory.mktemp("console")
-    (work / "train.py").write_text((EXAMPLES / "iris_sklearn.py").read_text())
-    (work / "broken.py").write_text(CRASH)
+    """Both deployments, with the CLI as a user runs it, one after the other: what it
+    printed."""
     api_url = local_stack["api"]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        good = pool.submit(cli, api_url, "deploy", "train.py", "--model-name", MODEL, cwd=work)
-        bad = pool.submit(cli, api_url, "deploy", "broken.py", "--model-name", BROKEN,
-                          cwd=work)
-        (good_code, good_out), (bad_code, bad_out) = good.result(), bad.result()
+    outputs = []
+    for name, model, script in (("train.py", MODEL, (EXAMPLES / "iris_sklearn.py").read_text()),
+                                ("broken.py", BROKEN, CRASH)):
+        work = tmp_path_factory.mktemp(model)
+        (work / name).write_text(script)
+        outputs.append(cli(api_url, "deploy", name, "--model-name", model, cwd=work))
+    (good_code, good_out), (bad_code, bad_out) = outputs
     assert good_code == EXIT_OK, good_out
     assert bad_code == EXIT_FAILED, bad_out
     assert (bad_out["error"], bad_out["step"]) == ("ScriptFailed", FAILED_STATE), bad_out
