@@ -7,13 +7,14 @@ the package registries."""
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ViewportSize
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 # --disable-background-networking and friends: Chromium's own calls home (component updates,
@@ -53,3 +54,13 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def screenshot(page: Page, path: Path) -> None:
+    """The whole page as a PNG of 256 colours (a page of text and flat boxes loses nothing
+    visible; the file is about a third of the size: the README shows it from the repo)."""
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shot.convert("RGB").quantize(colors=256).save(path, optimize=True)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.browser import screenshot
 from tests.e2e.day_two import TRAINSHIP, cli
 from tests.helpers import EXAMPLES, REPO, post_json
 from trainship.client import Client
@@ -145,8 +146,7 @@ def test_the_try_it_form_returns_the_models_prediction(
 
     page.locator('svg#graph g.state[data-state="TrainModel"]').click()  # for the picture
     expect(page.locator("#state-detail pre.state-output").first).to_be_visible()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / "console-succeeded.png"), full_page=True)
+    screenshot(page, IMAGES / "console-succeeded.png")
 
 
 def test_a_failed_deployment_shows_the_failed_state_and_the_help_first(
@@ -178,8 +178,7 @@ def test_a_failed_deployment_shows_the_failed_state_and_the_help_first(
 
     page.locator(f'svg#graph g.state[data-state="{FAILED_STATE}"]').click()
     expect(page.locator("#state-detail pre.state-error").first).to_contain_text("ScriptFailed")
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / "console-failed.png"), full_page=True)
+    screenshot(page, IMAGES / "console-failed.png")
 
 
 def test_trainship_open_prints_the_page(console: str, deployed: dict[str, Any],
