@@ -177,7 +177,11 @@ def test_a_failed_deployment_shows_the_failed_state_and_the_help_first(
     expect(page.locator("#logs-TrainModel")).to_contain_text(CRASH_MESSAGE)
 
     page.locator(f'svg#graph g.state[data-state="{FAILED_STATE}"]').click()
-    expect(page.locator("#state-detail pre.state-error").first).to_contain_text("ScriptFailed")
+    # the state's own error, as Step Functions records it (the AWS console shows the same):
+    # a failed CodeBuild build is States.TaskFailed, with the build as its cause
+    state_error = page.locator("#state-detail pre.state-error").first
+    expect(state_error).to_contain_text("States.TaskFailed")
+    expect(state_error).to_contain_text('"BuildStatus": "FAILED"')
     screenshot(page, IMAGES / "console-failed.png")
 
 
