@@ -12,6 +12,7 @@ from trainship import (
     auth,
     cli_delete,
     cli_models,
+    cli_open,
     cli_predict,
     cli_rollback,
     cli_token,
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_delete.add_parser(sub)
     cli_predict.add_parser(sub)
     cli_token.add_parser(sub)
+    cli_open.add_parser(sub)
     return parser
 
 
