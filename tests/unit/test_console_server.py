@@ -150,7 +150,7 @@ class FakeSfn:
             return {"events": self.events[:1], "nextToken": "t"}
         return {"events": self.events[1:]}
 
-    def describe_execution(self, executionArn: str) -> dict[str, Any]:  # noqa: N803
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
         return {"input": json.dumps({"model_name": "iris"})}
 
 
