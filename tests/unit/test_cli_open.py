@@ -61,3 +61,19 @@ def test_execution_console_url_needs_an_execution_arn() -> None:
         execution_console_url("arn:aws:states:us-east-1:1:stateMachine:TrainAndDeploy")
     assert has_browser({}) == (sys.platform in ("darwin", "win32"))
     assert has_browser({"DISPLAY": ":0"})
+
+
+def test_local_up_and_status_print_the_console_url(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from trainship import cli
+
+    info = {"api": "http://127.0.0.1:1", "mlflow": "http://127.0.0.1:2",
+            "stepfunctions": "http://127.0.0.1:3", "console": "http://127.0.0.1:4",
+            "state_machine_arn": "arn:aws:states:us-east-1:1:stateMachine:TrainAndDeploy"}
+    monkeypatch.setattr(stack, "up", lambda home: info)
+    monkeypatch.setattr(stack, "read_info", lambda home: info)
+    assert cli.main(["local", "up", "--home", str(tmp_path)]) == 0
+    assert "Console: http://127.0.0.1:4\n" in capsys.readouterr().out
+    assert cli.main(["local", "status", "--home", str(tmp_path)]) == 0
+    assert "Console: http://127.0.0.1:4\n" in capsys.readouterr().out
