@@ -28,7 +28,7 @@ from trainship.console.data import (
 )
 from trainship.console.graph import StateRun
 from trainship.console.history import StateDetail
-from trainship.console.server import ConsoleServer, try_body
+from trainship.console.server import ConsoleServer, handle, refusal, try_body
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:TrainAndDeploy:d-1"
 
@@ -131,6 +131,24 @@ def test_a_failure_is_one_line_not_a_traceback(
     assert status == 500
     assert "RuntimeError: the API fell over" in text and "Traceback" not in text
     assert "Traceback" in capsys.readouterr().err  # for the daemon's log
+
+
+def test_other_sites_and_rebound_names_are_refused(
+        console: tuple[ConsoleServer, FakeData]) -> None:
+    server, data = console
+    port = server.url.rsplit(":", 1)[1]
+    assert refusal(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", "POST") is None
+    assert refusal(f"localhost:{port}", None, "GET") is None
+    assert refusal(f"[::1]:{port}", None, "GET") is None
+    assert refusal(f"evil.example:{port}", None, "GET") is not None
+    assert refusal(f"127.0.0.1:{port}", "http://evil.example", "POST") is not None
+    status, _, _ = handle(data, "POST", "/deployments/d-1/try", "application/json", b"{}",
+                          host=f"127.0.0.1:{port}", origin="http://evil.example")
+    assert status == 403 and data.tried == []
+    request = urllib.request.Request(server.url + "/", headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
 
 
 def test_try_body() -> None:

@@ -48,9 +48,30 @@ def try_body(content_type: str, raw: bytes) -> bytes:
     return raw
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def refusal(host: str, origin: str | None, method: str) -> str | None:
+    """Why a request is refused, else None. The console answers on the loopback address
+    only for the names of this machine (a page whose DNS name was rebound to 127.0.0.1
+    cannot read it), and a POST (try it: it calls the model with its token) only from
+    its own pages (another site's form cannot make one)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.lower() not in LOOPBACK_HOSTS:
+        return f"the console answers requests to 127.0.0.1 or localhost, not {host!r}"
+    if method == "POST" and origin is not None \
+            and urllib.parse.urlsplit(origin).netloc.lower() != host.lower():
+        return f"a POST from another site ({origin}) is refused"
+    return None
+
+
 def handle(data: ConsoleData, method: str, path: str, content_type: str = "",
-           body: bytes = b"") -> tuple[int, str, str]:
+           body: bytes = b"", *, host: str = "127.0.0.1",
+           origin: str | None = None) -> tuple[int, str, str]:
     """(status, content type, text) of a request; the server's whole logic."""
+    refused = refusal(host, origin, method)
+    if refused is not None:
+        return 403, "text/plain; charset=utf-8", refused
     found = route(method, urllib.parse.urlsplit(path).path)
     if found is None:
         return 404, HTML, pages.not_found_page(f"No page at {path}")
@@ -92,7 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self.rfile.read(length) if length else b""
         status, ctype, text = handle(self.data, self.command, self.path,
-                                     self.headers.get("Content-Type") or "", raw)
+                                     self.headers.get("Content-Type") or "", raw,
+                                     host=self.headers.get("Host") or "",
+                                     origin=self.headers.get("Origin"))
         self._reply(status, ctype, text)
 
     def _reply(self, status: int, ctype: str, text: str) -> None:
