@@ -18,6 +18,7 @@ from trainship.console.data import (
     StatusView,
     asl_definition,
     failure_lines,
+    run_id_from_events,
     runs_from_steps,
     split_logs,
 )
@@ -214,3 +215,21 @@ def test_runs_from_steps_when_the_history_is_gone() -> None:
         {"name": "TrainModel", "status": "FAILED", "entered": None, "seconds": 3.0}]))
     assert runs["ValidateRequest"].status == "succeeded"
     assert runs["TrainModel"].status == "failed" and runs["TrainModel"].seconds == 3.0
+
+
+def test_the_run_of_a_failed_training_comes_from_its_build() -> None:
+    build = {"Build": {"Id": "b:1", "ExportedEnvironmentVariables": [
+        {"Name": "MLFLOW_RUN_ID", "Value": "run-7"}]}}
+    events = [{"type": "TaskFailed", "taskFailedEventDetails": {
+        "resourceType": "codebuild", "error": "States.TaskFailed",
+        "cause": json.dumps(build)}}]
+    assert run_id_from_events(events) == "run-7"
+    assert run_id_from_events([]) is None
+    html = pages.deployment_page(view(
+        record("FAILED", error=ERROR),
+        mlflow=MlflowView("run-7", f"{MLFLOW}/#/experiments/2/runs/run-7", "iris", None,
+                          None, {"loss": 0.5}, {})))
+    tree = Tree(html)
+    assert tree.by_class("mlflow-run")[0]["attrs"]["href"].endswith("/runs/run-7")
+    assert "No model version registered" in tree.by_id("mlflow")["text"]
+    assert "vNone" not in html

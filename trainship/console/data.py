@@ -177,6 +177,26 @@ def runs_from_steps(record: Mapping[str, Any]) -> dict[str, StateRun]:
     return runs
 
 
+def run_id_from_events(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The MLflow run a training build was bound to (train.yml exports MLFLOW_RUN_ID; the
+    build result, or a failed build's cause, carries Build.ExportedEnvironmentVariables):
+    the run of a deployment that failed after training started."""
+    for event in reversed(events):
+        details = (event.get("taskSucceededEventDetails")
+                   or event.get("taskFailedEventDetails") or {})
+        if details.get("resourceType") != "codebuild":
+            continue
+        try:
+            build = json.loads(details.get("output") or details.get("cause") or "{}")
+        except ValueError:
+            continue
+        build = build.get("Build", build) if isinstance(build, dict) else {}
+        for variable in build.get("ExportedEnvironmentVariables") or []:
+            if variable.get("Name") == "MLFLOW_RUN_ID" and variable.get("Value"):
+                return str(variable["Value"])
+    return None
+
+
 def _invocations(inference_url: str) -> str:
     return inference_url.rstrip("/") + "/invocations"
 
@@ -263,7 +283,7 @@ class StackData:
 
     def deployment(self, deployment_id: str) -> DeploymentView:
         record = self._record(deployment_id)
-        runs, _ = self._runs(record)
+        runs, events = self._runs(record)
         try:
             logs = split_logs(self.client.logs(deployment_id))
         except ApiError:
@@ -272,13 +292,16 @@ class StackData:
         failure = failure_lines(logs, error.get("step")) if record["status"] != "SUCCEEDED" \
             and error else ""
         result = record.get("result") or {}
+        model_name = self._model_name(record)
+        if not result.get("run_id") and events:  # failed: the run training was bound to
+            result = {"run_id": run_id_from_events(events), "model_name": model_name}
         mlflow_view = self._mlflow(result)
         example = None
         if record["status"] == "SUCCEEDED" and result.get("inference_url"):
             example = self._input_example(result)
         return DeploymentView(
             record=record, definition=asl_definition(), runs=runs,
-            mlflow_url=self.mlflow_url, model_name=self._model_name(record),
+            mlflow_url=self.mlflow_url, model_name=model_name,
             logs={step: tail(text) for step, text in logs.items()},
             failure_logs=failure, mlflow=mlflow_view, input_example=example)
 
@@ -297,7 +320,7 @@ class StackData:
     def _mlflow(self, result: Mapping[str, Any]) -> MlflowView | None:
         run_id, name = result.get("run_id"), result.get("model_name")
         version = result.get("model_version")
-        if not run_id and not name:
+        if not run_id:
             return None
         version_url = (f"{self.mlflow_url}/#/models/{urllib.parse.quote(str(name))}/versions/"
                        f"{urllib.parse.quote(str(version))}" if name and version else None)

@@ -184,8 +184,8 @@ def _error_section(error: Mapping[str, Any], failure_logs: str) -> str:
 
 def _mlflow_section(view: MlflowView | None, mlflow_url: str) -> str:
     if view is None:
-        return ('<section id="mlflow"><h2>MLflow</h2><p>No model registered by this '
-                f'deployment. {_link(mlflow_url, "MLflow UI")}</p></section>')
+        return ('<section id="mlflow"><h2>MLflow</h2><p>No MLflow run for this '
+                f'deployment (yet). {_link(mlflow_url, "MLflow UI")}</p></section>')
     metrics = "".join(f"<tr><td>{escape(k)}</td><td>{v:g}</td></tr>"
                       for k, v in sorted(view.metrics.items()))
     params = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>"
@@ -194,10 +194,11 @@ def _mlflow_section(view: MlflowView | None, mlflow_url: str) -> str:
            if view.run_url else _text(view.run_id))
     return ('<section id="mlflow"><h2>MLflow</h2>'
             f"<p>Run: {run}</p>"
-            f'<p>Model version: <span class="model-version">'
-            f"{_link(view.version_url, f'{view.model_name} v{view.model_version}')}"
-            "</span></p>"
-            '<table class="metrics"><thead><tr><th>metric</th><th>value</th></tr></thead>'
+            + (f'<p>Model version: <span class="model-version">'
+               f"{_link(view.version_url, f'{view.model_name} v{view.model_version}')}"
+               "</span></p>" if view.model_version else
+               "<p>No model version registered by this deployment.</p>")
+            + '<table class="metrics"><thead><tr><th>metric</th><th>value</th></tr></thead>'
             f"<tbody>{metrics}</tbody></table>"
             + (f'<table class="params"><thead><tr><th>param</th><th>value</th></tr></thead>'
                f"<tbody>{params}</tbody></table>" if params else "")
