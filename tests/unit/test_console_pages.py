@@ -21,6 +21,7 @@ from trainship.console.data import (
     run_id_from_events,
     runs_from_steps,
     split_logs,
+    step_of,
 )
 from trainship.console.graph import StateRun
 from trainship.console.history import StateDetail
@@ -233,3 +234,10 @@ def test_the_run_of_a_failed_training_comes_from_its_build() -> None:
     assert tree.by_class("mlflow-run")[0]["attrs"]["href"].endswith("/runs/run-7")
     assert "No model version registered" in tree.by_id("mlflow")["text"]
     assert "vNone" not in html
+
+
+def test_the_step_on_the_home_page() -> None:
+    assert step_of(record("RUNNING", current_step="TrainModel")) == "TrainModel"
+    assert step_of(record("FAILED", current_step="DeploymentFailed", error=ERROR)) == (
+        "TrainModel")
+    assert step_of(record("SUCCEEDED", current_step="DeploymentSucceeded")) is None

@@ -197,6 +197,14 @@ def run_id_from_events(events: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def step_of(record: Mapping[str, Any]) -> str | None:
+    """The home page's step: where a running deployment is, where a failed one failed."""
+    if record.get("status") == "RUNNING":
+        return record.get("current_step")
+    error = record.get("error") or {}
+    return error.get("step") if isinstance(error, Mapping) else None
+
+
 def _invocations(inference_url: str) -> str:
     return inference_url.rstrip("/") + "/invocations"
 
@@ -274,7 +282,7 @@ class StackData:
                 model_name=self._model_name(record),
                 version=(str(result["model_version"]) if result.get("model_version")
                          else None),
-                current_step=record.get("current_step")))
+                current_step=step_of(record)))
         models = [ModelRow(model_name=m["model_name"], live_version=m.get("live_version"),
                            inference_url=m.get("inference_url"), target=m.get("target"),
                            deployment_id=m.get("deployment_id"))
