@@ -101,7 +101,7 @@ def _operand(rule: Mapping[str, Any]) -> str:
     return variable
 
 
-def condition_text(rule: Mapping[str, Any], limit: int = 28) -> str:
+def condition_text(rule: Mapping[str, Any], limit: int = 32) -> str:
     """A Choice rule as a short label; an ``IsPresent`` guard beside a comparison of the
     same variable is left out (``action = "rollback"``)."""
     if "And" in rule or "Or" in rule:
@@ -222,7 +222,6 @@ def _pack(root: str, children: Mapping[str, list[Item]], rank: Mapping[str, int]
     the others go left, each as near as it fits."""
     cols: dict[Item, int] = {("node", root, ""): 0}
     cells = {(0, rank[root])}
-    placed: list[tuple[dict[Item, int], set[tuple[int, int]], int]] = []
     subtrees: list[tuple[dict[Item, int], set[tuple[int, int]]]] = []
     for item in children.get(root, []):
         if item[0] == "lane":
@@ -241,7 +240,6 @@ def _pack(root: str, children: Mapping[str, list[Item]], rank: Mapping[str, int]
         while any((c + shift, r) in cells for c, r in sub_cells):
             shift -= 1
         cells |= {(c + shift, r) for c, r in sub_cells}
-        placed.append((sub_cols, sub_cells, shift))
         cols.update({k: c + shift for k, c in sub_cols.items()})
     return cols, cells
 
@@ -512,9 +510,11 @@ STYLE = """
 
 
 def duration_text(seconds: float | None) -> str:
-    """``0.4 s``, ``12 s``, ``2 min 3 s``, ``1 h 5 min``; empty when unknown."""
+    """``< 0.1 s``, ``0.4 s``, ``12 s``, ``2 min 3 s``, ``1 h 5 min``; empty when unknown."""
     if seconds is None:
         return ""
+    if seconds < 0.05:
+        return "< 0.1 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     whole = round(seconds)
@@ -549,7 +549,8 @@ def render_svg(graph: Graph, runs: Mapping[str, StateRun]) -> str:
     esc = html.escape
     out = [f'<svg id="graph" xmlns="http://www.w3.org/2000/svg" '
            f'viewBox="0 0 {graph.width:g} {graph.height:g}" width="{graph.width:g}" '
-           f'height="{graph.height:g}" role="img" aria-label="State machine graph">',
+           f'height="{graph.height:g}" style="max-width: 100%; height: auto" role="img" '
+           'aria-label="State machine graph">',
            f"<style>{STYLE}</style>",
            '<defs><marker id="graph-arrow" viewBox="0 0 10 10" refX="9" refY="5" '
            'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
