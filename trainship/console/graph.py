@@ -489,7 +489,8 @@ STYLE = """
 #graph .edge { fill: none; stroke: #8a94a6; stroke-width: 1.5; }
 #graph .edge-catch { stroke: #d08c2f; stroke-dasharray: 5 4; }
 #graph .edge-back { stroke: #5b6b86; }
-#graph .edge-label { font-size: 11px; fill: #4b5563; }
+#graph .edge-label { font-size: 11px; fill: #4b5563; paint-order: stroke;
+  stroke: #ffffff; stroke-width: 3px; stroke-linejoin: round; }
 #graph .edge-label-catch { fill: #a8671a; }
 #graph .state { cursor: pointer; }
 #graph .state rect { stroke-width: 2; }
