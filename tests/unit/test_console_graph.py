@@ -271,3 +271,22 @@ def test_conditions_are_shortened() -> None:
     assert condition_text({"Variable": "$.canary", "IsPresent": True}) == "canary present"
     assert condition_text({"Variable": "$.a", "StringEquals": "x" * 40}) == \
         'a = "' + "x" * 26 + "…"
+
+
+def test_a_loop_to_the_start_and_an_unreachable_state_are_drawn_too() -> None:
+    definition = {"StartAt": "A", "States": {
+        "A": {"Type": "Task", "Resource": "r", "Next": "B"},
+        "B": {"Type": "Choice", "Choices": [{"Variable": "$.again", "BooleanEquals": True,
+                                             "Next": "A"}], "Default": "C"},
+        "C": {"Type": "Succeed"},
+        "Orphan": {"Type": "Pass", "Next": "C"},
+    }}
+    graph = layout(definition)
+    assert {(e.source, e.target) for e in graph.edges} == asl_transitions(definition)
+    back = {(e.source, e.target) for e in graph.edges if e.back}
+    assert ("B", "A") in back and ("A", "B") not in back and ("B", "C") not in back
+    nodes = {n.name: n for n in graph.nodes}
+    assert nodes["A"].y < nodes["B"].y < nodes["C"].y
+    assert nodes["Orphan"].x > nodes["C"].x  # beside, with what StartAt does not reach
+    for a, b in combinations(graph.nodes, 2):
+        assert a.x + a.w <= b.x or b.x + b.w <= a.x or a.y + a.h <= b.y or b.y + b.h <= a.y
