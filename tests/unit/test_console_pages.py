@@ -5,6 +5,7 @@ everything escaped."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -188,7 +189,8 @@ def test_running_page_polls_its_status() -> None:
 
 def test_state_fragment_shows_input_output_and_error() -> None:
     fragment = pages.state_fragment("TrainModel", [
-        StateDetail("t0", "t1", input='{"a": "<1>"}', output=None, error="States.TaskFailed",
+        StateDetail(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
+                    input='{"a": "<1>"}', output=None, error="States.TaskFailed",
                     cause='{"x": 1}')])
     tree = Tree(fragment)
     assert json.loads(tree.by_class("state-input")[0]["text"]) == {"a": "<1>"}

@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ class FakeData:
 
     def state_details(self, deployment_id: str, state: str) -> list[StateDetail]:
         self._known(deployment_id)
-        return [StateDetail("t0", None, input=json.dumps({"state": state}))]
+        return [StateDetail(datetime(2026, 1, 1, tzinfo=UTC), None,
+                            input=json.dumps({"state": state}), output=None, error=None,
+                            cause=None)]
 
     def try_it(self, deployment_id: str, body: bytes) -> TryResult:
         self._known(deployment_id)

@@ -1,1 +1,2 @@
-"""The local stack's web console (docs/console.md): the execution view of a deployment."""
+"""The local web console: a deployment's execution drawn as the Step Functions console
+draws it (graph, history), rendered as plain HTML + SVG (pages, server)."""

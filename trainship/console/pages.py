@@ -284,18 +284,17 @@ def state_fragment(state: str, details: Sequence[StateDetail]) -> str:
         return f"<h2>{escape(state)}</h2><p>Not reached in this execution.</p>"
     parts = [f"<h2>{escape(state)}</h2>"]
     for i, detail in enumerate(details, 1):
-        # read by name: the fields of history.StateDetail the contract lists
-        entered, exited = getattr(detail, "entered", None), getattr(detail, "exited", None)
+        entered, exited = detail.entered_at, detail.exited_at
         if len(details) > 1:
             parts.append(f"<h3>entry {i}</h3>")
         parts.append(f"<p>entered {_text(entered)}"
                      + (f", exited {_text(exited)}" if exited else "") + "</p>")
-        error, cause = getattr(detail, "error", None), getattr(detail, "cause", None)
+        error, cause = detail.error, detail.cause
         if error or cause:
             parts.append(f'<pre class="state-error">{_text(error)}\n{_pretty(cause)}</pre>')
-        if getattr(detail, "input", None) is not None:
+        if detail.input is not None:
             parts.append(f'<h3>input</h3><pre class="state-input">{_pretty(detail.input)}</pre>')
-        if getattr(detail, "output", None) is not None:
+        if detail.output is not None:
             parts.append(f'<h3>output</h3><pre class="state-output">'
                          f"{_pretty(detail.output)}</pre>")
     return "".join(parts)
