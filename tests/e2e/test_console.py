@@ -174,6 +174,8 @@ def test_a_failed_deployment_shows_the_failed_state_and_the_help_first(
         return !!(error.compareDocumentPosition(graph) & Node.DOCUMENT_POSITION_FOLLOWING);
     }""")
     expect(page.locator("#failure-logs")).to_contain_text(CRASH_MESSAGE)
+    # shown whole: the failure's lines are not hidden in a scrolled box
+    assert page.locator("#failure-logs").evaluate("e => e.scrollHeight <= e.clientHeight")
     expect(page.locator("#logs-TrainModel")).to_contain_text(CRASH_MESSAGE)
 
     page.locator(f'svg#graph g.state[data-state="{FAILED_STATE}"]').click()

@@ -32,7 +32,7 @@ white-space:pre-wrap}
 #error{border-color:#d13212;background:#fff6f5}.error-name{font-weight:bold;color:#d13212}
 .error-help{background:#fff;border-left:4px solid #ff9900;padding:6px 10px}
 .graph-wrap{display:flex;gap:16px;align-items:flex-start}.graph-wrap>div{overflow:auto}
-#state-detail{flex:1;min-width:300px}g.state{cursor:pointer}
+#failure-logs{max-height:none}#state-detail{flex:1;min-width:300px}g.state{cursor:pointer}
 textarea{width:100%;min-height:140px;font-family:monospace}
 """
 
