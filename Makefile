@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut
 CHECKOV := $(VENV)/checkov/bin/checkov
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: containers venv lock demo test test-flavors test-unit test-e2e test-infra lint typecheck statelint synth bench down clean
+.PHONY: containers chromium venv lock demo test test-flavors test-unit test-e2e test-infra lint typecheck statelint synth bench down clean
 
 venv: $(STAMP)
 
@@ -51,11 +51,18 @@ containers:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
 	    --no-install-recommends $(CONTAINER_PACKAGES); fi
 
-## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests (container mode included)
+# the console's browser tests (tests/e2e/test_console.py): Debian's chromium, driven by the
+# playwright package from the dev extra (never `playwright install`: no browser download)
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    --no-install-recommends chromium; fi
+
+## test: lint, type-check, validate the ASL, then unit, infra (cdk-nag, cfn-lint, checkov) and end-to-end tests (container mode and the console in headless Chromium included)
 # tests/unit on every core (pytest-xdist; its pip and checkov tests included), then the rest
 # serially: the infra tests share one synth, the end-to-end tests one local stack (and
 # contend for the CPU). Both parts run; make fails if either did.
-test: venv $(CHECKOV) containers lint typecheck statelint
+test: venv $(CHECKOV) containers chromium lint typecheck statelint
 	$(BIN)/python -m pytest -q -ra -n auto tests/unit; unit=$$?; \
 	$(BIN)/python -m pytest -q -ra tests/infra tests/e2e && exit $$unit
 
@@ -67,7 +74,7 @@ test-flavors: venv containers
 test-unit: venv
 	$(BIN)/python -m pytest -q -ra -n auto -m "not e2e and not flavors and not infra and not pip" tests/unit
 
-test-e2e: venv
+test-e2e: venv chromium
 	$(BIN)/python -m pytest -q -ra -m e2e
 
 ## test-infra: the CDK app synthesized and checked (cdk-nag, cfn-lint, checkov), and the manifests' checkov run

@@ -12,6 +12,7 @@ from trainship import (
     auth,
     cli_delete,
     cli_models,
+    cli_open,
     cli_predict,
     cli_rollback,
     cli_token,
@@ -142,6 +143,8 @@ def cmd_local(args: argparse.Namespace, settings: CliSettings) -> int:
             raise CliError(f"could not start the local stack: {exc}", EXIT_UNAVAILABLE) from None
         print(f"API: {info['api']}\nMLflow UI: {info['mlflow']}\n"
               f"Step Functions: {info['stepfunctions']}")
+        if info.get("console"):
+            print(f"Console: {info['console']}")
         print(f"State machine: {info['state_machine_arn']}")
         print(f"Targets: {info.get('targets', 'process')}"
               + (f" (image registry {info['registry']})" if info.get("registry") else ""))
@@ -159,6 +162,8 @@ def cmd_local(args: argparse.Namespace, settings: CliSettings) -> int:
         return 0
     print(f"API: {running['api']}\nMLflow UI: {running['mlflow']}\n"
           f"Step Functions: {running['stepfunctions']}")
+    if running.get("console"):
+        print(f"Console: {running['console']}")
     return 0
 
 
@@ -329,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_delete.add_parser(sub)
     cli_predict.add_parser(sub)
     cli_token.add_parser(sub)
+    cli_open.add_parser(sub)
     return parser
 
 

@@ -24,6 +24,8 @@ def main() -> int:
     info = stack.up(CliSettings.from_env().home)
     print(f"API: {info['api']}\nMLflow UI: {info['mlflow']}\n"
           f"Step Functions: {info['stepfunctions']}", flush=True)
+    if info.get("console"):
+        print(f"Console: {info['console']}", flush=True)
     client = Client(info["api"])
     accepted = client.submit({"model_name": "iris-demo", "script": EXAMPLE.read_text()})
     print(f"deploying {EXAMPLE.name} as iris-demo: deployment {accepted['deployment_id']}",
@@ -44,6 +46,8 @@ def main() -> int:
     print(f"Prediction:     {json.dumps(prediction)}  (for {ROWS['dataframe_split']['data']})")
     print(f"\ntry it:  curl -s -H 'Content-Type: application/json' "
           f"-d '{json.dumps(ROWS)}' {result['inference_url']}/invocations")
+    if info.get("console"):
+        print(f"watch:   {info['console']}/deployments/{accepted['deployment_id']}")
     print("stop:    .venv/bin/trainship local down")
     return 0
 

@@ -6,13 +6,17 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e import browser as chromium
 from tests.helpers import PLANTED_SECRET, QUICK_SCRIPT, deploy
 from trainship.client import Client
 from trainship.local import stack
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 SIGNING_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                "MLFLOW_TRACKING_AWS_SIGV4")
@@ -83,3 +87,29 @@ def serving(api: Client) -> dict[str, Any]:
     record = deploy(api, {"model_name": "steady", "script": QUICK_SCRIPT})
     assert record["status"] == "SUCCEEDED", record.get("error")
     return record["result"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, one per test module (tests/e2e/browser.py). A machine without it
+    fails the test (never skips): `make test` installs it."""
+    why = chromium.missing()
+    if why:
+        pytest.fail(why)
+    with chromium.chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page (its own context: no cookies or storage shared between tests) at
+    1400x1000, whose waits and expectations give up after 30 s."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+    context = browser.new_context(viewport=chromium.VIEWPORT)
+    context.set_default_timeout(30_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

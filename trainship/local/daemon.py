@@ -8,7 +8,9 @@ It holds the home's lock (trainship.local.stack) for its life, and:
     with Task states routed (trainship.local.sfn, trainship.local.lambda_runtime) to the
     Lambda handlers, called in process, and to the local CodeBuild runner
     (trainship.local.codebuild);
-  * the API adapter (trainship.local.api_server) in front of lambdas.api.handler.
+  * the API adapter (trainship.local.api_server) in front of lambdas.api.handler;
+  * the web console (trainship.console.server, docs/console.md), reading the API, Step
+    Functions and MLflow as any client does.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from moto.server import ThreadedMotoServer
 from trainship import containers, pipeline, script_access
 from trainship.cluster.podman import PodmanDriver
 from trainship.cluster.process import ProcessDriver
+from trainship.console.server import ConsoleServer
 from trainship.deployments import DeploymentStore
 from trainship.local import sfn
 from trainship.local.api_server import ApiServer
@@ -139,6 +142,7 @@ class LocalStack:
         self.gate: GateServer | None = None
         self.moto: ThreadedMotoServer | None = None
         self.api: ApiServer | None = None
+        self.console: ConsoleServer | None = None
         self.codebuild: LocalCodeBuild | None = None
         self.store: DeploymentStore | None = None
         self.urls: dict[str, str] = {}
@@ -150,7 +154,7 @@ class LocalStack:
         ports_file = paths.home / "ports.json"
         saved = json.loads(ports_file.read_text()) if ports_file.exists() else {}
         ports = {name: _port(saved, name)
-                 for name in ("api", "mlflow", "mlflow_internal", "stepfunctions")}
+                 for name in ("api", "mlflow", "mlflow_internal", "stepfunctions", "console")}
         ports_file.write_text(json.dumps(ports))
         # MLflow's clients talk to the gate; MLflow itself listens on an internal port
         mlflow_url = f"http://127.0.0.1:{ports['mlflow']}"
@@ -276,9 +280,14 @@ class LocalStack:
 
         self.api = ApiServer("127.0.0.1", ports["api"])
         self.api.start()
+        console_url = f"http://127.0.0.1:{ports['console']}"
+        self.console = ConsoleServer("127.0.0.1", ports["console"], api_url,
+                                     lambda: boto3.client("stepfunctions"), mlflow_url)
+        self.console.start()
         threading.Thread(target=self._archive_loop, args=(self.store,),
                          daemon=True).start()
         self.urls = {"api": api_url, "mlflow": mlflow_url, "stepfunctions": sfn_url,
+                     "console": console_url,
                      "state_machine_arn": arn, "targets": targets,
                      "registry": image_repository.split("/", 1)[0]}
         print(f"local stack up: {self.urls}; interrupted deployments: {interrupted}; "
@@ -294,6 +303,8 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.console is not None:
+            self.console.stop()
         if self.api is not None:
             self.api.stop()
         if self.codebuild is not None:
