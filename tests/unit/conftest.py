@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit import doctor_fakes, fake_kube
+from tests.unit import asl_pipeline, doctor_fakes, fake_kube
 from tests.unit.fake_api import SCRIPT, FakeApi
 from trainship import doctor_eks
 from trainship.cluster.kubernetes import KubernetesDriver
@@ -99,3 +99,9 @@ def process_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list
     monkeypatch.setattr(front, "ensure", lambda directory, what: {
         "port": 8080, "pid": 4141, "url": "http://127.0.0.1:8080"})
     return started
+
+
+@pytest.fixture
+def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[asl_pipeline.Pipeline]:
+    """The ASL file on moto's interpreter, every Task a stand-in (tests/unit/asl_pipeline.py)."""
+    yield from asl_pipeline.running_pipeline(monkeypatch)

@@ -1,5 +1,5 @@
 """Each state's run from a real execution history: the ASL file run on moto's
-interpreter with stand-in steps (the ``pipeline`` fixture of test_statemachine_runs.py),
+interpreter with stand-in steps (the ``pipeline`` fixture, tests/unit/asl_pipeline.py),
 so the event sequences are the interpreter's, not written by hand."""
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.unit import test_statemachine_runs as runs_module
-from tests.unit.test_statemachine_runs import Pipeline
+from tests.unit.asl_pipeline import Pipeline
 from trainship.console.graph import StateRun
 from trainship.console.history import state_details, state_runs
 from trainship.errors import TransientError
 from trainship.local import sfn
 
-pipeline = runs_module.pipeline  # the fixture, shared
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 HAPPY_PATH = ["Route", "ValidateRequest", "TrainModel", "RegisterModel", "BuildImage",
