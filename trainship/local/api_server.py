@@ -38,6 +38,25 @@ def proxy_event(method: str, raw_path: str, headers: dict[str, str], body: str,
     }
 
 
+# One invocation at a time, as Lambda runs the API function: "For each concurrent request,
+# Lambda provisions a separate instance of your execution environment" ("Understanding
+# Lambda function scaling", AWS Lambda Developer Guide). The handler relies on it:
+# Powertools' resolver keeps the current request on the router (a class attribute), so two
+# requests in one process at once could each read the other's body.
+_ONE_INVOCATION = threading.Lock()
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    """lambdas.api.handler on one API Gateway proxy event, one at a time."""
+    # imported once the daemon has set the stack's environment, as Lambda imports a
+    # handler in its function's environment (Powertools reads it at import)
+    from lambdas.api import handler
+
+    with _ONE_INVOCATION:
+        response: dict[str, Any] = handler(event, LambdaContext("Api"))
+    return response
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -55,12 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         event = proxy_event(self.command, self.path, dict(self.headers.items()), body,
                             self.client_address[0])
-        # imported once the daemon has set the stack's environment, as Lambda imports a
-        # handler in its function's environment (Powertools reads it at import)
-        from lambdas.api import handler
-
         try:
-            response = handler(event, LambdaContext("Api"))
+            response = invoke(event)
         except Exception as exc:  # noqa: BLE001 - API Gateway answers 502 on a crash
             self._reply(502, {"Content-Type": "application/json"}, json.dumps({
                 "error": "InternalError", "message": f"{type(exc).__name__}: {exc}",
