@@ -131,7 +131,7 @@ def test_succeeded_page_has_graph_try_it_mlflow_logs_and_cost() -> None:
     assert tree.by_id("state-detail")["tag"] == "section"
     assert tree.by_id("inference-url")["attrs"]["href"] == "http://127.0.0.1:9001"
     form = tree.by_id("try-it")
-    assert form["tag"] == "form"
+    assert form["tag"] == "form" and form["attrs"]["action"] == "/deployments/d-1/try"
     textarea = next(e for e in tree.elements if e["tag"] == "textarea")
     assert textarea["attrs"]["name"] == "body" and json.loads(textarea["text"]) == json.loads(
         example)
@@ -197,6 +197,9 @@ def test_state_fragment_shows_input_output_and_error() -> None:
     assert "States.TaskFailed" in tree.by_class("state-error")[0]["text"]
     assert not tree.by_class("state-output")
     assert "Not reached" in pages.state_fragment("DeployModel", [])
+    # the history is gone (the stack restarted): not "not reached"
+    gone = pages.state_fragment("DeployModel", None)
+    assert "no longer available" in gone and "Not reached" not in gone
 
 
 def test_split_logs_and_the_lines_around_the_failure() -> None:
@@ -210,6 +213,8 @@ def test_split_logs_and_the_lines_around_the_failure() -> None:
     assert around == ["line 97", "line 98", "line 99", "Traceback (most recent call last):",
                       "  File x", "ValueError: bad", "after"]
     assert failure_lines({}, "ValidateRequest") == ""
+    # a Lambda step failed: no build log of its own, none of another step's
+    assert failure_lines(logs, "SmokeTestModel") == ""
 
 
 def test_runs_from_steps_when_the_history_is_gone() -> None:
@@ -243,3 +248,10 @@ def test_the_step_on_the_home_page() -> None:
     assert step_of(record("FAILED", current_step="DeploymentFailed", error=ERROR)) == (
         "TrainModel")
     assert step_of(record("SUCCEEDED", current_step="DeploymentSucceeded")) is None
+
+
+def test_only_http_urls_become_links() -> None:
+    html = pages.deployment_page(view(record("SUCCEEDED", result=RESULT | {
+        "inference_url": "javascript:alert(1)"})))
+    assert 'href="javascript:' not in html
+    assert Tree(html).by_id("inference-url")["tag"] == "span"

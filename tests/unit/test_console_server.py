@@ -6,6 +6,7 @@ fake model (the try-it form's forwarding, with the stored token)."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from trainship.console.data import (
     StatusView,
     TryResult,
     asl_definition,
+    mlflow_reachable,
 )
 from trainship.console.graph import StateRun
 from trainship.console.history import StateDetail
@@ -235,3 +237,29 @@ def test_try_it_forwards_to_invocations_with_the_stored_token(
     fake_api.routes["GET", "/deployments/d-1"] = lambda body: json_reply(
         200, record(model, "FAILED") | {"result": None})
     assert data.try_it("d-1", b"{}").status == 409
+
+
+def test_pages_cannot_be_framed_and_a_bad_length_is_a_400(
+        console: tuple[ConsoleServer, FakeData]) -> None:
+    server, _ = console
+    with urllib.request.urlopen(server.url + "/", timeout=10) as response:
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /deployments/d-1/try HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Length: many\r\n\r\n")
+        assert conn.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_mlflow_that_does_not_answer_is_told_apart_in_seconds() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert not mlflow_reachable(f"http://127.0.0.1:{port}")
+    refusing = FakeApi()  # answers 404 to /health: it answers, so MLflow is asked
+    try:
+        assert mlflow_reachable(refusing.url)
+    finally:
+        refusing.close()

@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Protocol
 
@@ -106,7 +107,9 @@ class ConsoleData(Protocol):
 
     def status(self, deployment_id: str) -> StatusView: ...
 
-    def state_details(self, deployment_id: str, state: str) -> list[StateDetail]: ...
+    def state_details(self, deployment_id: str, state: str) -> list[StateDetail] | None:
+        """Each entry of the state; None when the execution's history is gone."""
+        ...
 
     def try_it(self, deployment_id: str, body: bytes) -> TryResult: ...
 
@@ -137,16 +140,33 @@ def split_logs(text: str) -> dict[str, str]:
     return logs
 
 
+MLFLOW_PROBE_SECONDS = 2.0
+
+
+def mlflow_reachable(tracking_uri: str) -> bool:
+    """Whether the tracking server answers HTTP at all (any status: the stack's gate may
+    refuse an unsigned request) within MLFLOW_PROBE_SECONDS."""
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health",
+                                    timeout=MLFLOW_PROBE_SECONDS):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def tail(text: str, lines: int = 200) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
 def failure_lines(logs: Mapping[str, str], step: str | None,
                   context: int = FAILURE_CONTEXT) -> str:
-    """The log lines around the failure: in the failed state's build log (else the last
-    build log), those around the first traceback or error line from the end; the tail when
-    no line looks like one; "" without a build log."""
-    text = logs.get(step or "") or (list(logs.values())[-1] if logs else "")
+    """The log lines around the failure: in the failed state's own build log, those around
+    the first traceback or error line from the end; the tail when no line looks like one;
+    "" when the failed state has no build log (a Lambda step: its error document says it,
+    and another step's log would mislead)."""
+    text = logs.get(step or "") or ""
     lines = text.splitlines()
     marks = [i for i, line in enumerate(lines) if FAILURE_MARK.search(line)]
     if not marks:
@@ -252,7 +272,9 @@ class StackData:
     def _runs(self, record: Mapping[str, Any]) -> tuple[dict[str, StateRun],
                                                         list[dict[str, Any]] | None]:
         events = self._events(record)
-        return (history.state_runs(events) if events else runs_from_steps(record)), events
+        # a running state's time counts up to now (boto3's timestamps are timezone-aware)
+        return (history.state_runs(events, now=datetime.now(UTC)) if events
+                else runs_from_steps(record)), events
 
     def _model_name(self, record: Mapping[str, Any]) -> str | None:
         result = record.get("result") or {}
@@ -303,9 +325,12 @@ class StackData:
         model_name = self._model_name(record)
         if not result.get("run_id") and events:  # failed: the run training was bound to
             result = {"run_id": run_id_from_events(events), "model_name": model_name}
-        mlflow_view = self._mlflow(result)
+        # MLflow's client retries for minutes when the server is down (its defaults): ask
+        # it only when it answers at all, so the page comes without those parts instead
+        mlflow_up = mlflow_reachable(self.tracking_uri)
+        mlflow_view = self._mlflow(result, ask=mlflow_up)
         example = None
-        if record["status"] == "SUCCEEDED" and result.get("inference_url"):
+        if record["status"] == "SUCCEEDED" and result.get("inference_url") and mlflow_up:
             example = self._input_example(result)
         return DeploymentView(
             record=record, definition=asl_definition(), runs=runs,
@@ -318,14 +343,15 @@ class StackData:
         runs, _ = self._runs(record)
         return StatusView(str(record["status"]), asl_definition(), runs)
 
-    def state_details(self, deployment_id: str, state: str) -> list[StateDetail]:
+    def state_details(self, deployment_id: str, state: str) -> list[StateDetail] | None:
         record = self._record(deployment_id)
         events = self._events(record)
-        return history.state_details(events, state) if events else []
+        # no events: the execution's history is gone (moto keeps it in memory only)
+        return history.state_details(events, state) if events else None
 
     # --- MLflow -------------------------------------------------------------------------
 
-    def _mlflow(self, result: Mapping[str, Any]) -> MlflowView | None:
+    def _mlflow(self, result: Mapping[str, Any], *, ask: bool = True) -> MlflowView | None:
         run_id, name = result.get("run_id"), result.get("model_name")
         version = result.get("model_version")
         if not run_id:
@@ -335,7 +361,7 @@ class StackData:
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
         run_url = None
-        if run_id:
+        if run_id and ask:
             try:
                 from mlflow.tracking import MlflowClient
 

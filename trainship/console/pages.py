@@ -118,8 +118,13 @@ def duration(started: str | None, stopped: str | None) -> str:
 
 
 def _link(url: str | None, text: str | None = None, *, cls: str = "", ident: str = "") -> str:
-    if not url:
-        return _text(text)
+    """A link for an http(s) or site-relative URL; any other scheme (javascript:, data:)
+    is shown as text, never made clickable."""
+    if not url or not (url.startswith(("http://", "https://", "/"))
+                       and not url.startswith("//")):
+        attrs = f' id="{ident}"' if ident else ""
+        return f"<span{attrs}>{escape(text or url or '')}</span>" if ident else \
+            _text(text or url)
     attrs = (f' class="{cls}"' if cls else "") + (f' id="{ident}"' if ident else "")
     return f'<a{attrs} href="{escape(url)}">{escape(text or url)}</a>'
 
@@ -205,11 +210,14 @@ def _mlflow_section(view: MlflowView | None, mlflow_url: str) -> str:
             + "</section>")
 
 
-def _try_section(url: str, example: str | None) -> str:
+def _try_section(url: str, example: str | None, deployment_id: str) -> str:
+    # action: the form works without the page's script too (the script posts the same)
+    action = escape(_deployment_href(deployment_id) + "/try")
     return ('<section id="inference"><h2>Inference</h2>'
-            f'<p>URL: <a id="inference-url" href="{escape(url)}">{escape(url)}</a> '
+            f'<p>URL: {_link(url, ident="inference-url")} '
             f"(POST {escape(url.rstrip('/'))}/invocations)</p>"
-            '<form id="try-it" method="post"><label>Request body (JSON, MLflow\'s scoring '
+            f'<form id="try-it" method="post" action="{action}">'
+            "<label>Request body (JSON, MLflow's scoring "
             f'protocol)<textarea name="body">{escape(example or "")}</textarea></label>'
             '<button type="submit">Try it</button></form>'
             '<pre id="try-it-result"></pre></section>')
@@ -266,7 +274,8 @@ def deployment_page(view: DeploymentView) -> str:
                  '<section id="state-detail"><p>Click a state for its input, output or '
                  "error.</p></section></div></section>")
     if status == "SUCCEEDED" and result.get("inference_url"):
-        parts.append(_try_section(str(result["inference_url"]), view.input_example))
+        parts.append(_try_section(str(result["inference_url"]), view.input_example,
+                                  str(record.get("deployment_id") or "")))
     parts.append(_mlflow_section(view.mlflow, view.mlflow_url))
     logs = "".join(
         f'<h3>{escape(step)}</h3><pre id="logs-{escape(step)}">'
@@ -278,8 +287,13 @@ def deployment_page(view: DeploymentView) -> str:
     return _page(deployment_id, "".join(parts), deployment_id=deployment_id)
 
 
-def state_fragment(state: str, details: Sequence[StateDetail]) -> str:
-    """GET /deployments/{id}/states/{Name}: each entry of the state, in order."""
+def state_fragment(state: str, details: Sequence[StateDetail] | None) -> str:
+    """GET /deployments/{id}/states/{Name}: each entry of the state, in order (None: the
+    execution's history is gone, e.g. the local stack restarted since)."""
+    if details is None:
+        return (f"<h2>{escape(state)}</h2><p>This execution's history is no longer "
+                "available (the local stack keeps it in memory until it stops); the "
+                "deployment's record above still shows its steps.</p>")
     if not details:
         return f"<h2>{escape(state)}</h2><p>Not reached in this execution.</p>"
     parts = [f"<h2>{escape(state)}</h2>"]

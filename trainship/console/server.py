@@ -106,7 +106,14 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._reply(400, "text/plain", "Content-Length is not a number of bytes")
+            self.close_connection = True
+            return
         if length > MAX_TRY_BYTES:
             self._reply(413, "text/plain", "the body is larger than 1 MB")
             self.close_connection = True
@@ -124,6 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        # no other site may frame the console (a click on "Try it" sends the model's
+        # token) or make the browser guess a type
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
+        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(data)
 
