@@ -6,6 +6,7 @@ discard, remove, status and scrape against the HTTP-level fake API (tests/unit/f
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -50,6 +51,26 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+def record_calls(fake: FakeKube, match: Callable[[Any], bool],
+                 note: Callable[[Any], Any]) -> list[Any]:
+    """Whenever a call to the fake matches, ``note(call)`` (taken before the fake answers)
+    is appended to the list returned."""
+    noted: list[Any] = []
+    original = fake.handle
+
+    def watch(call: Any) -> tuple[int, Any]:
+        if match(call):
+            noted.append(note(call))
+        return original(call)
+
+    fake.handle = watch  # type: ignore[method-assign]
+    return noted
+
+
+def deletes_canary(call: Any) -> bool:
+    return bool(call.method == "DELETE" and call.path.endswith("/deployments/iris-canary"))
 
 
 @pytest.fixture(autouse=True)
@@ -167,15 +188,8 @@ def test_the_shrinking_deployment_waits_for_the_growing_ones_pods(
     handle = driver.apply(canary("2", replicas=4)).handle
     driver.set_traffic(handle, 10)
     fake.named_statuses["iris-canary"] = [ready_status(1), ready_status(1), ready_status(2)]
-    scaled_at: list[tuple[str, int]] = []
-    original = fake.handle
-
-    def watch(call: Any) -> tuple[int, Any]:
-        if call.path.endswith("/scale"):
-            scaled_at.append((call.path.rsplit("/", 2)[-2], len(clock.slept)))
-        return original(call)
-
-    fake.handle = watch  # type: ignore[method-assign]
+    scaled_at = record_calls(fake, lambda call: call.path.endswith("/scale"),
+                             lambda call: (call.path.rsplit("/", 2)[-2], len(clock.slept)))
     assert driver.set_traffic(handle, 50) == 50
     # the canary first; the live one after waiting, once the canary reported 2 available
     assert scaled_at[0] == ("iris-canary", 0) and scaled_at[1][0] == "iris" and \
@@ -286,15 +300,7 @@ def test_discarding_after_the_last_step_waits_for_a_live_pod_first(
     # discard reads the live Deployment, then waits until one of its pods is ready
     fake.named_statuses["iris"] = [{"availableReplicas": 0}, {"availableReplicas": 0},
                                    {"availableReplicas": 0}, {"availableReplicas": 1}]
-    deleted_at: list[int] = []
-    original = fake.handle
-
-    def watch(call: Any) -> tuple[int, Any]:
-        if call.method == "DELETE" and call.path.endswith("/deployments/iris-canary"):
-            deleted_at.append(len(clock.slept))
-        return original(call)
-
-    fake.handle = watch  # type: ignore[method-assign]
+    deleted_at = record_calls(fake, deletes_canary, lambda _: len(clock.slept))
     driver.discard(handle)
     assert deleted_at == [2]  # after two waits: a live pod was ready
     assert CANARY not in fake.objects and fake.objects[MAIN]["spec"]["replicas"] == 2
@@ -317,18 +323,12 @@ def test_discarding_after_a_promotion_began_brings_the_previous_version_back_fir
     waited = len(clock.slept)
     fake.named_statuses["iris"] = [{"availableReplicas": 0}, {"availableReplicas": 0},
                                    {"availableReplicas": 1}]
-    deleted_at: list[int] = []
-    original = fake.handle
-
-    def watch(call: Any) -> tuple[int, Any]:
-        if call.method == "DELETE" and call.path.endswith("/deployments/iris-canary"):
-            deleted_at.append(len(clock.slept) - waited)
-            assert version_of(fake, MAIN) == "1"  # the previous version was applied first
-        return original(call)
-
-    fake.handle = watch  # type: ignore[method-assign]
+    # at the canary's delete: how long it waited, and the live Deployment's version
+    deleted_at = record_calls(fake, deletes_canary,
+                              lambda _: (len(clock.slept) - waited, version_of(fake, MAIN)))
     driver.discard(handle)
-    assert len(deleted_at) == 1 and deleted_at[0] >= 1  # it waited for a ready live pod
+    # the previous version was applied first, and it waited for a ready live pod
+    assert len(deleted_at) == 1 and deleted_at[0][0] >= 1 and deleted_at[0][1] == "1"
     assert fake.named_statuses["iris"] == [{"availableReplicas": 1}]  # and read it
     assert CANARY not in fake.objects
     assert version_of(fake, MAIN) == "1" and fake.objects[MAIN]["spec"]["replicas"] == 2
