@@ -53,6 +53,16 @@ class Clock:
         self.now += seconds
 
 
+def canary_at(kube: Kube, replicas: int, percent: int) -> Any:
+    """v1 live, v2 applied as its canary (both ``replicas``), v2 at ``percent``: v2's
+    handle."""
+    _, driver = kube
+    driver.apply(spec("1", replicas=replicas))
+    handle = driver.apply(canary("2", replicas=replicas)).handle
+    driver.set_traffic(handle, percent)
+    return handle
+
+
 def record_calls(fake: FakeKube, match: Callable[[Any], bool],
                  note: Callable[[Any], Any]) -> list[Any]:
     """Whenever a call to the fake matches, ``note(call)`` (taken before the fake answers)
@@ -184,9 +194,7 @@ def test_the_shrinking_deployment_waits_for_the_growing_ones_pods(
     available; not in time, a TransientError (the state machine's retry waits on) and the
     live Deployment still whole."""
     fake, driver = kube
-    driver.apply(spec("1", replicas=4))
-    handle = driver.apply(canary("2", replicas=4)).handle
-    driver.set_traffic(handle, 10)
+    handle = canary_at(kube, 4, 10)
     fake.named_statuses["iris-canary"] = [ready_status(1), ready_status(1), ready_status(2)]
     scaled_at = record_calls(fake, lambda call: call.path.endswith("/scale"),
                              lambda call: (call.path.rsplit("/", 2)[-2], len(clock.slept)))
@@ -258,9 +266,7 @@ def test_promote_after_a_canary_updates_the_live_deployment_then_deletes_the_can
 def test_promote_waits_then_asks_to_be_retried_with_the_canary_still_serving(
         kube: Kube, clock: Clock) -> None:
     fake, driver = kube
-    driver.apply(spec("1", replicas=2))
-    handle = driver.apply(canary("2", replicas=2)).handle
-    driver.set_traffic(handle, 100)
+    handle = canary_at(kube, 2, 100)
     fake.named_statuses["iris"] = [{"observedGeneration": 99, "replicas": 1,
                                     "updatedReplicas": 1, "availableReplicas": 0}]
     with pytest.raises(TransientError, match="rolling out v2"):
@@ -279,9 +285,7 @@ def test_promote_waits_then_asks_to_be_retried_with_the_canary_still_serving(
 def test_discarding_a_canary_gives_its_share_back_to_the_live_deployment(
         kube: Kube, clock: Clock) -> None:
     fake, driver = kube
-    driver.apply(spec("1", replicas=4))
-    handle = driver.apply(canary("2", replicas=4)).handle
-    driver.set_traffic(handle, 50)
+    handle = canary_at(kube, 4, 50)
     fake.named_statuses["iris"] = [ready_status(2)]
     driver.discard(handle)
     assert CANARY not in fake.objects
@@ -293,9 +297,7 @@ def test_discarding_a_canary_gives_its_share_back_to_the_live_deployment(
 def test_discarding_after_the_last_step_waits_for_a_live_pod_first(
         kube: Kube, clock: Clock) -> None:
     fake, driver = kube
-    driver.apply(spec("1", replicas=2))
-    handle = driver.apply(canary("2", replicas=2)).handle
-    driver.set_traffic(handle, 100)
+    handle = canary_at(kube, 2, 100)
     assert replicas(fake) == (2, 0)
     # discard reads the live Deployment, then waits until one of its pods is ready
     fake.named_statuses["iris"] = [{"availableReplicas": 0}, {"availableReplicas": 0},
@@ -312,9 +314,7 @@ def test_discarding_after_a_promotion_began_brings_the_previous_version_back_fir
     machine gave up (RecordFailure): the live Deployment goes back to v1 and the canary,
     the only version with ready pods, is deleted only once a live pod is ready."""
     fake, driver = kube
-    driver.apply(spec("1", replicas=2))
-    handle = driver.apply(canary("2", replicas=2)).handle
-    driver.set_traffic(handle, 100)
+    handle = canary_at(kube, 2, 100)
     fake.named_statuses["iris"] = [{"observedGeneration": 99, "replicas": 1,
                                     "updatedReplicas": 1, "availableReplicas": 0}]
     with pytest.raises(TransientError):
@@ -338,9 +338,7 @@ def test_discarding_after_a_promotion_began_brings_the_previous_version_back_fir
 def test_discarding_does_not_wait_forever_for_the_live_version(kube: Kube,
                                                                clock: Clock) -> None:
     fake, driver = kube
-    driver.apply(spec("1", replicas=2))
-    handle = driver.apply(canary("2", replicas=2)).handle
-    driver.set_traffic(handle, 100)
+    handle = canary_at(kube, 2, 100)
     fake.named_statuses["iris"] = [{"availableReplicas": 0}]
     driver.discard(handle)
     assert CANARY not in fake.objects
@@ -374,9 +372,7 @@ def test_a_higher_version_live_meanwhile_supersedes_the_canary(kube: Kube,
 def test_a_version_applied_in_place_meanwhile_is_left_as_it_is(kube: Kube,
                                                                  clock: Clock) -> None:
     fake, driver = kube
-    driver.apply(spec("1", replicas=4))
-    handle = driver.apply(canary("2", replicas=4)).handle
-    driver.set_traffic(handle, 50)
+    handle = canary_at(kube, 4, 50)
     driver.apply(spec("3", replicas=3))  # all at once, in place of v1
     with pytest.raises(RolloutFailed, match="no longer shares the traffic with v1"):
         driver.set_traffic(handle, 75)
