@@ -203,6 +203,7 @@ class Builds:
             IMAGE.project, role, "trainship BuildImage: model image to ECR",
             IMAGE.buildspec, privileged=True, gpu=False,
             minutes=limits.IMAGE_BUILD_MINUTES,
+            cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM),
             arm64=self.config.cluster_architecture == "arm64", variables={
                 "TRAINSHIP_IMAGE_BUILDER": "docker",
                 "TRAINSHIP_IMAGE_REPOSITORY": repository.repository_uri,

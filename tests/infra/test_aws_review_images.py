@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.infra.helpers import (
     BUILDKIT_COPY,
     CLUSTER_STATES,
@@ -135,3 +137,15 @@ def test_buildkit_image_can_be_a_copy(synthesized: Synth, variant: Synth) -> Non
     elsewhere: the context key reaches the image project, and is absent by default."""
     assert "TRAINSHIP_BUILDKIT_IMAGE" not in project_env(synthesized[1], "Image")
     assert project_env(variant[1], "Image")["TRAINSHIP_BUILDKIT_IMAGE"] == BUILDKIT_COPY
+
+
+def test_both_builds_keep_pip_cache_on_their_host(synthesized: Synth) -> None:
+    """CodeBuild's local custom cache keeps the paths a buildspec's ``cache`` section lists
+    ("Local caching": LOCAL_CUSTOM_CACHE), for later builds on the same host: both projects
+    set it, and both buildspecs list pip's cache."""
+    _, template, _ = synthesized
+    for project, buildspec in (("Train", "train.yml"), ("Image", "image.yml")):
+        _, resource = one(template, "AWS::CodeBuild::Project", project)
+        assert resource["Cache"] == {"Type": "LOCAL", "Modes": ["LOCAL_CUSTOM_CACHE"]}
+        spec = yaml.safe_load((REPO / "buildspecs" / buildspec).read_text())
+        assert "/root/.cache/pip/**/*" in spec["cache"]["paths"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from trainship.errors import ImageBuildFailed
 from trainship.image import main
 from trainship.image.container import cluster_arch
 from trainship.image.context import serving_requirements
-from trainship.image.docker import DockerBuilder
+from trainship.image.docker import DockerBuilder, dependency_key
 from trainship.image.podman import PodmanBuilder
 
 
@@ -88,7 +89,8 @@ def test_docker_keeps_every_stage_in_a_registry_cache(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The inline cache (BUILDKIT_INLINE_CACHE=1) exports min mode only: the stage that
     installs the model's dependencies was never cached. A registry cache in mode=max, in
-    the repository's buildcache tag, stored as an OCI image manifest as ECR wants it."""
+    a buildcache-<key> tag of the repository, stored as an OCI image manifest as ECR wants
+    it."""
     monkeypatch.delenv("TRAINSHIP_CLUSTER_ARCH", raising=False)
     monkeypatch.delenv("TRAINSHIP_BUILDKIT_IMAGE", raising=False)
     uri, calls = docker_build(tmp_path, monkeypatch)
@@ -99,7 +101,11 @@ def test_docker_keeps_every_stage_in_a_registry_cache(tmp_path: Path,
                         "docker-container", "--bootstrap"]
     build = calls[2]
     assert build[:4] == ["buildx", "build", "--builder", "trainship"]
-    cache = "registry.example.com/trainship-models:buildcache"
+    # the cache of this dependency set (requirements, base, pip options, platform)
+    key = dependency_key(tmp_path / "context", base_image="python:3.11-slim",
+                         pip_options="", arch="amd64")
+    assert re.fullmatch(r"[0-9a-f]{16}", key)
+    cache = f"registry.example.com/trainship-models:buildcache-{key}"
     assert build[build.index("--cache-from") + 1] == f"type=registry,ref={cache}"
     cache_to = build[build.index("--cache-to") + 1].split(",")
     assert cache_to[:2] == ["type=registry", f"ref={cache}"]
@@ -110,6 +116,35 @@ def test_docker_keeps_every_stage_in_a_registry_cache(tmp_path: Path,
     assert not any("BUILDKIT_INLINE_CACHE" in arg for arg in build)
     assert build[build.index("-t") + 1] == "registry.example.com/trainship-models:churn-v3"
     assert len(calls) == 3  # buildx pushed the image; no separate push or inspect
+
+
+def test_the_cache_is_keyed_by_the_dependencies_not_the_model(tmp_path: Path) -> None:
+    """A new version of a model with the same requirements finds the venv layer its
+    previous build cached (another model built in between has its own cache tag); other
+    requirements, base, pip options or platform are another cache."""
+    def key(requirements: str, wheels: dict[str, bytes] | None = None,
+            **inputs: str) -> str:
+        context = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        (context / "wheels").mkdir(parents=True)
+        (context / "model").mkdir()
+        (context / "model" / "model.pkl").write_bytes(os.urandom(64))  # not part of the key
+        (context / "requirements.txt").write_text(requirements)
+        for name, data in (wheels or {}).items():
+            (context / "wheels" / name).write_bytes(data)
+        arguments = {"base_image": "python:3.11-slim", "pip_options": "", "arch": "amd64",
+                     **inputs}
+        return dependency_key(context, **arguments)
+
+    same = key("mlflow-skinny==3.17.2\nscikit-learn==1.9.1\n")
+    assert key("mlflow-skinny==3.17.2\nscikit-learn==1.9.1\n") == same
+    assert key("mlflow-skinny==3.17.2\nscikit-learn==1.9.0\n") != same
+    assert key("mlflow-skinny==3.17.2\nscikit-learn==1.9.1\n", arch="arm64") != same
+    assert key("mlflow-skinny==3.17.2\nscikit-learn==1.9.1\n",
+               base_image="python:3.12-slim") != same
+    assert key("mlflow-skinny==3.17.2\nscikit-learn==1.9.1\n",
+               pip_options="--no-index") != same
+    assert key("mlflow-skinny==3.17.2\nscikit-learn==1.9.1\n",
+               wheels={"x-1.0-py3-none-any.whl": b"1"}) != same
 
 
 def test_buildkit_image_can_come_from_elsewhere(tmp_path: Path,

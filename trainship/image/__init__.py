@@ -12,7 +12,8 @@ e.g. ``process=bundle,podman=podman``; ``TRAINSHIP_IMAGE_BUILDER`` otherwise), p
   ``TRAINSHIP_BASE_IMAGE`` (``debootstrap:bookworm`` = the locally made base image) for
   ``linux/<TRAINSHIP_CLUSTER_ARCH>`` (amd64 unless set), pushed to the repository
   ``TRAINSHIP_IMAGE_REPOSITORY`` (ECR: logged in with the build role's credentials,
-  ``login``; docker keeps every stage's layers in the repository's ``buildcache`` tag, a
+  ``login``; docker keeps every stage's layers in a ``buildcache-<key>`` tag of the
+  repository, one per dependency set (requirements, base, pip options, platform), a
   BuildKit registry cache in mode=max, built by a docker-container buildx builder running
   ``TRAINSHIP_BUILDKIT_IMAGE`` when set; ``local``: the local registry).
   ``TRAINSHIP_IMAGE_WHEELS=host`` downloads the model's wheels on the build host and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,9 +16,35 @@ DOCKER_BUILDER = "trainship"  # the docker-container buildx builder
 DOCKER_METADATA = "buildx-metadata.json"
 
 
-def cache_reference(reference: str) -> str:
-    """The repository's ``buildcache`` tag (kept mutable in ECR for this)."""
-    return f"{reference.rpartition(':')[0]}:buildcache"
+CACHE_TAG_PREFIX = "buildcache-"  # ECR keeps buildcache* tags mutable (infra/repository.py)
+
+
+def dependency_key(context: Path, *, base_image: str, pip_options: str, arch: str) -> str:
+    """What the builder stage's venv layer depends on: the context's requirements.txt and
+    wheels/ (names and sizes), the base image, pip's options and the platform (16 hex
+    digits)."""
+    digest = hashlib.sha256()
+    for part in (base_image, pip_options, arch):
+        digest.update(part.encode() + b"\0")
+    digest.update((context / "requirements.txt").read_bytes() + b"\0")
+    wheels = context / "wheels"
+    for wheel in sorted(wheels.iterdir()) if wheels.is_dir() else []:
+        # a wheel's file name carries its version; its size stands in for its content
+        digest.update(f"{wheel.name}:{wheel.stat().st_size}".encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cache_reference(reference: str, key: str) -> str:
+    """The registry cache of every image whose dependencies have this key.
+
+    One cache per dependency set, not one for the repository: BuildKit's registry cache
+    export replaces the tag's content, so with a single ``buildcache`` tag a build of
+    another model in between left the next build without its venv layer (pip ran again,
+    the layer was pushed again as a new blob and pulled again by every node). Keyed by the
+    requirements, a new version of a model whose requirements did not change finds its
+    venv, and only its model layers are new (ECR skips the layers it has:
+    BatchCheckLayerAvailability)."""
+    return f"{reference.rpartition(':')[0]}:{CACHE_TAG_PREFIX}{key}"
 
 
 class DockerBuilder(ContainerBuilder):
@@ -54,7 +81,8 @@ class DockerBuilder(ContainerBuilder):
         --sbom=false``): with them buildx pushes an index whose per-platform and
         attestation manifests are untagged images in ECR, which the repository's lifecycle
         rules count and could expire under a pinned tag."""
-        cache = cache_reference(reference)
+        cache = cache_reference(reference, dependency_key(
+            context, base_image=base_image, pip_options=pip_options, arch=arch))
         return ["docker", "buildx", "build", "--builder", DOCKER_BUILDER,
                 "--platform", f"linux/{arch}", "--pull",
                 "--cache-from", f"type=registry,ref={cache}",
