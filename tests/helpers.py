@@ -46,9 +46,9 @@ def wait_done(client: Client, deployment_id: str, timeout: float = 600) -> dict[
     raise AssertionError(f"{deployment_id} still running after {timeout} s")
 
 
-def deploy(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+def deploy(client: Client, body: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
     accepted = client.submit(body)
-    return wait_done(client, accepted["deployment_id"])
+    return wait_done(client, accepted["deployment_id"], timeout)
 
 
 def post_json(url: str, payload: Any) -> tuple[int, Any]:

@@ -99,6 +99,9 @@ def numbers(value: Any, keys: tuple[str, ...] = ()) -> list[float]:
     return []
 
 
+TRAINING_TIMEOUT = 1500  # seconds: the request's timeout (the training build's)
+
+
 def key_id(key: tuple[str, str]) -> str:
     return f"{BY_EXAMPLE[key[0]].flavor}-{key[1]}"
 
@@ -107,7 +110,7 @@ def body_for(flavor: Flavor, target: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model_name": flavor.model_name + ("-podman" if target == "podman" else ""),
         "script": (EXAMPLES / flavor.example).read_text(),
-        "requirements": list(flavor.requirements), "timeout": 1500}
+        "requirements": list(flavor.requirements), "timeout": TRAINING_TIMEOUT}
     if target == "podman":
         body["target"] = "podman"
     return body
@@ -119,7 +122,10 @@ def matrix(api: Client) -> dict[tuple[str, str], dict[str, Any]]:
     order = sorted(KEYS, key=lambda k: (k[0] not in HEAVY_FIRST, k[1] != "podman"))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {key: pool.submit(deploy, api, body_for(BY_EXAMPLE[key[0]], key[1]))
+        # a deployment may take as long as its training may run (body_for's timeout) and
+        # its image build: the heavy flavors' pip installs run four at a time
+        futures = {key: pool.submit(deploy, api, body_for(BY_EXAMPLE[key[0]], key[1]),
+                                    TRAINING_TIMEOUT + 600)
                    for key in order}
         records = {key: future.result() for key, future in futures.items()}
     print(f"\nflavor matrix: {len(records)} deployments in {time.monotonic() - started:.0f} s")
