@@ -45,6 +45,12 @@ MAX_ENVIRONMENT_VARIABLE_LENGTH = 4096
 MAX_BUILD_LOG_CHARS = 64 << 20
 
 
+def container_stamp(now: datetime | None = None) -> str:
+    """The time CodeBuild puts after ``[Container]`` on its own log lines
+    (``2026/12/07 14:08:58.123456``), in UTC."""
+    return (now or datetime.now(UTC)).strftime("%Y/%m/%d %H:%M:%S.%f")
+
+
 class CappedLog:
     """A build's log file; commands' output is kept up to ``limit`` characters."""
 
@@ -55,7 +61,10 @@ class CappedLog:
         self.dropped = 0
 
     def write(self, text: str) -> None:
-        """The runner's own lines ([Container] ...), always kept."""
+        """The runner's own lines ([Container] ...), always kept, stamped with the time as
+        CodeBuild stamps them."""
+        if text.startswith("[Container] "):
+            text = f"[Container] {container_stamp()} {text[len('[Container] '):]}"
         self.out.write(text)
         self.out.flush()
 
@@ -171,7 +180,7 @@ class LocalCodeBuild:
         status = "SUCCEEDED"
         with open(log, "w") as handle:
             out = CappedLog(handle)
-            out.write(f"[Container] {started.isoformat()} Running build {build_id}\n")
+            out.write(f"[Container] Running build {build_id}\n")
             for phase in PHASES:
                 if status != "SUCCEEDED" and phase != "post_build":
                     continue
