@@ -36,10 +36,10 @@ a last line ``pipeline overhead_s=<median>``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -91,7 +91,7 @@ def state_breakdown(steps: Sequence[Mapping[str, Any]], posted: float,
     if not steps:
         raise ValueError("the deployment has no steps")
     parts: dict[str, float] = {"Submit": _stamp(steps[0]["entered"]) - posted}
-    for step, following in zip(steps, steps[1:], strict=False):
+    for step, following in itertools.pairwise(steps):
         parts[step["name"]] = (parts.get(step["name"], 0.0)
                                + _stamp(following["entered"]) - _stamp(step["entered"]))
     last = steps[-1]
