@@ -180,8 +180,12 @@ class LocalStack:
             "TRAINSHIP_STAGING_URI": str(paths.sub("staging")),
             "TRAINSHIP_ARCHIVE_DIR": str(paths.sub("deployments")),
             "TRAINSHIP_CLUSTER": os.environ.get("TRAINSHIP_CLUSTER", "process"),
+            # WaitForRollout waits 0 s here and CheckRollout watches the new version for
+            # up to 1 s (AWS: 10 s and one look; infra/limits.py)
             "TRAINSHIP_ROLLOUT_POLL_SECONDS": os.environ.get(
-                "TRAINSHIP_ROLLOUT_POLL_SECONDS", "1"),
+                "TRAINSHIP_ROLLOUT_POLL_SECONDS", "0"),
+            "TRAINSHIP_ROLLOUT_WATCH_SECONDS": os.environ.get(
+                "TRAINSHIP_ROLLOUT_WATCH_SECONDS", "1"),
             "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": os.environ.get(
                 "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS", "180"),
             "MLFLOW_TRACKING_URI": mlflow_url,
