@@ -17,7 +17,6 @@ training runner caps the script's own output far below this, on AWS too.
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import shlex
 import subprocess
@@ -267,11 +266,10 @@ class LocalCodeBuild:
 
     @staticmethod
     def _exported(state_file: Path, names: list[str]) -> list[dict[str, str]]:
-        script = (f". {shlex.quote(str(state_file))}\n"
-                  "python3 -c 'import json,os,sys; "
-                  "print(json.dumps({n: os.environ.get(n, \"\") for n in sys.argv[1:]}))' "
-                  + " ".join(shlex.quote(n) for n in names))
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+        # the shell's environment as it ends (no interpreter to start for it)
+        script = f". {shlex.quote(str(state_file))} >/dev/null 2>&1\nexec env -0\n"
+        proc = subprocess.run(["bash", "-c", script], capture_output=True,
                               env={"PATH": os.environ["PATH"]})
-        values = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+        values = dict(item.split("=", 1) for item in
+                      proc.stdout.decode(errors="replace").split("\0") if "=" in item)
         return [{"Name": n, "Value": values.get(n, "")} for n in names]
