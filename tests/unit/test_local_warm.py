@@ -6,6 +6,7 @@ command down with it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +19,8 @@ from trainship.local.warm import WarmPython, socket_path
 from trainship.procs import pid_alive
 
 PROBE = """\
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (print("graceful", flush=True), sys.exit(7)))
 print("argv", sys.argv[1:], "cwd", os.getcwd(), "probe", os.environ.get("PROBE"), flush=True)
 print("stdin", sys.stdin.read().strip(), flush=True)
 print("on stderr", file=sys.stderr, flush=True)
@@ -91,6 +93,26 @@ def test_a_killed_shim_takes_its_command_down(warm: tuple[Path, dict[str, str]],
     while pid_alive(child):
         assert time.monotonic() < deadline, "the command outlived its shim"
         time.sleep(0.05)
+
+
+def test_stopping_the_shim_stops_its_command_gracefully(
+        warm: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """How the process driver stops a model server (stop_pid: SIGTERM to its group)."""
+    shim, env = warm
+    pidfile = tmp_path / "pid"
+    # the driver's PYTHONPATH names the library again: the same directories on sys.path
+    env = {**env, "PYTHONPATH": env["PYTHONPATH"] + os.pathsep + env["PYTHONPATH"]}
+    proc = subprocess.Popen([str(shim), "-m", "probe_mod"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**env, "PROBE_PIDFILE": str(pidfile)})
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert int(pidfile.read_text()) != proc.pid  # it went through the warm interpreter
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 7
+    assert proc.stdout is not None and "graceful" in proc.stdout.read()
 
 
 def test_no_server_runs_the_real_interpreter(tmp_path: Path) -> None:

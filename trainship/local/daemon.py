@@ -323,14 +323,14 @@ class LocalStack:
             self.api.stop()
         if self.codebuild is not None:
             self.codebuild.kill_all()
-        if self.warm is not None:
-            self.warm.stop()
         try:
             if self.store is not None:
                 self.store.sync_archive()
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         ProcessDriver(self.paths.home / "serving").stop_all()
+        if self.warm is not None:  # after the model servers it started have stopped
+            self.warm.stop()
         stop_containers(self.paths.home)
         if self.gate is not None:
             self.gate.stop()

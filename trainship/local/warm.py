@@ -1,10 +1,12 @@
-"""A warm interpreter for the local CodeBuild's ``python3 -m trainship...`` commands.
+"""A warm interpreter for the local stack's ``python3 -m trainship...`` processes.
 
 The buildspecs start ``python3`` several times per deployment (``trainship.training
-create-run``, ``trainship.training run``, ``trainship.image build``) and each of those
-imports MLflow, about 2-4 s on two cores: most of what a local deployment costs on top of
-its script. On AWS every command runs in CodeBuild's container as written. Locally the
-builds' ``PATH`` starts with a ``python3`` shim (``<home>/warm/bin/python3``): for ``-m``
+create-run``, ``trainship.training run``, ``trainship.image build``), and the process
+driver starts the model's server (``trainship.serving``); each of those imports MLflow,
+about 2-4 s on two cores: most of what a local deployment costs on top of its script. On
+AWS every command runs in CodeBuild's container as written (and the server in its pod).
+Locally the builds' ``PATH`` starts with a ``python3`` shim (``<home>/warm/bin/python3``;
+the process driver runs it instead of its interpreter when they are the same): for ``-m``
 with one of ``MODULES`` it hands its argv, environment, working directory and standard
 streams (their file descriptors, over a Unix socket) to this server, which has imported
 MLflow, boto3 and those modules once and forks a child per command; the child takes the
@@ -19,7 +21,9 @@ server starts with the builds' base environment only (no credentials, no stack s
 imports and starts no thread (the server refuses to fork when a thread runs), and each
 child replaces the whole of ``os.environ`` with the command's. A shim that dies (the
 build's timeout kills the command's process tree) closes its connection: the server then
-kills the child's whole tree, as the timeout would have.
+kills the child's whole tree, as the timeout would have. The shim passes SIGTERM, SIGINT
+and SIGHUP on to the child's process group and exits with its status, so that stopping
+the shim (``stop_pid``, as the drivers stop a model server) stops the child gracefully.
 """
 
 from __future__ import annotations
@@ -42,18 +46,22 @@ from typing import Any
 
 from trainship.procs import kill_tree, stop_pid
 
-# the modules the buildspecs run (and, for a warm start, what they import on the way)
-MODULES = ("trainship.training", "trainship.image")
-PRELOAD = ("mlflow", "mlflow.artifacts", "mlflow.tracking", "boto3", "botocore.session",
+# the modules the buildspecs run, and the inference service the process driver starts
+# (trainship.cluster.process), with what they import on the way (scikit-learn's common
+# estimators: the flavor most models use; a module that is not installed is skipped)
+MODULES = ("trainship.training", "trainship.image", "trainship.serving")
+PRELOAD = ("mlflow", "mlflow.artifacts", "mlflow.tracking", "mlflow.pyfunc",
+           "mlflow.pyfunc.scoring_server", "boto3", "botocore.session",
            "requests_auth_aws_sigv4", "trainship.training", "trainship.image",
-           "trainship.image.context")
+           "trainship.image.context", "trainship.serving.cli", "trainship.serving.workers",
+           "sklearn.pipeline", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree")
 SOCKET_NAME = "python.sock"
 _HEADER = struct.Struct("!I")
 
 SHIM = '''\
 #!{python} -S
-# trainship's local CodeBuild: python3 for the builds (trainship/local/warm.py)
-import array, json, os, socket, struct, sys
+# trainship's local stack: python3 for its builds and model servers (trainship/local/warm.py)
+import json, os, signal, socket, struct, sys, time
 REAL = {python!r}
 SOCK = {socket!r}
 MODULES = {modules!r}
@@ -67,11 +75,29 @@ if len(args) >= 2 and args[0] == "-m" and args[1] in MODULES:
         socket.send_fds(conn, [struct.pack("!I", len(body))], [0, 1, 2])
         conn.sendall(body)
         reply = conn.makefile("rb")
-        if reply.readline().strip() == b"ok":
-            line = reply.readline().strip()
-            sys.exit(int(line) if line.lstrip(b"-").isdigit() else 1)
+        answer = reply.readline().split()
     except OSError:
-        pass
+        answer = []
+    if len(answer) == 2 and answer[0] == b"ok":
+        child = int(answer[1])  # leads its own process group: signals go on to it
+
+        def forward(signum, frame):
+            try:
+                os.killpg(child, signum)
+            except OSError:
+                pass
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, forward)
+        line = reply.readline().strip()
+        if line.lstrip(b"-").isdigit():
+            sys.exit(int(line))
+        while True:  # the server went away first: stay while the command runs
+            try:
+                os.kill(child, 0)
+            except OSError:
+                sys.exit(1)
+            time.sleep(0.5)
 os.execv(REAL, [REAL, *args])
 '''
 
@@ -228,8 +254,8 @@ def _loop(listener: socket.socket, selector: selectors.BaseSelector, wake_r: int
                     conn.close()
                     continue
                 if (request.get("module") not in modules
-                        or request.get("env", {}).get("PYTHONPATH")
-                        != os.environ.get("PYTHONPATH")):
+                        or _path_entries(request.get("env", {}).get("PYTHONPATH"))
+                        != _path_entries(os.environ.get("PYTHONPATH"))):
                     conn.sendall(b"no\n")  # the shim runs the real interpreter
                     conn.close()
                     for fd in fds:
@@ -254,7 +280,7 @@ def _loop(listener: socket.socket, selector: selectors.BaseSelector, wake_r: int
                         os._exit(code)
                 for fd in fds:
                     os.close(fd)
-                conn.sendall(b"ok\n")
+                conn.sendall(f"ok {pid}\n".encode())
                 running[pid] = conn
                 selector.register(conn, selectors.EVENT_READ, pid)
             elif key.fileobj == wake_r:
@@ -265,6 +291,11 @@ def _loop(listener: socket.socket, selector: selectors.BaseSelector, wake_r: int
                 selector.unregister(key.fileobj)
                 kill_tree(pid)
         _reap(running, selector)
+
+
+def _path_entries(value: str | None) -> list[str]:
+    """A PYTHONPATH as the directories it puts on sys.path, in order, each once."""
+    return list(dict.fromkeys(entry for entry in (value or "").split(os.pathsep) if entry))
 
 
 def _reap(running: dict[int, socket.socket], selector: selectors.BaseSelector) -> None:
