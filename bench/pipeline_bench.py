@@ -11,8 +11,9 @@ timed by this process's clock from just before the POST /deployments to the firs
 prediction the inference URL answers after the deployment succeeded; the script's own run
 time is what the training runner measured around the script's process and printed in the
 TrainModel build's log (``[trainship] script exited with 0 after 5.123 s``: the last such
-line, which the runner prints after the script's output); ``overhead_s`` is the wall time
-minus that. Nothing is taken from the deployment's own record of its duration.
+line, which the runner prints after the script's output, and which must fit in the
+TrainModel state); ``overhead_s`` is the wall time minus that. Nothing is taken from the
+deployment's own record of its duration.
 
 The answer (every figure in seconds)::
 
@@ -182,10 +183,13 @@ def deploy_once(client: Any, model_name: str, script: str,
             if path.exists():
                 builds = build_phases(path.read_text(errors="replace"))
         by_step[str(build.get("step"))] = builds
+    states = state_breakdown(record["steps"], posted, answered)
+    if not 0 < script_s < states.get("TrainModel", 0.0):
+        raise ValueError(f"deployment {deployment_id}: the script's {script_s} s do not fit in "
+                         f"its TrainModel state ({states.get('TrainModel')} s)")
     return {"deployment_id": deployment_id, "version": record["result"]["model_version"],
             "wall_s": round(wall, 3), "script_s": script_s,
-            "overhead_s": round(wall - script_s, 3),
-            "states": state_breakdown(record["steps"], posted, answered),
+            "overhead_s": round(wall - script_s, 3), "states": states,
             "build_phases": by_step}
 
 
