@@ -200,7 +200,7 @@ def _stack(api_url: str | None, home: Path | None) -> Iterator[str]:
         return
     from trainship.local import stack
 
-    with tempfile.TemporaryDirectory(prefix="trainship-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trainship-pipeline-bench-") as tmp:
         where = home or Path(tmp)
         info = stack.up(where)
         try:
