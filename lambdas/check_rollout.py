@@ -15,5 +15,7 @@ from trainship.state import DeploymentState
 
 @step_handler("CheckRollout", DeploymentState)
 def handler(event: DeploymentState, context: LambdaContext) -> dict[str, Any]:
-    driver = driver_from_settings(Settings.from_env(), event.target)
-    return steps.check_rollout(event, driver=driver).out()
+    settings = Settings.from_env()
+    driver = driver_from_settings(settings, event.target)
+    return steps.check_rollout(event, driver=driver,
+                               watch_seconds=settings.rollout_watch_seconds).out()

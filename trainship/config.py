@@ -57,6 +57,10 @@ class Settings:
     # rollout (TRAINSHIP_DEFAULT_ROLLOUT, CDK context trainship:defaultRollout): "canary"
     # (trainship.canary's default policy) or "all-at-once"
     default_rollout: str = "canary"
+    # how long CheckRollout watches a version that is not ready yet before it answers
+    # (TRAINSHIP_ROLLOUT_WATCH_SECONDS): 0 on AWS (one look; WaitForRollout paces the
+    # loop), 1 on the local stack, whose WaitForRollout waits 0 s
+    rollout_watch_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.default_auth not in ("token", "none"):
@@ -83,6 +87,8 @@ class Settings:
             default_auth=os.environ.get("TRAINSHIP_DEFAULT_AUTH", "").strip().lower() or "none",
             default_rollout=os.environ.get("TRAINSHIP_DEFAULT_ROLLOUT", "").strip().lower()
             or "canary",
+            rollout_watch_seconds=float(os.environ.get("TRAINSHIP_ROLLOUT_WATCH_SECONDS")
+                                        or 0),
         )
 
     def driver_name(self, target: str) -> str:

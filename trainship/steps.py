@@ -138,11 +138,24 @@ def deploy_model(state: DeploymentState, *, settings: Settings,
     return state
 
 
-def check_rollout(state: DeploymentState, *, driver: ClusterDriver,
-                  now: float | None = None) -> DeploymentState:
+WATCH_INTERVAL_SECONDS = 0.05
+
+
+def check_rollout(state: DeploymentState, *, driver: ClusterDriver, now: float | None = None,
+                  watch_seconds: float = 0.0,
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic) -> DeploymentState:
+    """Is the new version ready? With ``watch_seconds`` (the local stack's), a version that
+    is not ready yet is looked at again every WATCH_INTERVAL_SECONDS for that long, so that
+    the state machine learns it is ready within moments rather than at WaitForRollout's
+    next pass; 0 (AWS): one look."""
     assert state.rollout is not None
     rollout = state.rollout
     status = driver.status(rollout.handle)
+    until = clock() + watch_seconds
+    while not status.ready and not status.failed and clock() < until:
+        sleep(WATCH_INTERVAL_SECONDS)
+        status = driver.status(rollout.handle)
     rollout.checks += 1
     rollout.message = status.message
     if status.inference_url:

@@ -7,6 +7,7 @@ import json
 import sys
 import textwrap
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,17 @@ EXIT_CODES = {
     EXIT_BROKEN_PIPE: "stdout was closed early",
 }
 POLL_RETRY_SECONDS = 60  # how long `deploy` keeps polling through API hiccups
+# how often `deploy` reads the deployment: an API on this machine (the local stack) often,
+# so the URL is printed moments after the deployment ends; a remote one (API Gateway: each
+# call is billed and throttled) once a second
+LOCAL_POLL_SECONDS = 0.2
+REMOTE_POLL_SECONDS = 1.0
+
+
+def poll_seconds(base_url: str) -> float:
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    return LOCAL_POLL_SECONDS if host in ("127.0.0.1", "localhost", "::1") \
+        else REMOTE_POLL_SECONDS
 
 
 class CliError(Exception):
@@ -76,14 +88,17 @@ def print_error(doc: Mapping[str, Any], http_status: int | None = None) -> None:
         print(f"help:    {doc.get('help')}", file=sys.stderr)
 
 
-def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float = 1.0,
+def wait_for(client: Client, deployment_id: str, *, progress: bool, poll: float | None = None,
              timeout: float = 7800) -> RecordJson:
-    """Poll until the deployment ends; show each state as it is entered, with elapsed time.
+    """Poll until the deployment ends (every ``poll`` seconds; default: poll_seconds of the
+    API's URL); show each state as it is entered, with elapsed time.
 
     States of the rollout loop (WaitForRollout, CheckRollout, IsRolloutDone) and of the
     canary loop (ShiftTraffic, WaitForCanary, JudgeCanary, CanaryVerdict) repeat; each
     name is shown once.
     """
+    if poll is None:
+        poll = poll_seconds(client.base_url)
     started = time.monotonic()
     entered: set[str] = set()
     finished: set[str] = set()

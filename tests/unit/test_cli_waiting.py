@@ -140,3 +140,11 @@ def test_stdout_closed_early(tmp_path: Path, fake_api: FakeApi) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == terminal.EXIT_BROKEN_PIPE == 141
     assert err == ""
+
+
+def test_the_local_stack_is_polled_often_a_remote_api_once_a_second() -> None:
+    assert terminal.poll_seconds("http://127.0.0.1:8000") == terminal.LOCAL_POLL_SECONDS
+    assert terminal.poll_seconds("http://localhost:8000/") == terminal.LOCAL_POLL_SECONDS
+    assert terminal.poll_seconds(
+        "https://abc123.execute-api.us-east-1.amazonaws.com/prod") == 1.0
+    assert terminal.LOCAL_POLL_SECONDS < 1.0

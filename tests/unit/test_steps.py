@@ -98,6 +98,36 @@ def test_check_rollout_loops_then_fails_at_deadline(tmp_path: Path) -> None:
         raise AssertionError("expected RolloutFailed")
 
 
+def test_check_rollout_watches_for_the_local_stacks_seconds(tmp_path: Path) -> None:
+    """With watch_seconds (the local stack: WaitForRollout waits 0 s) CheckRollout looks
+    again every WATCH_INTERVAL_SECONDS until the version is ready or the time is up;
+    without (AWS) it looks once."""
+    s = state(tmp_path, rollout=RolloutState(deadline=1e12, handle=handle(x=1)).model_dump())
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    starting, ready = RolloutStatus(False, "starting"), RolloutStatus(True, "ready")
+    driver = FakeDriver([starting, starting, ready])
+    out = steps.check_rollout(s, driver=driver, watch_seconds=1.0, sleep=sleep,
+                              clock=lambda: clock[0])
+    assert out.rollout.ready is True  # type: ignore[union-attr]
+    assert clock[0] == pytest.approx(2 * steps.WATCH_INTERVAL_SECONDS)
+    assert driver.statuses == []
+
+    clock[0] = 0.0
+    driver = FakeDriver([starting] * 100)
+    out = steps.check_rollout(s, driver=driver, watch_seconds=1.0, sleep=sleep,
+                              clock=lambda: clock[0])
+    assert out.rollout.ready is False  # type: ignore[union-attr]
+    assert clock[0] == pytest.approx(1.0, abs=steps.WATCH_INTERVAL_SECONDS)
+
+    driver = FakeDriver([starting, ready])
+    assert steps.check_rollout(s, driver=driver).rollout.ready is False  # type: ignore
+    assert driver.statuses == [ready]  # one look
+
+
 def test_crashed_server_is_rollout_failed_with_log(tmp_path: Path) -> None:
     s = state(tmp_path, rollout=RolloutState(deadline=1e12, handle=handle()).model_dump())
     driver = FakeDriver([RolloutStatus(False, "exited", failed=True, details="Traceback x")])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +47,9 @@ from trainship.errors import tail
 from trainship.names import serving_name
 from trainship.procs import file_lock, free_port, library_path, pid_alive, stop_pid
 from trainship.state import Handle
+
+# the local stack's python3 shim in its home (trainship.local.warm.write_shim)
+WARM_SHIM = Path("warm") / "bin" / "python3"
 
 
 class ProcessDriver(local_auth.LocalAuthFiles):
@@ -85,6 +89,12 @@ class ProcessDriver(local_auth.LocalAuthFiles):
                        max_wait_ms=self.serving.max_wait_ms)
         bundle = resolve_bundle(spec.image_uri)
         python = prepare_environment(spec.requirements, self.root.parent / "envs")
+        warm = self.root.parent / WARM_SHIM
+        if python == sys.executable and warm.exists():
+            # the local stack's warm interpreter (trainship.local.warm) has imported MLflow
+            # and the service already: the server answers seconds sooner. It runs the real
+            # interpreter when the warm one is not there.
+            python = str(warm)
         log = self._dir(spec.model_name) / f"v{spec.version}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:

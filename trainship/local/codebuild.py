@@ -17,7 +17,6 @@ training runner caps the script's own output far below this, on AWS too.
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import shlex
 import subprocess
@@ -45,6 +44,12 @@ MAX_ENVIRONMENT_VARIABLE_LENGTH = 4096
 MAX_BUILD_LOG_CHARS = 64 << 20
 
 
+def container_stamp(now: datetime | None = None) -> str:
+    """The time CodeBuild puts after ``[Container]`` on its own log lines
+    (``2026/12/07 14:08:58.123456``), in UTC."""
+    return (now or datetime.now(UTC)).strftime("%Y/%m/%d %H:%M:%S.%f")
+
+
 class CappedLog:
     """A build's log file; commands' output is kept up to ``limit`` characters."""
 
@@ -55,7 +60,10 @@ class CappedLog:
         self.dropped = 0
 
     def write(self, text: str) -> None:
-        """The runner's own lines ([Container] ...), always kept."""
+        """The runner's own lines ([Container] ...), always kept, stamped with the time as
+        CodeBuild stamps them."""
+        if text.startswith("[Container] "):
+            text = f"[Container] {container_stamp()} {text[len('[Container] '):]}"
         self.out.write(text)
         self.out.flush()
 
@@ -171,7 +179,7 @@ class LocalCodeBuild:
         status = "SUCCEEDED"
         with open(log, "w") as handle:
             out = CappedLog(handle)
-            out.write(f"[Container] {started.isoformat()} Running build {build_id}\n")
+            out.write(f"[Container] Running build {build_id}\n")
             for phase in PHASES:
                 if status != "SUCCEEDED" and phase != "post_build":
                     continue
@@ -258,11 +266,10 @@ class LocalCodeBuild:
 
     @staticmethod
     def _exported(state_file: Path, names: list[str]) -> list[dict[str, str]]:
-        script = (f". {shlex.quote(str(state_file))}\n"
-                  "python3 -c 'import json,os,sys; "
-                  "print(json.dumps({n: os.environ.get(n, \"\") for n in sys.argv[1:]}))' "
-                  + " ".join(shlex.quote(n) for n in names))
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+        # the shell's environment as it ends (no interpreter to start for it)
+        script = f". {shlex.quote(str(state_file))} >/dev/null 2>&1\nexec env -0\n"
+        proc = subprocess.run(["bash", "-c", script], capture_output=True,
                               env={"PATH": os.environ["PATH"]})
-        values = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+        values = dict(item.split("=", 1) for item in
+                      proc.stdout.decode(errors="replace").split("\0") if "=" in item)
         return [{"Name": n, "Value": values.get(n, "")} for n in names]

@@ -36,6 +36,7 @@ from moto.server import ThreadedMotoServer
 from trainship import containers, pipeline, script_access
 from trainship.cluster.podman import PodmanDriver
 from trainship.cluster.process import ProcessDriver
+from trainship.config import env_flag
 from trainship.console.server import ConsoleServer
 from trainship.deployments import DeploymentStore
 from trainship.local import sfn
@@ -53,6 +54,7 @@ from trainship.local.stack import (
     holder,
     stop_containers,
 )
+from trainship.local.warm import WarmPython
 from trainship.pipeline import ASL_PATH, BUILD_STEPS, LAMBDA_STEPS, STATE_MACHINE_NAME
 from trainship.procs import free_port, stop_pid
 
@@ -144,6 +146,7 @@ class LocalStack:
         self.api: ApiServer | None = None
         self.console: ConsoleServer | None = None
         self.codebuild: LocalCodeBuild | None = None
+        self.warm: WarmPython | None = None
         self.store: DeploymentStore | None = None
         self.urls: dict[str, str] = {}
         self._stop = threading.Event()
@@ -177,8 +180,12 @@ class LocalStack:
             "TRAINSHIP_STAGING_URI": str(paths.sub("staging")),
             "TRAINSHIP_ARCHIVE_DIR": str(paths.sub("deployments")),
             "TRAINSHIP_CLUSTER": os.environ.get("TRAINSHIP_CLUSTER", "process"),
+            # WaitForRollout waits 0 s here and CheckRollout watches the new version for
+            # up to 1 s (AWS: 10 s and one look; infra/limits.py)
             "TRAINSHIP_ROLLOUT_POLL_SECONDS": os.environ.get(
-                "TRAINSHIP_ROLLOUT_POLL_SECONDS", "1"),
+                "TRAINSHIP_ROLLOUT_POLL_SECONDS", "0"),
+            "TRAINSHIP_ROLLOUT_WATCH_SECONDS": os.environ.get(
+                "TRAINSHIP_ROLLOUT_WATCH_SECONDS", "1"),
             "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS": os.environ.get(
                 "TRAINSHIP_ROLLOUT_TIMEOUT_SECONDS", "180"),
             "MLFLOW_TRACKING_URI": mlflow_url,
@@ -228,6 +235,15 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+        base_env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR")
+                    if k in os.environ}
+        if env_flag("TRAINSHIP_WARM_PYTHON",
+                    {"TRAINSHIP_WARM_PYTHON": os.environ.get("TRAINSHIP_WARM_PYTHON", "on")}):
+            # the builds' `python3 -m trainship...` commands fork from an interpreter that
+            # has imported MLflow once (trainship.local.warm); no credentials in it
+            self.warm = WarmPython(paths.home, {**base_env, "MLFLOW_DISABLE_TELEMETRY": "true"},
+                                   paths.home / "warm.log")
+            base_env["PATH"] = f"{self.warm.start()}:{base_env['PATH']}"
         self.codebuild = LocalCodeBuild(
             projects={
                 TRAIN_PROJECT: Project(TRAIN_PROJECT, buildspec("TrainModel"), REPO_ROOT, {
@@ -253,9 +269,7 @@ class LocalStack:
                     "TRAINSHIP_BASE_IMAGE": "debootstrap:bookworm",
                     "TRAINSHIP_IMAGE_WHEELS": "host"}),
             },
-            logs_dir=paths.sub("builds"), work_root=paths.sub("work"),
-            base_env={k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR")
-                      if k in os.environ})
+            logs_dir=paths.sub("builds"), work_root=paths.sub("work"), base_env=base_env)
         sfn.install(TaskRouter(self.codebuild, paths.home / "faults.json"))
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=ports["stepfunctions"],
                                        verbose=False)
@@ -315,6 +329,8 @@ class LocalStack:
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         ProcessDriver(self.paths.home / "serving").stop_all()
+        if self.warm is not None:  # after the model servers it started have stopped
+            self.warm.stop()
         stop_containers(self.paths.home)
         if self.gate is not None:
             self.gate.stop()
