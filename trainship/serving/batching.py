@@ -29,12 +29,22 @@ from typing import Any
 Predict = Callable[[Any], Any]
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(eq=False)  # identity: inputs (DataFrames) do not compare to a bool
 class _Item:
     data: Any
     rows: int
     key: Hashable
-    done: threading.Event = field(default_factory=threading.Event)
+    # released once result or error is set; its caller waits on it. A bare lock, not an
+    # Event: an Event's waiter, woken, blocks again on the Event's own lock, which the
+    # setter holds, so each hand-over would cost two wake-ups instead of one
+    ready: threading.Lock = field(default_factory=_held_lock)
+    finished: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -122,7 +132,7 @@ class Batcher:
             finally:
                 with self._cond:
                     self._busy -= 1
-        item.done.wait()
+        item.ready.acquire()
         if item.error is not None:
             raise item.error
         return item.result
@@ -160,7 +170,7 @@ class Batcher:
             try:
                 self._run(batch)
             except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting
-                left = [item for item in batch if not item.done.is_set()]
+                left = [item for item in batch if not item.finished]
                 for item in left:
                     item.error = exc
                 self._done(left)
@@ -173,7 +183,8 @@ class Batcher:
         with self._cond:
             self._holding -= len(items)
         for item in items:
-            item.done.set()
+            item.finished = True
+            item.ready.release()
 
     def _run(self, batch: list[_Item]) -> None:
         if len(batch) > 1:
