@@ -328,7 +328,7 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict[str, Load]] = {}
     coldstart: dict[str, float] = {}
     soak: Load | None = None
-    rows_per_call = 1.0
+    bound: Bound | None = None
     for name, cmd in servers.items():
         port = free_port()
         proc, cold = start(cmd(port), port, work / f"{name}.log")
@@ -347,6 +347,12 @@ def main(argv: list[str]) -> int:
                         after = batch_counters(port)
                         calls = after[1] - before[1]
                         rows_per_call = (after[0] - before[0]) / calls if calls else 1.0
+                        # the model's own bound, measured right after the cell (model_bound)
+                        bound = model_bound(model, cache, rows_per_call, TRAINSHIP_WORKERS)
+                        print(f"  model bound: {bound.rows_per_call:.1f} rows per predict "
+                              f"call, {bound.predict_ms:.2f} ms per call, "
+                              f"x{bound.processes} processes: {bound.rps:.0f} req/s",
+                              flush=True)
                     results[name][f"{connections}c/{rows}r"] = load
                     print(f"  {name:15} {connections:2} conn {rows:3} rows: {load.rps:8.1f} req/s"
                           f"  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:8.2f} ms"
@@ -358,11 +364,6 @@ def main(argv: list[str]) -> int:
                       flush=True)
         finally:
             stop(proc)
-    # the model's own bound, measured here once no server runs (model_bound)
-    bound = model_bound(model, cache, rows_per_call, TRAINSHIP_WORKERS)
-    print(f"  model bound: {bound.rows_per_call:.1f} rows per predict call, "
-          f"{bound.predict_ms:.2f} ms per call, x{bound.processes} processes: "
-          f"{bound.rps:.0f} req/s", flush=True)
     sizes: dict[str, str] = {}
     if not args.skip_images:
         print("building both images (podman) ...", flush=True)
@@ -375,6 +376,7 @@ def main(argv: list[str]) -> int:
     cold_x = coldstart["mlflow"] / coldstart["trainship"]
     token = results["trainship+token"]["16c/1r"]
     token_x = token.rps / ours["16c/1r"].rps
+    assert bound is not None
     limit_frac = ours["16c/1r"].rps / bound.rps
     summary = (f"serving rps_x={rps_x:.2f} p99_x={p99_x:.2f} p50_1conn_x={p50_x:.2f} "
                f"coldstart_x={cold_x:.2f} limit_frac={limit_frac:.2f} "
@@ -424,7 +426,8 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
               "over the count of trainship_batch_requests, from its /metrics over that "
               f"cell); one predict call on {max(1, round(bound.rows_per_call))} rows takes "
               f"{bound.predict_ms:.2f} ms (the loaded model as a worker calls it, median "
-              "of 200 calls in the bench process, no server running); times "
+              "of 200 calls in the bench process, right after that cell, the server idle); "
+              "times "
               f"min(workers, cores) = {bound.processes}: **{bound.rps:.0f} req/s**. "
               "`limit_frac` is trainship's req/s in that cell over this bound. The bound "
               "leaves out HTTP, parsing, answering and the load generator, which shares the "
@@ -455,7 +458,10 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
               "request path, against MLflow's predict (with the libraries' warning "
               "filters) plus its ASGI stack; cold start is importing scikit-learn (scipy), "
               "pandas and MLflow (MLflow's own package imports its tracking, GenAI and "
-              "FastAPI modules), which the service needs before it may answer /ping."]
+              "FastAPI modules), which the service needs before it may answer /ping. The "
+              "service starts with Python's cyclic garbage collector off and freezes what "
+              "the start-up made before its workers fork (full collections during the "
+              "imports took about a second of it on this box)."]
     lines += ["", f"`token_rps_frac={token_x:.2f}`: `trainship+token` is the same service "
                   "with a model token (`auth: token`, the default on AWS): every request "
                   "carries `Authorization: Bearer`, which the service checks against the "
