@@ -89,3 +89,86 @@ def test_split_by_rows(predictions: Any) -> None:
     assert parts is not None
     assert [list(np.asarray(p).ravel()) for p in parts] == [[0], [1, 2], [3, 4, 5]]
     assert split(predictions, [1, 2]) is None
+
+
+class Flight:
+    """The service's count of requests in flight, set by the test."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __call__(self) -> int:
+        return self.count
+
+
+def recording(calls: list[tuple[int, str]]) -> Any:
+    def predict(data: np.ndarray) -> np.ndarray:
+        calls.append((len(data), threading.current_thread().name))
+        return data[:, 0] * 2
+
+    return predict
+
+
+def test_a_batch_waits_for_the_requests_in_flight() -> None:
+    # three requests received (being parsed, or answered and coming back): the first one's
+    # batch waits for the other two, then predicts once for all three
+    calls: list[tuple[int, str]] = []
+    batcher = Batcher(recording(calls), max_wait_ms=5000, expected=Flight(3))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = []
+        for value in (1.0, 2.0, 3.0):
+            futures.append(pool.submit(batcher.predict, np.array([[value]])))
+            time.sleep(0.05)
+        results = [list(f.result(timeout=10)) for f in futures]
+    assert results == [[2.0], [4.0], [6.0]]
+    assert [rows for rows, _ in calls] == [3]
+    assert time.monotonic() - started < 2, "waited for the deadline, not for the requests"
+
+
+def test_a_batch_waits_at_most_max_wait() -> None:
+    # five in flight but only one comes to the batcher (the others: a slow upload, a GET)
+    calls: list[tuple[int, str]] = []
+    batcher = Batcher(recording(calls), max_wait_ms=150, expected=Flight(5))
+    started = time.monotonic()
+    assert list(batcher.predict(np.array([[1.0]]))) == [2.0]
+    waited = time.monotonic() - started
+    assert [rows for rows, _ in calls] == [1]
+    assert 0.14 <= waited < 2
+
+
+def test_a_request_alone_is_predicted_at_once_in_its_own_thread() -> None:
+    calls: list[tuple[int, str]] = []
+    batcher = Batcher(recording(calls), max_wait_ms=5000, expected=Flight(1))
+    started = time.monotonic()
+    assert list(batcher.predict(np.array([[1.0], [2.0]]))) == [2.0, 4.0]
+    assert time.monotonic() - started < 1
+    assert calls == [(2, threading.current_thread().name)]
+
+
+def test_the_service_expects_requests_in_flight_and_clients_just_answered(
+        tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from trainship.serving.service import RETURN_SECONDS, Service
+
+    model = SimpleNamespace(metadata=SimpleNamespace(get_input_schema=lambda: None),
+                            predict=lambda data: data)
+    metrics: Any = SimpleNamespace(batch=lambda requests, rows: None)
+    service = Service(model, tmp_path / "model", metrics)
+    a, b, c = object(), object(), object()
+    service.received(a)
+    service.received(b)
+    service.received(c)
+    assert service.expected() == 3
+    service.answered(a)  # its client sends the next request about a round trip later
+    service.answered(b, closing=True)  # its connection closes: nothing more comes
+    assert (service.in_flight, service.expected()) == (1, 2)
+    service.received(a)  # a's next request: counted once
+    assert service.expected() == 2
+    service.answered(a)
+    time.sleep(RETURN_SECONDS * 5)
+    assert service.expected() == 1  # a did not come back in time: no longer expected
+    service.answered(c)
+    service.closed(c)
+    assert (service.in_flight, service.expected()) == (0, 0)

@@ -3,9 +3,16 @@
 Many models (tree ensembles, linear models) cost about the same for 1 row as for 100, so
 concurrent requests can share one ``predict`` call. Request threads hand their parsed
 input to :class:`Batcher`; one worker thread joins compatible inputs (same kind, columns
-and dtypes) into a batch of at most ``max_rows`` rows, waiting at most ``max_wait_ms``
-for more while other requests are in flight (never when a request is alone), predicts
-once, and gives each caller exactly its own rows' predictions. If the batch fails, or
+and dtypes) into a batch of at most ``max_rows`` rows, predicts once, and gives each
+caller exactly its own rows' predictions.
+
+How long a batch waits: while other requests are on their way (``expected``: in flight in
+the service but not in the batcher, i.e. being read and parsed or being answered, and the
+next requests of clients just answered: under steady load a client that has its answer
+sends the next one), at most ``max_wait_ms`` from the batch's first input; never when a
+request is alone. A predict call costs about as much for 1 row as for many,
+so the call that waits for the requests on their way answers them all for the price of
+one. If the batch fails, or
 the predictions cannot be split by rows, each input is predicted on its own, so every
 caller gets the answer (or the error) it would have got alone.
 """
@@ -22,12 +29,22 @@ from typing import Any
 Predict = Callable[[Any], Any]
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(eq=False)  # identity: inputs (DataFrames) do not compare to a bool
 class _Item:
     data: Any
     rows: int
     key: Hashable
-    done: threading.Event = field(default_factory=threading.Event)
+    # released once result or error is set; its caller waits on it. A bare lock, not an
+    # Event: an Event's waiter, woken, blocks again on the Event's own lock, which the
+    # setter holds, so each hand-over would cost two wake-ups instead of one
+    ready: threading.Lock = field(default_factory=_held_lock)
+    finished: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -78,16 +95,18 @@ def split(predictions: Any, sizes: list[int]) -> list[Any] | None:
 class Batcher:
     def __init__(self, predict: Predict, *, max_rows: int = 256, max_wait_ms: float = 2.0,
                  on_batch: Callable[[int, int], None] | None = None,
-                 arriving: Callable[[], int] = lambda: 0) -> None:
-        """``arriving()``: requests received but not yet handed to the batcher (being
-        parsed); the batcher waits for them, at most ``max_wait_ms``."""
+                 expected: Callable[[], int] = lambda: 0) -> None:
+        """``expected()``: requests the service has received and not yet answered, plus
+        those it expects now (``Service.expected``); those the batcher does not hold are on
+        their way, and a batch waits for them, at most ``max_wait_ms``."""
         self._predict = predict
-        self._arriving = arriving
+        self._expected = expected
         self.max_rows = max_rows
         self.max_wait = max_wait_ms / 1000.0
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
         self._busy = 0  # predictions running (the worker's batch, or a caller's own)
+        self._holding = 0  # inputs queued or being predicted (their callers wait here)
         self._cond = threading.Condition()
         self._worker = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._worker.start()
@@ -98,9 +117,10 @@ class Batcher:
             return self._predict(data)
         item = _Item(data=data, rows=len(data), key=key)
         with self._cond:
-            # alone (nothing queued, running or arriving): predict in this thread, which
-            # saves the two thread hand-offs; the answer is the same either way
-            alone = not self._queue and not self._busy and self._arriving() <= 0
+            # alone (nothing queued, running, or on its way but this one): predict in this
+            # thread, which saves the two thread hand-offs; the answer is the same either way
+            alone = not self._queue and not self._busy and self._on_the_way() <= 1
+            self._holding += 1
             if alone:
                 self._busy += 1
             else:
@@ -112,11 +132,14 @@ class Batcher:
             finally:
                 with self._cond:
                     self._busy -= 1
-                    self._cond.notify_all()
-        item.done.wait()
+        item.ready.acquire()
         if item.error is not None:
             raise item.error
         return item.result
+
+    def _on_the_way(self) -> int:
+        """Requests in flight that the batcher does not hold (called with the lock)."""
+        return self._expected() - self._holding
 
     def _take(self) -> list[_Item]:
         with self._cond:
@@ -136,7 +159,7 @@ class Batcher:
                     batch.append(item)
                     rows += item.rows
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._arriving() <= 0:
+                if remaining <= 0 or self._on_the_way() <= 0:
                     break
                 self._cond.wait(min(remaining, 0.0005))
             return batch
@@ -147,13 +170,21 @@ class Batcher:
             try:
                 self._run(batch)
             except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting
-                for item in batch:
-                    if not item.done.is_set():
-                        item.error = exc
-                        item.done.set()
+                left = [item for item in batch if not item.finished]
+                for item in left:
+                    item.error = exc
+                self._done(left)
             finally:
                 with self._cond:
                     self._busy -= 1
+
+    def _done(self, items: list[_Item]) -> None:
+        """Hand the results over: from now on these requests are being answered."""
+        with self._cond:
+            self._holding -= len(items)
+        for item in items:
+            item.finished = True
+            item.ready.release()
 
     def _run(self, batch: list[_Item]) -> None:
         if len(batch) > 1:
@@ -165,15 +196,15 @@ class Batcher:
             if parts is not None:
                 for item, part in zip(batch, parts, strict=True):
                     item.result = part
-                    item.done.set()
                 if self._on_batch:
                     self._on_batch(len(batch), sum(i.rows for i in batch))
+                self._done(batch)
                 return
         for item in batch:
             try:
                 item.result = self._predict(item.data)
             except BaseException as exc:  # noqa: BLE001 - handed back to its caller
                 item.error = exc
-            item.done.set()
             if self._on_batch:
                 self._on_batch(1, item.rows)
+            self._done([item])

@@ -25,7 +25,8 @@ def parser(env: ServingSettings) -> argparse.ArgumentParser:
     parser.add_argument("--max-batch-rows", type=int, default=env.max_batch_rows,
                         help="rows per predict call; 1 turns batching off")
     parser.add_argument("--max-wait-ms", type=float, default=env.max_wait_ms,
-                        help="how long a batch waits for requests being parsed")
+                        help="how long a batch waits at most for requests on their way "
+                             "(being parsed, or the next one of a client just answered)")
     parser.add_argument("--load-cache", type=Path, default=env.load_cache,
                         help="a pickle of the loaded model, used when it was made for this "
                              "model and environment (written when missing and writable)")

@@ -62,9 +62,28 @@ def make_handler(service: Service, guard: Guard | None = None
         protocol_version = "HTTP/1.1"
         server_version = "trainship-serving"
         wbufsize = 64 * 1024  # headers and body leave in one write
+        _counted = False  # this request is counted in flight (service.received)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return
+
+        def handle_one_request(self) -> None:
+            self._counted = False
+            try:
+                super().handle_one_request()
+            finally:
+                if self._counted:  # in flight from its first line to its answer
+                    service.answered(self, closing=self.close_connection)
+
+        def parse_request(self) -> bool:
+            # called once a request's first line is read (not for an idle connection)
+            self._counted = True
+            service.received(self)
+            return super().parse_request()
+
+        def finish(self) -> None:
+            service.closed(self)
+            super().finish()
 
         def setup(self) -> None:
             super().setup()

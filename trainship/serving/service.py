@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 from trainship.serving import protocol
 from trainship.serving.batching import Batcher
 from trainship.serving.metrics import Metrics
+
+# a connection answered this recently is expected to send its next request (a client under
+# steady load sends it about a round trip after its answer): a batch may wait for it
+RETURN_SECONDS = 0.002
 
 
 class Service:
@@ -27,36 +33,51 @@ class Service:
         self.metadata: dict[str, Any] = (json.loads(meta_file.read_text())
                                          if meta_file.exists() else {})
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self.arriving = 0
-        self.in_flight = 0
+        self.in_flight = 0  # requests received and not yet answered (``received``)
+        self._answered: dict[Hashable, float] = {}  # connection: when its answer left
         self.batcher = (Batcher(self.model.predict, max_rows=max_batch_rows,
                                 max_wait_ms=max_wait_ms, on_batch=self.metrics.batch,
-                                arriving=lambda: self.arriving)
+                                expected=self.expected)
                         if max_batch_rows > 1 else None)
         self.scorer = _BatchingModel(self) if self.batcher is not None else self.model
 
-    def arrived(self) -> None:
-        """This request's input is parsed and handed on: it no longer 'arrives'."""
-        if getattr(self._local, "arriving", False):
-            self._local.arriving = False
-            with self._lock:
-                self.arriving -= 1
+    def received(self, connection: Hashable) -> None:
+        """A request's first line is read on ``connection``: it is in flight until
+        ``answered``. The batcher waits for requests in flight (``batching``); the drain
+        at shutdown too."""
+        with self._lock:
+            self.in_flight += 1
+            self._answered.pop(connection, None)
+
+    def answered(self, connection: Hashable, closing: bool = False) -> None:
+        """The answer to a request ``received`` on ``connection`` is sent (or the
+        connection is gone: ``closing``)."""
+        with self._lock:
+            self.in_flight -= 1
+            if closing:
+                self._answered.pop(connection, None)
+            else:
+                self._answered[connection] = time.monotonic()
+
+    def closed(self, connection: Hashable) -> None:
+        """``connection`` is closed: no request comes from it any more."""
+        with self._lock:
+            self._answered.pop(connection, None)
+
+    def expected(self) -> int:
+        """Requests in flight, and those expected now: connections answered less than
+        ``RETURN_SECONDS`` ago (a client under steady load sends its next request about a
+        round trip after its answer)."""
+        with self._lock:
+            since = time.monotonic() - RETURN_SECONDS
+            for connection in [c for c, at in self._answered.items() if at < since]:
+                del self._answered[connection]
+            return self.in_flight + len(self._answered)
 
     def invoke(self, body: bytes, content_type: str) -> protocol.Reply:
-        """Score a request (``POST /invocations``), counting it as arriving until its input
-        is parsed and in flight until it is answered."""
-        with self._lock:
-            self.arriving += 1
-            self.in_flight += 1
-        self._local.arriving = True
-        try:
-            return protocol.invocations(body, content_type, self.scorer, self.input_schema,
-                                        self.debug)
-        finally:
-            self.arrived()
-            with self._lock:
-                self.in_flight -= 1
+        """Score a request (``POST /invocations``)."""
+        return protocol.invocations(body, content_type, self.scorer, self.input_schema,
+                                    self.debug)
 
 
 class _BatchingModel:
@@ -67,7 +88,6 @@ class _BatchingModel:
         self.metadata = service.model.metadata
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
-        self._service.arrived()
         if params:
             return self._service.model.predict(data, params=params)
         assert self._service.batcher is not None

@@ -5,6 +5,7 @@ them: it forwards SIGTERM and stops them all when one dies (the orchestrator res
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -84,6 +85,13 @@ def serve(model_dir: Path, host: str, port: int, *, workers: int = 1,
             runtime_warning_filters()
         print(f"serving {model_dir} on http://{host}:{port} with {workers} worker(s)",
               flush=True)
+        # the model and every imported module stay as long as the process: out of the
+        # collector's sight (``python -m trainship.serving`` starts with it off), a full
+        # collection walks only what serving allocates (about 200,000 objects less for a
+        # scikit-learn model: one that took 0.2-0.4 s takes under a millisecond), and
+        # forked workers do not write to the pages they share with this process
+        gc.freeze()
+        gc.enable()
         options: dict[str, Any] = {"metrics_dir": metrics_dir,
                                    "max_batch_rows": max_batch_rows,
                                    "max_wait_ms": max_wait_ms, "model_info": model_info,
