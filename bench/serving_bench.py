@@ -35,8 +35,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from bench.image_bench import Rebuild, measure_rebuild  # noqa: E402
+
+# the report's hand-written part: `make bench` rewrites what comes before it
+HAND_WRITTEN = "## On AWS: where a deployment's minutes go"
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -71,14 +78,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def train_reference_model(target: Path) -> None:
+def train_reference_model(target: Path, seed: int = 42) -> None:
+    """The bench's model; another ``seed`` is a new version of it (same requirements)."""
     import mlflow.sklearn
     import skops.io
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 
-    x, y = make_classification(n_samples=1000, n_features=20, random_state=42)
-    model = RandomForestClassifier(n_estimators=100, random_state=42).fit(x, y)
+    x, y = make_classification(n_samples=1000, n_features=20, random_state=seed)
+    model = RandomForestClassifier(n_estimators=100, random_state=seed).fit(x, y)
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     mlflow.sklearn.save_model(model, str(target), skops_trusted_types=trusted,
                               input_example=x[:2])
@@ -157,17 +165,15 @@ def model_bound(model: Path, cache: Path, rows_per_call: float, workers: int) ->
     return Bound(rows_per_call, seconds * 1000, processes, rows_per_call / seconds * processes)
 
 
-def pipeline_overhead() -> str:
-    """``overhead_s`` of the summary line. MERGE POINT: bench/pipeline_bench.py's
-    measure_overhead() (the local pipeline's own overhead, in seconds) is written
-    separately; until it is here the figure is n/a."""
+def pipeline_overhead() -> dict[str, Any]:
+    """The local pipeline's time to URL (bench/pipeline_bench.py): ``overhead_s``, the
+    deployment's wall time less its script's own run time, with its breakdown."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    try:
-        from bench.pipeline_bench import measure_overhead
-    except ImportError:
-        return "n/a"
-    return f"{float(measure_overhead()):.2f}"
+    from bench.pipeline_bench import measure_overhead
+
+    print("the local pipeline's time to URL (iris, process mode, warm stack) ...", flush=True)
+    return measure_overhead()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -281,6 +287,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--skip-images", action="store_true",
                         help="do not build and compare the two images")
+    parser.add_argument("--skip-pipeline", action="store_true",
+                        help="do not measure the local pipeline's time to URL")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk; `make bench` installs it)")
@@ -365,10 +373,13 @@ def main(argv: list[str]) -> int:
         finally:
             stop(proc)
     sizes: dict[str, str] = {}
+    rebuild: Rebuild | None = None
     if not args.skip_images:
+        rebuild = image_rebuild(model, work)
         print("building both images (podman) ...", flush=True)
         sizes = image_sizes(model, work)
         print(f"  images: {sizes}", flush=True)
+    pipeline = None if args.skip_pipeline else pipeline_overhead()
     ours, theirs = results["trainship"], results["mlflow"]
     rps_x = ours["16c/1r"].rps / theirs["16c/1r"].rps
     p99_x = theirs["16c/1r"].p99_ms / ours["16c/1r"].p99_ms
@@ -380,8 +391,9 @@ def main(argv: list[str]) -> int:
     limit_frac = ours["16c/1r"].rps / bound.rps
     summary = (f"serving rps_x={rps_x:.2f} p99_x={p99_x:.2f} p50_1conn_x={p50_x:.2f} "
                f"coldstart_x={cold_x:.2f} limit_frac={limit_frac:.2f} "
-               f"overhead_s={pipeline_overhead()}")
-    write_report(args.out, results, coldstart, soak, args, sizes, summary, bound, token_x)
+               "overhead_s=" + (f"{pipeline['overhead_s']:.2f}" if pipeline else "n/a"))
+    write_report(args.out, results, coldstart, soak, args, sizes, summary, bound, token_x,
+                 rebuild, pipeline)
     shutil.rmtree(work, ignore_errors=True)
     print(f"report: {args.out}")
     if "mlflow" in sizes:
@@ -394,7 +406,9 @@ def main(argv: list[str]) -> int:
 
 def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict[str, float],
                  soak: Load | None, args: argparse.Namespace, sizes: dict[str, str],
-                 summary: str, bound: Bound, token_x: float) -> None:
+                 summary: str, bound: Bound, token_x: float, rebuild: Rebuild | None = None,
+                 pipeline: dict[str, Any] | None = None) -> None:
+    kept = hand_written(out)
     lines = [
         "# Benchmarks: serving",
         "",
@@ -489,10 +503,72 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
         ]
     else:
         lines += [sizes.get("note", "not measured (`--skip-images`)")]
+    lines += rebuild_lines(rebuild) + pipeline_lines(pipeline)
     lines += ["", "Rerun: `make bench` (installs wrk from Debian when missing; building the "
                   "MLflow-generated image needs network access for its apt and pip steps).",
               ""]
-    out.write_text("\n".join(lines))
+    out.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
+
+
+def hand_written(out: Path) -> str:
+    """The report's hand-written part (from ``HAND_WRITTEN`` on), kept as it is."""
+    text = out.read_text() if out.exists() else ""
+    start = text.find(HAND_WRITTEN)
+    return text[start:] if start >= 0 else ""
+
+
+def image_rebuild(model: Path, work: Path) -> Rebuild | None:
+    """A new version of the model (retrained, same requirements) built and pushed after
+    the first, in the podman home image_sizes uses (bench/image_bench.py)."""
+    from trainship import containers
+
+    if containers.missing_tools():
+        return None
+    second = work / "model-v2"
+    train_reference_model(second, seed=43)
+    print("building the model's image, then a new version's (podman, local registry) ...",
+          flush=True)
+    home = work / "home"
+    try:
+        result = measure_rebuild(model, second, home, work)
+    finally:
+        containers.stop_registry(home)
+    print(f"  {result}", flush=True)
+    return result
+
+
+def rebuild_lines(rebuild: Rebuild | None) -> list[str]:
+    lines = ["", "## Image rebuild: a new version of a model", ""]
+    if rebuild is None:
+        return [*lines, "not measured (`--skip-images`, or no container tools)"]
+    return [*lines,
+            "The model's image built with podman and pushed to a local registry, then a new "
+            "version of it (retrained, same requirements) built and pushed the same way, on "
+            "the layers the first build left (on AWS: the registry cache of its dependency "
+            "set, see below). `bench/image_bench.py`.", "",
+            "| build | seconds |", "|---|---|",
+            f"| the first (the venv built) | {rebuild.first_seconds:.0f} |",
+            f"| a new version | {rebuild.next_seconds:.0f} |", "",
+            f"The new version's image: {rebuild.layers} layers, {rebuild.image_mb:.0f} MB "
+            f"compressed, of which **{rebuild.new_mb:.1f} MB** in {rebuild.new_layers} "
+            "layers were not in the registry yet: what its push uploads and what a node "
+            "that ran the previous version pulls."]
+
+
+def pipeline_lines(pipeline: dict[str, Any] | None) -> list[str]:
+    lines = ["", "## Time to URL: the local pipeline", ""]
+    if pipeline is None:
+        return [*lines, "not measured (`--skip-pipeline`)"]
+    lines += [f"`bench/pipeline_bench.py`: the iris example deployed on a warm local stack "
+              f"(process mode), {len(pipeline['runs'])} runs after a warm-up. The median run: "
+              f"{pipeline['wall_s']:.1f} s from the POST to the first prediction, of which "
+              f"the script itself ran {pipeline['script_s']:.1f} s: "
+              f"**overhead_s={pipeline['overhead_s']:.2f}**.", "",
+              "| state | seconds |", "|---|---|"]
+    states = pipeline.get("states") or {}
+    items = states.items() if isinstance(states, dict) else []
+    lines += [f"| {name} | {float(seconds):.2f} |" for name, seconds in items]
+    return lines
 
 
 if __name__ == "__main__":
