@@ -61,6 +61,14 @@ class Builds:
             return codebuild.LinuxArmBuildImage.AMAZON_LINUX_2023_STANDARD_3_0
         return codebuild.LinuxBuildImage.STANDARD_7_0
 
+    def _local_cache(self, *, gpu: bool) -> codebuild.Cache | None:
+        """The buildspec's ``cache`` paths kept on the build host (LOCAL_CUSTOM_CACHE), where
+        CodeBuild supports a local cache: not on the LINUX_GPU_CONTAINER environment, and
+        not in a VPC (CodeBuild user guide, "Local caching")."""
+        if gpu or self.config.vpc_subnet_ids:
+            return None
+        return codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM)
+
     def _project(self, name: str, role: iam.Role, description: str, buildspec: str, *,
                  privileged: bool, gpu: bool, minutes: int, variables: dict[str, str],
                  arm64: bool = False, cache: codebuild.Cache | None = None
@@ -160,7 +168,7 @@ class Builds:
             TRAIN.project, role, "trainship TrainModel: run a training script",
             TRAIN.buildspec, privileged=False, gpu=self.config.gpu,
             minutes=limits.TRAIN_BUILD_MINUTES, variables=variables,
-            cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM))
+            cache=self._local_cache(gpu=self.config.gpu))
         if self.config.gpu:
             acknowledge(role, ("AwsSolutions-IAM5[Resource::*]",
                                "ecr:GetAuthorizationToken (no resource-level permissions) to "
@@ -203,7 +211,7 @@ class Builds:
             IMAGE.project, role, "trainship BuildImage: model image to ECR",
             IMAGE.buildspec, privileged=True, gpu=False,
             minutes=limits.IMAGE_BUILD_MINUTES,
-            cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM),
+            cache=self._local_cache(gpu=False),
             arm64=self.config.cluster_architecture == "arm64", variables={
                 "TRAINSHIP_IMAGE_BUILDER": "docker",
                 "TRAINSHIP_IMAGE_REPOSITORY": repository.repository_uri,

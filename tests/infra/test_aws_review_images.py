@@ -121,6 +121,8 @@ def test_deep_learning_container_account_comes_from_region_info(tmp_path: Path,
                                                                 variant: Synth) -> None:
     _, gpu, _ = synth(tmp_path, trainCompute="gpu")
     _, train = one(gpu, "AWS::CodeBuild::Project", "Train")
+    # "Local caching": the LINUX_GPU_CONTAINER environment type does not support it
+    assert train.get("Cache", {"Type": "NO_CACHE"}) == {"Type": "NO_CACHE"}
     image = json.dumps(train["Environment"]["Image"])
     assert "Fn::FindInMap" in image  # the account of the region the stack lands in
     mapping = next(iter(gpu["Mappings"].values()))
@@ -139,13 +141,16 @@ def test_buildkit_image_can_be_a_copy(synthesized: Synth, variant: Synth) -> Non
     assert project_env(variant[1], "Image")["TRAINSHIP_BUILDKIT_IMAGE"] == BUILDKIT_COPY
 
 
-def test_both_builds_keep_pip_cache_on_their_host(synthesized: Synth) -> None:
+def test_both_builds_keep_pip_cache_on_their_host(synthesized: Synth,
+                                                  variant: Synth) -> None:
     """CodeBuild's local custom cache keeps the paths a buildspec's ``cache`` section lists
     ("Local caching": LOCAL_CUSTOM_CACHE), for later builds on the same host: both projects
-    set it, and both buildspecs list pip's cache."""
-    _, template, _ = synthesized
+    set it, and both buildspecs list pip's cache. The same page: "Local caching is not
+    supported when you configure CodeBuild to work with a VPC": a stack in a VPC has none."""
     for project, buildspec in (("Train", "train.yml"), ("Image", "image.yml")):
-        _, resource = one(template, "AWS::CodeBuild::Project", project)
+        _, resource = one(synthesized[1], "AWS::CodeBuild::Project", project)
         assert resource["Cache"] == {"Type": "LOCAL", "Modes": ["LOCAL_CUSTOM_CACHE"]}
         spec = yaml.safe_load((REPO / "buildspecs" / buildspec).read_text())
         assert "/root/.cache/pip/**/*" in spec["cache"]["paths"]
+        _, in_vpc = one(variant[1], "AWS::CodeBuild::Project", project)
+        assert in_vpc.get("Cache", {"Type": "NO_CACHE"}) == {"Type": "NO_CACHE"}

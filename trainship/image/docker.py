@@ -80,14 +80,16 @@ class DockerBuilder(ContainerBuilder):
         digest to the metadata file. Attestations are off (``--provenance=false
         --sbom=false``): with them buildx pushes an index whose per-platform and
         attestation manifests are untagged images in ECR, which the repository's lifecycle
-        rules count and could expire under a pinned tag."""
+        rules count and could expire under a pinned tag. A cache that cannot be exported
+        does not fail the build (``ignore-error=true``, "Registry cache"): the image is
+        pushed, only the next build runs pip again."""
         cache = cache_reference(reference, dependency_key(
             context, base_image=base_image, pip_options=pip_options, arch=arch))
         return ["docker", "buildx", "build", "--builder", DOCKER_BUILDER,
                 "--platform", f"linux/{arch}", "--pull",
                 "--cache-from", f"type=registry,ref={cache}",
                 "--cache-to", f"type=registry,ref={cache},mode=max,image-manifest=true,"
-                              "oci-mediatypes=true",
+                              "oci-mediatypes=true,ignore-error=true",
                 "--provenance=false", "--sbom=false",
                 "--push", "--metadata-file", str(context / DOCKER_METADATA),
                 *self.build_args(context, reference=reference, base_image=base_image,
