@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
 
 from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
+from trainship.names import CACHE_TAG_PREFIX
 
 # An image with one of these tags serves a model or is its rollback target.
 PINNED_TAG_PREFIXES = (LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX)
 # Tags that move (the repository is immutable otherwise): the BuildKit cache BuildImage
 # rewrites, and live-<name> / previous-<name>, moved at every promotion.
-MUTABLE_TAG_PATTERNS = ("buildcache*", *(f"{prefix}*" for prefix in PINNED_TAG_PREFIXES))
+MUTABLE_TAG_PATTERNS = (f"{CACHE_TAG_PREFIX.rstrip('-')}*",
+                        *(f"{prefix}*" for prefix in PINNED_TAG_PREFIXES))
 # ECR lifecycle rules match a tag pattern; "keep 9999" of them keeps them all in practice
 # (the rule exists to shield them from the lower-priority count rule).
 PINNED_IMAGES_KEPT = 9999
 KEPT_IMAGES = 100
+# Build caches (one per dependency set): the most recently exported ones are kept.
+KEPT_BUILD_CACHES = 20
+# An untagged image is a build cache manifest a later export of its tag replaced.
+UNTAGGED_KEPT_DAYS = 1
 
 
 def lifecycle_rules() -> list[ecr.LifecycleRule]:
-    """Keep the last 100 images, never one that serves or is a rollback target.
+    """Keep the last 100 model images, never one that serves or is a rollback target.
 
     ECR applies rules from the lowest rulePriority up, and "an image that matches the
     tagging requirements of a rule cannot be expired by a rule with a lower priority"
@@ -27,13 +34,36 @@ def lifecycle_rules() -> list[ecr.LifecycleRule]:
     them from the final count rule. One rule per prefix: a tagPatternList matches
     only images that carry all of its patterns. The tagStatus "any" rule must have
     the highest priority ("Lifecycle policy properties": rulePriority).
+
+    The BuildKit registry cache is an image too (``image-manifest=true``): each export
+    of a ``buildcache-<key>`` tag pushes a new manifest and leaves the one it replaced
+    untagged. Without rules of their own, those caches and orphans would count toward
+    the 100 and crowd out model versions (a build that changes the cache leaves one
+    orphan, so only about half of the 100 would be models). So the caches have their
+    own count (the 20 most recently exported dependency sets; an expired one costs its
+    next build a pip install), and untagged images expire a day after their push
+    ("Lifecycle policy properties": sinceImagePushed with countUnit days). Model images
+    are always pushed with their version tag, attestations off (trainship/image/docker.py),
+    so no untagged image is a model's.
     """
-    pinned = [ecr.LifecycleRule(
-        rule_priority=priority, tag_status=ecr.TagStatus.TAGGED,
+    shielded = [ecr.LifecycleRule(
+        tag_status=ecr.TagStatus.TAGGED,
         tag_pattern_list=[f"{prefix}*"], max_image_count=PINNED_IMAGES_KEPT,
         description=f"never expire {prefix}* images (serving or rollback target)")
-        for priority, prefix in enumerate(PINNED_TAG_PREFIXES, start=1)]
-    return [*pinned, ecr.LifecycleRule(
-        rule_priority=len(pinned) + 1, tag_status=ecr.TagStatus.ANY,
+        for prefix in PINNED_TAG_PREFIXES]
+    shielded.append(ecr.LifecycleRule(
+        tag_status=ecr.TagStatus.TAGGED, tag_pattern_list=[f"{CACHE_TAG_PREFIX}*"],
+        max_image_count=KEPT_BUILD_CACHES,
+        description=f"keep the {KEPT_BUILD_CACHES} most recent build caches"))
+    shielded.append(ecr.LifecycleRule(
+        tag_status=ecr.TagStatus.UNTAGGED, max_image_age=cdk.Duration.days(UNTAGGED_KEPT_DAYS),
+        description="expire replaced build cache manifests (untagged) after a day"))
+    rules = [ecr.LifecycleRule(
+        rule_priority=priority, tag_status=rule.tag_status,
+        tag_pattern_list=rule.tag_pattern_list, max_image_count=rule.max_image_count,
+        max_image_age=rule.max_image_age, description=rule.description)
+        for priority, rule in enumerate(shielded, start=1)]
+    return [*rules, ecr.LifecycleRule(
+        rule_priority=len(rules) + 1, tag_status=ecr.TagStatus.ANY,
         max_image_count=KEPT_IMAGES,
         description=f"keep the last {KEPT_IMAGES} other model images")]

@@ -67,6 +67,11 @@ def serving_name(model_name: str) -> str:
 # The MLflow tag that binds a run (and its registered version) to the deployment that made it.
 DEPLOYMENT_TAG = "trainship.deployment_id"
 
+# The image repository's tags for BuildKit's registry cache, one per dependency set
+# (trainship/image/docker.py); the repository keeps them mutable and counts them apart
+# (infra/repository.py).
+CACHE_TAG_PREFIX = "buildcache-"
+
 
 # ECR's registry hosts: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn], and the
 # dual-stack <account>.dkr-ecr[-fips].<region>.on.aws (the image login, the image pins;

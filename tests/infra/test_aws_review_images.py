@@ -26,12 +26,15 @@ from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 
 # --- item 7: images that serve never expire -----------------------------------------------
 
-def ecr_expired(policy: dict[str, Any], images: list[dict[str, Any]]) -> set[str]:
+def ecr_expired(policy: dict[str, Any], images: list[dict[str, Any]],
+                now: dt.datetime | None = None) -> set[str]:
     """Amazon ECR's documented lifecycle evaluation ("How lifecycle policies work",
     "Lifecycle policy properties"): rules apply from the lowest rulePriority; an image
     matched by a rule's tag selection cannot be expired by a lower-priority rule; a
     tagPatternList (or tagPrefixList) selects images having every listed pattern;
-    imageCountMoreThan keeps the newest countNumber of the images a rule selects."""
+    imageCountMoreThan keeps the newest countNumber of the images a rule selects;
+    sinceImagePushed (countUnit days) expires those pushed more than countNumber days
+    before ``now`` (by default the last push)."""
     claimed: set[str] = set()
     expired: set[str] = set()
     for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
@@ -47,9 +50,15 @@ def ecr_expired(policy: dict[str, Any], images: list[dict[str, Any]]) -> set[str
             return all(any(fnmatch.fnmatchcase(t, p) for t in tags) for p in patterns)
 
         matched = [i for i in images if i["digest"] not in claimed and selects(i)]
-        assert sel["countType"] == "imageCountMoreThan"
-        newest = sorted(matched, key=lambda i: i["pushed"], reverse=True)
-        expired |= {i["digest"] for i in newest[sel["countNumber"]:]}
+        if sel["countType"] == "sinceImagePushed":
+            assert sel["countUnit"] == "days"
+            latest = max((i["pushed"] for i in images), default=dt.datetime.now())
+            limit = (now or latest) - dt.timedelta(days=sel["countNumber"])
+            expired |= {i["digest"] for i in matched if i["pushed"] < limit}
+        else:
+            assert sel["countType"] == "imageCountMoreThan"
+            newest = sorted(matched, key=lambda i: i["pushed"], reverse=True)
+            expired |= {i["digest"] for i in newest[sel["countNumber"]:]}
         claimed |= {i["digest"] for i in matched}
     return expired
 
@@ -77,6 +86,41 @@ def test_serving_and_rollback_images_never_expire(synthesized: Synth) -> None:
         "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100},
         "action": {"type": "expire"}}]}
     assert {"sha256:churn-v1", "sha256:churn-v2"} <= ecr_expired(old, images)
+
+
+def test_build_caches_and_their_orphans_do_not_crowd_out_model_images(
+        synthesized: Synth) -> None:
+    """Each image build exports its dependency set's ``buildcache-<key>`` tag again (a new
+    manifest: ``image-manifest=true``), and the manifest it replaced stays, untagged. A
+    year of builds: 40 dependency sets, 300 model versions, one orphan per build. The
+    model versions keep their 100 places; caches keep the 20 most recent sets; orphans go
+    a day after their push. Under the previous policy (pins, then "any" keeps 100) the
+    orphans and caches took most of the 100 places."""
+    _, template, _ = synthesized
+    start = dt.datetime(2026, 1, 1)
+    images: list[dict[str, Any]] = []
+    for n in range(300):
+        pushed = start + dt.timedelta(days=n)
+        images.append({"digest": f"sha256:model-{n}", "pushed": pushed,
+                       "tags": [f"model{n % 40}-v{n}"]})
+        images.append({"digest": f"sha256:orphan-{n}", "pushed": pushed, "tags": []})
+    images += [{"digest": f"sha256:cache-{k}", "pushed": start + dt.timedelta(days=260 + k),
+                "tags": [f"buildcache-{k:016x}"]} for k in range(40)]
+    now = start + dt.timedelta(days=300, hours=1)
+    images.append({"digest": "sha256:orphan-today", "pushed": now - dt.timedelta(hours=2),
+                   "tags": []})
+    kept = {i["digest"] for i in images} - ecr_expired(lifecycle(template), images, now)
+    assert {f"sha256:model-{n}" for n in range(200, 300)} <= kept
+    assert len([d for d in kept if d.startswith("sha256:model-")]) == 100
+    assert {d for d in kept if d.startswith("sha256:cache-")} == {
+        f"sha256:cache-{k}" for k in range(20, 40)}
+    assert {d for d in kept if "orphan" in d} == {"sha256:orphan-today"}
+    rules = lifecycle(template)["rules"]
+    old = {"rules": [r for r in rules if r["selection"]["tagStatus"] == "any"
+                     or "tagPatternList" in r["selection"]
+                     and not r["selection"]["tagPatternList"][0].startswith("buildcache")]}
+    kept_before = {i["digest"] for i in images} - ecr_expired(old, images, now)
+    assert len([d for d in kept_before if d.startswith("sha256:model-")]) < 50
 
 
 def test_pins_are_mutable_tags_the_cluster_role_may_move(synthesized: Synth) -> None:

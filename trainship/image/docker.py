@@ -11,12 +11,10 @@ from pathlib import Path
 from trainship.errors import ImageBuildFailed
 from trainship.image.base import STEP, run_builder
 from trainship.image.container import ContainerBuilder
+from trainship.names import CACHE_TAG_PREFIX
 
 DOCKER_BUILDER = "trainship"  # the docker-container buildx builder
 DOCKER_METADATA = "buildx-metadata.json"
-
-
-CACHE_TAG_PREFIX = "buildcache-"  # ECR keeps buildcache* tags mutable (infra/repository.py)
 
 
 def dependency_key(context: Path, *, base_image: str, pip_options: str, arch: str) -> str:
