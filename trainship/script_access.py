@@ -21,7 +21,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,6 +31,7 @@ from trainship.config import KMS_KEY_ENV as KMS_KEY_ENV
 from trainship.config import PROXIED_ARTIFACTS_BUCKET_ENV as PROXIED_ARTIFACTS_BUCKET_ENV
 from trainship.config import SCRIPT_ROLE_ENV as SCRIPT_ROLE_ENV
 from trainship.config import TRACKING_SERVER_ARN_ENV as TRACKING_SERVER_ARN_ENV
+from trainship.quick_http import QuickHandler
 
 # What `mlflow.start_run()` (attaching to MLFLOW_RUN_ID), metric/param/tag logging and
 # MLflow 3 `log_model` (a LoggedModel: create, log params/tags, upload, finalize, link
@@ -240,8 +241,8 @@ class CredentialsEndpoint:
         self.path = "/" + secrets.token_urlsafe(12)
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+        class Handler(QuickHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 supplied = self.headers.get("Authorization", "")
                 if self.path != endpoint.path or not hmac.compare_digest(
                         supplied.encode(), endpoint.token.encode()):

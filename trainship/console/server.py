@@ -12,11 +12,12 @@ import threading
 import traceback
 import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from trainship.console import pages
 from trainship.console.data import ConsoleData, DeploymentNotFound, StackData
+from trainship.quick_http import QuickHandler
 
 MAX_TRY_BYTES = 1024 * 1024
 HTML = "text/html; charset=utf-8"
@@ -98,7 +99,7 @@ def handle(data: ConsoleData, method: str, path: str, content_type: str = "",
         return 500, HTML, pages.error_page(f"{type(exc).__name__}: {exc}")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuickHandler):
     protocol_version = "HTTP/1.1"
     data: ConsoleData  # set on the subclass ConsoleServer makes
 

@@ -6,10 +6,11 @@ import json
 import threading
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from trainship.local.lambda_runtime import LambdaContext
+from trainship.quick_http import QuickHandler
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
@@ -57,7 +58,7 @@ def invoke(event: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuickHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -36,7 +36,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -47,6 +47,7 @@ from trainship.local.aws_auth import (
     parse_authorization,
     verify_signature,
 )
+from trainship.quick_http import QuickHandler
 
 SERVICES = ("execute-api", "sagemaker-mlflow")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -275,7 +276,7 @@ class GateServer:
         self.log = log
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuickHandler):
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:

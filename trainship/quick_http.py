@@ -1,0 +1,23 @@
+"""Request handlers of the local stack's HTTP servers, without the 40 ms stalls.
+
+``http.server.BaseHTTPRequestHandler`` writes a response's head when ``end_headers`` is
+called and its body with a second write, on a socket with Nagle's algorithm on: the second
+segment waits until the first is acknowledged, and a client that has nothing to send
+delays its ACK (40 ms on Linux). A request through the local MLflow gate took about 70 ms
+instead of 10 (set_model_version_tag 160 instead of 20). ``QuickHandler`` buffers the
+writes (head and body leave in one write when the request is handled: the base class
+flushes ``wfile`` after each request) and turns Nagle off, as the inference service's
+handler does (trainship/serving/http.py, which the image ships alone)."""
+
+from __future__ import annotations
+
+import socket
+from http.server import BaseHTTPRequestHandler
+
+
+class QuickHandler(BaseHTTPRequestHandler):
+    wbufsize = 64 * 1024  # the head and the body leave in one write (flushed per request)
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
