@@ -98,7 +98,7 @@ typecheck: venv
 statelint: venv
 	$(BIN)/statelint infra/statemachine/deploy.asl.json
 
-## bench: trainship's inference service vs `mlflow models serve` (wrk), a 64-connection soak, and both images' sizes
+## bench: trainship's inference service vs `mlflow models serve` (wrk, the servers interleaved), a 64-connection soak, and both images' sizes
 bench: venv containers
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/serving_bench.py

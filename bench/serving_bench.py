@@ -1,9 +1,16 @@
 """`make bench`: trainship's inference service against `mlflow models serve`.
 
 Same model (RandomForestClassifier, 100 trees, make_classification 1000 x 20), same box,
-same load generator (wrk), measured in the same run:
-  * 1 and 16 connections, 1-row and 100-row requests, 10 s each;
-  * cold start: process start to the first /ping 200;
+same load generator (wrk), measured in the same run and interleaved, so that each ratio
+compares numbers taken in the same minutes (a shared VM's speed drifts by up to 2x over
+minutes):
+  * cold start: process start to the first /ping 200, each server started
+    ``--coldstart-runs`` times (3) in alternation, the order rotated each round; the median;
+  * 1 and 16 connections, 1-row and 100-row requests: ``--rounds`` rounds (3), in each
+    every cell gets one wrk run of ``--seconds`` (5) per server, one server after the other
+    (the order rotated each round); each figure is the median over the rounds;
+  * the bounds on p50 at 1 connection (one 1-row predict call of the model) and on
+    cold start (a fresh interpreter importing the service and loading the model);
   * a soak of trainship's service: 64 connections for 60 s, which must have 0 errors;
   * the image sizes: trainship's Dockerfile against `mlflow models generate-dockerfile`'s,
     both built with podman on the same base image.
@@ -20,19 +27,21 @@ token_rps_frac, what the token check leaves of trainship's req/s (the same servi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +60,21 @@ wrk.body = io.open(os.getenv("BENCH_BODY"), "r"):read("*a")
 """
 BENCH_TOKEN = "tsk_bench-" + "x" * 32  # what a deployment with `auth: token` hands out
 TRAINSHIP_WORKERS = os.cpu_count() or 1  # the service's default: one worker per core
+CELLS = ((1, 1), (1, 100), (16, 1), (16, 100))  # (connections, rows per request)
+FLOOR_RUNS = 3  # cold-start floor measurements (``coldstart_floor``)
+# the cold-start floor: what the service must do before it may answer /ping, nothing else;
+# with the collector off, as `python -m trainship.serving` starts, and without the
+# interpreter's teardown (os._exit), which a server does not go through before its /ping
+FLOOR_CODE = ("import gc\n"
+              "gc.disable()\n"
+              "import os\n"
+              "import sys\n"
+              "from pathlib import Path\n"
+              "import trainship.serving.cli\n"
+              "from trainship.serving.loading import load\n"
+              "load(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+              "sys.stdout.flush()\n"
+              "os._exit(0)\n")
 
 
 @dataclass
@@ -64,12 +88,57 @@ class Bound:
 
 
 @dataclass
+class Bounds:
+    """The bounds on p50_1conn_x and coldstart_x (``bound_lines``)."""
+
+    predict_1_ms: float  # one 1-row predict call (median, in this process)
+    floor_s: float  # a fresh interpreter importing the service and loading the model
+
+
+@dataclass
 class Load:
     rps: float
     p50_ms: float
     p99_ms: float
     requests: int
     errors: int
+
+
+def rotated(names: Sequence[str], round_: int) -> list[str]:
+    """The order of the peers in round ``round_``: ``names`` rotated left by ``round_``, so
+    each peer goes first (and last) equally often over len(names) rounds."""
+    if not names:
+        return []
+    shift = round_ % len(names)
+    return [*names[shift:], *names[:shift]]
+
+
+def median_load(runs: Sequence[Load]) -> Load:
+    """One cell's figures over its rounds: the median of req/s, p50 and p99, each taken on
+    its own; requests and errors summed."""
+    if not runs:
+        raise ValueError("no runs to aggregate")
+    return Load(statistics.median(r.rps for r in runs),
+                statistics.median(r.p50_ms for r in runs),
+                statistics.median(r.p99_ms for r in runs),
+                sum(r.requests for r in runs), sum(r.errors for r in runs))
+
+
+def rows_per_call(deltas: Sequence[tuple[float, float]]) -> float:
+    """Mean rows per predict call over several runs, from each run's (rows, calls) deltas of
+    the batch counters: all rows over all calls (1.0 when no call was counted)."""
+    calls = sum(c for _, c in deltas)
+    return sum(r for r, _ in deltas) / calls if calls else 1.0
+
+
+def bound_lines(mlflow_p50_ms: float, predict_1_ms: float, mlflow_cold_s: float,
+                floor_s: float) -> tuple[str, str]:
+    """The two bounds as printed (and quoted in the report): p50 at 1 connection against
+    one 1-row predict call, MLflow's cold start against the cold-start floor."""
+    return (f"  p50 1-conn bound: 1-row predict {predict_1_ms:.2f} ms; MLflow p50 / that = "
+            f"{mlflow_p50_ms / predict_1_ms:.2f}x",
+            f"  coldstart floor: import + load {floor_s:.2f} s; MLflow cold start / that = "
+            f"{mlflow_cold_s / floor_s:.2f}x")
 
 
 def free_port() -> int:
@@ -92,23 +161,49 @@ def train_reference_model(target: Path, seed: int = 42) -> None:
                               input_example=x[:2])
 
 
+def server_env() -> dict[str, str]:
+    """The served processes' environment: this interpreter's bin first, the repository on
+    PYTHONPATH."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(REPO)}
+
+
 def start(cmd: list[str], port: int, log: Path) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a server and wait for its first /ping 200: (the process, seconds it took). A
+    server that does not get there is stopped."""
     started = time.perf_counter()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
-    deadline = started + 180
-    while time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[0]} exited; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as r:
-                if r.status == 200:
-                    return proc, time.perf_counter() - started
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.02)
-    raise TimeoutError(f"{cmd} did not answer /ping")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=server_env())
+    try:
+        deadline = started + 180
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited; see {log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as r:
+                    if r.status == 200:
+                        return proc, time.perf_counter() - started
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.02)
+        raise TimeoutError(f"{cmd} did not answer /ping")
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def coldstart_floor(model: Path, cache: Path, runs: int = FLOOR_RUNS) -> float:
+    """What a cold start cannot go below with this model: a fresh interpreter (this one,
+    the served processes' environment) that imports the service's command line and loads
+    the model from its load cache, then exits; timed from process start to exit, the
+    median of ``runs``."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", FLOOR_CODE, str(model), str(cache)],
+                       check=True, env=server_env(), stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def batch_counters(port: int) -> tuple[float, float]:
@@ -175,11 +270,16 @@ def pipeline_overhead() -> dict[str, Any]:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, 15)
+    """Stop a server's process group (SIGTERM, SIGKILL after 20 s); one already gone is
+    fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 15)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.wait(timeout=20)
 
 
 def _ms(text: str) -> float:
@@ -278,9 +378,85 @@ def image_sizes(model: Path, work: Path) -> dict[str, str]:
     return sizes
 
 
+def measure_coldstarts(servers: dict[str, Callable[[int], list[str]]], runs: int, work: Path,
+                       running: dict[str, tuple[subprocess.Popen[bytes], int]], model: Path,
+                       cache: Path) -> tuple[dict[str, float], float]:
+    """Each server started ``runs`` times, the servers alternating in an order rotated each
+    round; each start is stopped right after its first /ping 200 but the last round's,
+    which are kept in ``running`` (name: (process, port)) for the load cells; the caller
+    stops them. Then the cold-start floor (``coldstart_floor``). Returns each server's
+    median cold start and the floor."""
+    names = list(servers)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(runs):
+        last = round_ == runs - 1
+        for name in rotated(names, round_):
+            port = free_port()
+            proc, cold = start(servers[name](port), port, work / f"{name}-{round_}.log")
+            if last:
+                running[name] = (proc, port)
+            else:
+                stop(proc)
+            times[name].append(cold)
+            print(f"{name}: first /ping after {cold:.2f} s (start {round_ + 1} of {runs})",
+                  flush=True)
+    coldstart = {name: statistics.median(times[name]) for name in names}
+    print("cold start, median: " + ", ".join(f"{name} {seconds:.2f} s"
+                                             for name, seconds in coldstart.items()), flush=True)
+    floor = coldstart_floor(model, cache)
+    print(f"cold-start floor (import the service, load the model): {floor:.2f} s", flush=True)
+    return coldstart, floor
+
+
+def measure_cells(names: list[str], running: dict[str, tuple[subprocess.Popen[bytes], int]],
+                  bodies: dict[int, Path], lua: Path, luas: dict[str, Path],
+                  args: argparse.Namespace,
+                  ) -> tuple[dict[str, dict[str, Load]], list[tuple[float, float]]]:
+    """The load cells, interleaved: a warm-up run per server, then ``args.rounds`` rounds;
+    in each, every cell (``CELLS``) gets one wrk run of ``args.seconds`` per server, the
+    servers in an order rotated each round. Returns each server's cells (the medians over
+    the rounds, ``median_load``) and trainship's batch counter deltas (rows, calls) of
+    each of its 16-connection, 1-row runs."""
+    for name in names:
+        port = running[name][1]
+        wrk(port, bodies[1], 4, 2, luas.get(name, lua))  # warm-up
+    runs: dict[str, dict[str, list[Load]]] = {name: {} for name in names}
+    deltas: list[tuple[float, float]] = []
+    for round_ in range(args.rounds):
+        print(f"round {round_ + 1} of {args.rounds}", flush=True)
+        for connections, rows in CELLS:
+            key = f"{connections}c/{rows}r"
+            for name in rotated(names, round_):
+                port = running[name][1]
+                counted = name == "trainship" and (connections, rows) == (16, 1)
+                before = batch_counters(port) if counted else (0.0, 0.0)
+                load = wrk(port, bodies[rows], connections, args.seconds,
+                           luas.get(name, lua))
+                if counted:
+                    after = batch_counters(port)
+                    deltas.append((after[0] - before[0], after[1] - before[1]))
+                runs[name].setdefault(key, []).append(load)
+                print(f"  {name:15} {connections:2} conn {rows:3} rows: {load.rps:8.1f} req/s"
+                      f"  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:8.2f} ms"
+                      f"  errors {load.errors}", flush=True)
+    results = {name: {key: median_load(loads) for key, loads in cells.items()}
+               for name, cells in runs.items()}
+    print(f"medians over {args.rounds} rounds:", flush=True)
+    for name, cells in results.items():
+        for key, load in cells.items():
+            print(f"  {name:15} {key:8}: {load.rps:8.1f} req/s  p50 {load.p50_ms:7.2f} ms"
+                  f"  p99 {load.p99_ms:8.2f} ms  errors {load.errors}", flush=True)
+    return results, deltas
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5,
+                        help="each wrk run of a cell, per server and round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the load cells; each figure is their median")
+    parser.add_argument("--coldstart-runs", type=int, default=3,
+                        help="starts of each server; the cold start is their median")
     parser.add_argument("--soak-seconds", type=int, default=60)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--skip-images", action="store_true",
@@ -288,6 +464,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--skip-pipeline", action="store_true",
                         help="do not measure the local pipeline's time to URL")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.coldstart_runs < 1:
+        parser.error("--rounds and --coldstart-runs must be at least 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk; `make bench` installs it)")
     work = Path(tempfile.mkdtemp(prefix="trainship-bench-"))
@@ -328,47 +506,31 @@ def main(argv: list[str]) -> int:
                                    str(model), "--host", "127.0.0.1", "--port", str(port),
                                    "--load-cache", str(cache)],
     }
-    # the token server runs just before the plain one, and the soak after both: the two are
-    # measured in the same conditions (a soak just before one of them slows it)
     luas = {"trainship+token": token_lua}
-    results: dict[str, dict[str, Load]] = {}
-    coldstart: dict[str, float] = {}
-    soak: Load | None = None
-    bound: Bound | None = None
-    for name, cmd in servers.items():
-        port = free_port()
-        proc, cold = start(cmd(port), port, work / f"{name}.log")
-        coldstart[name] = cold
-        print(f"{name}: first /ping after {cold:.2f} s", flush=True)
-        try:
-            script = luas.get(name, lua)
-            wrk(port, bodies[1], 4, 2, script)  # warm-up
-            results[name] = {}
-            for connections in (1, 16):
-                for rows in (1, 100):
-                    counted = name == "trainship" and (connections, rows) == (16, 1)
-                    before = batch_counters(port) if counted else (0.0, 0.0)
-                    load = wrk(port, bodies[rows], connections, args.seconds, script)
-                    if counted:
-                        after = batch_counters(port)
-                        calls = after[1] - before[1]
-                        rows_per_call = (after[0] - before[0]) / calls if calls else 1.0
-                        # the model's own bound, measured right after the cell (model_bound)
-                        bound = model_bound(model, cache, rows_per_call, TRAINSHIP_WORKERS)
-                        print(f"  model bound: {bound.rows_per_call:.1f} rows per predict "
-                              f"call, {bound.predict_ms:.2f} ms per call, "
-                              f"x{bound.processes} processes: {bound.rps:.0f} req/s",
-                              flush=True)
-                    results[name][f"{connections}c/{rows}r"] = load
-                    print(f"  {name:15} {connections:2} conn {rows:3} rows: {load.rps:8.1f} req/s"
-                          f"  p50 {load.p50_ms:7.2f} ms  p99 {load.p99_ms:8.2f} ms"
-                          f"  errors {load.errors}", flush=True)
-            if name == "trainship" and args.soak_seconds:
-                soak = wrk(port, bodies[1], 64, args.soak_seconds, lua)
-                print(f"  soak: 64 conn {args.soak_seconds} s: {soak.requests} requests, "
-                      f"{soak.rps:.1f} req/s, p99 {soak.p99_ms:.1f} ms, errors {soak.errors}",
-                      flush=True)
-        finally:
+    names = list(servers)
+    running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        coldstart, floor = measure_coldstarts(servers, args.coldstart_runs, work, running,
+                                              model, cache)
+        results, deltas = measure_cells(names, running, bodies, lua, luas, args)
+        # the model's own bounds, measured after the rounds with every server idle
+        bound = model_bound(model, cache, rows_per_call(deltas), TRAINSHIP_WORKERS)
+        print(f"  model bound: {bound.rows_per_call:.1f} rows per predict "
+              f"call, {bound.predict_ms:.2f} ms per call, "
+              f"x{bound.processes} processes: {bound.rps:.0f} req/s", flush=True)
+        predict_1_ms = predict_seconds(model, cache, 1) * 1000
+        bounds = bound_lines(results["mlflow"]["1c/1r"].p50_ms, predict_1_ms,
+                             coldstart["mlflow"], floor)
+        print("\n".join(bounds), flush=True)
+        # the soak after the rounds: a soak just before one of the peers would slow it
+        soak: Load | None = None
+        if args.soak_seconds:
+            soak = wrk(running["trainship"][1], bodies[1], 64, args.soak_seconds, lua)
+            print(f"  soak: 64 conn {args.soak_seconds} s: {soak.requests} requests, "
+                  f"{soak.rps:.1f} req/s, p99 {soak.p99_ms:.1f} ms, errors {soak.errors}",
+                  flush=True)
+    finally:
+        for proc, _ in running.values():
             stop(proc)
     sizes: dict[str, str] = {}
     rebuild: Rebuild | None = None
@@ -385,19 +547,19 @@ def main(argv: list[str]) -> int:
     cold_x = coldstart["mlflow"] / coldstart["trainship"]
     token = results["trainship+token"]["16c/1r"]
     token_x = token.rps / ours["16c/1r"].rps
-    assert bound is not None
     limit_frac = ours["16c/1r"].rps / bound.rps
     summary = (f"serving rps_x={rps_x:.2f} p99_x={p99_x:.2f} p50_1conn_x={p50_x:.2f} "
                f"coldstart_x={cold_x:.2f} limit_frac={limit_frac:.2f} "
                "overhead_s=" + (f"{pipeline['overhead_s']:.2f}" if pipeline else "n/a"))
     write_report(args.out, results, coldstart, soak, args, sizes, summary, bound, token_x,
-                 rebuild, pipeline)
+                 rebuild, pipeline, Bounds(predict_1_ms, floor))
     shutil.rmtree(work, ignore_errors=True)
     print(f"report: {args.out}")
     if "mlflow" in sizes:
         print(f"image size: trainship {int(sizes['trainship']) / 1e6:.0f} MB, mlflow "
               f"{int(sizes['mlflow']) / 1e6:.0f} MB (ratio "
               f"{int(sizes['trainship']) / int(sizes['mlflow']):.2f})")
+    print("\n".join(bounds))
     print(summary)
     return 0 if soak is None or soak.errors == 0 else 1
 
@@ -405,7 +567,7 @@ def main(argv: list[str]) -> int:
 def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict[str, float],
                  soak: Load | None, args: argparse.Namespace, sizes: dict[str, str],
                  summary: str, bound: Bound, token_x: float, rebuild: Rebuild | None = None,
-                 pipeline: dict[str, Any] | None = None) -> None:
+                 pipeline: dict[str, Any] | None = None, bounds: Bounds | None = None) -> None:
     kept = hand_written(out)
     lines = [
         "# Benchmarks: serving",
@@ -413,8 +575,17 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
         "trainship's inference service against `mlflow models serve` (1 worker, "
         "`--env-manager local`) on the same model and box, measured in the same run by "
         "`make bench` (`bench/serving_bench.py`). Model: RandomForestClassifier, 100 trees, "
-        "make_classification 1000 x 20. Load: wrk, "
-        f"{args.seconds} s per cell, JSON `inputs` bodies.",
+        "make_classification 1000 x 20. Load: wrk, JSON `inputs` bodies.",
+        "",
+        "The peers are measured interleaved, so that each ratio compares numbers taken in "
+        "the same minutes (this box's speed drifts by up to 2x over minutes). Cold start: "
+        f"each server started {args.coldstart_runs} times, the servers alternating in an "
+        "order rotated each round, each start stopped right after its first /ping 200 "
+        "(the last one kept for the load); the median. Load: after a 2 s warm-up per "
+        f"server, {args.rounds} rounds; in each, every cell gets one wrk run of "
+        f"{args.seconds} s per server, one server after the other, the order rotated each "
+        "round. A cell's req/s, p50 and p99 are each the median over the rounds; its "
+        "errors are summed.",
         "",
         f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}.",
         "",
@@ -436,15 +607,36 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
               f"The model's own bound at 16 connections, 1 row: the server formed "
               f"{bound.rows_per_call:.1f} rows per predict call (trainship_batch_rows_total "
               "over the count of trainship_batch_requests, from its /metrics over that "
-              f"cell); one predict call on {max(1, round(bound.rows_per_call))} rows takes "
+              "cell's runs in every round); one predict call on "
+              f"{max(1, round(bound.rows_per_call))} rows takes "
               f"{bound.predict_ms:.2f} ms (the loaded model as a worker calls it, median "
-              "of 200 calls in the bench process, right after that cell, the server idle); "
+              "of 200 calls in the bench process, after the rounds, the servers idle); "
               "times "
               f"min(workers, cores) = {bound.processes}: **{bound.rps:.0f} req/s**. "
               "`limit_frac` is trainship's req/s in that cell over this bound. The bound "
               "leaves out HTTP, parsing, answering and the load generator, which shares the "
-              "cores, so 1.0 cannot be reached.", "",
-              "MLflow serves with 1 worker, as in the issue's measurement; trainship's "
+              "cores, so 1.0 cannot be reached.", ""]
+    if bounds is not None:
+        mlflow_p50 = results["mlflow"]["1c/1r"].p50_ms
+        mlflow_cold = coldstart["mlflow"]
+        p50_line, cold_line = bound_lines(mlflow_p50, bounds.predict_1_ms, mlflow_cold,
+                                          bounds.floor_s)
+        lines += ["Two more bounds, on `p50_1conn_x` and `coldstart_x`:", "",
+                  "```", p50_line, cold_line, "```", "",
+                  f"At 1 connection a request cannot be answered faster than one 1-row "
+                  f"predict call ({bounds.predict_1_ms:.2f} ms, median of 200 calls of the "
+                  "loaded model in the bench process, the servers idle), so "
+                  f"{mlflow_p50 / bounds.predict_1_ms:.2f} is the best `p50_1conn_x` any "
+                  "server could reach with this model. The cold-start floor is a fresh "
+                  "interpreter that imports the service (`trainship.serving.cli`), loads the "
+                  "model from its load cache and exits (the collector off while it starts and "
+                  "no interpreter teardown, as a server before its first /ping), timed from "
+                  "process start to exit "
+                  f"(median of {FLOOR_RUNS}, right after the cold starts): "
+                  f"{bounds.floor_s:.2f} s, what trainship's service must do before it may "
+                  f"answer /ping, so {mlflow_cold / bounds.floor_s:.2f} is the best "
+                  "`coldstart_x` it could reach without importing or loading less.", ""]
+    lines += ["MLflow serves with 1 worker, as in the issue's measurement; trainship's "
               "service uses its default, one worker process per core. What makes the "
               "difference: no ASGI stack per request, micro-batching of concurrent requests "
               "(at 16 connections each predict call serves many requests), a request that "
