@@ -117,8 +117,8 @@ def test_build_caches_and_their_orphans_do_not_crowd_out_model_images(
     assert {d for d in kept if "orphan" in d} == {"sha256:orphan-today"}
     rules = lifecycle(template)["rules"]
     old = {"rules": [r for r in rules if r["selection"]["tagStatus"] == "any"
-                     or "tagPatternList" in r["selection"]
-                     and not r["selection"]["tagPatternList"][0].startswith("buildcache")]}
+                     or ("tagPatternList" in r["selection"]
+                     and not r["selection"]["tagPatternList"][0].startswith("buildcache"))]}
     kept_before = {i["digest"] for i in images} - ecr_expired(old, images, now)
     assert len([d for d in kept_before if d.startswith("sha256:model-")]) < 50
 
