@@ -22,6 +22,8 @@ from trainship.serving.loading import load
 from trainship.serving.service import Service
 from trainship.serving.warnings import runtime_warning_filters
 
+SHUTDOWN_POLL_SECONDS = 0.1
+
 
 def run_worker(model: Any, model_dir: Path, host: str, port: int, *, metrics_dir: Path,
                max_batch_rows: int, max_wait_ms: float, drain_seconds: float = 30.0,
@@ -40,7 +42,9 @@ def run_worker(model: Any, model_dir: Path, host: str, port: int, *, metrics_dir
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.serve_forever()
+    # shutdown() is noticed at the loop's next poll: 0.1 s rather than socketserver's 0.5 s,
+    # so a retired or redeployed version stops about 0.4 s sooner (its drain follows)
+    server.serve_forever(poll_interval=SHUTDOWN_POLL_SECONDS)
     server.socket.close()
     deadline = time.monotonic() + drain_seconds
     while service.in_flight > 0 and time.monotonic() < deadline:
