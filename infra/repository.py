@@ -5,15 +5,13 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
 
-from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
-from trainship.names import CACHE_TAG_PREFIX
+from trainship.names import CACHE_TAG_PREFIX, LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 
 # An image with one of these tags serves a model or is its rollback target.
 PINNED_TAG_PREFIXES = (LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX)
 # Tags that move (the repository is immutable otherwise): the BuildKit cache BuildImage
 # rewrites, and live-<name> / previous-<name>, moved at every promotion.
-MUTABLE_TAG_PATTERNS = (f"{CACHE_TAG_PREFIX.rstrip('-')}*",
-                        *(f"{prefix}*" for prefix in PINNED_TAG_PREFIXES))
+MUTABLE_TAG_PATTERNS = (f"{CACHE_TAG_PREFIX}*", *(f"{prefix}*" for prefix in PINNED_TAG_PREFIXES))
 # ECR lifecycle rules match a tag pattern; "keep 9999" of them keeps them all in practice
 # (the rule exists to shield them from the lower-priority count rule).
 PINNED_IMAGES_KEPT = 9999
@@ -22,10 +20,15 @@ KEPT_IMAGES = 100
 KEPT_BUILD_CACHES = 20
 # An untagged image is a build cache manifest a later export of its tag replaced.
 UNTAGGED_KEPT_DAYS = 1
+# Room in the last rule for what it may still count besides model versions (see below):
+# the caches, and the untagged manifests of the last day.
+UNTAGGED_ROOM = 10
+LAST_RULE_COUNT = KEPT_IMAGES + KEPT_BUILD_CACHES + UNTAGGED_ROOM
 
 
 def lifecycle_rules() -> list[ecr.LifecycleRule]:
-    """Keep the last 100 model images, never one that serves or is a rollback target.
+    """Keep at least the last 100 model images, never one that serves or is a rollback
+    target.
 
     ECR applies rules from the lowest rulePriority up, and "an image that matches the
     tagging requirements of a rule cannot be expired by a rule with a lower priority"
@@ -45,6 +48,15 @@ def lifecycle_rules() -> list[ecr.LifecycleRule]:
     ("Lifecycle policy properties": sinceImagePushed with countUnit days). Model images
     are always pushed with their version tag, attestations off (trainship/image/docker.py),
     so no untagged image is a model's.
+
+    The guide reads two ways on whether a lower rule still counts what a higher one
+    matched: "Rules can never mark images that are marked by higher priority rules, but can
+    still identify them as if they haven't been expired" ("How lifecycle policies work";
+    its Example A), against "would see no images because all available images were
+    already seen by Rule 1" (Example B). If it counts them, the last rule's newest N include
+    the caches and the last day's untagged manifests, so N leaves room for them
+    (``LAST_RULE_COUNT``): at least 100 model versions either way
+    (tests/infra/test_aws_review_images.py plays a year of builds both ways).
     """
     shielded = [ecr.LifecycleRule(
         tag_status=ecr.TagStatus.TAGGED,
@@ -65,5 +77,5 @@ def lifecycle_rules() -> list[ecr.LifecycleRule]:
         for priority, rule in enumerate(shielded, start=1)]
     return [*rules, ecr.LifecycleRule(
         rule_priority=len(rules) + 1, tag_status=ecr.TagStatus.ANY,
-        max_image_count=KEPT_IMAGES,
-        description=f"keep the last {KEPT_IMAGES} other model images")]
+        max_image_count=LAST_RULE_COUNT,
+        description=f"keep at least the last {KEPT_IMAGES} other model images")]

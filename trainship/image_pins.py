@@ -30,10 +30,8 @@ from typing import Any, Protocol
 from trainship.bundles import resolve_bundle
 from trainship.config import ImageSettings
 from trainship.errors import InternalError, RemovalFailed, RolloutFailed, TransientError
-from trainship.names import ECR_HOST, serving_name
+from trainship.names import ECR_HOST, LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX, serving_name
 
-LIVE_TAG_PREFIX = "live-"
-PREVIOUS_TAG_PREFIX = "previous-"
 STEP = "PromoteModel"
 PURGE_STEP = "RemoveModel"
 PURGE_HELP = ("A purge deletes the model's images with ecr:ListImages and ecr:BatchDeleteImage "

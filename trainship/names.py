@@ -42,6 +42,19 @@ def model_name_problem(name: str) -> str | None:
     if not _MODEL_NAME.fullmatch(name):
         return ("only letters, digits, '_', '-' and '.' are allowed, starting with a letter "
                 "or digit and not ending with '.'")
+    return reserved_name_problem(name)
+
+
+def reserved_name_problem(name: str) -> str | None:
+    """Why the images of model ``name`` would carry a tag trainship keeps for itself, or
+    None: a version's tag is ``<serving name>-v<version>``, and one starting with ``live-``,
+    ``previous-`` or ``buildcache-`` would be a mutable tag that the repository's lifecycle
+    policy never expires or counts among the build caches."""
+    served = serving_name(name)
+    for prefix in RESERVED_TAG_PREFIXES:
+        if f"{served}-".startswith(prefix):
+            return (f"its serving name {served!r} starts with {prefix!r}, a prefix "
+                    "trainship's own image tags use (live-, previous-, buildcache-)")
     return None
 
 
@@ -67,10 +80,16 @@ def serving_name(model_name: str) -> str:
 # The MLflow tag that binds a run (and its registered version) to the deployment that made it.
 DEPLOYMENT_TAG = "trainship.deployment_id"
 
-# The image repository's tags for BuildKit's registry cache, one per dependency set
-# (trainship/image/docker.py); the repository keeps them mutable and counts them apart
-# (infra/repository.py).
+# Tags of the image repository that are trainship's own, beside a version's
+# ``<serving name>-v<version>`` (trainship.image.context.image_tag): the image that serves a
+# model and its rollback target (trainship.image_pins), and BuildKit's registry cache, one
+# per dependency set (trainship/image/docker.py). The repository keeps them mutable and
+# its lifecycle policy treats them apart (infra/repository.py), so no version's tag may
+# start with one of them (``model_name_problem``).
+LIVE_TAG_PREFIX = "live-"
+PREVIOUS_TAG_PREFIX = "previous-"
 CACHE_TAG_PREFIX = "buildcache-"
+RESERVED_TAG_PREFIXES = (LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX, CACHE_TAG_PREFIX)
 
 
 # ECR's registry hosts: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn], and the

@@ -70,7 +70,7 @@ class Storage:
                 for pattern in MUTABLE_TAG_PATTERNS],
             encryption=ecr.RepositoryEncryption.KMS, encryption_key=self.key,
             lifecycle_rules=lifecycle_rules(), removal_policy=cdk.RemovalPolicy.RETAIN)
-        checkov_skip(self.repository, ("CKV_AWS_51", "Tags are immutable except buildcache* "
+        checkov_skip(self.repository, ("CKV_AWS_51", "Tags are immutable except buildcache-* "
                                                      "(the BuildKit cache BuildImage rewrites) "
                                                      "and the live-/previous- pins that move "
                                                      "at each promotion."))

@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from infra.repository import LAST_RULE_COUNT
 from tests.infra.helpers import (
     BUILDKIT_COPY,
     CLUSTER_STATES,
@@ -22,19 +24,26 @@ from tests.infra.helpers import (
     project_env,
     synth,
 )
-from trainship.image_pins import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
+from trainship.names import LIVE_TAG_PREFIX, PREVIOUS_TAG_PREFIX
 
 # --- item 7: images that serve never expire -----------------------------------------------
 
 def ecr_expired(policy: dict[str, Any], images: list[dict[str, Any]],
-                now: dt.datetime | None = None) -> set[str]:
+                now: dt.datetime | None = None, *, counts_claimed: bool = False) -> set[str]:
     """Amazon ECR's documented lifecycle evaluation ("How lifecycle policies work",
-    "Lifecycle policy properties"): rules apply from the lowest rulePriority; an image
-    matched by a rule's tag selection cannot be expired by a lower-priority rule; a
-    tagPatternList (or tagPrefixList) selects images having every listed pattern;
-    imageCountMoreThan keeps the newest countNumber of the images a rule selects;
-    sinceImagePushed (countUnit days) expires those pushed more than countNumber days
-    before ``now`` (by default the last push)."""
+    "Lifecycle policy properties", "Examples of lifecycle policies"): rules apply from the
+    lowest rulePriority; an image matched by a rule's tag selection cannot be expired by a
+    lower-priority rule; a tagPatternList (or tagPrefixList) selects images having every
+    listed pattern; imageCountMoreThan keeps the newest countNumber of the images a rule
+    selects; sinceImagePushed (countUnit days) expires those pushed more than countNumber
+    days before ``now`` (by default the last push).
+
+    The guide reads two ways on what a lower rule counts. Its Example B: a rule "would see
+    no images because all available images were already seen by Rule 1" (the default
+    here). Its Example A and "How lifecycle policies work": rules "can never mark images
+    that are marked by higher priority rules, but can still identify them as if they
+    haven't been expired" (``counts_claimed``: a count rule ranks the images higher rules
+    matched too, and expires only the others)."""
     claimed: set[str] = set()
     expired: set[str] = set()
     for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
@@ -49,17 +58,19 @@ def ecr_expired(policy: dict[str, Any], images: list[dict[str, Any]],
             patterns = sel.get("tagPatternList") or [p + "*" for p in sel["tagPrefixList"]]
             return all(any(fnmatch.fnmatchcase(t, p) for t in tags) for p in patterns)
 
-        matched = [i for i in images if i["digest"] not in claimed and selects(i)]
+        seen = [i for i in images if (counts_claimed or i["digest"] not in claimed)
+                and selects(i)]
         if sel["countType"] == "sinceImagePushed":
             assert sel["countUnit"] == "days"
             latest = max((i["pushed"] for i in images), default=dt.datetime.now())
             limit = (now or latest) - dt.timedelta(days=sel["countNumber"])
-            expired |= {i["digest"] for i in matched if i["pushed"] < limit}
+            marked = {i["digest"] for i in seen if i["pushed"] < limit}
         else:
             assert sel["countType"] == "imageCountMoreThan"
-            newest = sorted(matched, key=lambda i: i["pushed"], reverse=True)
-            expired |= {i["digest"] for i in newest[sel["countNumber"]:]}
-        claimed |= {i["digest"] for i in matched}
+            newest = sorted(seen, key=lambda i: i["pushed"], reverse=True)
+            marked = {i["digest"] for i in newest[sel["countNumber"]:]}
+        expired |= marked - claimed
+        claimed |= {i["digest"] for i in seen}
     return expired
 
 
@@ -81,46 +92,59 @@ def test_serving_and_rollback_images_never_expire(synthesized: Synth) -> None:
                 "tags": [f"busy-v{n}"]} for n in range(150)]
     expired = ecr_expired(lifecycle(template), images)
     assert "sha256:churn-v1" not in expired and "sha256:churn-v2" not in expired
-    assert len(expired) == 50  # the other images still keep the repository at 100
+    # the other images: the newest LAST_RULE_COUNT kept (at least 100 model versions)
+    assert len(expired) == 150 - LAST_RULE_COUNT
     old = {"rules": [{"rulePriority": 1, "selection": {
         "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100},
         "action": {"type": "expire"}}]}
     assert {"sha256:churn-v1", "sha256:churn-v2"} <= ecr_expired(old, images)
 
 
-def test_build_caches_and_their_orphans_do_not_crowd_out_model_images(
-        synthesized: Synth) -> None:
-    """Each image build exports its dependency set's ``buildcache-<key>`` tag again (a new
-    manifest: ``image-manifest=true``), and the manifest it replaced stays, untagged. A
-    year of builds: 40 dependency sets, 300 model versions, one orphan per build. The
-    model versions keep their 100 places; caches keep the 20 most recent sets; orphans go
-    a day after their push. Under the previous policy (pins, then "any" keeps 100) the
-    orphans and caches took most of the 100 places."""
-    _, template, _ = synthesized
+def a_year_of_builds(policy: dict[str, Any], *, counts_claimed: bool) -> list[dict[str, Any]]:
+    """What the repository holds after 300 days with one image build a day, ECR applying
+    ``policy`` at the end of each day: each build pushes a model version (40 models) and
+    exports its dependency set's ``buildcache-<key>`` tag again (30 sets: a new manifest,
+    ``image-manifest=true``), which leaves the manifest it replaced untagged."""
     start = dt.datetime(2026, 1, 1)
     images: list[dict[str, Any]] = []
-    for n in range(300):
-        pushed = start + dt.timedelta(days=n)
-        images.append({"digest": f"sha256:model-{n}", "pushed": pushed,
-                       "tags": [f"model{n % 40}-v{n}"]})
-        images.append({"digest": f"sha256:orphan-{n}", "pushed": pushed, "tags": []})
-    images += [{"digest": f"sha256:cache-{k}", "pushed": start + dt.timedelta(days=260 + k),
-                "tags": [f"buildcache-{k:016x}"]} for k in range(40)]
-    now = start + dt.timedelta(days=300, hours=1)
-    images.append({"digest": "sha256:orphan-today", "pushed": now - dt.timedelta(hours=2),
-                   "tags": []})
-    kept = {i["digest"] for i in images} - ecr_expired(lifecycle(template), images, now)
-    assert {f"sha256:model-{n}" for n in range(200, 300)} <= kept
-    assert len([d for d in kept if d.startswith("sha256:model-")]) == 100
-    assert {d for d in kept if d.startswith("sha256:cache-")} == {
-        f"sha256:cache-{k}" for k in range(20, 40)}
-    assert {d for d in kept if "orphan" in d} == {"sha256:orphan-today"}
-    rules = lifecycle(template)["rules"]
-    old = {"rules": [r for r in rules if r["selection"]["tagStatus"] == "any"
-                     or ("tagPatternList" in r["selection"]
-                     and not r["selection"]["tagPatternList"][0].startswith("buildcache"))]}
-    kept_before = {i["digest"] for i in images} - ecr_expired(old, images, now)
-    assert len([d for d in kept_before if d.startswith("sha256:model-")]) < 50
+    for day in range(300):
+        pushed = start + dt.timedelta(days=day, hours=9)
+        key = f"buildcache-{day % 30:016x}"
+        for image in images:
+            if key in image["tags"]:
+                image["tags"] = []  # the replaced cache manifest: untagged
+        images += [{"digest": f"sha256:model-{day}", "pushed": pushed,
+                    "tags": [f"model{day % 40}-v{day}"]},
+                   {"digest": f"sha256:cache-{day}", "pushed": pushed, "tags": [key]}]
+        gone = ecr_expired(policy, images, start + dt.timedelta(days=day, hours=23),
+                           counts_claimed=counts_claimed)
+        images = [i for i in images if i["digest"] not in gone]
+    return images
+
+
+@pytest.mark.parametrize("counts_claimed", [False, True])
+def test_build_caches_and_their_orphans_do_not_crowd_out_model_images(
+        synthesized: Synth, counts_claimed: bool) -> None:
+    """The model versions keep at least their 100 places, whichever way the guide's
+    evaluation is read (``ecr_expired``); caches keep the 20 most recent dependency sets;
+    replaced cache manifests (untagged) are gone a day after their push. Under the previous
+    policy (pins, then "any" keeps 100) the caches and orphans took places of the 100."""
+    _, template, _ = synthesized
+    policy = lifecycle(template)
+    kept = a_year_of_builds(policy, counts_claimed=counts_claimed)
+    models = sorted(int(i["digest"].rsplit("-", 1)[1]) for i in kept
+                    if i["digest"].startswith("sha256:model-"))
+    assert len(models) >= 100 and models[-100:] == list(range(200, 300))
+    caches = [i for i in kept if i["tags"] and i["tags"][0].startswith("buildcache-")]
+    assert len(caches) == 20 and all(not i["digest"].startswith("sha256:model-")
+                                     for i in caches)
+    assert [i["digest"] for i in kept if not i["tags"]] == []
+    old = {"rules": [r for r in policy["rules"] if r["selection"]["tagStatus"] == "any"
+                     or r["selection"].get("tagPatternList", [""])[0] in
+                     (f"{LIVE_TAG_PREFIX}*", f"{PREVIOUS_TAG_PREFIX}*")]}
+    old["rules"][-1]["selection"]["countNumber"] = 100
+    before = a_year_of_builds(old, counts_claimed=counts_claimed)
+    assert len([i for i in before if i["digest"].startswith("sha256:model-")]) <= 50
 
 
 def test_pins_are_mutable_tags_the_cluster_role_may_move(synthesized: Synth) -> None:
@@ -128,7 +152,7 @@ def test_pins_are_mutable_tags_the_cluster_role_may_move(synthesized: Synth) -> 
     repo_id, repo = one(template, "AWS::ECR::Repository", "Models")
     filters = {f["ImageTagMutabilityExclusionFilterValue"]
                for f in repo["ImageTagMutabilityExclusionFilters"]}
-    assert {f"{LIVE_TAG_PREFIX}*", f"{PREVIOUS_TAG_PREFIX}*", "buildcache*"} == filters
+    assert {f"{LIVE_TAG_PREFIX}*", f"{PREVIOUS_TAG_PREFIX}*", "buildcache-*"} == filters
     rules = lifecycle(template)["rules"]
     assert rules[-1]["selection"]["tagStatus"] == "any"  # "any" must come last
     assert rules[-1]["rulePriority"] == max(r["rulePriority"] for r in rules)

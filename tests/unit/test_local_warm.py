@@ -123,3 +123,17 @@ def test_no_server_runs_the_real_interpreter(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and '"a": 1' in done.stdout
     assert sys.executable  # the shim's real interpreter is this one
+
+
+def test_the_warm_interpreter_builds_mlflows_distribution_map_for_its_children() -> None:
+    """What mlflow.pyfunc.load_model's requirement check builds once per process (about 1 s)
+    is built in the warm interpreter, so a model server forked from it finds it built."""
+    code = ("from mlflow.utils import requirements_utils as r\n"
+            "from trainship.local.warm import prime_mlflow\n"
+            "assert r._MODULES_TO_PACKAGES is None\n"
+            "prime_mlflow()\n"
+            "assert 'sklearn' in r._MODULES_TO_PACKAGES, 'not built'\n"
+            "assert r._PACKAGES_TO_MODULES is not None\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert out.returncode == 0, out.stderr

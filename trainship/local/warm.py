@@ -54,7 +54,8 @@ PRELOAD = ("mlflow", "mlflow.artifacts", "mlflow.tracking", "mlflow.pyfunc",
            "mlflow.pyfunc.scoring_server", "boto3", "botocore.session",
            "requests_auth_aws_sigv4", "trainship.training", "trainship.image",
            "trainship.image.context", "trainship.serving.cli", "trainship.serving.workers",
-           "sklearn.pipeline", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree")
+           "sklearn.pipeline", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree",
+           "skops.io")
 SOCKET_NAME = "python.sock"
 _HEADER = struct.Struct("!I")
 
@@ -206,6 +207,23 @@ def _child(request: dict[str, Any], fds: list[int]) -> int:
     return code
 
 
+def prime_mlflow() -> None:
+    """Work MLflow does once per process when it loads a model, done here once for every
+    child: ``mlflow.pyfunc.load_model`` checks the model's requirements against what is
+    installed, with a map of every installed distribution's top-level modules
+    (importlib.metadata's ``packages_distributions``, about 1 s on two cores: most of a
+    process-mode model server's start) that MLflow keeps in a module global
+    (``mlflow.utils.requirements_utils``). A child inherits it built. Distributions
+    installed into the stack's environment while it runs are not in it: the check's
+    warnings would miss them, nothing else reads it in a model server."""
+    try:
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_packages_to_modules_map()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # noqa: BLE001 - a private API: without it, each child builds it
+        print(f"warm python: MLflow's distribution map not built ({exc!r})", flush=True)
+
+
 def serve(path: Path, modules: tuple[str, ...] = MODULES,
           preload: tuple[str, ...] = PRELOAD) -> None:
     for name in preload:
@@ -213,6 +231,8 @@ def serve(path: Path, modules: tuple[str, ...] = MODULES,
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a module not installed is imported by the command
             print(f"warm python: {name} not preloaded", flush=True)
+    if "mlflow.pyfunc" in preload:
+        prime_mlflow()
     if threading.active_count() > 1:  # forking a process with threads is not safe
         print("warm python: a preloaded module started a thread; not serving", flush=True)
         return
