@@ -23,7 +23,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from trainship.serving import model_spec, protocol
+from trainship.serving import model_spec, protocol, request_head
 from trainship.serving.guard import TOKEN_HEADER, Guard
 from trainship.serving.metrics import CONTENT_TYPE, INVOCATIONS, OTHER
 from trainship.serving.service import Service
@@ -79,7 +79,7 @@ def make_handler(service: Service, guard: Guard | None = None
             # called once a request's first line is read (not for an idle connection)
             self._counted = True
             service.received(self)
-            return super().parse_request()
+            return request_head.parse_request(self)  # the standard library's, faster
 
         def finish(self) -> None:
             service.closed(self)
