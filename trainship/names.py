@@ -42,14 +42,16 @@ def model_name_problem(name: str) -> str | None:
     if not _MODEL_NAME.fullmatch(name):
         return ("only letters, digits, '_', '-' and '.' are allowed, starting with a letter "
                 "or digit and not ending with '.'")
-    return reserved_name_problem(name)
+    return None
 
 
 def reserved_name_problem(name: str) -> str | None:
     """Why the images of model ``name`` would carry a tag trainship keeps for itself, or
     None: a version's tag is ``<serving name>-v<version>``, and one starting with ``live-``,
     ``previous-`` or ``buildcache-`` would be a mutable tag that the repository's lifecycle
-    policy never expires or counts among the build caches."""
+    policy never expires or counts among the build caches. A new deployment is refused
+    (trainship.request); a model deployed before the rule can still be rolled back,
+    listed, deleted and have its token rotated (those take ``model_name_problem`` only)."""
     served = serving_name(name)
     for prefix in RESERVED_TAG_PREFIXES:
         if f"{served}-".startswith(prefix):

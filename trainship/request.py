@@ -21,6 +21,7 @@ from trainship.names import (
     MAX_MODEL_NAME_CHARS,
     MODEL_NAME_PATTERN,
     model_name_problem,
+    reserved_name_problem,
     serving_name,
 )
 
@@ -180,7 +181,7 @@ class DeploymentRequest(BaseModel):
     @field_validator("model_name")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        problem = model_name_problem(value)
+        problem = model_name_problem(value) or reserved_name_problem(value)
         if problem is not None:
             raise ValueError(
                 f"{value!r} is not a model name: {problem}. A model name is the MLflow "

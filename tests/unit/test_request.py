@@ -29,6 +29,8 @@ def test_text_and_base64_scripts_decode_the_same() -> None:
 @pytest.mark.parametrize("body, fragment", [
     ({"model_name": "-lead", "script": "x"}, "not a model name"),
     ({"model_name": "a" * 129, "script": "x"}, "the limit is 128"),
+    ({"model_name": "live_demo", "script": "x"}, "trainship's own image tags"),
+    ({"model_name": "BuildCache", "script": "x"}, "trainship's own image tags"),
     ({"model_name": "m"}, "exactly one"),
     ({"model_name": "m", "script": "x", "script_base64": "eA=="}, "exactly one"),
     ({"model_name": "m", "script_base64": "%%%"}, "base64"),
