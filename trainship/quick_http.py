@@ -21,3 +21,10 @@ class QuickHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: the interim answer leaves now (buffered, it would wait
+        for the final one while the client waits for it before sending the body)."""
+        go_on = super().handle_expect_100()
+        self.wfile.flush()
+        return go_on

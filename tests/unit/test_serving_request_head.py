@@ -39,6 +39,7 @@ def outcome(cls: type[Stdlib], raw: bytes) -> dict[str, Any]:
             "version": handler.request_version, "close": handler.close_connection,
             "headers": None if headers is None else headers.items(),
             "defects": None if headers is None else [type(d) for d in headers.defects],
+            "multipart": None if headers is None else headers.is_multipart(),
             "rest": handler.rfile.read(),  # the body is left where it was
             "answer": re.sub(rb"Date: [^\r]*\r\n", b"", handler.wfile.getvalue())}
 
@@ -72,6 +73,8 @@ REQUESTS = [
     b"GET / HTTP/1.1\r\nHost: x",
     b"GET / HTTP/1.1\r\nH\xe9: v\xe9\r\n\r\n",
     b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n",
+    b"POST / HTTP/1.1\r\ncontent-type:  Message/rfc822\r\n\r\n",
     b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 70000 + b"\r\n\r\n",
     b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 101 + b"\r\n",
     b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 99 + b"\r\n",

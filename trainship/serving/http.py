@@ -16,6 +16,7 @@ finds it in the next scrape.
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import time
@@ -31,6 +32,22 @@ from trainship.serving.service import Service
 Route = Callable[[], protocol.Reply]
 # GET routes that need the token when the model has token auth
 GUARDED_GETS = frozenset({"/openapi.json", "/docs", "/metadata"})
+_DECIMAL = re.compile(r"[0-9]{1,20}")
+
+
+def body_length(headers: Any) -> int | protocol.Reply:
+    """The body's length from the request's headers, or the answer to a body this server
+    cannot delimit: a transfer coding (chunked; 501), a Content-Length that is not one
+    ASCII decimal number, or several (400). ``int()`` alone took ``-1`` (then ``read(-1)``
+    read to the end of the stream, past MAX_BODY_BYTES) and ``x`` (an error, no answer)."""
+    if headers.get("Transfer-Encoding") is not None:
+        return protocol.TRANSFER_CODING
+    values = headers.get_all("Content-Length") or []
+    if not values:
+        return 0
+    if len(values) > 1 or not _DECIMAL.fullmatch(values[0].strip()):
+        return protocol.BAD_CONTENT_LENGTH
+    return int(values[0])
 
 
 def get_routes(service: Service) -> dict[str, Route]:
@@ -122,10 +139,13 @@ def make_handler(service: Service, guard: Guard | None = None
         def do_POST(self) -> None:
             started = time.perf_counter()
             path = self.path.split("?", 1)[0]
-            length = int(self.headers.get("Content-Length") or 0)
+            length = body_length(self.headers)
             route = INVOCATIONS if path == INVOCATIONS else OTHER
             refused = None if route == OTHER else self._refusal()
-            if refused is not None:  # before the body: a stranger's upload is never read
+            if isinstance(length, protocol.Reply):  # the body cannot be delimited
+                reply = length
+                self.close_connection = True
+            elif refused is not None:  # before the body: a stranger's upload is never read
                 reply = refused
                 self.close_connection = length > 0  # the body is not read
             elif route == OTHER or length > protocol.MAX_BODY_BYTES:

@@ -39,6 +39,13 @@ PING = Reply(200, JSON, b"\n")
 MLFLOW_VERSION = Reply(200, "text/plain", VERSION.encode())
 NOT_FOUND = Reply(404, JSON, b'{"error_code": "NOT_FOUND"}')
 BODY_TOO_LARGE = Reply(413, JSON, b'{"error_code": "BAD_REQUEST", "message": "body too large"}')
+# a body the server cannot delimit (RFC 9112 6.3): a Content-Length that is not one decimal
+# number, or a transfer coding, which this server does not decode (501: RFC 9112 6.1)
+BAD_CONTENT_LENGTH = Reply(400, JSON, b'{"error_code": "BAD_REQUEST", "message": '
+                                      b'"Content-Length must be one decimal number"}')
+TRANSFER_CODING = Reply(501, JSON, b'{"error_code": "NOT_IMPLEMENTED", "message": '
+                                   b'"Transfer-Encoding is not supported: send '
+                                   b'Content-Length"}')
 
 
 # 401 of a guarded route (POST /invocations; GET /openapi.json, /docs, /metadata when the

@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.parser
 import http.client
 import re
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -27,6 +28,11 @@ MAX_HEADERS = 100
 # what the email parser's feedparser takes for a header line (its headerRE, less the
 # "From " and continuation cases, which go to the email parser)
 _PLAIN_HEADER = re.compile(r"([\041-\071\073-\176]+):([^\r\n]*)\r?\n\Z")
+# the email parser also reads a multipart or message/* body's structure from the headers
+# (its defects, is_multipart): such requests get its message
+_STRUCTURED_TYPES = ("multipart/", "message/")
+# the standard library's parse_request this module follows; another Python uses its own
+COPIED_FROM = (3, 11)
 
 
 def read_header_lines(rfile: Any) -> list[bytes]:
@@ -51,18 +57,27 @@ def parse_header_lines(lines: list[bytes]) -> http.client.HTTPMessage:
         text = raw.decode("iso-8859-1")
         match = _PLAIN_HEADER.match(text)
         if match is None or text.startswith("From "):
-            parser = email.parser.Parser(_class=http.client.HTTPMessage)
-            parsed: http.client.HTTPMessage = parser.parsestr(
-                b"".join(lines).decode("iso-8859-1"))
-            return parsed
+            return _email_parsed(lines)
         message.set_raw(match.group(1), match.group(2).lstrip(" \t"))
+    if message.get("Content-Type", "").lstrip().lower().startswith(_STRUCTURED_TYPES):
+        return _email_parsed(lines)
     return message
+
+
+def _email_parsed(lines: list[bytes]) -> http.client.HTTPMessage:
+    """What ``http.client.parse_headers`` makes of the lines (the email parser)."""
+    parser = email.parser.Parser(_class=http.client.HTTPMessage)
+    parsed: http.client.HTTPMessage = parser.parsestr(b"".join(lines).decode("iso-8859-1"))
+    return parsed
 
 
 def parse_request(handler: BaseHTTPRequestHandler) -> bool:
     """``BaseHTTPRequestHandler.parse_request`` (Python 3.11), the headers read by
     ``read_header_lines``/``parse_header_lines``: True if the request may be handled;
-    False once the error answer is sent (or for an empty line)."""
+    False once the error answer is sent (or for an empty line). On a Python other than
+    ``COPIED_FROM`` (a model image's base can bring another), its own parse_request."""
+    if sys.version_info[:2] != COPIED_FROM:
+        return BaseHTTPRequestHandler.parse_request(handler)
     handler.command = None  # type: ignore[assignment]  # as the standard library does
     handler.request_version = version = handler.default_request_version
     handler.close_connection = True
@@ -123,5 +138,7 @@ def parse_request(handler: BaseHTTPRequestHandler) -> bool:
     if (handler.headers.get("Expect", "").lower() == "100-continue"
             and handler.protocol_version >= "HTTP/1.1"
             and handler.request_version >= "HTTP/1.1"):
-        return handler.handle_expect_100()
+        go_on = bool(handler.handle_expect_100())
+        handler.wfile.flush()  # the interim answer must not wait in a write buffer
+        return go_on
     return True
