@@ -21,7 +21,9 @@ KEPT_BUILD_CACHES = 20
 # An untagged image is a build cache manifest a later export of its tag replaced.
 UNTAGGED_KEPT_DAYS = 1
 # Room in the last rule for what it may still count besides model versions (see below):
-# the caches, and the untagged manifests of the last day.
+# the caches, and the untagged manifests of the last day (up to 10 cache exports a day keep
+# 100 model versions under the stricter reading; a busier day keeps fewer until the
+# untagged ones expire)
 UNTAGGED_ROOM = 10
 LAST_RULE_COUNT = KEPT_IMAGES + KEPT_BUILD_CACHES + UNTAGGED_ROOM
 
