@@ -23,12 +23,14 @@ from trainship.cluster.manifests import (
     LB_SCHEME_ANNOTATION,
     LB_SSL_CERT_ANNOTATION,
     LB_SSL_PORTS_ANNOTATION,
+    PRESTOP_SECONDS,
     WorkloadSpec,
     auth_secret,
     canary_deployment,
     render,
     to_yaml,
 )
+from trainship.cluster.podman import podman_manifest
 from trainship.config import ClusterSettings, source_ranges
 from trainship.serving.settings import ServingSettings
 
@@ -155,6 +157,21 @@ def test_restricted_security_and_rollout_settings() -> None:
         "Deployment", "Service", "NetworkPolicy"]
     assert [o["kind"] for o in render(VARIANTS["autoscaled"])][-2:] == [
         "PodDisruptionBudget", "HorizontalPodAutoscaler"]
+
+
+def test_a_terminating_pod_serves_until_the_endpoints_catch_up(tmp_path: Path) -> None:
+    """Endpoint removal and SIGTERM happen at the same time (EKS Best Practices, "Gracefully
+    handle the client requests"): a preStop sleep first, then SIGTERM and the service's
+    30 s drain, all within the grace period; canary pods the same; podman, with no Service
+    to catch up, stops at once."""
+    spec = VARIANTS["replicated"]
+    for manifest in (render(spec)[0], canary_deployment(spec)):
+        pod = manifest["spec"]["template"]["spec"]
+        hook = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+        assert hook == ["sleep", str(PRESTOP_SECONDS)] and PRESTOP_SECONDS >= 10
+        assert pod["terminationGracePeriodSeconds"] >= PRESTOP_SECONDS + 30
+    played = podman_manifest(spec, 18080, tmp_path)["spec"]["template"]["spec"]
+    assert "lifecycle" not in played["containers"][0]
 
 
 def test_manifests_command_prints_what_the_driver_applies(capsys: pytest.CaptureFixture[str]

@@ -194,6 +194,18 @@ def serving_env(spec: WorkloadSpec) -> list[dict[str, str]]:
     return env
 
 
+# Kubernetes takes a terminating pod out of its Service's endpoints and sends it SIGTERM at
+# the same time, with nothing ordering the two: kube-proxy's rules and the load balancer's
+# targets may still send it new connections after the server stopped accepting. A preStop
+# sleep keeps it serving while they catch up ("Configure container lifecycle hooks", AWS
+# Prescriptive Guidance; "Gracefully handle the client requests", Amazon EKS Best
+# Practices Guide); then SIGTERM, and the service drains what is in flight (up to 30 s,
+# trainship.serving.workers). The grace period covers both.
+PRESTOP_SECONDS = 15
+DRAIN_SECONDS = 30
+TERMINATION_GRACE_SECONDS = PRESTOP_SECONDS + DRAIN_SECONDS
+
+
 def deployment(spec: WorkloadSpec) -> dict[str, Any]:
     container = {
         "name": CONTAINER_NAME,
@@ -209,6 +221,7 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
         "startupProbe": _probe("/ping", period=5, failures=60),
         "readinessProbe": _probe("/ping", period=5, failures=3),
         "livenessProbe": _probe("/health", period=10, failures=3),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "securityContext": {
             "runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -237,7 +250,7 @@ def deployment(spec: WorkloadSpec) -> dict[str, Any]:
                     "nodeSelector": {ARCH_LABEL: spec.arch},
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": {
                         "runAsNonRoot": True, "runAsUser": RUN_AS_USER,
                         "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,

@@ -71,6 +71,8 @@ def podman_manifest(spec: WorkloadSpec, host_port: int, auth_dir: Path) -> dict[
     pod = manifest["spec"]["template"]["spec"]
     container = pod["containers"][0]
     container["ports"][0].update(hostPort=host_port, hostIP="127.0.0.1")
+    # no Service, no load balancer to catch up with: podman stops the container at once
+    container.pop("lifecycle", None)
     pod["volumes"] = [{"name": AUTH_VOLUME,
                        "hostPath": {"path": str(auth_dir), "type": "Directory"}}
                       if volume["name"] == AUTH_VOLUME else volume
