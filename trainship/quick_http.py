@@ -3,8 +3,8 @@
 ``http.server.BaseHTTPRequestHandler`` writes a response's head when ``end_headers`` is
 called and its body with a second write, on a socket with Nagle's algorithm on: the second
 segment waits until the first is acknowledged, and a client that has nothing to send
-delays its ACK (40 ms on Linux). A request through the local MLflow gate took about 70 ms
-instead of 10 (set_model_version_tag 160 instead of 20). ``QuickHandler`` buffers the
+delays its ACK (40 ms on Linux). An MLflow call through the local MLflow gate took 70-160
+ms (25-60 ms since; MLflow itself answers in 10-35 ms). ``QuickHandler`` buffers the
 writes (head and body leave in one write when the request is handled: the base class
 flushes ``wfile`` after each request) and turns Nagle off, as the inference service's
 handler does (trainship/serving/http.py, which the image ships alone)."""
