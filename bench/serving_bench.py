@@ -634,8 +634,11 @@ def write_report(out: Path, results: dict[str, dict[str, Load]], coldstart: dict
                   "process start to exit "
                   f"(median of {FLOOR_RUNS}, right after the cold starts): "
                   f"{bounds.floor_s:.2f} s, what trainship's service must do before it may "
-                  f"answer /ping, so {mlflow_cold / bounds.floor_s:.2f} is the best "
-                  "`coldstart_x` it could reach without importing or loading less.", ""]
+                  f"answer /ping, so about {mlflow_cold / bounds.floor_s:.2f} is the best "
+                  "`coldstart_x` it could reach without importing or loading less (about: "
+                  "the floor and each server's cold start are medians of a few timings on a "
+                  "VM whose speed drifts, so a server can come out at the floor or a little "
+                  "under it).", ""]
     lines += ["MLflow serves with 1 worker, as in the issue's measurement; trainship's "
               "service uses its default, one worker process per core. What makes the "
               "difference: no ASGI stack per request, micro-batching of concurrent requests "
