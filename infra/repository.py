@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
 
@@ -60,24 +62,19 @@ def lifecycle_rules() -> list[ecr.LifecycleRule]:
     (``LAST_RULE_COUNT``): at least 100 model versions either way
     (tests/infra/test_aws_review_images.py plays a year of builds both ways).
     """
-    shielded = [ecr.LifecycleRule(
-        tag_status=ecr.TagStatus.TAGGED,
-        tag_pattern_list=[f"{prefix}*"], max_image_count=PINNED_IMAGES_KEPT,
-        description=f"never expire {prefix}* images (serving or rollback target)")
+    rules: list[dict[str, Any]] = [
+        {"tag_status": ecr.TagStatus.TAGGED, "tag_pattern_list": [f"{prefix}*"],
+         "max_image_count": PINNED_IMAGES_KEPT,
+         "description": f"never expire {prefix}* images (serving or rollback target)"}
         for prefix in PINNED_TAG_PREFIXES]
-    shielded.append(ecr.LifecycleRule(
-        tag_status=ecr.TagStatus.TAGGED, tag_pattern_list=[f"{CACHE_TAG_PREFIX}*"],
-        max_image_count=KEPT_BUILD_CACHES,
-        description=f"keep the {KEPT_BUILD_CACHES} most recent build caches"))
-    shielded.append(ecr.LifecycleRule(
-        tag_status=ecr.TagStatus.UNTAGGED, max_image_age=cdk.Duration.days(UNTAGGED_KEPT_DAYS),
-        description="expire replaced build cache manifests (untagged) after a day"))
-    rules = [ecr.LifecycleRule(
-        rule_priority=priority, tag_status=rule.tag_status,
-        tag_pattern_list=rule.tag_pattern_list, max_image_count=rule.max_image_count,
-        max_image_age=rule.max_image_age, description=rule.description)
-        for priority, rule in enumerate(shielded, start=1)]
-    return [*rules, ecr.LifecycleRule(
-        rule_priority=len(rules) + 1, tag_status=ecr.TagStatus.ANY,
-        max_image_count=LAST_RULE_COUNT,
-        description=f"keep at least the last {KEPT_IMAGES} other model images")]
+    rules += [
+        {"tag_status": ecr.TagStatus.TAGGED, "tag_pattern_list": [f"{CACHE_TAG_PREFIX}*"],
+         "max_image_count": KEPT_BUILD_CACHES,
+         "description": f"keep the {KEPT_BUILD_CACHES} most recent build caches"},
+        {"tag_status": ecr.TagStatus.UNTAGGED,
+         "max_image_age": cdk.Duration.days(UNTAGGED_KEPT_DAYS),
+         "description": "expire replaced build cache manifests (untagged) after a day"},
+        {"tag_status": ecr.TagStatus.ANY, "max_image_count": LAST_RULE_COUNT,
+         "description": f"keep at least the last {KEPT_IMAGES} other model images"}]
+    return [ecr.LifecycleRule(rule_priority=priority, **rule)
+            for priority, rule in enumerate(rules, start=1)]

@@ -87,7 +87,7 @@ DEPLOYMENT_TAG = "trainship.deployment_id"
 # model and its rollback target (trainship.image_pins), and BuildKit's registry cache, one
 # per dependency set (trainship/image/docker.py). The repository keeps them mutable and
 # its lifecycle policy treats them apart (infra/repository.py), so no version's tag may
-# start with one of them (``model_name_problem``).
+# start with one of them (``reserved_name_problem``).
 LIVE_TAG_PREFIX = "live-"
 PREVIOUS_TAG_PREFIX = "previous-"
 CACHE_TAG_PREFIX = "buildcache-"

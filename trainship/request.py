@@ -181,14 +181,14 @@ class DeploymentRequest(BaseModel):
     @field_validator("model_name")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        reserved = reserved_name_problem(value) if model_name_problem(value) is None else None
+        problem = model_name_problem(value)
+        reserved = reserved_name_problem(value) if problem is None else None
         if reserved is not None:
             raise ValueError(
                 f"{value!r} cannot be deployed: {reserved}. Choose a name whose serving "
                 "name starts otherwise (e.g. demo_live instead of live_demo); a model "
                 "already deployed under such a name can still be rolled back, listed and "
                 "deleted")
-        problem = model_name_problem(value)
         if problem is not None:
             raise ValueError(
                 f"{value!r} is not a model name: {problem}. A model name is the MLflow "
