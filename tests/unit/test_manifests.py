@@ -169,7 +169,7 @@ def test_a_terminating_pod_serves_until_the_endpoints_catch_up(tmp_path: Path) -
         pod = manifest["spec"]["template"]["spec"]
         hook = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
         assert hook == ["sleep", str(PRESTOP_SECONDS)] and PRESTOP_SECONDS >= 10
-        assert pod["terminationGracePeriodSeconds"] >= PRESTOP_SECONDS + 30
+        assert pod["terminationGracePeriodSeconds"] > PRESTOP_SECONDS + 30  # slack after the drain
     played = podman_manifest(spec, 18080, tmp_path)["spec"]["template"]["spec"]
     assert "lifecycle" not in played["containers"][0]
 

@@ -203,7 +203,8 @@ def serving_env(spec: WorkloadSpec) -> list[dict[str, str]]:
 # trainship.serving.workers). The grace period covers both.
 PRESTOP_SECONDS = 15
 DRAIN_SECONDS = 30
-TERMINATION_GRACE_SECONDS = PRESTOP_SECONDS + DRAIN_SECONDS
+# the countdown starts before the hook: 5 s of slack after a full drain
+TERMINATION_GRACE_SECONDS = PRESTOP_SECONDS + DRAIN_SECONDS + 5
 
 
 def deployment(spec: WorkloadSpec) -> dict[str, Any]:
